@@ -1,0 +1,329 @@
+//! Phase-only correlation (spec §4) on rustfft.
+//!
+//! [`PocEngine`] keeps one [`Plan2d`] per patch shape: FFT plans, the 2-D Hann window and
+//! every buffer a correlation needs. After the first call for a shape, [`PocEngine::poc`]
+//! allocates nothing. Engines are per thread (see [`with_thread_engine`]), so pool workers
+//! never contend on a lock.
+//!
+//! The 2-D transforms run rows first, then columns on a transposed copy; the cross-power
+//! spectrum stays in the transposed layout, so an inverse costs one more transpose.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustfft::num_complex::Complex32;
+use rustfft::{Fft, FftPlanner};
+
+/// Result of one correlation: shift of `b` relative to `a` and the correlation peak.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PocResult {
+    /// Horizontal shift in pixels (positive: `b` is `a` moved right).
+    pub dx: f64,
+    /// Vertical shift in pixels (positive: `b` is `a` moved down).
+    pub dy: f64,
+    /// Peak of the normalised correlation surface (≈ 1 for identical patches).
+    pub peak: f64,
+}
+
+/// A borrowed 8-bit patch: `w`×`h` pixels starting at `data[0]`, rows `stride` apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Patch<'a> {
+    /// Pixel data; the first pixel of the patch is `data[0]`.
+    pub data: &'a [u8],
+    /// Distance between rows, in elements.
+    pub stride: usize,
+    /// Width in pixels.
+    pub w: usize,
+    /// Height in pixels.
+    pub h: usize,
+}
+
+impl<'a> Patch<'a> {
+    /// The sub-rectangle `(x, y, w, h)` of a contiguous `stride`-wide image.
+    pub fn sub(image: &'a [u8], stride: usize, x: usize, y: usize, w: usize, h: usize) -> Self {
+        Self { data: &image[y * stride + x..], stride, w, h }
+    }
+
+    fn row(&self, i: usize) -> &[u8] {
+        &self.data[i * self.stride..i * self.stride + self.w]
+    }
+}
+
+/// The symmetric Hann window of numpy (`0.5 − 0.5·cos(2πk/(n−1))`).
+pub fn hann(n: usize) -> Vec<f64> {
+    if n <= 1 {
+        return vec![1.0; n];
+    }
+    let d = (n - 1) as f64;
+    (0..n).map(|k| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * k as f64 / d).cos()).collect()
+}
+
+/// FFT plans, window and scratch space for one patch shape.
+pub struct Plan2d {
+    h: usize,
+    w: usize,
+    row_fwd: Arc<dyn Fft<f32>>,
+    col_fwd: Arc<dyn Fft<f32>>,
+    row_inv: Arc<dyn Fft<f32>>,
+    col_inv: Arc<dyn Fft<f32>>,
+    window: Vec<f32>,
+    a: Vec<Complex32>,
+    b: Vec<Complex32>,
+    t: Vec<Complex32>,
+    scratch: Vec<Complex32>,
+}
+
+impl Plan2d {
+    fn new(planner: &mut FftPlanner<f32>, h: usize, w: usize) -> Self {
+        let row_fwd = planner.plan_fft_forward(w);
+        let col_fwd = planner.plan_fft_forward(h);
+        let row_inv = planner.plan_fft_inverse(w);
+        let col_inv = planner.plan_fft_inverse(h);
+        let scratch_len = [&row_fwd, &col_fwd, &row_inv, &col_inv]
+            .iter()
+            .map(|p| p.get_inplace_scratch_len())
+            .max()
+            .unwrap_or(0);
+        let (wh, ww) = (hann(h), hann(w));
+        let window = wh.iter().flat_map(|a| ww.iter().map(move |b| (a * b) as f32)).collect();
+        let zero = Complex32::new(0.0, 0.0);
+        Self {
+            h,
+            w,
+            row_fwd,
+            col_fwd,
+            row_inv,
+            col_inv,
+            window,
+            a: vec![zero; h * w],
+            b: vec![zero; h * w],
+            t: vec![zero; h * w],
+            scratch: vec![zero; scratch_len],
+        }
+    }
+
+    /// Mean-removed, windowed patch → spectrum in transposed (column-major) layout in `out`.
+    fn forward(&mut self, p: &Patch<'_>, which: Which) {
+        let (h, w) = (self.h, self.w);
+        let sum: u64 = (0..h).map(|i| p.row(i).iter().map(|&v| u64::from(v)).sum::<u64>()).sum();
+        let mean = sum as f64 / (h * w) as f64;
+        for i in 0..h {
+            let row = p.row(i);
+            for j in 0..w {
+                let v = (f64::from(row[j]) - mean) as f32 * self.window[i * w + j];
+                self.t[i * w + j] = Complex32::new(v, 0.0);
+            }
+        }
+        self.row_fwd.process_with_scratch(&mut self.t, &mut self.scratch);
+        let out = match which {
+            Which::A => &mut self.a,
+            Which::B => &mut self.b,
+        };
+        transpose(&self.t, out, h, w);
+        self.col_fwd.process_with_scratch(out, &mut self.scratch);
+    }
+
+    /// Phase-only correlation of `b` against `a` (same shape as the plan).
+    pub fn correlate(&mut self, a: &Patch<'_>, b: &Patch<'_>) -> PocResult {
+        debug_assert!(a.w == self.w && a.h == self.h && b.w == self.w && b.h == self.h);
+        self.forward(a, Which::A);
+        self.forward(b, Which::B);
+        // Cross-power spectrum R = Fb·conj(Fa) / (|Fb·conj(Fa)| + 1e-9), in place in `b`.
+        for (fb, fa) in self.b.iter_mut().zip(&self.a) {
+            let c = *fb * fa.conj();
+            *fb = c / (c.norm() + 1e-9);
+        }
+        let (h, w) = (self.h, self.w);
+        self.col_inv.process_with_scratch(&mut self.b, &mut self.scratch);
+        transpose(&self.b, &mut self.t, w, h);
+        self.row_inv.process_with_scratch(&mut self.t, &mut self.scratch);
+        let norm = 1.0 / (h * w) as f32;
+        let r = |i: usize, j: usize| f64::from(self.t[i * w + j].re * norm);
+        let (mut pi, mut pj, mut best) = (0, 0, f32::NEG_INFINITY);
+        for (k, c) in self.t.iter().enumerate() {
+            if c.re > best {
+                best = c.re;
+                pi = k / w;
+                pj = k % w;
+            }
+        }
+        let peak = r(pi, pj);
+        let dy_sub = parabola(r((pi + h - 1) % h, pj), peak, r((pi + 1) % h, pj));
+        let dx_sub = parabola(r(pi, (pj + w - 1) % w), peak, r(pi, (pj + 1) % w));
+        PocResult { dx: wrap(pj, w) + dx_sub, dy: wrap(pi, h) + dy_sub, peak }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Which {
+    A,
+    B,
+}
+
+/// Index above n/2 → negative shift.
+fn wrap(i: usize, n: usize) -> f64 {
+    if 2 * i > n {
+        i as f64 - n as f64
+    } else {
+        i as f64
+    }
+}
+
+/// 3-point parabola vertex offset, clamped to ±0.5; 0 when the surface is not a maximum.
+fn parabola(rm: f64, r0: f64, rp: f64) -> f64 {
+    let den = 2.0 * (rm - 2.0 * r0 + rp);
+    if den >= 0.0 {
+        0.0
+    } else {
+        ((rm - rp) / den).clamp(-0.5, 0.5)
+    }
+}
+
+fn transpose(src: &[Complex32], dst: &mut [Complex32], rows: usize, cols: usize) {
+    const B: usize = 16;
+    for i0 in (0..rows).step_by(B) {
+        for j0 in (0..cols).step_by(B) {
+            for i in i0..(i0 + B).min(rows) {
+                for j in j0..(j0 + B).min(cols) {
+                    dst[j * rows + i] = src[i * cols + j];
+                }
+            }
+        }
+    }
+}
+
+/// Plans per patch shape, reused across calls.
+pub struct PocEngine {
+    planner: FftPlanner<f32>,
+    plans: HashMap<(usize, usize), Plan2d>,
+}
+
+impl PocEngine {
+    /// An empty engine; plans are made on first use of each shape.
+    pub fn new() -> Self {
+        Self { planner: FftPlanner::new(), plans: HashMap::new() }
+    }
+
+    /// POC(a, b): the shift of `b` against `a` and the peak. Shapes must match.
+    pub fn poc(&mut self, a: &Patch<'_>, b: &Patch<'_>) -> PocResult {
+        assert!(a.w == b.w && a.h == b.h, "POC needs patches of one shape");
+        let Self { planner, plans } = self;
+        plans.entry((a.h, a.w)).or_insert_with(|| Plan2d::new(planner, a.h, a.w)).correlate(a, b)
+    }
+}
+
+impl Default for PocEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+thread_local! {
+    static ENGINE: RefCell<PocEngine> = RefCell::new(PocEngine::new());
+}
+
+/// Runs `f` with this thread's engine (plans and buffers persist per thread).
+pub fn with_thread_engine<R>(f: impl FnOnce(&mut PocEngine) -> R) -> R {
+    ENGINE.with(|e| f(&mut e.borrow_mut()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A smooth random texture, sampled at (x − sx, y − sy) with bilinear interpolation,
+    /// so sub-pixel shifts are exact up to interpolation error.
+    fn texture(w: usize, h: usize, sx: f64, sy: f64, seed: u64) -> Vec<u8> {
+        // Sum of a few sinusoids with seeded frequencies and phases: band-limited, so shifts
+        // are well defined at sub-pixel scale.
+        let mut s = seed;
+        let mut rnd = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) as f64) / f64::from(1u32 << 31)
+        };
+        let waves: Vec<(f64, f64, f64, f64)> = (0..12)
+            .map(|_| (rnd() * 0.5 - 0.25, rnd() * 0.5 - 0.25, rnd() * 6.28, 10.0 + 10.0 * rnd()))
+            .collect();
+        let mut out = vec![0u8; w * h];
+        for y in 0..h {
+            for x in 0..w {
+                let (xf, yf) = (x as f64 - sx, y as f64 - sy);
+                let v: f64 = waves.iter().map(|(fx, fy, ph, a)| a * (fx * xf + fy * yf + ph).sin()).sum();
+                out[y * w + x] = (128.0 + v).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+        out
+    }
+
+    fn run(w: usize, h: usize, sx: f64, sy: f64) -> PocResult {
+        let a = texture(w, h, 0.0, 0.0, 7);
+        let b = texture(w, h, sx, sy, 7);
+        let mut e = PocEngine::new();
+        e.poc(&Patch::sub(&a, w, 0, 0, w, h), &Patch::sub(&b, w, 0, 0, w, h))
+    }
+
+    #[test]
+    fn identical_patches_peak_at_one() {
+        let r = run(128, 128, 0.0, 0.0);
+        assert!((r.peak - 1.0).abs() < 1e-4, "{r:?}");
+        assert!(r.dx.abs() < 1e-6 && r.dy.abs() < 1e-6, "{r:?}");
+    }
+
+    #[test]
+    fn integer_shifts_are_recovered() {
+        for (sx, sy) in [(3.0, -2.0), (-5.0, 4.0), (0.0, 7.0), (11.0, 0.0)] {
+            let r = run(128, 128, sx, sy);
+            assert!((r.dx - sx).abs() <= 0.05 && (r.dy - sy).abs() <= 0.05, "({sx},{sy}) → {r:?}");
+            assert!(r.peak > 0.5, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn subpixel_shifts_are_recovered() {
+        for (sx, sy) in [(0.3, -0.2), (1.25, 0.4), (-2.4, -0.35), (0.1, 0.45)] {
+            let r = run(128, 128, sx, sy);
+            assert!((r.dx - sx).abs() <= 0.05 && (r.dy - sy).abs() <= 0.05, "({sx},{sy}) → {r:?}");
+        }
+    }
+
+    #[test]
+    fn odd_region_shapes_work() {
+        // Region sizes at 128 include prime sides (e.g. 37, 29, 23).
+        for (w, h) in [(44, 22), (37, 35), (36, 29), (62, 34)] {
+            let r = run(w, h, 1.0, -1.0);
+            assert!((r.dx - 1.0).abs() <= 0.1 && (r.dy + 1.0).abs() <= 0.1, "{w}x{h} → {r:?}");
+        }
+    }
+
+    #[test]
+    fn flat_patches_give_zero_peak() {
+        let a = vec![90u8; 32 * 32];
+        let mut e = PocEngine::new();
+        let p = Patch::sub(&a, 32, 0, 0, 32, 32);
+        let r = e.poc(&p, &p);
+        assert_eq!((r.dx, r.dy, r.peak), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn hann_matches_numpy() {
+        // numpy.hanning(5) == [0, 0.5, 1, 0.5, 0]
+        let w = hann(5);
+        for (a, b) in w.iter().zip([0.0, 0.5, 1.0, 0.5, 0.0]) {
+            assert!((a - b).abs() < 1e-12);
+        }
+        assert_eq!(hann(1), vec![1.0]);
+    }
+
+    #[test]
+    fn parabola_rules() {
+        assert_eq!(parabola(0.5, 1.0, 0.5), 0.0);
+        assert!(parabola(0.2, 1.0, 0.6) > 0.0);
+        assert_eq!(parabola(1.0, 1.0, 1.0), 0.0); // flat: denominator 0
+        assert_eq!(parabola(0.0, 0.1, 5.0), 0.0); // not a maximum
+        assert_eq!(wrap(64, 128), 64.0);
+        assert_eq!(wrap(65, 128), -63.0);
+        assert_eq!(wrap(11, 21), -10.0);
+        assert_eq!(wrap(10, 21), 10.0);
+    }
+}

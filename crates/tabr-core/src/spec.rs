@@ -1,0 +1,217 @@
+//! The `poc-abs` v1 feature contract: parameters, regions, channels and feature names.
+//!
+//! Everything here is data from `spec/poc-abs-v1.md`; the maths lives in [`crate::poc`],
+//! [`crate::stats`], [`crate::face`] and [`crate::extract`]. A model's manifest names this
+//! spec as `{"name": "poc-abs", "version": 1, "params": {...}}`, and [`SpecParams`] is that
+//! `params` object: every field is optional and defaults to the spec's value.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::stats::{N_STATS, STAT_NAMES};
+
+/// Spec name as written in manifests.
+pub const SPEC_NAME: &str = "poc-abs";
+/// Spec version implemented here.
+pub const SPEC_VERSION: u32 = 1;
+
+/// A face region in normalised crop coordinates.
+#[derive(Debug, Clone, Copy)]
+pub struct Region {
+    /// Name used in feature names, e.g. `brow_l`.
+    pub name: &'static str,
+    /// Left edge in [0, 1].
+    pub x0: f64,
+    /// Top edge in [0, 1].
+    pub y0: f64,
+    /// Right edge in [0, 1].
+    pub x1: f64,
+    /// Bottom edge in [0, 1].
+    pub y1: f64,
+}
+
+/// The eight regions, in vector order (spec §3).
+pub const REGIONS: [Region; 8] = [
+    Region { name: "brow_l", x0: 0.12, y0: 0.14, x1: 0.46, y1: 0.30 },
+    Region { name: "brow_r", x0: 0.54, y0: 0.14, x1: 0.88, y1: 0.30 },
+    Region { name: "eye_l", x0: 0.12, y0: 0.28, x1: 0.46, y1: 0.46 },
+    Region { name: "eye_r", x0: 0.54, y0: 0.28, x1: 0.88, y1: 0.46 },
+    Region { name: "nose", x0: 0.36, y0: 0.44, x1: 0.64, y1: 0.66 },
+    Region { name: "cheek_l", x0: 0.06, y0: 0.46, x1: 0.34, y1: 0.72 },
+    Region { name: "cheek_r", x0: 0.66, y0: 0.46, x1: 0.94, y1: 0.72 },
+    Region { name: "mouth", x0: 0.26, y0: 0.66, x1: 0.74, y1: 0.92 },
+];
+
+/// Channels per pair: `abs` and `poc` for each region, then `global.head`, `global.poc`.
+pub const N_CHANNELS: usize = REGIONS.len() * 2 + 2;
+/// Length of the feature vector.
+pub const N_FEATURES: usize = N_CHANNELS * N_STATS;
+
+/// A pixel rectangle, end exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PixelRect {
+    /// First column.
+    pub x: usize,
+    /// First row.
+    pub y: usize,
+    /// Width in pixels.
+    pub w: usize,
+    /// Height in pixels.
+    pub h: usize,
+}
+
+impl Region {
+    /// The pixel rectangle in an `n`×`n` crop: floor of the start, ceil of the end.
+    pub fn pixel_rect(&self, n: usize) -> PixelRect {
+        let nf = n as f64;
+        let x = (self.x0 * nf).floor() as usize;
+        let y = (self.y0 * nf).floor() as usize;
+        let x1 = ((self.x1 * nf).ceil() as usize).min(n);
+        let y1 = ((self.y1 * nf).ceil() as usize).min(n);
+        PixelRect { x, y, w: x1 - x, h: y1 - y }
+    }
+}
+
+/// Channel names in per-pair order.
+pub fn channel_names() -> Vec<String> {
+    let mut names = Vec::with_capacity(N_CHANNELS);
+    for r in &REGIONS {
+        names.push(format!("{}.abs", r.name));
+        names.push(format!("{}.poc", r.name));
+    }
+    names.push("global.head".into());
+    names.push("global.poc".into());
+    names
+}
+
+/// Feature names `{channel}.{stat}`, channel-major (spec §5).
+pub fn feature_names() -> Vec<String> {
+    channel_names()
+        .iter()
+        .flat_map(|c| STAT_NAMES.iter().map(move |s| format!("{c}.{s}")))
+        .collect()
+}
+
+/// The spec's tunable parameters. Defaults are the v1 values; models may override them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpecParams {
+    /// Side of the canonical face crop in pixels.
+    pub roi_size: usize,
+    /// Width the frame is shrunk to for face detection.
+    pub detect_width: usize,
+    /// Longest accepted video, in seconds of decoded frames.
+    pub max_seconds: f64,
+    /// Largest accepted frame, in pixels (width × height).
+    pub max_pixels: u64,
+    /// Minimum fraction of detection tries that must find a face.
+    pub min_face_rate: f64,
+    /// A new detection replaces the box only when IoU(old, new) is below this.
+    pub iou_keep: f64,
+    /// Re-detection period in seconds (`redetect_every = max(1, round(fps × this))`).
+    pub redetect_seconds: f64,
+}
+
+impl Default for SpecParams {
+    fn default() -> Self {
+        Self {
+            roi_size: 128,
+            detect_width: 320,
+            max_seconds: 10.5,
+            max_pixels: 1920 * 1080,
+            min_face_rate: 0.3,
+            iou_keep: 0.85,
+            redetect_seconds: 0.5,
+        }
+    }
+}
+
+impl SpecParams {
+    /// Checks ranges; a model with absurd parameters is refused at load.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str| Err(Error::new(ErrorCode::ModelError, format!("feature spec parameter {what}")));
+        if !(16..=1024).contains(&self.roi_size) {
+            return bad("roi_size must be within 16..=1024");
+        }
+        if !(32..=4096).contains(&self.detect_width) {
+            return bad("detect_width must be within 32..=4096");
+        }
+        if !(self.max_seconds.is_finite() && self.max_seconds > 0.0 && self.max_seconds <= 600.0) {
+            return bad("max_seconds must be within (0, 600]");
+        }
+        if self.max_pixels == 0 || self.max_pixels > 8192 * 8192 {
+            return bad("max_pixels must be within 1..=8192*8192");
+        }
+        if !(0.0..=1.0).contains(&self.min_face_rate) {
+            return bad("min_face_rate must be within [0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.iou_keep) {
+            return bad("iou_keep must be within [0, 1]");
+        }
+        if !(self.redetect_seconds.is_finite() && self.redetect_seconds >= 0.0) {
+            return bad("redetect_seconds must be finite and non-negative");
+        }
+        Ok(())
+    }
+
+    /// The frame budget for a given fps: `ceil(fps × max_seconds)`.
+    pub fn max_frames(&self, fps: f64) -> u64 {
+        (fps * self.max_seconds).ceil() as u64
+    }
+
+    /// Frames between detection tries once a face is found.
+    pub fn redetect_every(&self, fps: f64) -> u64 {
+        (round_half_up(fps * self.redetect_seconds) as u64).max(1)
+    }
+}
+
+/// The spec's rounding: half up, `floor(x + 0.5)`.
+pub fn round_half_up(x: f64) -> f64 {
+    (x + 0.5).floor()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_rects_at_128() {
+        let rects: Vec<_> = REGIONS.iter().map(|r| r.pixel_rect(128)).collect();
+        let expect = [
+            (15, 17, 59, 39),  // brow_l: 15.36, 17.92, 58.88, 38.4
+            (69, 17, 113, 39), // brow_r: 69.12, .., 112.64
+            (15, 35, 59, 59),  // eye_l: 35.84 .. 58.88
+            (69, 35, 113, 59),
+            (46, 56, 82, 85),  // nose: 46.08, 56.32, 81.92, 84.48
+            (7, 58, 44, 93),   // cheek_l: 7.68, 58.88, 43.52, 92.16
+            (84, 58, 121, 93), // cheek_r: 84.48, .., 120.32
+            (33, 84, 95, 118), // mouth: 33.28, 84.48, 94.72, 117.76
+        ];
+        for (r, (x0, y0, x1, y1)) in rects.iter().zip(expect) {
+            assert_eq!((r.x, r.y, r.x + r.w, r.y + r.h), (x0, y0, x1, y1));
+        }
+    }
+
+    #[test]
+    fn names_are_channel_major() {
+        let names = feature_names();
+        assert_eq!(names.len(), 90);
+        assert_eq!(names[0], "brow_l.abs.mean");
+        assert_eq!(names[9], "brow_l.poc.spike");
+        assert_eq!(names[73], "mouth.abs.p95");
+        assert_eq!(names[89], "global.poc.spike");
+    }
+
+    #[test]
+    fn schedule_numbers() {
+        let p = SpecParams::default();
+        assert_eq!(p.redetect_every(25.0), 13);
+        assert_eq!(p.redetect_every(30.0), 15);
+        assert_eq!(p.redetect_every(29.97), 15);
+        assert_eq!(p.redetect_every(1.0), 1);
+        assert_eq!(p.max_frames(30.0), 315);
+        assert_eq!(p.max_frames(29.97), 315);
+        assert_eq!(round_half_up(2.5), 3.0);
+        assert_eq!(round_half_up(-2.5), -2.0);
+    }
+}
