@@ -15,6 +15,7 @@ pub mod face;
 pub mod poc;
 pub mod spec;
 pub mod stats;
+pub mod synth;
 pub mod video;
 
 pub use error::{Error, ErrorCode, Result};
