@@ -165,6 +165,9 @@ impl Extractor {
 
     /// Extracts the features of a video file.
     pub fn extract_path(&self, path: &Path, cancel: &CancelFlag) -> Result<Features> {
+        if cancel.is_cancelled() {
+            return Err(Error::aborted());
+        }
         let t0 = Instant::now();
         let mut decoder = Decoder::open(path, &self.params)?;
         let mut cc = self.detector.checkout()?;
@@ -177,6 +180,9 @@ impl Extractor {
     /// (mode 0600) that is removed in every outcome, unwinding panics included.
     pub fn extract_bytes(&self, bytes: &[u8], cancel: &CancelFlag) -> Result<Features> {
         use std::io::Write;
+        if cancel.is_cancelled() {
+            return Err(Error::aborted());
+        }
         let mut tmp = tempfile::Builder::new()
             .prefix("tabr-upload-")
             .tempfile()

@@ -110,11 +110,14 @@ pub fn render_frame(spec: &ClipSpec, t: u32, background: &Mat) -> opencv::Result
     let cy = f64::from(spec.height) / 2.0 + spec.drift.1 * secs;
     let fh = f64::from(spec.height) * spec.face_scale; // face height
     let u = fh / 260.0; // drawing unit: the face was designed 260 px tall
+    if spec.face_scale <= 0.0 {
+        return Ok(img);
+    }
     let mv = |p: Part| spec.movement.filter(|m| m.part == p).map_or(0.0, |m| bump(&m, t));
     let ell = |img: &mut Mat, x: f64, y: f64, a: f64, b: f64, c: f64| {
         imgproc::ellipse(img, pt(x, y), sz(a, b), 0.0, 0.0, 360.0, gray(c), -1, LINE_AA, SHIFT)
     };
-    // Head and hair line.
+    // Head and hair line. (A clip with face_scale 0 is the bare background.)
     ell(&mut img, cx, cy, 100.0 * u, 130.0 * u, 185.0)?;
     ell(&mut img, cx, cy - 118.0 * u, 80.0 * u, 22.0 * u, 70.0)?;
     // Brows (raise = move up), eyes (narrow = flatter ellipse), nose, mouth (open = move down).

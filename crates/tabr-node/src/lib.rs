@@ -1,1 +1,251 @@
+//! Node binding of `tabr-core` (`@org/tabr-native`): type conversion and async glue only.
+//!
+//! Every heavy call is a napi [`Task`] run on libuv's thread pool, never on the event loop.
+//! An `AbortSignal` cancels a queued task outright and stops a running one at its next frame
+//! through the core's [`CancelFlag`]. Failures reject with an `Error` whose `code` is the
+//! core's stable code (`invalid_video`, `no_face`, …); see [`reject_with_code`].
+#![deny(missing_docs)]
 
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use tabr_core::face::FaceDetector;
+use tabr_core::{CancelFlag, Extractor, Features, SpecParams};
+
+/// Options of `extractFeatures`.
+#[napi(object)]
+#[derive(Default)]
+pub struct ExtractOptions {
+    /// Path of a Haar cascade XML to use instead of the built-in frontal face cascade
+    /// (a model's own face assets).
+    pub cascade: Option<String>,
+    /// Longest accepted video in seconds of decoded frames (spec default 10.5).
+    pub max_seconds: Option<f64>,
+    /// Largest accepted frame in pixels, width × height (spec default 1920 × 1080).
+    pub max_pixels: Option<f64>,
+}
+
+/// Per-stage wall time in milliseconds (`flow` and `poc` are summed over pool workers).
+#[napi(object)]
+pub struct StageTimings {
+    /// Reading and gray conversion.
+    pub decode: f64,
+    /// Face detection and crops.
+    pub face: f64,
+    /// Farnebäck flow.
+    pub flow: f64,
+    /// POC and channel maths.
+    pub poc: f64,
+    /// Whole extraction.
+    pub total: f64,
+}
+
+/// A face box in force from `frame` on.
+#[napi(object)]
+pub struct FaceBoxChange {
+    /// First frame the box applies to.
+    pub frame: u32,
+    /// Left edge, full-resolution pixels.
+    pub x: i32,
+    /// Top edge.
+    pub y: i32,
+    /// Side length.
+    pub side: i32,
+}
+
+/// What the extractor saw.
+#[napi(object)]
+pub struct ExtractMeta {
+    /// Frames decoded.
+    pub frames: u32,
+    /// Frame pairs used (from the first face on).
+    pub pairs: u32,
+    /// Frames per second.
+    pub fps: f64,
+    /// Frame width after rotation.
+    pub width: u32,
+    /// Frame height after rotation.
+    pub height: u32,
+    /// Duration in seconds (`frames / fps`).
+    pub duration_s: f64,
+    /// Face detection tries.
+    pub detect_tries: u32,
+    /// Tries that found a face.
+    pub detect_hits: u32,
+    /// Times the face box was replaced.
+    pub box_changes: u32,
+    /// Every face box in force.
+    pub boxes: Vec<FaceBoxChange>,
+    /// Per-stage milliseconds.
+    pub timings_ms: StageTimings,
+}
+
+/// The POC-ABS v1 feature vector of one video.
+#[napi(object)]
+pub struct ExtractResult {
+    /// 90 values, channel-major (`names[i]` names `values[i]`).
+    pub values: Float32Array,
+    /// Feature names, e.g. `mouth.abs.p95`.
+    pub names: Vec<String>,
+    /// What the extractor saw.
+    pub meta: ExtractMeta,
+}
+
+enum Input {
+    Path(String),
+    Bytes(Vec<u8>),
+}
+
+/// The extraction task: owns its inputs; `compute` runs off the event loop.
+pub struct ExtractTask {
+    input: Input,
+    extractor: Extractor,
+    cancel: CancelFlag,
+    error: Option<tabr_core::Error>,
+}
+
+impl Task for ExtractTask {
+    type Output = Features;
+    type JsValue = ExtractResult;
+
+    fn compute(&mut self) -> Result<Features> {
+        let (ex, cancel) = (&self.extractor, &self.cancel);
+        let input = &self.input;
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match input {
+            Input::Path(p) => ex.extract_path(std::path::Path::new(p), cancel),
+            Input::Bytes(b) => ex.extract_bytes(b, cancel),
+        }))
+        .unwrap_or_else(|_| Err(tabr_core::Error::new(tabr_core::ErrorCode::Internal, "the extraction panicked")));
+        out.map_err(|e| {
+            let reason = e.message().to_string();
+            self.error = Some(e);
+            Error::from_reason(reason)
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, f: Features) -> Result<ExtractResult> {
+        Ok(to_js(f))
+    }
+
+    fn reject(&mut self, env: Env, err: Error) -> Result<ExtractResult> {
+        match self.error.take() {
+            Some(e) => Err(reject_with_code(&env, e.code().as_str(), e.message())),
+            None => Err(err),
+        }
+    }
+}
+
+fn to_js(f: Features) -> ExtractResult {
+    let m = f.meta;
+    let t = m.timings_ms;
+    ExtractResult {
+        values: Float32Array::new(f.values),
+        names: tabr_core::feature_names(),
+        meta: ExtractMeta {
+            frames: m.frames as u32,
+            pairs: m.pairs as u32,
+            fps: m.fps,
+            width: m.width,
+            height: m.height,
+            duration_s: m.duration_s,
+            detect_tries: m.detect_tries as u32,
+            detect_hits: m.detect_hits as u32,
+            box_changes: m.box_changes as u32,
+            boxes: m
+                .boxes
+                .iter()
+                .map(|b| FaceBoxChange { frame: b.frame as u32, x: b.face.x, y: b.face.y, side: b.face.side })
+                .collect(),
+            timings_ms: StageTimings { decode: t.decode, face: t.face, flow: t.flow, poc: t.poc, total: t.total },
+        },
+    }
+}
+
+/// The one place core errors become JS errors: an `Error` with `code` set to the stable code.
+fn reject_with_code(env: &Env, code: &str, message: &str) -> Error {
+    let make = || -> Result<Error> {
+        let mut obj = env.create_error(Error::from_reason(message.to_string()))?;
+        obj.set_named_property("code", code)?;
+        Ok(Error::from(obj.to_unknown()))
+    };
+    make().unwrap_or_else(|e| e)
+}
+
+fn build_extractor(options: &ExtractOptions) -> Result<Extractor> {
+    let detector = match &options.cascade {
+        Some(p) => FaceDetector::from_file(std::path::Path::new(p)).map(Arc::new),
+        None => FaceDetector::builtin(),
+    };
+    let detector = detector.map_err(|e| Error::new(Status::InvalidArg, e.message()))?;
+    let mut params = SpecParams::default();
+    if let Some(s) = options.max_seconds {
+        params.max_seconds = s;
+    }
+    if let Some(p) = options.max_pixels {
+        params.max_pixels = p as u64;
+    }
+    params.validate().map_err(|e| Error::new(Status::InvalidArg, e.message()))?;
+    Ok(Extractor::with(detector, params))
+}
+
+/// Extracts the POC-ABS v1 features of one video, off the event loop.
+///
+/// `input` is a file path or the video's bytes (written to a private temp file that is
+/// removed in every outcome). Rejects with an `Error` whose `code` is one of
+/// `invalid_video`, `video_too_long`, `video_too_short`, `frame_too_large`, `no_face`,
+/// `aborted` or `internal`.
+#[napi(
+    ts_args_type = "input: string | Buffer, options?: ExtractOptions | undefined | null, signal?: AbortSignal | undefined | null",
+    ts_return_type = "Promise<ExtractResult>"
+)]
+pub fn extract_features(
+    env: Env,
+    input: Either<String, Buffer>,
+    options: Option<ExtractOptions>,
+    signal: Option<Object<'_>>,
+) -> Result<AsyncTask<ExtractTask>> {
+    let extractor = build_extractor(&options.unwrap_or_default())?;
+    let cancel = CancelFlag::new();
+    let signal = match signal {
+        Some(s) if s.get_named_property::<bool>("aborted").unwrap_or(false) => {
+            // napi's AbortSignal only hears future aborts: an already aborted one rejects
+            // the task before any work, as `fetch` and Node's own APIs do.
+            cancel.cancel();
+            None
+        }
+        Some(s) => Some(abort_signal(&env, s)?),
+        None => None,
+    };
+    let input = match input {
+        Either::A(path) => Input::Path(path),
+        Either::B(buf) => Input::Bytes(buf.to_vec()),
+    };
+    if let Some(s) = &signal {
+        let c = cancel.clone();
+        s.on_abort(move || c.cancel());
+    }
+    let task = ExtractTask { input, extractor, cancel, error: None };
+    Ok(AsyncTask::with_optional_signal(task, signal))
+}
+
+/// The napi `AbortSignal` of a JS `AbortSignal` object.
+fn abort_signal(env: &Env, obj: Object<'_>) -> Result<AbortSignal> {
+    // SAFETY: `obj` is a live JS value of this env, on the JS thread, as from_napi_value needs.
+    #[allow(unsafe_code)]
+    unsafe {
+        AbortSignal::from_napi_value(env.raw(), obj.raw())
+    }
+}
+
+/// Names of the 90 features, in vector order.
+#[napi]
+pub fn feature_names() -> Vec<String> {
+    tabr_core::feature_names()
+}
+
+/// The stable error codes a rejection's `code` can take.
+#[napi]
+pub fn error_codes() -> Vec<&'static str> {
+    tabr_core::ErrorCode::ALL.iter().map(|c| c.as_str()).collect()
+}

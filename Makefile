@@ -1,0 +1,65 @@
+# tabr-serve: one entry point for setup, build, test and benchmarks.
+#   make test   installs what is missing, builds everything and runs every test
+#   make bench  prints the benchmark tables
+#   make run    starts the service on the demo model (arrives with the HTTP service)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# The cargo target dir lives outside the clone so fresh clones rebuild incrementally.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/tabr-serve/target
+export TABR_BIN_DIR ?= $(CARGO_TARGET_DIR)/release
+PNPM_VERSION := 9.15.9
+APT_PACKAGES := libopencv-dev clang libclang-dev opencv-data pkg-config ffmpeg
+
+.PHONY: help deps apt pnpm node-modules build test test-rust test-node bench run serve clean
+
+help:
+	@echo "make deps   install apt packages, pnpm and node modules (what is missing)"
+	@echo "make build  build the Rust core, CLIs and the Node addon"
+	@echo "make test   deps + build + every test (Rust and Node)"
+	@echo "make bench  benchmark tables (medians and ratios, never pass/fail)"
+	@echo "make run    start the service on the demo model"
+
+deps: apt pnpm node-modules
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing apt packages: $$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first"; exit 1; }
+	@command -v node >/dev/null || { echo "node not found: install Node.js 20 first"; exit 1; }
+
+pnpm:
+	@command -v pnpm >/dev/null || npm install -g pnpm@$(PNPM_VERSION)
+
+node-modules: pnpm
+	pnpm install --frozen-lockfile
+
+build: deps
+	cargo build --release -p tabr-core --bins
+	pnpm --filter @org/tabr-native run build
+
+test: build test-rust test-node
+
+test-rust:
+	cargo test --release --workspace
+
+test-node:
+	pnpm -r run test
+
+bench: build
+	cargo run --release -p tabr-bench
+
+run serve:
+	@echo "make $@: the HTTP service is not there yet (it arrives with packages/server);"
+	@echo "for now: make build, then use tabr-features ($(TABR_BIN_DIR)/tabr-features) or @org/tabr-native."
+	@exit 2
+
+clean:
+	cargo clean
+	rm -rf node_modules packages/*/node_modules packages/tabr-native/*.node

@@ -1,0 +1,213 @@
+//! `make bench`: extraction benchmarks, printed as tables of medians and ratios.
+//!
+//! Per clip: wall time (median of ≥ 5 runs), CPU seconds per clip, frames/s, the floor
+//! measured in the same run — (single-thread decode to gray + single-thread Farnebäck over
+//! every consecutive crop pair) / cores, taken in a child pinned to one core with `taskset` —
+//! the ratio wall / floor, peak RSS of one extraction in a fresh child process, and the
+//! throughput with 4 clips at once against one at a time. Nothing here fails a build.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use opencv::core::{Mat, Size};
+use opencv::{imgproc, video};
+use tabr_core::synth::{write_clip, ClipSpec, Movement, Part};
+use tabr_core::video::Decoder;
+use tabr_core::{CancelFlag, Extractor, SpecParams};
+
+const RUNS: usize = 7;
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
+}
+
+/// User + system CPU seconds of this process so far, from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // Fields after the command: state(skipped, not numeric) ppid pgrp session tty tpgid flags
+    // minflt cminflt majflt cmajflt utime stime → utime, stime are the 12th and 13th numbers.
+    let ticks = 100.0; // USER_HZ on Linux
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / ticks
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Child mode: single-thread decode + Farnebäck over the extraction's own crops, printed as
+/// "decode_s flow_s".
+fn floor_child(clip: &Path) {
+    let _ = opencv::core::set_num_threads(1);
+    let ex = Extractor::new().expect("extractor");
+    let f = ex.extract_path(clip, &CancelFlag::new()).expect("clip has features");
+    let mut dec = Decoder::open(clip, &SpecParams::default()).expect("open");
+    let mut frames = Vec::new();
+    let mut gray = Mat::default();
+    let t = Instant::now();
+    while dec.next_gray(&mut gray).expect("decode") {
+        frames.push(gray.clone());
+    }
+    let decode_s = t.elapsed().as_secs_f64();
+    // The crops the extractor used: boxes from the metadata, area-resized to the ROI size.
+    let n = SpecParams::default().roi_size as i32;
+    let box_at = |i: u64| f.meta.boxes.iter().rev().find(|b| b.frame <= i).map(|b| b.face);
+    let crop = |m: &Mat, b: tabr_core::face::FaceBox| {
+        let roi = Mat::roi(m, b.rect()).expect("roi");
+        let mut out = Mat::default();
+        imgproc::resize(&roi, &mut out, Size::new(n, n), 0.0, 0.0, imgproc::INTER_AREA).expect("resize");
+        out
+    };
+    let pairs: Vec<(Mat, Mat)> = (1..frames.len() as u64)
+        .filter_map(|i| box_at(i).filter(|_| i > f.meta.boxes[0].frame).map(|b| (crop(&frames[i as usize - 1], b), crop(&frames[i as usize], b))))
+        .collect();
+    let mut flow = Mat::default();
+    let t = Instant::now();
+    for (a, b) in &pairs {
+        video::calc_optical_flow_farneback(a, b, &mut flow, 0.5, 3, 15, 3, 5, 1.2, 0).expect("flow");
+    }
+    println!("{decode_s} {}", t.elapsed().as_secs_f64());
+}
+
+/// Child mode: one extraction, then the peak RSS in MB.
+fn rss_child(clip: &Path) {
+    let ex = Extractor::new().expect("extractor");
+    ex.extract_path(clip, &CancelFlag::new()).expect("features");
+    println!("{}", peak_rss_mb());
+}
+
+fn run_child(pin: bool, mode: &str, clip: &Path) -> Vec<f64> {
+    let exe = std::env::current_exe().expect("exe");
+    let mut cmd = if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    let out = cmd.arg(mode).arg(clip).output().expect("child runs");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|x| x.parse().ok()).collect()
+}
+
+struct Row {
+    name: String,
+    frames: u64,
+    wall: f64,
+    cpu: f64,
+    floor: f64,
+    rss: f64,
+    seq_cps: f64,
+    conc_cps: f64,
+}
+
+fn bench_clip(name: &str, clip: &Path, cores: usize) -> Row {
+    let ex = Extractor::new().expect("extractor");
+    let warm = ex.extract_path(clip, &CancelFlag::new()).expect("features");
+    let (mut walls, mut cpus) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let (c0, t0) = (cpu_seconds(), Instant::now());
+        ex.extract_path(clip, &CancelFlag::new()).expect("features");
+        walls.push(t0.elapsed().as_secs_f64());
+        cpus.push(cpu_seconds() - c0);
+    }
+    let floors: Vec<f64> = (0..3)
+        .map(|_| run_child(true, "--floor", clip).iter().sum::<f64>() / cores as f64)
+        .collect();
+    let rss = run_child(false, "--rss", clip).first().copied().unwrap_or(f64::NAN);
+    // Throughput: 8 clips, one at a time vs 4 at once (sharing the one pair pool).
+    let t = Instant::now();
+    for _ in 0..8 {
+        ex.extract_path(clip, &CancelFlag::new()).expect("features");
+    }
+    let seq_cps = 8.0 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..2 {
+                    ex.extract_path(clip, &CancelFlag::new()).expect("features");
+                }
+            });
+        }
+    });
+    let conc_cps = 8.0 / t.elapsed().as_secs_f64();
+    Row {
+        name: name.into(),
+        frames: warm.meta.frames,
+        wall: median(walls),
+        cpu: median(cpus),
+        floor: median(floors),
+        rss,
+        seq_cps,
+        conc_cps,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("--floor") => return floor_child(Path::new(&args[2])),
+        Some("--rss") => return rss_child(Path::new(&args[2])),
+        _ => {}
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let synth = |secs: u32| -> PathBuf {
+        let p = tmp.path().join(format!("synthetic_{secs}s.mkv"));
+        let spec = ClipSpec {
+            frames: secs * 30,
+            seed: 11,
+            noise: 0.5,
+            drift: (3.0, 1.0),
+            movement: Some(Movement { part: Part::Mouth, start: 40, len: 6, amplitude: 0.6 }),
+            ..ClipSpec::default()
+        };
+        write_clip(&p, &spec).expect("synthetic clip");
+        p
+    };
+    let mut clips: Vec<(String, PathBuf)> = Vec::new();
+    let d18 = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4");
+    if d18.is_file() {
+        clips.push(("d18 480×480 30fps 7.2s".into(), d18));
+    } else {
+        eprintln!("SKIPPED d18: ../shared/fixtures not found");
+    }
+    clips.push(("synthetic 640×480 30fps 10s".into(), synth(10)));
+    let short = synth(3);
+
+    println!("\n## Extraction (cores: {cores}, {RUNS} runs, medians)\n");
+    println!("| clip | frames | wall s | CPU s | frames/s | floor s | wall/floor | peak RSS MB | clips/s seq | clips/s ×4 | ×4 / seq |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (name, clip) in &clips {
+        let r = bench_clip(name, clip, cores);
+        println!(
+            "| {} | {} | {:.3} | {:.3} | {:.0} | {:.3} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            r.name,
+            r.frames,
+            r.wall,
+            r.cpu,
+            r.frames as f64 / r.wall,
+            r.floor,
+            r.wall / r.floor,
+            r.rss,
+            r.seq_cps,
+            r.conc_cps,
+            r.conc_cps / r.seq_cps
+        );
+    }
+    let rss_short = run_child(false, "--rss", &short).first().copied().unwrap_or(f64::NAN);
+    let rss_long = run_child(false, "--rss", &clips.last().expect("clip").1).first().copied().unwrap_or(f64::NAN);
+    println!("\n## Peak RSS against clip length (synthetic 640×480)\n");
+    println!("| 3 s | 10 s | ratio |\n|---|---|---|\n| {rss_short:.0} MB | {rss_long:.0} MB | {:.2} |", rss_long / rss_short);
+    println!("\nfloor = (single-thread decode to gray + single-thread Farnebäck over the crop pairs) / cores, pinned to one core with taskset.");
+}

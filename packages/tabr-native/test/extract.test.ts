@@ -1,0 +1,104 @@
+// The public entry of @org/tabr-native, exercised as a user would: real addon, real clips.
+import { readFileSync } from 'node:fs'
+import { describe, expect, inject, it } from 'vitest'
+import { errorCodes, extractFeatures, featureNames } from '../index.js'
+
+const clips = inject('clips')
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p
+  } catch (e) {
+    return (e as { code?: string }).code ?? `no code: ${String(e)}`
+  }
+  return 'resolved'
+}
+
+describe('extractFeatures', () => {
+  it('returns 90 named float32 values and the metadata', async () => {
+    const r = await extractFeatures(clips.face)
+    expect(r.values).toBeInstanceOf(Float32Array)
+    expect(r.values.length).toBe(90)
+    expect(r.names).toEqual(featureNames())
+    expect(r.names[73]).toBe('mouth.abs.p95')
+    expect(r.values.every(Number.isFinite)).toBe(true)
+    expect(r.meta).toMatchObject({ frames: 90, pairs: 89, fps: 30, width: 640, height: 480 })
+    expect(r.meta.detectHits).toBe(r.meta.detectTries)
+    expect(r.meta.boxes.length).toBeGreaterThanOrEqual(1)
+    expect(r.meta.timingsMs.total).toBeGreaterThan(0)
+  })
+
+  it('keeps the event loop ticking during an extraction', async () => {
+    let ticks = 0
+    let last = performance.now()
+    let maxGap = 0
+    const timer = setInterval(() => {
+      const now = performance.now()
+      maxGap = Math.max(maxGap, now - last)
+      last = now
+      ticks++
+    }, 5)
+    const started = performance.now()
+    await extractFeatures(clips.long)
+    const elapsed = performance.now() - started
+    clearInterval(timer)
+    // The extraction takes hundreds of ms; a blocked loop would tick once at the end.
+    expect(elapsed).toBeGreaterThan(50)
+    expect(ticks).toBeGreaterThan(elapsed / 5 / 4)
+    expect(maxGap).toBeLessThan(Math.max(100, elapsed / 2))
+  })
+
+  it('rejects with stable codes', async () => {
+    expect(errorCodes()).toEqual(expect.arrayContaining(['invalid_video', 'video_too_long', 'video_too_short', 'frame_too_large', 'no_face']))
+    expect(await codeOf(extractFeatures(Buffer.from('not a video at all')))).toBe('invalid_video')
+    expect(await codeOf(extractFeatures('/nonexistent/clip.mp4'))).toBe('invalid_video')
+    expect(await codeOf(extractFeatures(clips.noFace))).toBe('no_face')
+    expect(await codeOf(extractFeatures(clips.oneFrame))).toBe('video_too_short')
+    expect(await codeOf(extractFeatures(clips.face, { maxSeconds: 1 }))).toBe('video_too_long')
+    expect(await codeOf(extractFeatures(clips.face, { maxPixels: 320 * 240 }))).toBe('frame_too_large')
+  })
+
+  it('names no path in messages', async () => {
+    const err = await extractFeatures('/secret/place/clip.mp4').catch((e: Error) => e)
+    expect(err).toBeInstanceOf(Error)
+    expect((err as Error).message).not.toContain('/secret')
+  })
+
+  it('accepts a Buffer and gives the same numbers as the path', async () => {
+    const [fromPath, fromBuffer] = await Promise.all([
+      extractFeatures(clips.face),
+      extractFeatures(readFileSync(clips.face)),
+    ])
+    expect(Array.from(fromBuffer.values)).toEqual(Array.from(fromPath.values))
+  })
+
+  it('gives the same results for 8 concurrent calls as for sequential ones', async () => {
+    const inputs = [clips.face, clips.long]
+    const sequential = []
+    for (const c of inputs) sequential.push(Array.from((await extractFeatures(c)).values))
+    const concurrent = await Promise.all(Array.from({ length: 8 }, (_, i) => extractFeatures(inputs[i % 2])))
+    concurrent.forEach((r, i) => expect(Array.from(r.values)).toEqual(sequential[i % 2]))
+  })
+
+  it('stops a running extraction when aborted', async () => {
+    const ac = new AbortController()
+    const started = performance.now()
+    const p = extractFeatures(clips.long, undefined, ac.signal)
+    setTimeout(() => ac.abort(), 30)
+    const err = (await p.catch((e: unknown) => e)) as { code?: string; name?: string }
+    expect(err.code === 'aborted' || err.name === 'AbortError').toBe(true)
+    const full = await (async () => {
+      const t = performance.now()
+      await extractFeatures(clips.long)
+      return performance.now() - t
+    })()
+    expect(performance.now() - started - full).toBeLessThan(full)
+  })
+
+  it('rejects at once with an already aborted signal', async () => {
+    const ac = new AbortController()
+    ac.abort()
+    const err = (await extractFeatures(clips.face, undefined, ac.signal).catch((e: unknown) => e)) as { code?: string; name?: string }
+    expect(err.code === 'aborted' || err.name === 'AbortError').toBe(true)
+  })
+})
