@@ -30,9 +30,9 @@ fn cpu_seconds() -> f64 {
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<f64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
     // Fields after the command: state(skipped, not numeric) ppid pgrp session tty tpgid flags
-    // minflt cminflt majflt cmajflt utime stime → utime, stime are the 12th and 13th numbers.
+    // minflt cminflt majflt cmajflt utime stime → utime, stime are the 11th and 12th numbers.
     let ticks = 100.0; // USER_HZ on Linux
-    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / ticks
+    (f.get(10).copied().unwrap_or(0.0) + f.get(11).copied().unwrap_or(0.0)) / ticks
 }
 
 fn peak_rss_mb() -> f64 {

@@ -1,12 +1,19 @@
 //! The streaming POC-ABS v1 extractor (spec §1–§7).
 //!
-//! One thread (the caller's) decodes, converts to gray, runs the face-box schedule and cuts
-//! the canonical crops. Every frame pair then becomes a job on one process-wide pool (see
-//! [`pool`]), which runs Farnebäck, the POCs and the 18 channels. Only the previous gray
-//! frame, the previous crop and a bounded number of in-flight pairs are ever held, so memory
-//! does not grow with clip length. Concurrent extractions share the pool and so never run
-//! more pair work than there are cores.
+//! The caller's thread decodes and converts to gray. Until the first face it also tries every
+//! frame for a face, in order (where the schedule starts depends on each answer). From then
+//! on the scheduled re-detections run on one process-wide pool (see [`pool`]) while decoding
+//! goes on; frames wait in order for their box, then their crops are cut and each frame pair
+//! becomes a pool job that runs Farnebäck, the POCs and the 18 channels. At most two
+//! re-detection periods of frames and a few pairs per core are in flight, so memory does not
+//! grow with clip length. Concurrent extractions share the pool and so never run more work
+//! than there are cores.
+//!
+//! A video with no face yet stops being searched once even a face on every later try could
+//! not reach `min_face_rate` within the length limit; decoding still runs to the end, so
+//! `video_too_long` keeps precedence over `no_face` as in the spec.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -203,104 +210,30 @@ impl Extractor {
     ) -> Result<Features> {
         let p = &self.params;
         let fps = decoder.fps();
-        let redetect = p.redetect_every(fps);
-        let n = p.roi_size;
-        let rects: Arc<[PixelRect; 8]> = Arc::new(REGIONS.map(|r| r.pixel_rect(n)));
-        let pool = pool();
-        let max_in_flight = pool.current_num_threads() * 4;
-        let (tx, rx) = crossbeam_channel::unbounded::<PairOut>();
-
-        let mut gray = Mat::default();
-        let mut prev_gray = Mat::default();
+        let mut pl = Pipeline::new(self, Schedule::new(p, fps, p.max_frames(fps)));
         let mut scratch = DetectScratch::default();
-        let mut current: Option<FaceBox> = None;
-        let mut first_face: Option<u64> = None;
-        let mut prev_crop: Option<Arc<Crop>> = None;
-        let (mut tries, mut hits) = (0u64, 0u64);
-        let mut boxes: Vec<BoxChange> = Vec::new();
-        let mut timings = StageTimings::default();
-        let mut series: Vec<[f64; N_CHANNELS]> = Vec::new();
-        let (mut submitted, mut received) = (0usize, 0usize);
-        let collect = |out: PairOut, series: &mut Vec<[f64; N_CHANNELS]>, timings: &mut StageTimings| -> Result<()> {
-            timings.flow += out.flow_ns as f64 / 1e6;
-            timings.poc += out.poc_ns as f64 / 1e6;
-            let ch = out.channels?;
-            if series.len() <= out.index {
-                series.resize(out.index + 1, [f64::NAN; N_CHANNELS]);
-            }
-            series[out.index] = ch;
-            Ok(())
-        };
         let (mut width, mut height) = (0u32, 0u32);
-
         loop {
             if cancel.is_cancelled() {
                 return Err(Error::aborted());
             }
             let td = Instant::now();
-            std::mem::swap(&mut gray, &mut prev_gray);
+            let mut gray = Mat::default();
             if !decoder.next_gray(&mut gray)? {
-                std::mem::swap(&mut gray, &mut prev_gray);
                 break;
             }
             let idx = decoder.frames() - 1;
             if idx == 0 {
-                width = gray.cols() as u32;
-                height = gray.rows() as u32;
-            } else if gray.cols() as u32 != width || gray.rows() as u32 != height {
+                (width, height) = (gray.cols() as u32, gray.rows() as u32);
+            } else if (gray.cols() as u32, gray.rows() as u32) != (width, height) {
                 return Err(Error::invalid_video("the frame size changes within the video"));
             }
             let tf = Instant::now();
-            timings.decode += ms(td, tf);
-
-            let try_now = first_face.is_none_or(|f0| (idx - f0) % redetect == 0);
-            let mut changed = false;
-            if try_now {
-                tries += 1;
-                let found = face::detect(cc, &gray, p, &mut scratch)
-                    .map_err(|_| Error::internal("face detection failed"))?;
-                if let Some(b) = found {
-                    hits += 1;
-                    let replace = current.is_none_or(|old| old.iou(&b) < p.iou_keep);
-                    if replace {
-                        if current.is_none() {
-                            first_face = Some(idx);
-                        }
-                        changed = current.is_some();
-                        current = Some(b);
-                        boxes.push(BoxChange { frame: idx, face: b });
-                    }
-                }
-            }
-            if let Some(b) = current {
-                let cur = Arc::new(crop(&gray, b, n)?);
-                if first_face.is_some_and(|f0| idx > f0) {
-                    let prev = match (&prev_crop, changed) {
-                        (Some(pc), false) => pc.clone(),
-                        _ => Arc::new(crop(&prev_gray, b, n)?),
-                    };
-                    let index = (idx - first_face.unwrap_or(0) - 1) as usize;
-                    let (a, bb, rects, tx) = (prev, cur.clone(), rects.clone(), tx.clone());
-                    pool.spawn(move || {
-                        let out = pair_job(index, &a, &bb, &rects);
-                        let _ = tx.send(out);
-                    });
-                    submitted += 1;
-                }
-                prev_crop = Some(cur);
-            }
-            timings.face += ms(tf, Instant::now());
-
-            while let Ok(out) = rx.try_recv() {
-                received += 1;
-                collect(out, &mut series, &mut timings)?;
-            }
-            while submitted - received >= max_in_flight {
-                received += 1;
-                collect(recv(&rx)?, &mut series, &mut timings)?;
-            }
+            pl.timings.decode += ms(td, tf);
+            pl.on_frame(idx, Arc::new(gray), cc, &mut scratch)?;
+            pl.timings.face += ms(tf, Instant::now());
+            pl.pump(false)?;
         }
-        drop(tx);
         let frames = decoder.frames();
         if frames == 0 {
             return Err(Error::invalid_video("the video has no decodable frames"));
@@ -308,53 +241,285 @@ impl Extractor {
         if frames < 2 {
             return Err(Error::new(ErrorCode::VideoTooShort, "the video has fewer than 2 frames"));
         }
-        if hits == 0 || (hits as f64) < p.min_face_rate * tries as f64 {
-            return Err(Error::new(
-                ErrorCode::NoFace,
-                format!("no face was found steadily: {hits} of {tries} detection tries found one"),
-            ));
-        }
-        while received < submitted {
+        while !pl.done() {
             if cancel.is_cancelled() {
                 return Err(Error::aborted());
             }
-            received += 1;
-            collect(recv(&rx)?, &mut series, &mut timings)?;
+            pl.pump(true)?;
         }
-        if series.is_empty() {
+        let st = &pl.schedule;
+        if st.hits == 0 || (st.hits as f64) < p.min_face_rate * st.tries as f64 {
+            return Err(Error::new(
+                ErrorCode::NoFace,
+                format!("no face was found steadily: {} of {} detection tries found one", st.hits, st.tries),
+            ));
+        }
+        if pl.series.is_empty() {
             return Err(Error::new(ErrorCode::VideoTooShort, "the face appears only in the last frame"));
         }
-
         let mut values = Vec::with_capacity(N_FEATURES);
-        let mut column = vec![0.0; series.len()];
+        let mut column = vec![0.0; pl.series.len()];
         for c in 0..N_CHANNELS {
-            for (dst, row) in column.iter_mut().zip(&series) {
+            for (dst, row) in column.iter_mut().zip(&pl.series) {
                 *dst = row[c];
             }
             values.extend(summarize(&column).iter().map(|&v| v as f32));
         }
+        let mut timings = pl.timings;
         timings.total = ms(t0, Instant::now());
+        let st = pl.schedule;
         Ok(Features {
             values,
             meta: Meta {
                 frames,
-                pairs: series.len() as u64,
+                pairs: pl.series.len() as u64,
                 fps,
                 width,
                 height,
                 duration_s: frames as f64 / fps,
-                detect_tries: tries,
-                detect_hits: hits,
-                box_changes: boxes.len().saturating_sub(1) as u64,
-                boxes,
+                detect_tries: st.tries,
+                detect_hits: st.hits,
+                box_changes: st.boxes.len().saturating_sub(1) as u64,
+                boxes: st.boxes,
                 timings_ms: timings,
             },
         })
     }
 }
 
-fn recv(rx: &Receiver<PairOut>) -> Result<PairOut> {
-    rx.recv().map_err(|_| Error::internal("a pair worker stopped unexpectedly"))
+/// The face-box schedule of spec §2, fed detection answers in frame order.
+struct Schedule {
+    redetect: u64,
+    min_rate: f64,
+    iou_keep: f64,
+    /// Most frames a video may have (the length limit), for the early no-face stop.
+    budget: u64,
+    first_face: Option<u64>,
+    current: Option<FaceBox>,
+    tries: u64,
+    hits: u64,
+    boxes: Vec<BoxChange>,
+    /// No first face yet, and even a face on every try from the next frame on could not
+    /// reach `min_face_rate` within the length limit: detection stops (decoding goes on, so
+    /// the length limit still decides first, as in the spec).
+    hopeless: bool,
+}
+
+impl Schedule {
+    fn new(p: &SpecParams, fps: f64, budget: u64) -> Self {
+        Schedule {
+            redetect: p.redetect_every(fps),
+            min_rate: p.min_face_rate,
+            iou_keep: p.iou_keep,
+            budget,
+            first_face: None,
+            current: None,
+            tries: 0,
+            hits: 0,
+            boxes: Vec::new(),
+            hopeless: false,
+        }
+    }
+
+    /// Whether frame `idx` is a detection try (once the first face is known).
+    fn is_try(&self, idx: u64) -> bool {
+        self.first_face.is_some_and(|f0| (idx - f0) % self.redetect == 0)
+    }
+
+    /// Applies the answer of the try at `idx`; true when an existing box was replaced.
+    fn apply(&mut self, idx: u64, found: Option<FaceBox>) -> bool {
+        self.tries += 1;
+        let mut changed = false;
+        if let Some(b) = found {
+            self.hits += 1;
+            if self.current.is_none_or(|old| old.iou(&b) < self.iou_keep) {
+                if self.current.is_none() {
+                    self.first_face = Some(idx);
+                } else {
+                    changed = true;
+                }
+                self.current = Some(b);
+                self.boxes.push(BoxChange { frame: idx, face: b });
+            }
+        } else if self.first_face.is_none() {
+            // Best case: the first face at the next frame k and on every try after it.
+            let k = idx + 1;
+            let later = self.budget.saturating_sub(k + 1) / self.redetect;
+            let best_hits = 1 + later;
+            let best_tries = k + best_hits;
+            self.hopeless = k >= self.budget || (best_hits as f64) < self.min_rate * best_tries as f64;
+        }
+        changed
+    }
+}
+
+enum Msg {
+    Pair(PairOut),
+    Detection(u64, Result<Option<FaceBox>>),
+}
+
+/// The in-flight state of one extraction (see the module docs).
+struct Pipeline<'a> {
+    ex: &'a Extractor,
+    schedule: Schedule,
+    n: usize,
+    rects: Arc<[PixelRect; 8]>,
+    pool: &'static rayon::ThreadPool,
+    max_in_flight: usize,
+    tx: crossbeam_channel::Sender<Msg>,
+    rx: Receiver<Msg>,
+    /// Frames after the first face, waiting for their box: a frame on the re-detection
+    /// schedule waits for its detection (run on the pool), and every later frame waits
+    /// behind it, so boxes apply in frame order exactly as in a serial run.
+    pending: VecDeque<(u64, Arc<Mat>)>,
+    detections: HashMap<u64, Result<Option<FaceBox>>>,
+    prev_gray: Option<Arc<Mat>>,
+    prev_crop: Option<Arc<Crop>>,
+    series: Vec<[f64; N_CHANNELS]>,
+    timings: StageTimings,
+    submitted: usize,
+    received: usize,
+}
+
+impl<'a> Pipeline<'a> {
+    fn new(ex: &'a Extractor, schedule: Schedule) -> Self {
+        let pool = pool();
+        let n = ex.params.roi_size;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Pipeline {
+            ex,
+            schedule,
+            n,
+            rects: Arc::new(REGIONS.map(|r| r.pixel_rect(n))),
+            pool,
+            max_in_flight: pool.current_num_threads() * 4,
+            tx,
+            rx,
+            pending: VecDeque::new(),
+            detections: HashMap::new(),
+            prev_gray: None,
+            prev_crop: None,
+            series: Vec::new(),
+            timings: StageTimings::default(),
+            submitted: 0,
+            received: 0,
+        }
+    }
+
+    /// Takes a decoded frame: tries it for the first face here, or queues it (and its
+    /// re-detection on the pool) once the schedule runs.
+    fn on_frame(
+        &mut self,
+        idx: u64,
+        gray: Arc<Mat>,
+        cc: &mut opencv::objdetect::CascadeClassifier,
+        scratch: &mut DetectScratch,
+    ) -> Result<()> {
+        if self.schedule.first_face.is_none() {
+            // Where the schedule starts depends on each answer: tried in order, right here.
+            if !self.schedule.hopeless {
+                let found = face::detect(cc, &gray, &self.ex.params, scratch)
+                    .map_err(|_| Error::internal("face detection failed"))?;
+                self.schedule.apply(idx, found);
+                if let Some(b) = self.schedule.current {
+                    self.prev_crop = Some(Arc::new(crop(&gray, b, self.n)?));
+                    self.prev_gray = Some(gray);
+                }
+            }
+            return Ok(());
+        }
+        if self.schedule.is_try(idx) {
+            let (det, g, tx, params) = (self.ex.detector.clone(), gray.clone(), self.tx.clone(), self.ex.params.clone());
+            self.pool.spawn(move || {
+                let _ = tx.send(Msg::Detection(idx, detect_pooled(&det, &g, &params)));
+            });
+        }
+        self.pending.push_back((idx, gray));
+        Ok(())
+    }
+
+    fn take(&mut self, msg: Msg) -> Result<()> {
+        match msg {
+            Msg::Detection(idx, found) => {
+                self.detections.insert(idx, found);
+            }
+            Msg::Pair(out) => {
+                self.received += 1;
+                self.timings.flow += out.flow_ns as f64 / 1e6;
+                self.timings.poc += out.poc_ns as f64 / 1e6;
+                let ch = out.channels?;
+                if self.series.len() <= out.index {
+                    self.series.resize(out.index + 1, [f64::NAN; N_CHANNELS]);
+                }
+                self.series[out.index] = ch;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts the crops of every queued frame whose box is known and sends its pair out.
+    fn release(&mut self) -> Result<()> {
+        let t = Instant::now();
+        while let Some(&(i, _)) = self.pending.front() {
+            let mut changed = false;
+            if self.schedule.is_try(i) {
+                let Some(found) = self.detections.remove(&i) else { break };
+                changed = self.schedule.apply(i, found.map_err(|_| Error::internal("face detection failed"))?);
+            }
+            let Some((i, g)) = self.pending.pop_front() else { break };
+            let b = self.schedule.current.ok_or_else(|| Error::internal("a frame after the first face has no box"))?;
+            let cur = Arc::new(crop(&g, b, self.n)?);
+            let prev = match (&self.prev_crop, changed, &self.prev_gray) {
+                (Some(pc), false, _) => pc.clone(),
+                (_, _, Some(pg)) => Arc::new(crop(pg, b, self.n)?),
+                _ => return Err(Error::internal("a pair has no previous frame")),
+            };
+            let index = (i - self.schedule.first_face.unwrap_or(0) - 1) as usize;
+            let (a, bb, rects, tx) = (prev, cur.clone(), self.rects.clone(), self.tx.clone());
+            self.pool.spawn(move || {
+                let _ = tx.send(Msg::Pair(pair_job(index, &a, &bb, &rects)));
+            });
+            self.submitted += 1;
+            self.prev_crop = Some(cur);
+            self.prev_gray = Some(g);
+        }
+        self.timings.face += ms(t, Instant::now());
+        Ok(())
+    }
+
+    fn done(&self) -> bool {
+        self.pending.is_empty() && self.received == self.submitted
+    }
+
+    /// Applies what came back and releases frames; blocks for more while memory bounds are
+    /// reached, or (at the end of the stream) until one more message arrives.
+    fn pump(&mut self, end_of_stream: bool) -> Result<()> {
+        loop {
+            while let Ok(msg) = self.rx.try_recv() {
+                self.take(msg)?;
+            }
+            self.release()?;
+            let blocked = self.submitted - self.received >= self.max_in_flight
+                || self.pending.len() as u64 > 2 * self.schedule.redetect;
+            if !(blocked || (end_of_stream && !self.done())) {
+                return Ok(());
+            }
+            let msg = self.rx.recv().map_err(|_| Error::internal("a worker stopped unexpectedly"))?;
+            self.take(msg)?;
+            if end_of_stream {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A scheduled re-detection on a pool worker, with a classifier from the detector's pool.
+fn detect_pooled(det: &FaceDetector, gray: &Mat, params: &SpecParams) -> Result<Option<FaceBox>> {
+    let mut cc = det.checkout()?;
+    let mut scratch = DetectScratch::default();
+    let out = face::detect(&mut cc, gray, params, &mut scratch).map_err(|_| Error::internal("face detection failed"));
+    det.put_back(cc);
+    out
 }
 
 fn ms(a: Instant, b: Instant) -> f64 {
@@ -427,4 +592,63 @@ fn pair_channels(
 /// The names of the values in [`Features::values`].
 pub fn feature_names() -> Vec<String> {
     spec::feature_names()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sched(fps: f64) -> Schedule {
+        let p = SpecParams::default();
+        Schedule::new(&p, fps, p.max_frames(fps))
+    }
+
+    const B: FaceBox = FaceBox { x: 10, y: 10, side: 100 };
+
+    #[test]
+    fn tries_follow_the_first_face() {
+        let mut s = sched(30.0);
+        assert!(!s.apply(0, None));
+        assert!(!s.apply(1, None));
+        assert!(!s.apply(2, Some(B)), "the first box is no change");
+        assert_eq!((s.first_face, s.tries, s.hits), (Some(2), 3, 1));
+        assert!(s.is_try(17) && s.is_try(32) && !s.is_try(3) && !s.is_try(16));
+        // Jitter (IoU ≥ 0.85) keeps the box; a real move replaces it.
+        assert!(!s.apply(17, Some(FaceBox { x: 12, ..B })));
+        assert!(s.apply(32, Some(FaceBox { x: 40, ..B })));
+        assert!(!s.apply(47, None), "a failed try keeps the box");
+        assert_eq!(s.current, Some(FaceBox { x: 40, ..B }));
+        assert_eq!(s.boxes.len(), 2);
+        assert_eq!((s.tries, s.hits), (6, 5));
+    }
+
+    #[test]
+    fn search_stops_only_when_the_face_rate_is_out_of_reach() {
+        // 30 fps: budget 315 frames, re-detect every 15. With the first face at frame k,
+        // at most 1 + (314 − k) / 15 hits of k + that many tries.
+        let mut s = sched(30.0);
+        let mut stopped_at = None;
+        for i in 0..315 {
+            s.apply(i, None);
+            if s.hopeless {
+                stopped_at = Some(i);
+                break;
+            }
+        }
+        let k = stopped_at.expect("stops") + 1;
+        let best = |k: u64| {
+            let h = 1 + (315 - k - 1) / 15;
+            h as f64 / (k + h) as f64
+        };
+        assert!(best(k) < 0.3, "stopped while a face at {k} could still pass");
+        assert!(best(k - 1) >= 0.3, "searched longer than needed");
+        // Never gives up when any rate passes.
+        let mut p = SpecParams::default();
+        p.min_face_rate = 0.0;
+        let mut s = Schedule::new(&p, 30.0, 315);
+        (0..314).for_each(|i| {
+            s.apply(i, None);
+        });
+        assert!(!s.hopeless);
+    }
 }
