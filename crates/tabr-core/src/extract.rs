@@ -4,8 +4,8 @@
 //! frame for a face, in order (where the schedule starts depends on each answer). From then
 //! on the scheduled re-detections run on one process-wide pool (see [`pool`]) while decoding
 //! goes on; frames wait in order for their box, then their crops are cut and each frame pair
-//! becomes a pool job that runs Farnebäck, the POCs and the 18 channels. At most two
-//! re-detection periods of frames and a few pairs per core are in flight, so memory does not
+//! becomes a pool job that runs Farnebäck, the POCs and the 18 channels. At most one
+//! re-detection period of frames and a few pairs per core are in flight, so memory does not
 //! grow with clip length. Concurrent extractions share the pool and so never run more work
 //! than there are cores.
 //!
@@ -500,7 +500,7 @@ impl<'a> Pipeline<'a> {
             }
             self.release()?;
             let blocked = self.submitted - self.received >= self.max_in_flight
-                || self.pending.len() as u64 > 2 * self.schedule.redetect;
+                || self.pending.len() as u64 > self.schedule.redetect + 1;
             if !(blocked || (end_of_stream && !self.done())) {
                 return Ok(());
             }
