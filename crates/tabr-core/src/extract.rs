@@ -323,7 +323,7 @@ impl Schedule {
 
     /// Whether frame `idx` is a detection try (once the first face is known).
     fn is_try(&self, idx: u64) -> bool {
-        self.first_face.is_some_and(|f0| (idx - f0) % self.redetect == 0)
+        self.first_face.is_some_and(|f0| (idx - f0).is_multiple_of(self.redetect))
     }
 
     /// Applies the answer of the try at `idx`; true when an existing box was replaced.
@@ -643,8 +643,7 @@ mod tests {
         assert!(best(k) < 0.3, "stopped while a face at {k} could still pass");
         assert!(best(k - 1) >= 0.3, "searched longer than needed");
         // Never gives up when any rate passes.
-        let mut p = SpecParams::default();
-        p.min_face_rate = 0.0;
+        let p = SpecParams { min_face_rate: 0.0, ..SpecParams::default() };
         let mut s = Schedule::new(&p, 30.0, 315);
         (0..314).for_each(|i| {
             s.apply(i, None);

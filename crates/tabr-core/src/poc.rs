@@ -109,10 +109,10 @@ impl Plan2d {
         let sum: u64 = (0..h).map(|i| p.row(i).iter().map(|&v| u64::from(v)).sum::<u64>()).sum();
         let mean = sum as f64 / (h * w) as f64;
         for i in 0..h {
-            let row = p.row(i);
-            for j in 0..w {
-                let v = (f64::from(row[j]) - mean) as f32 * self.window[i * w + j];
-                self.t[i * w + j] = Complex32::new(v, 0.0);
+            let dst = &mut self.t[i * w..(i + 1) * w];
+            let win = &self.window[i * w..(i + 1) * w];
+            for ((d, &px), &wv) in dst.iter_mut().zip(p.row(i)).zip(win) {
+                *d = Complex32::new((f64::from(px) - mean) as f32 * wv, 0.0);
             }
         }
         self.row_fwd.process_with_scratch(&mut self.t, &mut self.scratch);
