@@ -1,0 +1,1 @@
+"""TabR tooling for tabr-serve: the architecture, preprocessing export and the exporter."""
