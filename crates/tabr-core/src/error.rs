@@ -76,7 +76,10 @@ pub struct Error {
 impl Error {
     /// A new error. `message` must not contain file paths or library output.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     /// The stable code.
@@ -98,7 +101,10 @@ impl Error {
     }
 
     pub(crate) fn aborted() -> Self {
-        Self::new(ErrorCode::Aborted, "the extraction was aborted by the caller")
+        Self::new(
+            ErrorCode::Aborted,
+            "the extraction was aborted by the caller",
+        )
     }
 }
 
@@ -122,7 +128,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for c in ErrorCode::ALL {
             let s = c.as_str();
-            assert!(s.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'), "{s}");
+            assert!(
+                s.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'),
+                "{s}"
+            );
             assert!(seen.insert(s), "duplicate code {s}");
         }
     }

@@ -96,7 +96,10 @@ pub struct Features {
 impl Features {
     /// The values as an 18 × 5 matrix (the "before flatten" form).
     pub fn matrix(&self) -> Vec<[f32; N_STATS]> {
-        self.values.chunks_exact(N_STATS).map(|c| [c[0], c[1], c[2], c[3], c[4]]).collect()
+        self.values
+            .chunks_exact(N_STATS)
+            .map(|c| [c[0], c[1], c[2], c[3], c[4]])
+            .collect()
     }
 }
 
@@ -226,7 +229,9 @@ impl Extractor {
             if idx == 0 {
                 (width, height) = (gray.cols() as u32, gray.rows() as u32);
             } else if (gray.cols() as u32, gray.rows() as u32) != (width, height) {
-                return Err(Error::invalid_video("the frame size changes within the video"));
+                return Err(Error::invalid_video(
+                    "the frame size changes within the video",
+                ));
             }
             let tf = Instant::now();
             pl.timings.decode += ms(td, tf);
@@ -239,7 +244,10 @@ impl Extractor {
             return Err(Error::invalid_video("the video has no decodable frames"));
         }
         if frames < 2 {
-            return Err(Error::new(ErrorCode::VideoTooShort, "the video has fewer than 2 frames"));
+            return Err(Error::new(
+                ErrorCode::VideoTooShort,
+                "the video has fewer than 2 frames",
+            ));
         }
         while !pl.done() {
             if cancel.is_cancelled() {
@@ -251,11 +259,17 @@ impl Extractor {
         if st.hits == 0 || (st.hits as f64) < p.min_face_rate * st.tries as f64 {
             return Err(Error::new(
                 ErrorCode::NoFace,
-                format!("no face was found steadily: {} of {} detection tries found one", st.hits, st.tries),
+                format!(
+                    "no face was found steadily: {} of {} detection tries found one",
+                    st.hits, st.tries
+                ),
             ));
         }
         if pl.series.is_empty() {
-            return Err(Error::new(ErrorCode::VideoTooShort, "the face appears only in the last frame"));
+            return Err(Error::new(
+                ErrorCode::VideoTooShort,
+                "the face appears only in the last frame",
+            ));
         }
         let mut values = Vec::with_capacity(N_FEATURES);
         let mut column = vec![0.0; pl.series.len()];
@@ -323,7 +337,8 @@ impl Schedule {
 
     /// Whether frame `idx` is a detection try (once the first face is known).
     fn is_try(&self, idx: u64) -> bool {
-        self.first_face.is_some_and(|f0| (idx - f0).is_multiple_of(self.redetect))
+        self.first_face
+            .is_some_and(|f0| (idx - f0).is_multiple_of(self.redetect))
     }
 
     /// Applies the answer of the try at `idx`; true when an existing box was replaced.
@@ -339,7 +354,10 @@ impl Schedule {
                     changed = true;
                 }
                 self.current = Some(b);
-                self.boxes.push(BoxChange { frame: idx, face: b });
+                self.boxes.push(BoxChange {
+                    frame: idx,
+                    face: b,
+                });
             }
         } else if self.first_face.is_none() {
             // Best case: the first face at the next frame k and on every try after it.
@@ -347,7 +365,8 @@ impl Schedule {
             let later = self.budget.saturating_sub(k + 1) / self.redetect;
             let best_hits = 1 + later;
             let best_tries = k + best_hits;
-            self.hopeless = k >= self.budget || (best_hits as f64) < self.min_rate * best_tries as f64;
+            self.hopeless =
+                k >= self.budget || (best_hits as f64) < self.min_rate * best_tries as f64;
         }
         changed
     }
@@ -429,7 +448,12 @@ impl<'a> Pipeline<'a> {
             return Ok(());
         }
         if self.schedule.is_try(idx) {
-            let (det, g, tx, params) = (self.ex.detector.clone(), gray.clone(), self.tx.clone(), self.ex.params.clone());
+            let (det, g, tx, params) = (
+                self.ex.detector.clone(),
+                gray.clone(),
+                self.tx.clone(),
+                self.ex.params.clone(),
+            );
             self.pool.spawn(move || {
                 let _ = tx.send(Msg::Detection(idx, detect_pooled(&det, &g, &params)));
             });
@@ -463,11 +487,21 @@ impl<'a> Pipeline<'a> {
         while let Some(&(i, _)) = self.pending.front() {
             let mut changed = false;
             if self.schedule.is_try(i) {
-                let Some(found) = self.detections.remove(&i) else { break };
-                changed = self.schedule.apply(i, found.map_err(|_| Error::internal("face detection failed"))?);
+                let Some(found) = self.detections.remove(&i) else {
+                    break;
+                };
+                changed = self.schedule.apply(
+                    i,
+                    found.map_err(|_| Error::internal("face detection failed"))?,
+                );
             }
-            let Some((i, g)) = self.pending.pop_front() else { break };
-            let b = self.schedule.current.ok_or_else(|| Error::internal("a frame after the first face has no box"))?;
+            let Some((i, g)) = self.pending.pop_front() else {
+                break;
+            };
+            let b = self
+                .schedule
+                .current
+                .ok_or_else(|| Error::internal("a frame after the first face has no box"))?;
             let cur = Arc::new(crop(&g, b, self.n)?);
             let prev = match (&self.prev_crop, changed, &self.prev_gray) {
                 (Some(pc), false, _) => pc.clone(),
@@ -504,7 +538,10 @@ impl<'a> Pipeline<'a> {
             if !(blocked || (end_of_stream && !self.done())) {
                 return Ok(());
             }
-            let msg = self.rx.recv().map_err(|_| Error::internal("a worker stopped unexpectedly"))?;
+            let msg = self
+                .rx
+                .recv()
+                .map_err(|_| Error::internal("a worker stopped unexpectedly"))?;
             self.take(msg)?;
             if end_of_stream {
                 return Ok(());
@@ -517,7 +554,8 @@ impl<'a> Pipeline<'a> {
 fn detect_pooled(det: &FaceDetector, gray: &Mat, params: &SpecParams) -> Result<Option<FaceBox>> {
     let mut cc = det.checkout()?;
     let mut scratch = DetectScratch::default();
-    let out = face::detect(&mut cc, gray, params, &mut scratch).map_err(|_| Error::internal("face detection failed"));
+    let out = face::detect(&mut cc, gray, params, &mut scratch)
+        .map_err(|_| Error::internal("face detection failed"));
     det.put_back(cc);
     out
 }
@@ -532,7 +570,15 @@ fn crop(gray: &Mat, b: FaceBox, n: usize) -> Result<Crop> {
     let roi = Mat::roi(gray, b.rect()).map_err(fail)?;
     let mut out = Mat::default();
     let side = n as i32;
-    imgproc::resize(&roi, &mut out, Size::new(side, side), 0.0, 0.0, imgproc::INTER_AREA).map_err(fail)?;
+    imgproc::resize(
+        &roi,
+        &mut out,
+        Size::new(side, side),
+        0.0,
+        0.0,
+        imgproc::INTER_AREA,
+    )
+    .map_err(fail)?;
     Ok(Crop(out))
 }
 
@@ -547,7 +593,12 @@ fn pair_job(index: usize, a: &Crop, b: &Crop, rects: &[PixelRect; 8]) -> PairOut
         FLOW.with(|f| pair_channels(a, b, rects, &mut f.borrow_mut(), &mut flow_ns, &mut poc_ns))
     }))
     .unwrap_or_else(|_| Err(Error::internal("a pair computation panicked")));
-    PairOut { index, channels, flow_ns, poc_ns }
+    PairOut {
+        index,
+        channels,
+        flow_ns,
+        poc_ns,
+    }
 }
 
 /// Spec §4: flow, global POC, residual |flow| and region POCs of one pair.
@@ -564,21 +615,33 @@ fn pair_channels(
     video::calc_optical_flow_farneback(&a.0, &b.0, flow, 0.5, 3, 15, 3, 5, 1.2, 0).map_err(fail)?;
     let t1 = Instant::now();
     let n = a.0.cols() as usize;
-    let (pa, pb) = (a.0.data_bytes().map_err(fail)?, b.0.data_bytes().map_err(fail)?);
+    let (pa, pb) = (
+        a.0.data_bytes().map_err(fail)?,
+        b.0.data_bytes().map_err(fail)?,
+    );
     let uv: &[Vec2f] = flow.data_typed::<Vec2f>().map_err(fail)?;
     let mut ch = [0.0; N_CHANNELS];
     with_thread_engine(|e| {
-        let g = e.poc(&Patch::sub(pa, n, 0, 0, n, n), &Patch::sub(pb, n, 0, 0, n, n));
+        let g = e.poc(
+            &Patch::sub(pa, n, 0, 0, n, n),
+            &Patch::sub(pb, n, 0, 0, n, n),
+        );
         let (gx, gy) = (g.dx as f32, g.dy as f32);
         for (k, r) in rects.iter().enumerate() {
             let mut sum = 0.0f64;
             for y in r.y..r.y + r.h {
                 let row = &uv[y * n + r.x..y * n + r.x + r.w];
-                let s: f32 = row.iter().map(|v| ((v[0] - gx).powi(2) + (v[1] - gy).powi(2)).sqrt()).sum();
+                let s: f32 = row
+                    .iter()
+                    .map(|v| ((v[0] - gx).powi(2) + (v[1] - gy).powi(2)).sqrt())
+                    .sum();
                 sum += f64::from(s);
             }
             ch[2 * k] = sum / (r.w * r.h) as f64;
-            let rp = e.poc(&Patch::sub(pa, n, r.x, r.y, r.w, r.h), &Patch::sub(pb, n, r.x, r.y, r.w, r.h));
+            let rp = e.poc(
+                &Patch::sub(pa, n, r.x, r.y, r.w, r.h),
+                &Patch::sub(pb, n, r.x, r.y, r.w, r.h),
+            );
             ch[2 * k + 1] = 1.0 - rp.peak;
         }
         ch[2 * REGIONS.len()] = (g.dx * g.dx + g.dy * g.dy).sqrt();
@@ -603,7 +666,11 @@ mod tests {
         Schedule::new(&p, fps, p.max_frames(fps))
     }
 
-    const B: FaceBox = FaceBox { x: 10, y: 10, side: 100 };
+    const B: FaceBox = FaceBox {
+        x: 10,
+        y: 10,
+        side: 100,
+    };
 
     #[test]
     fn tries_follow_the_first_face() {
@@ -640,10 +707,16 @@ mod tests {
             let h = 1 + (315 - k - 1) / 15;
             h as f64 / (k + h) as f64
         };
-        assert!(best(k) < 0.3, "stopped while a face at {k} could still pass");
+        assert!(
+            best(k) < 0.3,
+            "stopped while a face at {k} could still pass"
+        );
         assert!(best(k - 1) >= 0.3, "searched longer than needed");
         // Never gives up when any rate passes.
-        let p = SpecParams { min_face_rate: 0.0, ..SpecParams::default() };
+        let p = SpecParams {
+            min_face_rate: 0.0,
+            ..SpecParams::default()
+        };
         let mut s = Schedule::new(&p, 30.0, 315);
         (0..314).for_each(|i| {
             s.apply(i, None);

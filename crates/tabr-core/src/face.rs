@@ -62,7 +62,13 @@ pub fn box_from_detection(det: Rect, s: f64, frame_w: i32, frame_h: i32) -> Face
 
 /// Of several detections: the largest area; ties go to smaller y, then smaller x.
 pub fn pick_largest(dets: &[Rect]) -> Option<Rect> {
-    dets.iter().copied().min_by_key(|r| (std::cmp::Reverse(i64::from(r.width) * i64::from(r.height)), r.y, r.x))
+    dets.iter().copied().min_by_key(|r| {
+        (
+            std::cmp::Reverse(i64::from(r.width) * i64::from(r.height)),
+            r.y,
+            r.x,
+        )
+    })
 }
 
 /// A loaded Haar cascade with a pool of classifiers for concurrent extractions.
@@ -73,7 +79,9 @@ pub struct FaceDetector {
 
 impl std::fmt::Debug for FaceDetector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FaceDetector").field("xml_bytes", &self.xml.len()).finish()
+        f.debug_struct("FaceDetector")
+            .field("xml_bytes", &self.xml.len())
+            .finish()
     }
 }
 
@@ -90,22 +98,35 @@ impl FaceDetector {
 
     /// A cascade read from an XML file (a model's own face assets).
     pub fn from_file(path: &Path) -> Result<FaceDetector> {
-        let xml = std::fs::read_to_string(path)
-            .map_err(|_| Error::new(ErrorCode::ModelError, "the face cascade file cannot be read"))?;
+        let xml = std::fs::read_to_string(path).map_err(|_| {
+            Error::new(
+                ErrorCode::ModelError,
+                "the face cascade file cannot be read",
+            )
+        })?;
         FaceDetector::from_xml(&xml)
     }
 
     /// A cascade from XML text. Fails unless OpenCV accepts it as a cascade.
     pub fn from_xml(xml: &str) -> Result<FaceDetector> {
-        let det = FaceDetector { xml: Arc::from(xml), pool: Mutex::new(Vec::new()) };
+        let det = FaceDetector {
+            xml: Arc::from(xml),
+            pool: Mutex::new(Vec::new()),
+        };
         let first = det.load()?;
         det.put_back(first);
         Ok(det)
     }
 
     fn load(&self) -> Result<CascadeClassifier> {
-        let bad = || Error::new(ErrorCode::ModelError, "the face cascade is not a valid OpenCV cascade");
-        let mode = opencv::core::FileStorage_Mode::READ as i32 | opencv::core::FileStorage_Mode::MEMORY as i32;
+        let bad = || {
+            Error::new(
+                ErrorCode::ModelError,
+                "the face cascade is not a valid OpenCV cascade",
+            )
+        };
+        let mode = opencv::core::FileStorage_Mode::READ as i32
+            | opencv::core::FileStorage_Mode::MEMORY as i32;
         let fs = FileStorage::new(&*self.xml, mode, "").map_err(|_| bad())?;
         let mut cc = CascadeClassifier::default().map_err(|_| bad())?;
         let root = fs.get_first_top_level_node().map_err(|_| bad())?;
@@ -153,7 +174,14 @@ pub fn detect(
     let dw = params.detect_width as i32;
     let src: &Mat = if fw > dw {
         let dh = round_half_up(f64::from(fh) * f64::from(dw) / f64::from(fw)) as i32;
-        imgproc::resize(gray, &mut scratch.small, Size::new(dw, dh.max(1)), 0.0, 0.0, imgproc::INTER_AREA)?;
+        imgproc::resize(
+            gray,
+            &mut scratch.small,
+            Size::new(dw, dh.max(1)),
+            0.0,
+            0.0,
+            imgproc::INTER_AREA,
+        )?;
         &scratch.small
     } else {
         gray
@@ -181,26 +209,65 @@ mod tests {
 
     #[test]
     fn iou_rule() {
-        let a = FaceBox { x: 0, y: 0, side: 10 };
+        let a = FaceBox {
+            x: 0,
+            y: 0,
+            side: 10,
+        };
         assert_eq!(a.iou(&a), 1.0);
-        assert_eq!(a.iou(&FaceBox { x: 10, y: 0, side: 10 }), 0.0);
+        assert_eq!(
+            a.iou(&FaceBox {
+                x: 10,
+                y: 0,
+                side: 10
+            }),
+            0.0
+        );
         // Shift by 1 px of a 10 px box: 90 / 110.
-        let b = FaceBox { x: 1, y: 0, side: 10 };
+        let b = FaceBox {
+            x: 1,
+            y: 0,
+            side: 10,
+        };
         assert!((a.iou(&b) - 90.0 / 110.0).abs() < 1e-12);
         assert!(a.iou(&b) < 0.85, "a 1 px shift of a small box is a change");
         // 100 px box, 2 px shift: 9800 / 10200 = 0.96 → kept.
-        let c = FaceBox { x: 0, y: 0, side: 100 };
-        assert!(c.iou(&FaceBox { x: 2, y: 0, side: 100 }) >= 0.85);
+        let c = FaceBox {
+            x: 0,
+            y: 0,
+            side: 100,
+        };
+        assert!(
+            c.iou(&FaceBox {
+                x: 2,
+                y: 0,
+                side: 100
+            }) >= 0.85
+        );
     }
 
     #[test]
     fn box_rule_scales_rounds_and_clamps() {
         // 640-wide frame shrunk to 320: s = 2.
         let b = box_from_detection(Rect::new(100, 50, 40, 40), 2.0, 640, 480);
-        assert_eq!(b, FaceBox { x: 200, y: 100, side: 80 });
+        assert_eq!(
+            b,
+            FaceBox {
+                x: 200,
+                y: 100,
+                side: 80
+            }
+        );
         // Near the edge: shifted back inside.
         let b = box_from_detection(Rect::new(300, 220, 40, 40), 2.0, 640, 480);
-        assert_eq!(b, FaceBox { x: 560, y: 400, side: 80 });
+        assert_eq!(
+            b,
+            FaceBox {
+                x: 560,
+                y: 400,
+                side: 80
+            }
+        );
         // Larger than the frame: side capped by the frame's smaller side.
         let b = box_from_detection(Rect::new(0, 0, 200, 200), 2.0, 640, 300);
         assert_eq!(b.side, 300);
@@ -212,7 +279,12 @@ mod tests {
 
     #[test]
     fn largest_then_top_then_left() {
-        let d = [Rect::new(5, 5, 10, 10), Rect::new(1, 9, 20, 20), Rect::new(0, 9, 20, 20), Rect::new(7, 3, 20, 20)];
+        let d = [
+            Rect::new(5, 5, 10, 10),
+            Rect::new(1, 9, 20, 20),
+            Rect::new(0, 9, 20, 20),
+            Rect::new(7, 3, 20, 20),
+        ];
         assert_eq!(pick_largest(&d), Some(Rect::new(7, 3, 20, 20)));
         assert_eq!(pick_largest(&d[..3]), Some(Rect::new(0, 9, 20, 20)));
         assert_eq!(pick_largest(&[]), None);

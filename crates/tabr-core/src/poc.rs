@@ -42,7 +42,12 @@ pub struct Patch<'a> {
 impl<'a> Patch<'a> {
     /// The sub-rectangle `(x, y, w, h)` of a contiguous `stride`-wide image.
     pub fn sub(image: &'a [u8], stride: usize, x: usize, y: usize, w: usize, h: usize) -> Self {
-        Self { data: &image[y * stride + x..], stride, w, h }
+        Self {
+            data: &image[y * stride + x..],
+            stride,
+            w,
+            h,
+        }
     }
 
     fn row(&self, i: usize) -> &[u8] {
@@ -56,7 +61,9 @@ pub fn hann(n: usize) -> Vec<f64> {
         return vec![1.0; n];
     }
     let d = (n - 1) as f64;
-    (0..n).map(|k| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * k as f64 / d).cos()).collect()
+    (0..n)
+        .map(|k| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * k as f64 / d).cos())
+        .collect()
 }
 
 /// FFT plans, window and scratch space for one patch shape.
@@ -86,7 +93,10 @@ impl Plan2d {
             .max()
             .unwrap_or(0);
         let (wh, ww) = (hann(h), hann(w));
-        let window = wh.iter().flat_map(|a| ww.iter().map(move |b| (a * b) as f32)).collect();
+        let window = wh
+            .iter()
+            .flat_map(|a| ww.iter().map(move |b| (a * b) as f32))
+            .collect();
         let zero = Complex32::new(0.0, 0.0);
         Self {
             h,
@@ -106,7 +116,9 @@ impl Plan2d {
     /// Mean-removed, windowed patch → spectrum in transposed (column-major) layout in `out`.
     fn forward(&mut self, p: &Patch<'_>, which: Which) {
         let (h, w) = (self.h, self.w);
-        let sum: u64 = (0..h).map(|i| p.row(i).iter().map(|&v| u64::from(v)).sum::<u64>()).sum();
+        let sum: u64 = (0..h)
+            .map(|i| p.row(i).iter().map(|&v| u64::from(v)).sum::<u64>())
+            .sum();
         let mean = sum as f64 / (h * w) as f64;
         for i in 0..h {
             let dst = &mut self.t[i * w..(i + 1) * w];
@@ -115,7 +127,8 @@ impl Plan2d {
                 *d = Complex32::new((f64::from(px) - mean) as f32 * wv, 0.0);
             }
         }
-        self.row_fwd.process_with_scratch(&mut self.t, &mut self.scratch);
+        self.row_fwd
+            .process_with_scratch(&mut self.t, &mut self.scratch);
         let out = match which {
             Which::A => &mut self.a,
             Which::B => &mut self.b,
@@ -135,9 +148,11 @@ impl Plan2d {
             *fb = c / (c.norm() + 1e-9);
         }
         let (h, w) = (self.h, self.w);
-        self.col_inv.process_with_scratch(&mut self.b, &mut self.scratch);
+        self.col_inv
+            .process_with_scratch(&mut self.b, &mut self.scratch);
         transpose(&self.b, &mut self.t, w, h);
-        self.row_inv.process_with_scratch(&mut self.t, &mut self.scratch);
+        self.row_inv
+            .process_with_scratch(&mut self.t, &mut self.scratch);
         let norm = 1.0 / (h * w) as f32;
         let r = |i: usize, j: usize| f64::from(self.t[i * w + j].re * norm);
         let (mut pi, mut pj, mut best) = (0, 0, f32::NEG_INFINITY);
@@ -151,7 +166,11 @@ impl Plan2d {
         let peak = r(pi, pj);
         let dy_sub = parabola(r((pi + h - 1) % h, pj), peak, r((pi + 1) % h, pj));
         let dx_sub = parabola(r(pi, (pj + w - 1) % w), peak, r(pi, (pj + 1) % w));
-        PocResult { dx: wrap(pj, w) + dx_sub, dy: wrap(pi, h) + dy_sub, peak }
+        PocResult {
+            dx: wrap(pj, w) + dx_sub,
+            dy: wrap(pi, h) + dy_sub,
+            peak,
+        }
     }
 }
 
@@ -202,14 +221,20 @@ pub struct PocEngine {
 impl PocEngine {
     /// An empty engine; plans are made on first use of each shape.
     pub fn new() -> Self {
-        Self { planner: FftPlanner::new(), plans: HashMap::new() }
+        Self {
+            planner: FftPlanner::new(),
+            plans: HashMap::new(),
+        }
     }
 
     /// POC(a, b): the shift of `b` against `a` and the peak. Shapes must match.
     pub fn poc(&mut self, a: &Patch<'_>, b: &Patch<'_>) -> PocResult {
         assert!(a.w == b.w && a.h == b.h, "POC needs patches of one shape");
         let Self { planner, plans } = self;
-        plans.entry((a.h, a.w)).or_insert_with(|| Plan2d::new(planner, a.h, a.w)).correlate(a, b)
+        plans
+            .entry((a.h, a.w))
+            .or_insert_with(|| Plan2d::new(planner, a.h, a.w))
+            .correlate(a, b)
     }
 }
 
@@ -238,7 +263,9 @@ mod tests {
     fn texture(w: usize, h: usize, sx: f64, sy: f64, seed: u64) -> Vec<u8> {
         let mut s = seed;
         let mut rnd = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 33) as f64) / f64::from(1u32 << 31) - 0.5
         };
         let noise: Vec<f64> = (0..w * h).map(|_| rnd()).collect();
@@ -258,16 +285,28 @@ mod tests {
         }
         // 2-D DFT by rows then columns (naive layout, test-only).
         let mut planner = FftPlanner::<f32>::new();
-        let (fw, fh, iw, ih) =
-            (planner.plan_fft_forward(w), planner.plan_fft_forward(h), planner.plan_fft_inverse(w), planner.plan_fft_inverse(h));
+        let (fw, fh, iw, ih) = (
+            planner.plan_fft_forward(w),
+            planner.plan_fft_forward(h),
+            planner.plan_fft_inverse(w),
+            planner.plan_fft_inverse(h),
+        );
         let mut t = vec![Complex32::new(0.0, 0.0); w * h];
         fw.process(&mut img);
         transpose(&img, &mut t, h, w);
         fh.process(&mut t);
-        let freq = |k: usize, n: usize| if 2 * k > n { k as f64 - n as f64 } else { k as f64 };
+        let freq = |k: usize, n: usize| {
+            if 2 * k > n {
+                k as f64 - n as f64
+            } else {
+                k as f64
+            }
+        };
         for kx in 0..w {
             for ky in 0..h {
-                let ph = -2.0 * std::f64::consts::PI * (freq(kx, w) * sx / w as f64 + freq(ky, h) * sy / h as f64);
+                let ph = -2.0
+                    * std::f64::consts::PI
+                    * (freq(kx, w) * sx / w as f64 + freq(ky, h) * sy / h as f64);
                 t[kx * h + ky] *= Complex32::new(ph.cos() as f32, ph.sin() as f32);
             }
         }
@@ -275,14 +314,19 @@ mod tests {
         transpose(&t, &mut img, w, h);
         iw.process(&mut img);
         let norm = (w * h) as f32;
-        img.iter().map(|c| (128.0 + 600.0 * c.re / norm).round().clamp(0.0, 255.0) as u8).collect()
+        img.iter()
+            .map(|c| (128.0 + 600.0 * c.re / norm).round().clamp(0.0, 255.0) as u8)
+            .collect()
     }
 
     fn run(w: usize, h: usize, sx: f64, sy: f64) -> PocResult {
         let a = texture(w, h, 0.0, 0.0, 7);
         let b = texture(w, h, sx, sy, 7);
         let mut e = PocEngine::new();
-        e.poc(&Patch::sub(&a, w, 0, 0, w, h), &Patch::sub(&b, w, 0, 0, w, h))
+        e.poc(
+            &Patch::sub(&a, w, 0, 0, w, h),
+            &Patch::sub(&b, w, 0, 0, w, h),
+        )
     }
 
     #[test]
@@ -296,7 +340,10 @@ mod tests {
     fn integer_shifts_are_recovered() {
         for (sx, sy) in [(3.0, -2.0), (-5.0, 4.0), (0.0, 7.0), (11.0, 0.0)] {
             let r = run(128, 128, sx, sy);
-            assert!((r.dx - sx).abs() <= 0.05 && (r.dy - sy).abs() <= 0.05, "({sx},{sy}) → {r:?}");
+            assert!(
+                (r.dx - sx).abs() <= 0.05 && (r.dy - sy).abs() <= 0.05,
+                "({sx},{sy}) → {r:?}"
+            );
             assert!(r.peak > 0.5, "{r:?}");
         }
     }
@@ -304,7 +351,13 @@ mod tests {
     /// What the spec's estimator returns for a true shift `d` on an ideal (sinc) POC peak:
     /// the 3-point parabola is biased towards the integer peak between 0 and ½ px (0.3 → 0.18).
     fn spec_estimate(d: f64) -> f64 {
-        let sinc = |x: f64| if x == 0.0 { 1.0 } else { (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x) };
+        let sinc = |x: f64| {
+            if x == 0.0 {
+                1.0
+            } else {
+                (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x)
+            }
+        };
         let p = d.round();
         let f = d - p;
         p + parabola(sinc(1.0 + f), sinc(f), sinc(1.0 - f))
@@ -312,13 +365,28 @@ mod tests {
 
     #[test]
     fn subpixel_shifts_follow_the_spec_estimator() {
-        for (sx, sy) in [(0.3, -0.2), (1.25, 0.4), (-2.4, -0.35), (0.1, 0.45), (3.0, -0.1)] {
+        for (sx, sy) in [
+            (0.3, -0.2),
+            (1.25, 0.4),
+            (-2.4, -0.35),
+            (0.1, 0.45),
+            (3.0, -0.1),
+        ] {
             let r = run(128, 128, sx, sy);
             let (ex, ey) = (spec_estimate(sx), spec_estimate(sy));
-            assert!((r.dx - ex).abs() <= 0.05 && (r.dy - ey).abs() <= 0.05, "({sx},{sy}): want ({ex:.3},{ey:.3}), got {r:?}");
+            assert!(
+                (r.dx - ex).abs() <= 0.05 && (r.dy - ey).abs() <= 0.05,
+                "({sx},{sy}): want ({ex:.3},{ey:.3}), got {r:?}"
+            );
             // Right direction and never past the true shift.
-            assert!(sx == sx.round() || (r.dx - sx.round()).signum() == (sx - sx.round()).signum(), "{r:?}");
-            assert!((r.dx - sx).abs() <= 0.15 && (r.dy - sy).abs() <= 0.15, "{r:?}");
+            assert!(
+                sx == sx.round() || (r.dx - sx.round()).signum() == (sx - sx.round()).signum(),
+                "{r:?}"
+            );
+            assert!(
+                (r.dx - sx).abs() <= 0.15 && (r.dy - sy).abs() <= 0.15,
+                "{r:?}"
+            );
         }
     }
 
@@ -327,7 +395,10 @@ mod tests {
         // Region sizes at 128 include prime sides (e.g. 37, 29, 23).
         for (w, h) in [(44, 22), (37, 35), (36, 29), (62, 34)] {
             let r = run(w, h, 1.0, -1.0);
-            assert!((r.dx - 1.0).abs() <= 0.1 && (r.dy + 1.0).abs() <= 0.1, "{w}x{h} → {r:?}");
+            assert!(
+                (r.dx - 1.0).abs() <= 0.1 && (r.dy + 1.0).abs() <= 0.1,
+                "{w}x{h} → {r:?}"
+            );
         }
     }
 

@@ -32,14 +32,62 @@ pub struct Region {
 
 /// The eight regions, in vector order (spec §3).
 pub const REGIONS: [Region; 8] = [
-    Region { name: "brow_l", x0: 0.12, y0: 0.14, x1: 0.46, y1: 0.30 },
-    Region { name: "brow_r", x0: 0.54, y0: 0.14, x1: 0.88, y1: 0.30 },
-    Region { name: "eye_l", x0: 0.12, y0: 0.28, x1: 0.46, y1: 0.46 },
-    Region { name: "eye_r", x0: 0.54, y0: 0.28, x1: 0.88, y1: 0.46 },
-    Region { name: "nose", x0: 0.36, y0: 0.44, x1: 0.64, y1: 0.66 },
-    Region { name: "cheek_l", x0: 0.06, y0: 0.46, x1: 0.34, y1: 0.72 },
-    Region { name: "cheek_r", x0: 0.66, y0: 0.46, x1: 0.94, y1: 0.72 },
-    Region { name: "mouth", x0: 0.26, y0: 0.66, x1: 0.74, y1: 0.92 },
+    Region {
+        name: "brow_l",
+        x0: 0.12,
+        y0: 0.14,
+        x1: 0.46,
+        y1: 0.30,
+    },
+    Region {
+        name: "brow_r",
+        x0: 0.54,
+        y0: 0.14,
+        x1: 0.88,
+        y1: 0.30,
+    },
+    Region {
+        name: "eye_l",
+        x0: 0.12,
+        y0: 0.28,
+        x1: 0.46,
+        y1: 0.46,
+    },
+    Region {
+        name: "eye_r",
+        x0: 0.54,
+        y0: 0.28,
+        x1: 0.88,
+        y1: 0.46,
+    },
+    Region {
+        name: "nose",
+        x0: 0.36,
+        y0: 0.44,
+        x1: 0.64,
+        y1: 0.66,
+    },
+    Region {
+        name: "cheek_l",
+        x0: 0.06,
+        y0: 0.46,
+        x1: 0.34,
+        y1: 0.72,
+    },
+    Region {
+        name: "cheek_r",
+        x0: 0.66,
+        y0: 0.46,
+        x1: 0.94,
+        y1: 0.72,
+    },
+    Region {
+        name: "mouth",
+        x0: 0.26,
+        y0: 0.66,
+        x1: 0.74,
+        y1: 0.92,
+    },
 ];
 
 /// Channels per pair: `abs` and `poc` for each region, then `global.head`, `global.poc`.
@@ -68,7 +116,12 @@ impl Region {
         let y = (self.y0 * nf).floor() as usize;
         let x1 = ((self.x1 * nf).ceil() as usize).min(n);
         let y1 = ((self.y1 * nf).ceil() as usize).min(n);
-        PixelRect { x, y, w: x1 - x, h: y1 - y }
+        PixelRect {
+            x,
+            y,
+            w: x1 - x,
+            h: y1 - y,
+        }
     }
 }
 
@@ -129,7 +182,12 @@ impl Default for SpecParams {
 impl SpecParams {
     /// Checks ranges; a model with absurd parameters is refused at load.
     pub fn validate(&self) -> Result<()> {
-        let bad = |what: &str| Err(Error::new(ErrorCode::ModelError, format!("feature spec parameter {what}")));
+        let bad = |what: &str| {
+            Err(Error::new(
+                ErrorCode::ModelError,
+                format!("feature spec parameter {what}"),
+            ))
+        };
         if !(16..=1024).contains(&self.roi_size) {
             return bad("roi_size must be within 16..=1024");
         }

@@ -113,9 +113,24 @@ pub fn render_frame(spec: &ClipSpec, t: u32, background: &Mat) -> opencv::Result
     if spec.face_scale <= 0.0 {
         return Ok(img);
     }
-    let mv = |p: Part| spec.movement.filter(|m| m.part == p).map_or(0.0, |m| bump(&m, t));
+    let mv = |p: Part| {
+        spec.movement
+            .filter(|m| m.part == p)
+            .map_or(0.0, |m| bump(&m, t))
+    };
     let ell = |img: &mut Mat, x: f64, y: f64, a: f64, b: f64, c: f64| {
-        imgproc::ellipse(img, pt(x, y), sz(a, b), 0.0, 0.0, 360.0, gray(c), -1, LINE_AA, SHIFT)
+        imgproc::ellipse(
+            img,
+            pt(x, y),
+            sz(a, b),
+            0.0,
+            0.0,
+            360.0,
+            gray(c),
+            -1,
+            LINE_AA,
+            SHIFT,
+        )
     };
     // Head and hair line. (A clip with face_scale 0 is the bare background.)
     ell(&mut img, cx, cy, 100.0 * u, 130.0 * u, 185.0)?;
@@ -124,21 +139,66 @@ pub fn render_frame(spec: &ClipSpec, t: u32, background: &Mat) -> opencv::Result
     let brow = mv(Part::Brows);
     let lid = mv(Part::Eyes);
     for side in [-1.0, 1.0] {
-        ell(&mut img, cx + side * 42.0 * u, cy - 52.0 * u - brow, 26.0 * u, 6.0 * u, 55.0)?;
-        ell(&mut img, cx + side * 42.0 * u, cy - 25.0 * u, 20.0 * u, 11.0 * u, 235.0)?;
-        ell(&mut img, cx + side * 42.0 * u, cy - 25.0 * u, 9.0 * u, (9.0 * u - lid).max(1.0), 30.0)?;
+        ell(
+            &mut img,
+            cx + side * 42.0 * u,
+            cy - 52.0 * u - brow,
+            26.0 * u,
+            6.0 * u,
+            55.0,
+        )?;
+        ell(
+            &mut img,
+            cx + side * 42.0 * u,
+            cy - 25.0 * u,
+            20.0 * u,
+            11.0 * u,
+            235.0,
+        )?;
+        ell(
+            &mut img,
+            cx + side * 42.0 * u,
+            cy - 25.0 * u,
+            9.0 * u,
+            (9.0 * u - lid).max(1.0),
+            30.0,
+        )?;
     }
     ell(&mut img, cx, cy + 12.0 * u, 9.0 * u, 26.0 * u, 150.0)?;
     ell(&mut img, cx, cy + 30.0 * u, 16.0 * u, 7.0 * u, 110.0)?;
-    ell(&mut img, cx, cy + 68.0 * u + mv(Part::Mouth), 38.0 * u, 11.0 * u, 70.0)?;
-    ell(&mut img, cx, cy + 66.0 * u + mv(Part::Mouth), 30.0 * u, 4.0 * u, 140.0)?;
+    ell(
+        &mut img,
+        cx,
+        cy + 68.0 * u + mv(Part::Mouth),
+        38.0 * u,
+        11.0 * u,
+        70.0,
+    )?;
+    ell(
+        &mut img,
+        cx,
+        cy + 66.0 * u + mv(Part::Mouth),
+        30.0 * u,
+        4.0 * u,
+        140.0,
+    )?;
     if spec.noise > 0.0 {
         let mut noise = Mat::new_size_with_default(img.size()?, CV_8UC3, Scalar::all(0.0))?;
-        let mut rng = core::RNG::new(spec.seed.wrapping_mul(0x9E37_79B9).wrapping_add(u64::from(t)))?;
+        let mut rng = core::RNG::new(
+            spec.seed
+                .wrapping_mul(0x9E37_79B9)
+                .wrapping_add(u64::from(t)),
+        )?;
         let mut n16 = Mat::default();
         img.convert_to(&mut n16, core::CV_16SC3, 1.0, 0.0)?;
         let mut gauss = Mat::new_size_with_default(img.size()?, core::CV_16SC3, Scalar::all(0.0))?;
-        rng.fill(&mut gauss, core::RNG_NORMAL, &Scalar::all(0.0), &Scalar::all(spec.noise), false)?;
+        rng.fill(
+            &mut gauss,
+            core::RNG_NORMAL,
+            &Scalar::all(0.0),
+            &Scalar::all(spec.noise),
+            false,
+        )?;
         let mut sum = Mat::default();
         core::add(&n16, &gauss, &mut sum, &core::no_array(), -1)?;
         sum.convert_to(&mut noise, CV_8UC3, 1.0, 0.0)?;
@@ -151,20 +211,37 @@ pub fn render_frame(spec: &ClipSpec, t: u32, background: &Mat) -> opencv::Result
 pub fn background(spec: &ClipSpec) -> opencv::Result<Mat> {
     let mut small = Mat::new_rows_cols_with_default(12, 16, CV_8UC3, Scalar::all(0.0))?;
     let mut rng = core::RNG::new(spec.seed.wrapping_add(17))?;
-    rng.fill(&mut small, core::RNG_UNIFORM, &Scalar::all(60.0), &Scalar::all(130.0), false)?;
+    rng.fill(
+        &mut small,
+        core::RNG_UNIFORM,
+        &Scalar::all(60.0),
+        &Scalar::all(130.0),
+        false,
+    )?;
     let mut bg = Mat::default();
-    imgproc::resize(&small, &mut bg, Size::new(spec.width, spec.height), 0.0, 0.0, imgproc::INTER_CUBIC)?;
+    imgproc::resize(
+        &small,
+        &mut bg,
+        Size::new(spec.width, spec.height),
+        0.0,
+        0.0,
+        imgproc::INTER_CUBIC,
+    )?;
     Ok(bg)
 }
 
 /// Writes the clip as lossless FFV1 in Matroska (`.mkv`), so pixels survive exactly.
 pub fn write_clip(path: &Path, spec: &ClipSpec) -> Result<()> {
-    let fail = |e: opencv::Error| Error::internal(format!("writing a synthetic clip failed: {}", e.message));
+    let fail = |e: opencv::Error| {
+        Error::internal(format!("writing a synthetic clip failed: {}", e.message))
+    };
     let fourcc = VideoWriter::fourcc('F', 'F', 'V', '1').map_err(fail)?;
     let size = Size::new(spec.width, spec.height);
     let mut w = VideoWriter::new(path.as_os_str(), fourcc, spec.fps, size, true).map_err(fail)?;
     if !w.is_opened().map_err(fail)? {
-        return Err(Error::internal("the FFV1 video writer is not available in this OpenCV build"));
+        return Err(Error::internal(
+            "the FFV1 video writer is not available in this OpenCV build",
+        ));
     }
     let bg = background(spec).map_err(fail)?;
     for t in 0..spec.frames {
@@ -181,10 +258,60 @@ mod tests {
 
     #[test]
     fn bump_goes_out_and_back() {
-        let m = Movement { part: Part::Mouth, start: 40, len: 6, amplitude: 0.6 };
+        let m = Movement {
+            part: Part::Mouth,
+            start: 40,
+            len: 6,
+            amplitude: 0.6,
+        };
         assert_eq!(bump(&m, 39), 0.0);
         assert_eq!(bump(&m, 46), 0.0);
         let peak = (40..46).map(|t| bump(&m, t)).fold(0.0, f64::max);
         assert!(peak > 0.5 && peak <= 0.6, "{peak}");
+    }
+}
+
+/// Classes of the demo data set.
+pub const DEMO_LABELS: [&str; 2] = ["none", "micro_movement"];
+
+/// A demo-set clip drawn from `seed`: 320×240, 30 fps, 60–120 frames, sensor noise 0.2–0.8,
+/// head drift up to 4 px/s; with `moving`, one part (mouth, brows or eyes) moves 0.5–1.5 px
+/// for 3–8 frames somewhere in the middle. The same seed always gives the same clip, so the
+/// demo model's training set and the tests' fresh clips come from one definition.
+pub fn demo_clip_spec(seed: u64, moving: bool) -> ClipSpec {
+    // splitmix64: small, seeded, identical everywhere.
+    let mut state = seed ^ 0x5DEE_CE66_D1CE_4E5B;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let frames = 60 + (next() * 61.0) as u32;
+    let noise = 0.2 + 0.6 * next();
+    let drift = ((next() * 2.0 - 1.0) * 4.0, (next() * 2.0 - 1.0) * 4.0);
+    let face_scale = 0.5 + 0.2 * next();
+    let movement = moving.then(|| {
+        let part = [Part::Mouth, Part::Brows, Part::Eyes][(next() * 3.0) as usize % 3];
+        let len = 3 + (next() * 6.0) as u32;
+        let start = 10 + (next() * f64::from(frames - 20 - len)) as u32;
+        Movement {
+            part,
+            start,
+            len,
+            amplitude: 0.5 + 1.0 * next(),
+        }
+    });
+    ClipSpec {
+        width: 320,
+        height: 240,
+        fps: 30.0,
+        frames,
+        seed,
+        face_scale,
+        movement,
+        noise,
+        drift,
     }
 }

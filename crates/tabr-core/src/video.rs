@@ -38,14 +38,19 @@ impl Decoder {
     pub fn open(path: &Path, params: &SpecParams) -> Result<Decoder> {
         let unreadable = || Error::invalid_video("the upload is not a readable video");
         quiet_opencv();
-        let mut cap = VideoCapture::from_file(path.as_os_str(), videoio::CAP_FFMPEG).map_err(|_| unreadable())?;
+        let mut cap = VideoCapture::from_file(path.as_os_str(), videoio::CAP_FFMPEG)
+            .map_err(|_| unreadable())?;
         if !cap.is_opened().unwrap_or(false) {
             return Err(unreadable());
         }
         // Spec §1: the container's rotation is applied (OpenCV 4.6 takes this after open).
         let _ = cap.set(videoio::CAP_PROP_ORIENTATION_AUTO, 1.0);
         let fps = cap.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
-        let fps = if fps.is_finite() && fps > 0.0 { fps } else { DEFAULT_FPS };
+        let fps = if fps.is_finite() && fps > 0.0 {
+            fps
+        } else {
+            DEFAULT_FPS
+        };
         let max_frames = params.max_frames(fps);
         let w = cap.get(videoio::CAP_PROP_FRAME_WIDTH).unwrap_or(0.0);
         let h = cap.get(videoio::CAP_PROP_FRAME_HEIGHT).unwrap_or(0.0);
@@ -56,17 +61,28 @@ impl Decoder {
         let probe_at = (max_frames as f64 * (1.0 + PROBE_MARGIN)).ceil();
         if n.is_finite() && n > probe_at {
             let mut frame = Mat::default();
-            let exists = cap.set(videoio::CAP_PROP_POS_FRAMES, probe_at).unwrap_or(false)
+            let exists = cap
+                .set(videoio::CAP_PROP_POS_FRAMES, probe_at)
+                .unwrap_or(false)
                 && cap.read(&mut frame).unwrap_or(false)
                 && !frame.empty();
             if exists {
                 return Err(too_long(params.max_seconds));
             }
             // The header overstates the stream: start again from the first frame.
-            cap = VideoCapture::from_file(path.as_os_str(), videoio::CAP_FFMPEG).map_err(|_| unreadable())?;
+            cap = VideoCapture::from_file(path.as_os_str(), videoio::CAP_FFMPEG)
+                .map_err(|_| unreadable())?;
             let _ = cap.set(videoio::CAP_PROP_ORIENTATION_AUTO, 1.0);
         }
-        Ok(Decoder { cap, fps, max_frames, max_pixels: params.max_pixels, max_seconds: params.max_seconds, frames: 0, bgr: Mat::default() })
+        Ok(Decoder {
+            cap,
+            fps,
+            max_frames,
+            max_pixels: params.max_pixels,
+            max_seconds: params.max_seconds,
+            frames: 0,
+            bgr: Mat::default(),
+        })
     }
 
     /// Frames per second (the container's, or 30 when it reports none).
@@ -105,7 +121,8 @@ impl Decoder {
             4 => imgproc::cvt_color_def(&self.bgr, gray, imgproc::COLOR_BGRA2GRAY),
             _ => imgproc::cvt_color_def(&self.bgr, gray, imgproc::COLOR_BGR2GRAY),
         };
-        converted.map_err(|_| Error::invalid_video("a video frame has an unsupported pixel format"))?;
+        converted
+            .map_err(|_| Error::invalid_video("a video frame has an unsupported pixel format"))?;
         Ok(true)
     }
 }
@@ -122,7 +139,10 @@ fn quiet_opencv() {
 }
 
 fn too_long(max_seconds: f64) -> Error {
-    Error::new(ErrorCode::VideoTooLong, format!("the video is longer than the limit of {max_seconds:.1} s"))
+    Error::new(
+        ErrorCode::VideoTooLong,
+        format!("the video is longer than the limit of {max_seconds:.1} s"),
+    )
 }
 
 fn frame_too_large(w: u64, h: u64, max_pixels: u64) -> Error {

@@ -10,19 +10,39 @@ fn temp_files_are_removed_on_success_and_failure() {
     std::env::set_var("TMPDIR", tmp.path());
     let clip_dir = tempfile::tempdir_in(std::env::current_dir().expect("cwd")).expect("clip dir");
     let clip = clip_dir.path().join("face.mkv");
-    write_clip(&clip, &ClipSpec { frames: 20, ..ClipSpec::default() }).expect("clip");
+    write_clip(
+        &clip,
+        &ClipSpec {
+            frames: 20,
+            ..ClipSpec::default()
+        },
+    )
+    .expect("clip");
     let bytes = std::fs::read(&clip).expect("read clip");
     let ex = Extractor::new().expect("extractor");
     let left = || std::fs::read_dir(tmp.path()).expect("read tmp").count();
 
-    let ok = ex.extract_bytes(&bytes, &CancelFlag::new()).expect("features from bytes");
-    let from_path = ex.extract_path(&clip, &CancelFlag::new()).expect("features from path");
-    assert_eq!(ok.values, from_path.values, "bytes and path give the same numbers");
+    let ok = ex
+        .extract_bytes(&bytes, &CancelFlag::new())
+        .expect("features from bytes");
+    let from_path = ex
+        .extract_path(&clip, &CancelFlag::new())
+        .expect("features from path");
+    assert_eq!(
+        ok.values, from_path.values,
+        "bytes and path give the same numbers"
+    );
     assert_eq!(left(), 0, "temp file removed after success");
 
-    let err = ex.extract_bytes(b"definitely not a video", &CancelFlag::new()).expect_err("garbage");
+    let err = ex
+        .extract_bytes(b"definitely not a video", &CancelFlag::new())
+        .expect_err("garbage");
     assert_eq!(err.code(), ErrorCode::InvalidVideo);
-    assert!(!err.message().contains('/'), "messages name no path: {}", err.message());
+    assert!(
+        !err.message().contains('/'),
+        "messages name no path: {}",
+        err.message()
+    );
     assert_eq!(left(), 0, "temp file removed after failure");
 
     let cancel = CancelFlag::new();

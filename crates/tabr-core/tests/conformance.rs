@@ -57,32 +57,60 @@ fn check_set(expected_md: &Path, media_root: &Path) -> (usize, Vec<String>) {
     let names = feature_names();
     let mut failures = Vec::new();
     let cases = parse_expected(expected_md);
-    assert!(!cases.is_empty(), "no cases parsed from {}", expected_md.display());
+    assert!(
+        !cases.is_empty(),
+        "no cases parsed from {}",
+        expected_md.display()
+    );
     for (media, outcome) in &cases {
         let got = extractor.extract_path(&media_root.join(media), &CancelFlag::new());
         match (outcome, got) {
             (Outcome::Error(code), Err(e)) if e.code().as_str() == code => {
                 println!("ok    {media}: {code}");
             }
-            (Outcome::Error(code), Err(e)) => failures.push(format!("{media}: want {code}, got {}", e.code())),
-            (Outcome::Error(code), Ok(_)) => failures.push(format!("{media}: want {code}, got features")),
-            (Outcome::Features(_), Err(e)) => failures.push(format!("{media}: want features, got {e}")),
+            (Outcome::Error(code), Err(e)) => {
+                failures.push(format!("{media}: want {code}, got {}", e.code()))
+            }
+            (Outcome::Error(code), Ok(_)) => {
+                failures.push(format!("{media}: want {code}, got features"))
+            }
+            (Outcome::Features(_), Err(e)) => {
+                failures.push(format!("{media}: want features, got {e}"))
+            }
             (Outcome::Features(json), Ok(f)) => {
-                let r: Value = serde_json::from_str(&std::fs::read_to_string(json).expect("reference json"))
-                    .expect("reference json parses");
-                let ref_names: Vec<&str> =
-                    r["names"].as_array().expect("names").iter().filter_map(Value::as_str).collect();
+                let r: Value =
+                    serde_json::from_str(&std::fs::read_to_string(json).expect("reference json"))
+                        .expect("reference json parses");
+                let ref_names: Vec<&str> = r["names"]
+                    .as_array()
+                    .expect("names")
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
                 assert_eq!(ref_names, names, "feature names differ from the reference");
                 if let Some(boxes) = r["meta"]["boxes"].as_array() {
                     let want: Vec<Vec<i64>> = boxes
                         .iter()
-                        .map(|b| b.as_array().expect("box").iter().filter_map(Value::as_i64).collect())
+                        .map(|b| {
+                            b.as_array()
+                                .expect("box")
+                                .iter()
+                                .filter_map(Value::as_i64)
+                                .collect()
+                        })
                         .collect();
                     let got: Vec<Vec<i64>> = f
                         .meta
                         .boxes
                         .iter()
-                        .map(|b| vec![b.frame as i64, b.face.x.into(), b.face.y.into(), b.face.side.into()])
+                        .map(|b| {
+                            vec![
+                                b.frame as i64,
+                                b.face.x.into(),
+                                b.face.y.into(),
+                                b.face.side.into(),
+                            ]
+                        })
                         .collect();
                     if want != got {
                         failures.push(format!("{media}: boxes {got:?}, reference {want:?}"));
@@ -91,7 +119,11 @@ fn check_set(expected_md: &Path, media_root: &Path) -> (usize, Vec<String>) {
                 }
                 let mut worst = (0.0f64, "", 0.0f64, 0.0f64);
                 let mut bad = Vec::new();
-                for ((name, &v), rv) in names.iter().zip(&f.values).zip(r["features"].as_array().expect("features")) {
+                for ((name, &v), rv) in names
+                    .iter()
+                    .zip(&f.values)
+                    .zip(r["features"].as_array().expect("features"))
+                {
                     let rv = rv.as_f64().expect("number");
                     let d = (f64::from(v) - rv).abs();
                     if d > worst.0 {
@@ -111,7 +143,11 @@ fn check_set(expected_md: &Path, media_root: &Path) -> (usize, Vec<String>) {
                     f.meta.pairs
                 );
                 if !bad.is_empty() {
-                    failures.push(format!("{media}: {} values out of tolerance: {}", bad.len(), bad.join("; ")));
+                    failures.push(format!(
+                        "{media}: {} values out of tolerance: {}",
+                        bad.len(),
+                        bad.join("; ")
+                    ));
                 }
             }
         }
@@ -125,8 +161,16 @@ fn shared_fixtures_match_the_reference() {
         eprintln!("SKIPPED: ../shared/spec/reference not found (set TABR_SHARED); conformance not checked");
         return;
     };
-    let (n, failures) = check_set(&shared.join("spec/reference/EXPECTED.md"), &shared.join("fixtures"));
-    assert!(failures.is_empty(), "{} of {n} fixtures differ:\n{}", failures.len(), failures.join("\n"));
+    let (n, failures) = check_set(
+        &shared.join("spec/reference/EXPECTED.md"),
+        &shared.join("fixtures"),
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {n} fixtures differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -136,8 +180,15 @@ fn extra_reference_sets_match() {
         return;
     };
     for set in sets.split(',').filter(|s| !s.is_empty()) {
-        let (md_dir, root) = set.split_once(':').expect("TABR_EXTRA_REFERENCE entries are dir:media_root");
+        let (md_dir, root) = set
+            .split_once(':')
+            .expect("TABR_EXTRA_REFERENCE entries are dir:media_root");
         let (n, failures) = check_set(&Path::new(md_dir).join("EXPECTED.md"), Path::new(root));
-        assert!(failures.is_empty(), "{set}: {} of {n} differ:\n{}", failures.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{set}: {} of {n} differ:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
 }

@@ -17,7 +17,9 @@ use tabr_core::face::FaceDetector;
 use tabr_core::{feature_names, CancelFlag, Extractor, Features, SpecParams};
 
 /// Video extensions picked up when walking a directory (explicit files are always taken).
-const VIDEO_EXTENSIONS: [&str; 9] = ["mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "ts"];
+const VIDEO_EXTENSIONS: [&str; 9] = [
+    "mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "ts",
+];
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
 enum Format {
@@ -90,10 +92,17 @@ fn csv_field(s: &str) -> String {
 }
 
 fn json_number(v: f32) -> serde_json::Value {
-    serde_json::Number::from_f64(f64::from(v)).map_or(serde_json::Value::Null, serde_json::Value::Number)
+    serde_json::Number::from_f64(f64::from(v))
+        .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
-fn write_row(out: &mut dyn Write, format: Format, meta: bool, file: &Path, r: &tabr_core::Result<Features>) -> std::io::Result<()> {
+fn write_row(
+    out: &mut dyn Write,
+    format: Format,
+    meta: bool,
+    file: &Path,
+    r: &tabr_core::Result<Features>,
+) -> std::io::Result<()> {
     let name = file.to_string_lossy();
     match format {
         Format::Csv => {
@@ -112,9 +121,15 @@ fn write_row(out: &mut dyn Write, format: Format, meta: bool, file: &Path, r: &t
             match r {
                 Ok(f) => {
                     obj.insert("error".into(), serde_json::Value::Null);
-                    obj.insert("values".into(), f.values.iter().map(|&v| json_number(v)).collect());
+                    obj.insert(
+                        "values".into(),
+                        f.values.iter().map(|&v| json_number(v)).collect(),
+                    );
                     if meta {
-                        obj.insert("meta".into(), serde_json::to_value(&f.meta).unwrap_or_default());
+                        obj.insert(
+                            "meta".into(),
+                            serde_json::to_value(&f.meta).unwrap_or_default(),
+                        );
                     }
                 }
                 Err(e) => {
@@ -167,14 +182,21 @@ fn main() -> ExitCode {
     let names = feature_names();
     let header = match args.format {
         Format::Csv => writeln!(out, "file,error,{}", names.join(",")),
-        Format::Jsonl => writeln!(out, "{}", serde_json::json!({"spec": "poc-abs", "version": 1, "names": names})),
+        Format::Jsonl => writeln!(
+            out,
+            "{}",
+            serde_json::json!({"spec": "poc-abs", "version": 1, "names": names})
+        ),
     };
     if header.is_err() {
         return ExitCode::from(2);
     }
 
     let extractor = Extractor::with(detector, params);
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
     let bar = if files.len() >= 4 {
         let b = ProgressBar::new(files.len() as u64);
         b.set_style(
@@ -214,7 +236,9 @@ fn main() -> ExitCode {
         }
     });
     bar.finish_and_clear();
-    let Ok((_, _, mut out)) = state.into_inner() else { return ExitCode::from(2) };
+    let Ok((_, _, mut out)) = state.into_inner() else {
+        return ExitCode::from(2);
+    };
     if out.flush().is_err() {
         return ExitCode::from(2);
     }

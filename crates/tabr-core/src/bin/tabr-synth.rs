@@ -53,6 +53,12 @@ struct Args {
     /// Peak displacement in pixels.
     #[arg(long, default_value_t = 0.6)]
     amplitude: f64,
+    /// Draw the demo data set's clip for this seed instead (all other shape options ignored).
+    #[arg(long)]
+    demo_seed: Option<u64>,
+    /// With --demo-seed: the class, `none` or `micro_movement`.
+    #[arg(long, default_value = "none", value_parser = ["none", "micro_movement"])]
+    demo_class: String,
 }
 
 fn main() -> ExitCode {
@@ -68,16 +74,20 @@ fn main() -> ExitCode {
         len: a.len,
         amplitude: a.amplitude,
     });
-    let spec = ClipSpec {
-        width: a.width,
-        height: a.height,
-        fps: a.fps,
-        frames: a.frames,
-        seed: a.seed,
-        face_scale: a.face_scale,
-        movement,
-        noise: a.noise,
-        drift,
+    let spec = if let Some(seed) = a.demo_seed {
+        tabr_core::synth::demo_clip_spec(seed, a.demo_class == "micro_movement")
+    } else {
+        ClipSpec {
+            width: a.width,
+            height: a.height,
+            fps: a.fps,
+            frames: a.frames,
+            seed: a.seed,
+            face_scale: a.face_scale,
+            movement,
+            noise: a.noise,
+            drift,
+        }
     };
     match write_clip(&a.out, &spec) {
         Ok(()) => ExitCode::SUCCESS,
