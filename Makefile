@@ -12,13 +12,14 @@ export TABR_BIN_DIR ?= $(CARGO_TARGET_DIR)/release
 PNPM_VERSION := 9.15.9
 APT_PACKAGES := libopencv-dev clang libclang-dev opencv-data pkg-config ffmpeg
 
-.PHONY: help deps apt pnpm node-modules build test test-rust test-node bench run serve clean
+.PHONY: help deps apt pnpm node-modules build test test-rust test-node test-python demo-model uv bench run serve clean
 
 help:
 	@echo "make deps   install apt packages, pnpm and node modules (what is missing)"
 	@echo "make build  build the Rust core, CLIs and the Node addon"
 	@echo "make test   deps + build + every test (Rust and Node)"
 	@echo "make bench  benchmark tables (medians and ratios, never pass/fail)"
+	@echo "make demo-model / test-python   Python tooling (uv, torch; not in make test)"
 	@echo "make run    start the service on the demo model"
 
 deps: apt pnpm node-modules
@@ -51,6 +52,17 @@ test-rust:
 
 test-node:
 	pnpm -r run test
+
+# Python tooling (torch from PyPI): never part of `make test`.
+PY_DEPS := --with torch --with numpy --with scikit-learn --with joblib --with onnx --with onnxruntime --with pandas --with pyarrow
+uv:
+	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+
+test-python: uv
+	uv run --no-project $(PY_DEPS) --with pytest pytest scripts/tests -q
+
+demo-model: build uv
+	uv run --no-project $(PY_DEPS) python scripts/make_demo_model.py
 
 bench: build
 	cargo run --release -p tabr-bench

@@ -80,7 +80,7 @@ def train(x: np.ndarray, y: np.ndarray, seed: int):
     xt = torch.tensor(x, dtype=torch.float32)
     yt = torch.tensor(y, dtype=torch.long)
     model = Model(**HPARAMS["model"])
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-5)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-5)
     ctx = HPARAMS["context_size"]
     cand_x, cand_y = xt[tr], yt[tr]
     best, best_state, patience = -1.0, None, 0
@@ -101,7 +101,7 @@ def train(x: np.ndarray, y: np.ndarray, seed: int):
             best, best_state, patience = acc, {k: v.clone() for k, v in model.state_dict().items()}, 0
         else:
             patience += 1
-            if patience >= 40:
+            if patience >= 60:
                 break
     model.load_state_dict(best_state)
     return model, tr, val, best, epoch + 1
@@ -109,7 +109,8 @@ def train(x: np.ndarray, y: np.ndarray, seed: int):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--per-class", type=int, default=150)
+    ap.add_argument("--per-class", type=int, default=200)
+    ap.add_argument("--keep-features", help="also save the extracted features and labels here (.npz)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(REPO / "models/tabr-demo"))
     args = ap.parse_args()
@@ -131,6 +132,8 @@ def main() -> int:
         dropped = len(clips) - len(keep)
         x_raw = np.array([feats[p.name] for p, _ in keep], dtype=np.float64)
         y = np.array([lab for _, lab in keep])
+        if args.keep_features:
+            np.savez(args.keep_features, x=x_raw, y=y)
 
         imputer = SimpleImputer(strategy="median", keep_empty_features=True).fit(x_raw)
         scaler = StandardScaler().fit(imputer.transform(x_raw))
@@ -168,9 +171,9 @@ movement of the mouth, brows or eyes lasting a few frames) or **none**?
 start to finish:
 
 1. {2 * args.per_class} synthetic 320×240, 30 fps clips of 2–4 s drawn with OpenCV by `tabr-synth --demo-seed`
-   (a cartoon face: head ellipse, eyes, brows, nose, mouth), with sensor noise (σ 0.2–0.8) and a
-   slow head drift (≤ 4 px/s). Half have one part (mouth, brows or eyes) move 0.5–1.5 px for
-   3–8 frames; half do not.
+   (a cartoon face: head ellipse, eyes, brows, nose, mouth), with sensor noise (σ 0.15–0.5) and a
+   slow head drift (≤ 4 px/s). Half have one part (mouth, brows or eyes) move 0.8–1.6 px for
+   4–8 frames; half do not.
 2. POC-ABS v1 features from `tabr-features`, the same extractor the service runs
    ({dropped} clips dropped for extraction errors).
 3. TabR (d_main 64, one encoder and one predictor block, context size 32) on {n_tr} clips,

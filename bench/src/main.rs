@@ -152,6 +152,94 @@ fn bench_clip(name: &str, clip: &Path, cores: usize) -> Row {
     }
 }
 
+/// The demo model: load time, one-vector latency, vectors/s, a session pool against one
+/// mutexed session under 4 callers, and extract + predict on each clip.
+fn model_bench(clips: &[(String, PathBuf)]) {
+    use tabr_core::model::{LoadOptions, Model, Prediction};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dylib = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|| {
+        root.join("packages/tabr-native/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1")
+    });
+    let dir = root.join("models/tabr-demo");
+    if !dylib.is_file() || !dir.is_dir() {
+        eprintln!("SKIPPED model benchmarks: no ONNX Runtime (run make build) or no models/tabr-demo");
+        return;
+    }
+    let opts = |sessions: usize| LoadOptions { ort_dylib_path: Some(dylib.clone()), sessions, ..LoadOptions::default() };
+    let loads: Vec<f64> = (0..RUNS)
+        .map(|_| {
+            let t = Instant::now();
+            Model::load(&dir, &LoadOptions { verify_golden: false, ..opts(2) }).expect("demo model loads");
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    let model = Model::load(&dir, &opts(2)).expect("demo model");
+    let row: Vec<f64> = (0..90).map(|i| (i as f64 * 0.37).sin().abs()).collect();
+    for _ in 0..200 {
+        model.predict(&row).expect("predict");
+    }
+    let lat: Vec<f64> = (0..2000)
+        .map(|_| {
+            let t = Instant::now();
+            let p = model.predict(&row).expect("predict");
+            let us = t.elapsed().as_secs_f64() * 1e6;
+            assert!(matches!(p, Prediction::Class { .. }));
+            us
+        })
+        .collect();
+    let mut sorted = lat.clone();
+    sorted.sort_by(f64::total_cmp);
+    let p99 = sorted[(sorted.len() * 99) / 100];
+    let t = Instant::now();
+    let rows: Vec<&[f64]> = (0..256).map(|_| row.as_slice()).collect();
+    for _ in 0..20 {
+        model.logits(&rows).expect("batch");
+    }
+    let batch_vps = 20.0 * 256.0 / t.elapsed().as_secs_f64();
+    let concurrent = |m: &Model| {
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..2000 {
+                        m.predict(&row).expect("predict");
+                    }
+                });
+            }
+        });
+        8000.0 / t.elapsed().as_secs_f64()
+    };
+    let pooled = concurrent(&model);
+    let single = Model::load(&dir, &opts(1)).expect("model");
+    let mutexed = concurrent(&single);
+    println!("\n## TabR demo model (one thread per ONNX session)\n");
+    println!("| load ms | predict p50 µs | p99 µs | vectors/s (1 thread) | vectors/s (batches of 256) | 4 callers: pool of 2 | 4 callers: 1 session (mutex) | pool / mutex |");
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0}/s | {:.0}/s | {:.2} |",
+        median(loads),
+        median(lat.clone()),
+        p99,
+        1e6 / median(lat),
+        batch_vps,
+        pooled,
+        mutexed,
+        pooled / mutexed
+    );
+    println!("\n| clip | predictVideo wall s (median) | of which predict ms |\n|---|---|---|");
+    for (name, clip) in clips {
+        let mut walls = Vec::new();
+        let mut pred = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let (_, _, ms) = model.predict_video_path(clip, &CancelFlag::new()).expect("predict video");
+            walls.push(t.elapsed().as_secs_f64());
+            pred.push(ms);
+        }
+        println!("| {name} | {:.3} | {:.3} |", median(walls), median(pred));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -218,5 +306,6 @@ fn main() {
     let rss_long = run_child(false, "--rss", &clips.last().expect("clip").1).first().copied().unwrap_or(f64::NAN);
     println!("\n## Peak RSS against clip length (synthetic 640×480)\n");
     println!("| 3 s | 10 s | ratio |\n|---|---|---|\n| {rss_short:.0} MB | {rss_long:.0} MB | {:.2} |", rss_long / rss_short);
+    model_bench(&clips);
     println!("\nfloor = (single-thread decode to gray + single-thread Farnebäck over the crop pairs) / cores, pinned to one core with taskset.");
 }

@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod model;
 pub mod face;
 pub mod poc;
 pub mod spec;

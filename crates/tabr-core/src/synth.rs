@@ -252,6 +252,51 @@ pub fn write_clip(path: &Path, spec: &ClipSpec) -> Result<()> {
     Ok(())
 }
 
+/// Classes of the demo data set.
+pub const DEMO_LABELS: [&str; 2] = ["none", "micro_movement"];
+
+/// A demo-set clip drawn from `seed`: 320×240, 30 fps, 60–120 frames, sensor noise 0.15–0.5,
+/// head drift up to 4 px/s; with `moving`, one part (mouth, brows or eyes) moves 0.8–1.6 px
+/// for 4–8 frames somewhere in the middle. The same seed always gives the same clip, so the
+/// demo model's training set and the tests' fresh clips come from one definition.
+pub fn demo_clip_spec(seed: u64, moving: bool) -> ClipSpec {
+    // splitmix64: small, seeded, identical everywhere.
+    let mut state = seed ^ 0x5DEE_CE66_D1CE_4E5B;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let frames = 60 + (next() * 61.0) as u32;
+    let noise = 0.15 + 0.35 * next();
+    let drift = ((next() * 2.0 - 1.0) * 4.0, (next() * 2.0 - 1.0) * 4.0);
+    let face_scale = 0.5 + 0.2 * next();
+    let movement = moving.then(|| {
+        let part = [Part::Mouth, Part::Brows, Part::Eyes][(next() * 3.0) as usize % 3];
+        let len = 4 + (next() * 5.0) as u32;
+        let start = 10 + (next() * f64::from(frames - 20 - len)) as u32;
+        Movement {
+            part,
+            start,
+            len,
+            amplitude: 0.8 + 0.8 * next(),
+        }
+    });
+    ClipSpec {
+        width: 320,
+        height: 240,
+        fps: 30.0,
+        frames,
+        seed,
+        face_scale,
+        movement,
+        noise,
+        drift,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,50 +313,5 @@ mod tests {
         assert_eq!(bump(&m, 46), 0.0);
         let peak = (40..46).map(|t| bump(&m, t)).fold(0.0, f64::max);
         assert!(peak > 0.5 && peak <= 0.6, "{peak}");
-    }
-}
-
-/// Classes of the demo data set.
-pub const DEMO_LABELS: [&str; 2] = ["none", "micro_movement"];
-
-/// A demo-set clip drawn from `seed`: 320×240, 30 fps, 60–120 frames, sensor noise 0.2–0.8,
-/// head drift up to 4 px/s; with `moving`, one part (mouth, brows or eyes) moves 0.5–1.5 px
-/// for 3–8 frames somewhere in the middle. The same seed always gives the same clip, so the
-/// demo model's training set and the tests' fresh clips come from one definition.
-pub fn demo_clip_spec(seed: u64, moving: bool) -> ClipSpec {
-    // splitmix64: small, seeded, identical everywhere.
-    let mut state = seed ^ 0x5DEE_CE66_D1CE_4E5B;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let frames = 60 + (next() * 61.0) as u32;
-    let noise = 0.2 + 0.6 * next();
-    let drift = ((next() * 2.0 - 1.0) * 4.0, (next() * 2.0 - 1.0) * 4.0);
-    let face_scale = 0.5 + 0.2 * next();
-    let movement = moving.then(|| {
-        let part = [Part::Mouth, Part::Brows, Part::Eyes][(next() * 3.0) as usize % 3];
-        let len = 3 + (next() * 6.0) as u32;
-        let start = 10 + (next() * f64::from(frames - 20 - len)) as u32;
-        Movement {
-            part,
-            start,
-            len,
-            amplitude: 0.5 + 1.0 * next(),
-        }
-    });
-    ClipSpec {
-        width: 320,
-        height: 240,
-        fps: 30.0,
-        frames,
-        seed,
-        face_scale,
-        movement,
-        noise,
-        drift,
     }
 }

@@ -6,6 +6,8 @@
 //! core's stable code (`invalid_video`, `no_face`, …); see [`reject_with_code`].
 #![deny(missing_docs)]
 
+pub mod model;
+
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
@@ -92,31 +94,51 @@ pub struct ExtractResult {
     pub meta: ExtractMeta,
 }
 
-enum Input {
+pub(crate) enum Input {
     Path(String),
     Bytes(Vec<u8>),
 }
 
-/// The extraction task: owns its inputs; `compute` runs off the event loop.
-pub struct ExtractTask {
-    input: Input,
-    extractor: Extractor,
-    cancel: CancelFlag,
+impl From<Either<String, Buffer>> for Input {
+    fn from(v: Either<String, Buffer>) -> Self {
+        match v {
+            Either::A(path) => Input::Path(path),
+            Either::B(buf) => Input::Bytes(buf.to_vec()),
+        }
+    }
+}
+
+impl Input {
+    pub(crate) fn extract(&self, ex: &Extractor, cancel: &CancelFlag) -> tabr_core::Result<Features> {
+        match self {
+            Input::Path(p) => ex.extract_path(std::path::Path::new(p), cancel),
+            Input::Bytes(b) => ex.extract_bytes(b, cancel),
+        }
+    }
+}
+
+/// Every heavy call: a closure run off the event loop, its result converted for JS on the
+/// JS thread, and core errors rejected with their stable `code` (panics become `internal`).
+pub struct Job<T: Send + 'static, J> {
+    run: Option<Box<dyn FnOnce() -> tabr_core::Result<T> + Send>>,
+    to_js: fn(T) -> J,
     error: Option<tabr_core::Error>,
 }
 
-impl Task for ExtractTask {
-    type Output = Features;
-    type JsValue = ExtractResult;
+impl<T: Send + 'static, J> Job<T, J> {
+    fn new(run: impl FnOnce() -> tabr_core::Result<T> + Send + 'static, to_js: fn(T) -> J) -> Self {
+        Job { run: Some(Box::new(run)), to_js, error: None }
+    }
+}
 
-    fn compute(&mut self) -> Result<Features> {
-        let (ex, cancel) = (&self.extractor, &self.cancel);
-        let input = &self.input;
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match input {
-            Input::Path(p) => ex.extract_path(std::path::Path::new(p), cancel),
-            Input::Bytes(b) => ex.extract_bytes(b, cancel),
-        }))
-        .unwrap_or_else(|_| Err(tabr_core::Error::new(tabr_core::ErrorCode::Internal, "the extraction panicked")));
+impl<T: Send + 'static, J: ToNapiValue + TypeName> Task for Job<T, J> {
+    type Output = T;
+    type JsValue = J;
+
+    fn compute(&mut self) -> Result<T> {
+        let run = self.run.take().ok_or_else(|| Error::from_reason("the task ran twice"))?;
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+            .unwrap_or_else(|_| Err(tabr_core::Error::new(tabr_core::ErrorCode::Internal, "the native task panicked")));
         out.map_err(|e| {
             let reason = e.message().to_string();
             self.error = Some(e);
@@ -124,11 +146,11 @@ impl Task for ExtractTask {
         })
     }
 
-    fn resolve(&mut self, _env: Env, f: Features) -> Result<ExtractResult> {
-        Ok(to_js(f))
+    fn resolve(&mut self, _env: Env, out: T) -> Result<J> {
+        Ok((self.to_js)(out))
     }
 
-    fn reject(&mut self, env: Env, err: Error) -> Result<ExtractResult> {
+    fn reject(&mut self, env: Env, err: Error) -> Result<J> {
         match self.error.take() {
             Some(e) => Err(reject_with_code(&env, e.code().as_str(), e.message())),
             None => Err(err),
@@ -136,7 +158,26 @@ impl Task for ExtractTask {
     }
 }
 
-fn to_js(f: Features) -> ExtractResult {
+/// A cancel flag wired to an optional JS `AbortSignal` (an already aborted one cancels at once:
+/// napi's `AbortSignal` only hears future aborts).
+pub(crate) fn cancel_flag(env: &Env, signal: Option<Object<'_>>) -> Result<(CancelFlag, Option<AbortSignal>)> {
+    let cancel = CancelFlag::new();
+    let signal = match signal {
+        Some(s) if s.get_named_property::<bool>("aborted").unwrap_or(false) => {
+            cancel.cancel();
+            None
+        }
+        Some(s) => Some(abort_signal(env, s)?),
+        None => None,
+    };
+    if let Some(s) = &signal {
+        let c = cancel.clone();
+        s.on_abort(move || c.cancel());
+    }
+    Ok((cancel, signal))
+}
+
+pub(crate) fn to_js(f: Features) -> ExtractResult {
     let m = f.meta;
     let t = m.timings_ms;
     ExtractResult {
@@ -163,7 +204,7 @@ fn to_js(f: Features) -> ExtractResult {
 }
 
 /// The one place core errors become JS errors: an `Error` with `code` set to the stable code.
-fn reject_with_code(env: &Env, code: &str, message: &str) -> Error {
+pub(crate) fn reject_with_code(env: &Env, code: &str, message: &str) -> Error {
     let make = || -> Result<Error> {
         let mut obj = env.create_error(Error::from_reason(message.to_string()))?;
         obj.set_named_property("code", code)?;
@@ -204,29 +245,12 @@ pub fn extract_features(
     input: Either<String, Buffer>,
     options: Option<ExtractOptions>,
     signal: Option<Object<'_>>,
-) -> Result<AsyncTask<ExtractTask>> {
+) -> Result<AsyncTask<Job<Features, ExtractResult>>> {
     let extractor = build_extractor(&options.unwrap_or_default())?;
-    let cancel = CancelFlag::new();
-    let signal = match signal {
-        Some(s) if s.get_named_property::<bool>("aborted").unwrap_or(false) => {
-            // napi's AbortSignal only hears future aborts: an already aborted one rejects
-            // the task before any work, as `fetch` and Node's own APIs do.
-            cancel.cancel();
-            None
-        }
-        Some(s) => Some(abort_signal(&env, s)?),
-        None => None,
-    };
-    let input = match input {
-        Either::A(path) => Input::Path(path),
-        Either::B(buf) => Input::Bytes(buf.to_vec()),
-    };
-    if let Some(s) = &signal {
-        let c = cancel.clone();
-        s.on_abort(move || c.cancel());
-    }
-    let task = ExtractTask { input, extractor, cancel, error: None };
-    Ok(AsyncTask::with_optional_signal(task, signal))
+    let (cancel, signal) = cancel_flag(&env, signal)?;
+    let input = Input::from(input);
+    let job = Job::new(move || input.extract(&extractor, &cancel), to_js);
+    Ok(AsyncTask::with_optional_signal(job, signal))
 }
 
 /// The napi `AbortSignal` of a JS `AbortSignal` object.

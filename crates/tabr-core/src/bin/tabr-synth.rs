@@ -59,6 +59,9 @@ struct Args {
     /// With --demo-seed: the class, `none` or `micro_movement`.
     #[arg(long, default_value = "none", value_parser = ["none", "micro_movement"])]
     demo_class: String,
+    /// Print the clip's full description to stderr.
+    #[arg(long)]
+    print_spec: bool,
 }
 
 fn main() -> ExitCode {
@@ -89,6 +92,9 @@ fn main() -> ExitCode {
             drift,
         }
     };
+    if a.print_spec {
+        eprintln!("{spec:?}");
+    }
     match write_clip(&a.out, &spec) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,0 +1,370 @@
+//! TabR models from a `tabr-model/1` directory: load, preprocess, ONNX inference.
+//!
+//! [`Model::load`] validates the manifest (format, feature spec, sizes, labels), confines every
+//! path to the directory, parses `preprocess.json`, builds the model's own extractor (its
+//! spec parameters and face cascade), opens `model.onnx` with ONNX Runtime and, when the
+//! directory has `golden.json`, checks the outputs against it. One loaded model serves
+//! concurrent calls from a pool of ONNX sessions (`sessions`; 1 is a plain mutex).
+
+pub mod manifest;
+pub mod preprocess;
+pub mod runtime;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::Tensor;
+use serde::Serialize;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::extract::{CancelFlag, Extractor, Features};
+use crate::face::FaceDetector;
+pub use manifest::{FeatureSpec, Manifest, Task};
+pub use preprocess::Preprocess;
+pub use runtime::Provider;
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The ONNX Runtime shared library (else `ORT_DYLIB_PATH`).
+    pub ort_dylib_path: Option<PathBuf>,
+    /// Execution provider.
+    pub provider: Provider,
+    /// Intra-op threads per session (default 1: requests run in parallel instead).
+    pub intra_threads: usize,
+    /// Sessions kept for concurrent calls (default: number of cores; 1 = one shared session).
+    pub sessions: usize,
+    /// Check `golden.json` at load.
+    pub verify_golden: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            ort_dylib_path: None,
+            provider: Provider::Cpu,
+            intra_threads: 1,
+            sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            verify_golden: true,
+        }
+    }
+}
+
+/// Public facts about a model (never a filesystem path).
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Task.
+    pub task: Task,
+    /// Class labels.
+    pub labels: Vec<String>,
+    /// Input width.
+    pub n_features: usize,
+    /// Feature spec.
+    pub features: FeatureSpec,
+    /// Execution provider in use (`cpu` or `cuda`).
+    pub provider: String,
+}
+
+/// One prediction.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Prediction {
+    /// Classification: the most probable label and every class's probability.
+    Class {
+        /// Most probable label (first on ties).
+        label: String,
+        /// Probabilities in label order.
+        probabilities: Vec<f64>,
+    },
+    /// Regression.
+    Value {
+        /// The predicted value.
+        value: f64,
+    },
+}
+
+/// A pool of ONNX sessions: calls take one, run, and give it back.
+struct Sessions {
+    bytes: Arc<[u8]>,
+    opts: LoadOptions,
+    cuda: bool,
+    idle: Mutex<(Vec<Session>, usize)>,
+    ready: Condvar,
+}
+
+impl Sessions {
+    fn open(bytes: &[u8], opts: &LoadOptions, cuda: bool) -> Result<Session> {
+        let fail = |_| Error::new(ErrorCode::ModelError, "model.onnx cannot be loaded by ONNX Runtime");
+        let mut b = Session::builder()
+            .map_err(fail)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(fail)?
+            .with_intra_threads(opts.intra_threads.max(1))
+            .map_err(fail)?;
+        if cuda {
+            let ep = ort::execution_providers::CUDAExecutionProvider::default().build().error_on_failure();
+            b = b.with_execution_providers([ep]).map_err(|_| {
+                Error::new(ErrorCode::ModelError, "the CUDA execution provider failed to start")
+            })?;
+        }
+        b.commit_from_memory(bytes).map_err(fail)
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Session) -> Result<R>) -> Result<R> {
+        let poisoned = |_| Error::internal("session pool lock poisoned");
+        let mut s = {
+            let mut g = self.idle.lock().map_err(poisoned)?;
+            loop {
+                if let Some(s) = g.0.pop() {
+                    break s;
+                }
+                if g.1 < self.opts.sessions.max(1) {
+                    g.1 += 1;
+                    drop(g);
+                    match Self::open(&self.bytes, &self.opts, self.cuda) {
+                        Ok(s) => break s,
+                        Err(e) => {
+                            if let Ok(mut g) = self.idle.lock() {
+                                g.1 -= 1;
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
+                g = self.ready.wait(g).map_err(poisoned)?;
+            }
+        };
+        let out = f(&mut s);
+        if let Ok(mut g) = self.idle.lock() {
+            g.0.push(s);
+        }
+        self.ready.notify_one();
+        out
+    }
+}
+
+/// A loaded model.
+pub struct Model {
+    info: ModelInfo,
+    manifest: Manifest,
+    preprocess: Preprocess,
+    extractor: Extractor,
+    sessions: Sessions,
+    golden: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("info", &self.info).finish()
+    }
+}
+
+fn model_error(msg: impl Into<String>) -> Error {
+    Error::new(ErrorCode::ModelError, msg)
+}
+
+impl Model {
+    /// Loads and validates a model directory.
+    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Model> {
+        let m = Manifest::load(dir)?;
+        let onnx = manifest::confined(dir, &m.files.onnx, "onnx")?;
+        let pre = manifest::confined(dir, &m.files.preprocessing, "preprocessing")?;
+        let cascade = m.files.face_cascade.as_deref().map(|c| manifest::confined(dir, c, "face cascade")).transpose()?;
+        let golden = m.files.golden.as_deref().map(|g| manifest::confined(dir, g, "golden")).transpose()?;
+        let pre_text = std::fs::read_to_string(&pre).map_err(|_| model_error("preprocess.json cannot be read"))?;
+        let preprocess = Preprocess::from_json(&pre_text, m.n_features)?;
+        let detector = match &cascade {
+            Some(p) => Arc::new(FaceDetector::from_file(p)?),
+            None => FaceDetector::builtin()?,
+        };
+        let extractor = Extractor::with(detector, m.features.params.clone());
+
+        runtime::init(opts.ort_dylib_path.as_deref())?;
+        let bytes: Arc<[u8]> = std::fs::read(&onnx).map_err(|_| model_error("model.onnx cannot be read"))?.into();
+        // A CPU session first: it validates the graph, so a broken file is never blamed on CUDA.
+        let cpu = Sessions::open(&bytes, opts, false)?;
+        check_io(&cpu, &m)?;
+        let (first, cuda) = match opts.provider {
+            Provider::Cpu => (cpu, false),
+            Provider::Cuda | Provider::Auto => match Sessions::open(&bytes, opts, true) {
+                Ok(gpu) => (gpu, true),
+                Err(_) if opts.provider == Provider::Auto => {
+                    eprintln!("tabr-core: warning: ORT_PROVIDER=auto: the CUDA execution provider cannot start here, using the CPU");
+                    (cpu, false)
+                }
+                Err(_) => {
+                    return Err(model_error(
+                        "ORT_PROVIDER=cuda, but the CUDA execution provider cannot start in the loaded ONNX Runtime \
+                         (it needs a GPU build of ONNX Runtime with CUDA and cuDNN: point ORT_DYLIB_PATH at one)",
+                    ))
+                }
+            },
+        };
+        let sessions = Sessions { bytes, opts: opts.clone(), cuda, idle: Mutex::new((vec![first], 1)), ready: Condvar::new() };
+        let info = ModelInfo {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            task: m.task,
+            labels: m.labels.clone(),
+            n_features: m.n_features,
+            features: m.features.clone(),
+            provider: if cuda { "cuda" } else { "cpu" }.into(),
+        };
+        let model = Model { info, manifest: m, preprocess, extractor, sessions, golden };
+        if opts.verify_golden && model.golden.is_some() {
+            let dev = model.verify_golden()?;
+            if dev > 1e-4 {
+                return Err(model_error(format!("golden.json check failed: outputs differ by up to {dev:.2e}")));
+            }
+        }
+        Ok(model)
+    }
+
+    /// Public facts about the model.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The extractor configured by the model's feature spec and face cascade.
+    pub fn extractor(&self) -> &Extractor {
+        &self.extractor
+    }
+
+    /// Raw feature rows (NaN = missing) → model inputs, after validation.
+    fn inputs(&self, rows: &[&[f64]]) -> Result<Vec<f32>> {
+        let n = self.manifest.n_features;
+        let mut out = Vec::with_capacity(rows.len() * n);
+        for row in rows {
+            if row.len() != n {
+                return Err(Error::new(ErrorCode::InvalidFeatures, format!("expected {n} feature values, got {}", row.len())));
+            }
+            if let Some(i) = row.iter().position(|v| v.is_infinite()) {
+                return Err(Error::new(ErrorCode::InvalidFeatures, format!("feature {i} is infinite (use NaN or null for missing)")));
+            }
+            out.extend(self.preprocess.apply(row).into_iter().map(|v| v as f32));
+        }
+        Ok(out)
+    }
+
+    /// Logits for a batch of raw rows.
+    pub fn logits(&self, rows: &[&[f64]]) -> Result<Vec<Vec<f32>>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let x = self.inputs(rows)?;
+        let (n, f, d) = (rows.len(), self.manifest.n_features, self.manifest.onnx.d_out);
+        let fail = |_| Error::new(ErrorCode::ModelError, "the model failed to run");
+        let flat = self.sessions.with(|s| {
+            let input = Tensor::from_array(([n, f], x.into_boxed_slice())).map_err(fail)?;
+            let outputs = s.run(ort::inputs![self.manifest.onnx.input.as_str() => input]).map_err(fail)?;
+            let (shape, data) = outputs[self.manifest.onnx.output.as_str()].try_extract_tensor::<f32>().map_err(fail)?;
+            if shape.len() != 2 || shape[0] as usize != n || shape[1] as usize != d {
+                return Err(model_error("the model's output has an unexpected shape"));
+            }
+            Ok(data.to_vec())
+        })?;
+        Ok(flat.chunks(d).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Predicts one raw feature row (NaN = missing; the imputer fills it).
+    pub fn predict(&self, row: &[f64]) -> Result<Prediction> {
+        let logits = self.logits(&[row])?;
+        Ok(self.postprocess(&logits[0]))
+    }
+
+    /// Extracts a video's features and predicts, in one call.
+    pub fn predict_video_path(&self, path: &Path, cancel: &CancelFlag) -> Result<(Prediction, Features, f64)> {
+        let f = self.extractor.extract_path(path, cancel)?;
+        self.finish_video(f, cancel)
+    }
+
+    /// Like [`Model::predict_video_path`], for in-memory bytes (private temp file).
+    pub fn predict_video_bytes(&self, bytes: &[u8], cancel: &CancelFlag) -> Result<(Prediction, Features, f64)> {
+        let f = self.extractor.extract_bytes(bytes, cancel)?;
+        self.finish_video(f, cancel)
+    }
+
+    fn finish_video(&self, f: Features, cancel: &CancelFlag) -> Result<(Prediction, Features, f64)> {
+        if cancel.is_cancelled() {
+            return Err(Error::new(ErrorCode::Aborted, "the prediction was aborted by the caller"));
+        }
+        let t = std::time::Instant::now();
+        let row: Vec<f64> = f.values.iter().map(|&v| f64::from(v)).collect();
+        let p = self.predict(&row)?;
+        Ok((p, f, t.elapsed().as_secs_f64() * 1e3))
+    }
+
+    /// Probabilities (or the value) from one row of logits.
+    pub fn postprocess(&self, logits: &[f32]) -> Prediction {
+        let labels = &self.manifest.labels;
+        let probabilities: Vec<f64> = match self.manifest.task {
+            Task::Regression => return Prediction::Value { value: f64::from(logits[0]) },
+            Task::Binclass => {
+                let p1 = 1.0 / (1.0 + (-f64::from(logits[0])).exp());
+                vec![1.0 - p1, p1]
+            }
+            Task::Multiclass => {
+                let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                let e: Vec<f64> = logits.iter().map(|&l| f64::from(l - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                e.into_iter().map(|v| v / sum).collect()
+            }
+        };
+        let best = probabilities.iter().enumerate().fold(0, |b, (i, &p)| if p > probabilities[b] { i } else { b });
+        Prediction::Class { label: labels[best].clone(), probabilities }
+    }
+
+    /// Runs `golden.json`'s rows and returns the largest absolute difference of logits and
+    /// probabilities (or values) from the exporter's PyTorch + scikit-learn outputs.
+    pub fn verify_golden(&self) -> Result<f64> {
+        let Some(path) = &self.golden else { return Err(model_error("the model directory has no golden.json")) };
+        let g: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(path).map_err(|_| model_error("golden.json cannot be read"))?,
+        )
+        .map_err(|_| model_error("golden.json is not valid JSON"))?;
+        let rows: Vec<Vec<f64>> = g["rows"]
+            .as_array()
+            .ok_or_else(|| model_error("golden.json has no rows"))?
+            .iter()
+            .map(|r| r.as_array().map(|r| r.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect()).unwrap_or_default())
+            .collect();
+        let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
+        let logits = self.logits(&refs)?;
+        let mut worst = 0.0f64;
+        for (i, l) in logits.iter().enumerate() {
+            for (j, v) in l.iter().enumerate() {
+                let want = g["logits"][i][j].as_f64().ok_or_else(|| model_error("golden.json logits are incomplete"))?;
+                worst = worst.max((f64::from(*v) - want).abs());
+            }
+            match (self.postprocess(l), &g["outputs"][i]) {
+                (Prediction::Class { probabilities, .. }, o) => {
+                    for (j, p) in probabilities.iter().enumerate() {
+                        let want = o["probabilities"][j].as_f64().ok_or_else(|| model_error("golden.json outputs are incomplete"))?;
+                        worst = worst.max((p - want).abs());
+                    }
+                }
+                (Prediction::Value { value }, o) => {
+                    let want = o["value"].as_f64().ok_or_else(|| model_error("golden.json outputs are incomplete"))?;
+                    worst = worst.max((value - want).abs());
+                }
+            }
+        }
+        Ok(worst)
+    }
+}
+
+fn check_io(s: &Session, m: &Manifest) -> Result<()> {
+    if !s.inputs.iter().any(|i| i.name == m.onnx.input) || !s.outputs.iter().any(|o| o.name == m.onnx.output) {
+        return Err(model_error(format!(
+            "model.onnx must take {:?} and give {:?}",
+            m.onnx.input, m.onnx.output
+        )));
+    }
+    Ok(())
+}

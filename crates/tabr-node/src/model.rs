@@ -1,0 +1,195 @@
+//! `loadModel` and the `Model` class: TabR inference from a `tabr-model/1` directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use tabr_core::model::{LoadOptions, Model as CoreModel, Prediction as CorePrediction, Provider};
+use tabr_core::Features;
+
+use crate::{cancel_flag, to_js, ExtractResult, Input, Job};
+
+/// Options of `loadModel`.
+#[napi(object)]
+#[derive(Default)]
+pub struct LoadModelOptions {
+    /// The ONNX Runtime library; default `ORT_DYLIB_PATH`, else the one in `onnxruntime-node`.
+    pub ort_dylib_path: Option<String>,
+    /// `cpu`, `cuda` or `auto`; default `ORT_PROVIDER`, else `cpu`.
+    pub provider: Option<String>,
+    /// Intra-op threads per ONNX session (default 1).
+    pub intra_threads: Option<u32>,
+    /// ONNX sessions kept for concurrent calls (default: cores; 1 shares one session).
+    pub sessions: Option<u32>,
+    /// Check `golden.json` while loading (default true).
+    pub verify_golden: Option<bool>,
+}
+
+/// The feature spec a model was trained on.
+#[napi(object)]
+pub struct FeatureSpecInfo {
+    /// Spec name (`poc-abs`).
+    pub name: String,
+    /// Spec version.
+    pub version: u32,
+}
+
+/// Public facts about a model (never a filesystem path).
+#[napi(object)]
+pub struct ModelInfo {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// `binclass`, `multiclass` or `regression`.
+    pub task: String,
+    /// Class labels in class-index order.
+    pub labels: Vec<String>,
+    /// Input width.
+    pub n_features: u32,
+    /// Feature spec.
+    pub features: FeatureSpecInfo,
+    /// Execution provider in use.
+    pub provider: String,
+}
+
+/// A prediction: `{label, probabilities}` for classifiers, `{value}` for regression.
+#[napi(object)]
+pub struct Prediction {
+    /// Most probable label.
+    pub label: Option<String>,
+    /// Probabilities in label order.
+    pub probabilities: Option<Vec<f64>>,
+    /// Regression value.
+    pub value: Option<f64>,
+}
+
+/// `predictVideo`'s answer.
+#[napi(object)]
+pub struct VideoPrediction {
+    /// The prediction.
+    pub prediction: Prediction,
+    /// The features and what the extractor saw.
+    pub features: ExtractResult,
+    /// Milliseconds spent in preprocessing and the model.
+    pub predict_ms: f64,
+}
+
+fn prediction_js(p: CorePrediction) -> Prediction {
+    match p {
+        CorePrediction::Class { label, probabilities } => {
+            Prediction { label: Some(label), probabilities: Some(probabilities), value: None }
+        }
+        CorePrediction::Value { value } => Prediction { label: None, probabilities: None, value: Some(value) },
+    }
+}
+
+/// What the core returns for a video: prediction, features, predict milliseconds.
+type VideoOutput = (CorePrediction, Features, f64);
+
+fn video_js(out: VideoOutput) -> VideoPrediction {
+    VideoPrediction { prediction: prediction_js(out.0), features: to_js(out.1), predict_ms: out.2 }
+}
+
+/// A loaded TabR model.
+#[napi]
+pub struct Model {
+    inner: Arc<CoreModel>,
+}
+
+#[napi]
+impl Model {
+    /// Name, version, task, labels, n_features, feature spec and provider.
+    #[napi(getter)]
+    pub fn info(&self) -> ModelInfo {
+        let i = self.inner.info();
+        ModelInfo {
+            name: i.name.clone(),
+            version: i.version.clone(),
+            task: i.task.as_str().into(),
+            labels: i.labels.clone(),
+            n_features: i.n_features as u32,
+            features: FeatureSpecInfo { name: i.features.name.clone(), version: i.features.version },
+            provider: i.provider.clone(),
+        }
+    }
+
+    /// Predicts one feature vector. NaN or `null` means missing (the imputer fills it).
+    /// Rejects with `invalid_features` for a wrong length or infinite values.
+    #[napi(
+        ts_args_type = "features: Float32Array | Array<number | null>, signal?: AbortSignal | undefined | null",
+        ts_return_type = "Promise<Prediction>"
+    )]
+    pub fn predict(
+        &self,
+        env: Env,
+        features: Either<Float32Array, Vec<Option<f64>>>,
+        signal: Option<Object<'_>>,
+    ) -> Result<AsyncTask<Job<CorePrediction, Prediction>>> {
+        let row: Vec<f64> = match features {
+            Either::A(a) => a.iter().map(|&v| f64::from(v)).collect(),
+            Either::B(v) => v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect(),
+        };
+        let (_cancel, signal) = cancel_flag(&env, signal)?;
+        let m = self.inner.clone();
+        Ok(AsyncTask::with_optional_signal(Job::new(move || m.predict(&row), prediction_js), signal))
+    }
+
+    /// Extracts a video's features (with the model's spec and face cascade) and predicts, in
+    /// one native task. `input` is a path or the video's bytes.
+    #[napi(
+        ts_args_type = "input: string | Buffer, signal?: AbortSignal | undefined | null",
+        ts_return_type = "Promise<VideoPrediction>"
+    )]
+    pub fn predict_video(
+        &self,
+        env: Env,
+        input: Either<String, Buffer>,
+        signal: Option<Object<'_>>,
+    ) -> Result<AsyncTask<Job<VideoOutput, VideoPrediction>>> {
+        let (cancel, signal) = cancel_flag(&env, signal)?;
+        let input = Input::from(input);
+        let m = self.inner.clone();
+        let run = move || match &input {
+            Input::Path(p) => m.predict_video_path(Path::new(p), &cancel),
+            Input::Bytes(b) => m.predict_video_bytes(b, &cancel),
+        };
+        Ok(AsyncTask::with_optional_signal(Job::new(run, video_js), signal))
+    }
+}
+
+/// Where `onnxruntime-node` keeps its runtime, searched upwards from this addon's own file.
+fn default_ort_dylib() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let addon = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.ends_with(".node") && p.contains("tabr-native"))?;
+    let rel = "node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1";
+    Path::new(addon).ancestors().skip(1).map(|d| d.join(rel)).find(|p| p.is_file())
+}
+
+/// Loads a `tabr-model/1` directory off the event loop. Rejects with `code` `model_error`
+/// and a message that says what is wrong (never a path).
+#[napi(ts_return_type = "Promise<Model>")]
+pub fn load_model(dir: String, options: Option<LoadModelOptions>) -> Result<AsyncTask<Job<Arc<CoreModel>, Model>>> {
+    let o = options.unwrap_or_default();
+    let provider = match &o.provider {
+        Some(p) => Provider::parse(p),
+        None => Provider::from_env(),
+    }
+    .map_err(|e| Error::new(Status::InvalidArg, e.message()))?;
+    let dylib = o
+        .ort_dylib_path
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+        .or_else(default_ort_dylib);
+    let defaults = LoadOptions::default();
+    let opts = LoadOptions {
+        ort_dylib_path: dylib,
+        provider,
+        intra_threads: o.intra_threads.map_or(defaults.intra_threads, |n| n as usize),
+        sessions: o.sessions.map_or(defaults.sessions, |n| n as usize),
+        verify_golden: o.verify_golden.unwrap_or(true),
+    };
+    let run = move || CoreModel::load(Path::new(&dir), &opts).map(Arc::new);
+    Ok(AsyncTask::new(Job::new(run, |inner| Model { inner })))
+}

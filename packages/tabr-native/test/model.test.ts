@@ -1,0 +1,105 @@
+// loadModel / Model through the public entry, on the committed demo model.
+import { mkdtempSync, readFileSync, rmSync, cpSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { loadModel, type Model } from '../index.js'
+
+const demoDir = resolve(__dirname, '../../../models/tabr-demo')
+const clips = inject('clips')
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p
+  } catch (e) {
+    return (e as { code?: string }).code ?? `no code: ${String(e)}`
+  }
+  return 'resolved'
+}
+
+describe('loadModel', () => {
+  let model: Model
+  beforeAll(async () => {
+    model = await loadModel(demoDir)
+  })
+
+  it('describes the model without paths', () => {
+    expect(model.info).toEqual({
+      name: 'tabr-demo',
+      version: '1.0.0',
+      task: 'binclass',
+      labels: ['none', 'micro_movement'],
+      nFeatures: 90,
+      features: { name: 'poc-abs', version: 1 },
+      provider: 'cpu',
+    })
+    expect(JSON.stringify(model.info)).not.toContain('/')
+  })
+
+  it('matches the exporter golden outputs within 1e-5', async () => {
+    const golden = JSON.parse(readFileSync(join(demoDir, 'golden.json'), 'utf8')) as {
+      rows: (number | null)[][]
+      outputs: { label: string; probabilities: number[] }[]
+    }
+    expect(golden.rows.length).toBeGreaterThanOrEqual(16)
+    let worst = 0
+    for (const [i, row] of golden.rows.entries()) {
+      const p = await model.predict(row)
+      expect(p.label).toBe(golden.outputs[i].label)
+      p.probabilities!.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - golden.outputs[i].probabilities[j]))))
+    }
+    expect(worst).toBeLessThanOrEqual(1e-5)
+  })
+
+  it('takes a Float32Array with NaN as missing, like null', async () => {
+    const row = new Float32Array(90).fill(NaN)
+    const a = await model.predict(row)
+    const b = await model.predict(Array.from({ length: 90 }, () => null))
+    expect(a).toEqual(b)
+    expect(a.probabilities!.reduce((s, v) => s + v, 0)).toBeCloseTo(1, 9)
+  })
+
+  it('rejects bad vectors with invalid_features', async () => {
+    expect(await codeOf(model.predict(new Float32Array(10)))).toBe('invalid_features')
+    expect(await codeOf(model.predict(new Float32Array(90).fill(Infinity)))).toBe('invalid_features')
+  })
+
+  it('predicts a video in one call, from a path and from bytes', async () => {
+    const fromPath = await model.predictVideo(clips.face)
+    expect(['none', 'micro_movement']).toContain(fromPath.prediction.label)
+    expect(fromPath.features.values.length).toBe(90)
+    expect(fromPath.features.meta.frames).toBe(90)
+    expect(fromPath.predictMs).toBeGreaterThan(0)
+    const fromBytes = await model.predictVideo(readFileSync(clips.face))
+    expect(fromBytes.prediction).toEqual(fromPath.prediction)
+    expect(await codeOf(model.predictVideo(clips.noFace))).toBe('no_face')
+  })
+})
+
+describe('loadModel refusals', () => {
+  let dir: string
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tabr-model-test-'))
+  })
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+  it('refuses a missing directory and a bad manifest with model_error, naming no path', async () => {
+    const missing = join(dir, 'nope')
+    const err = (await loadModel(missing).catch((e: unknown) => e)) as Error & { code: string }
+    expect(err.code).toBe('model_error')
+    expect(err.message).not.toContain(dir)
+    const bad = join(dir, 'bad')
+    cpSync(demoDir, bad, { recursive: true })
+    const m = JSON.parse(readFileSync(join(bad, 'manifest.json'), 'utf8'))
+    m.n_features = 12
+    writeFileSync(join(bad, 'manifest.json'), JSON.stringify(m))
+    const err2 = (await loadModel(bad).catch((e: unknown) => e)) as Error & { code: string }
+    expect(err2.code).toBe('model_error')
+    expect(err2.message).toMatch(/n_features is 12/)
+  })
+
+  it('refuses cuda on a CPU-only runtime and falls back with auto', async () => {
+    expect(await codeOf(loadModel(demoDir, { provider: 'cuda' }))).toBe('model_error')
+    expect((await loadModel(demoDir, { provider: 'auto' })).info.provider).toBe('cpu')
+  })
+})
