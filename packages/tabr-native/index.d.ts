@@ -9,6 +9,22 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** A loaded TabR model. */
+export declare class Model {
+  /** Name, version, task, labels, n_features, feature spec and provider. */
+  get info(): ModelInfo
+  /**
+   * Predicts one feature vector. NaN or `null` means missing (the imputer fills it).
+   * Rejects with `invalid_features` for a wrong length or infinite values.
+   */
+  predict(features: Float32Array | Array<number | null>, signal?: AbortSignal | undefined | null): Promise<Prediction>
+  /**
+   * Extracts a video's features (with the model's spec and face cascade) and predicts, in
+   * one native task. `input` is a path or the video's bytes.
+   */
+  predictVideo(input: string | Buffer, signal?: AbortSignal | undefined | null): Promise<VideoPrediction>
+}
+
 /** The stable error codes a rejection's `code` can take. */
 export declare function errorCodes(): Array<string>
 
@@ -86,6 +102,62 @@ export interface FaceBoxChange {
 /** Names of the 90 features, in vector order. */
 export declare function featureNames(): Array<string>
 
+/** The feature spec a model was trained on. */
+export interface FeatureSpecInfo {
+  /** Spec name (`poc-abs`). */
+  name: string
+  /** Spec version. */
+  version: number
+}
+
+/**
+ * Loads a `tabr-model/1` directory off the event loop. Rejects with `code` `model_error`
+ * and a message that says what is wrong (never a path).
+ */
+export declare function loadModel(dir: string, options?: LoadModelOptions | undefined | null): Promise<Model>
+
+/** Options of `loadModel`. */
+export interface LoadModelOptions {
+  /** The ONNX Runtime library; default `ORT_DYLIB_PATH`, else the one in `onnxruntime-node`. */
+  ortDylibPath?: string
+  /** `cpu`, `cuda` or `auto`; default `ORT_PROVIDER`, else `cpu`. */
+  provider?: string
+  /** Intra-op threads per ONNX session (default 1). */
+  intraThreads?: number
+  /** ONNX sessions kept for concurrent calls (default: cores; 1 shares one session). */
+  sessions?: number
+  /** Check `golden.json` while loading (default true). */
+  verifyGolden?: boolean
+}
+
+/** Public facts about a model (never a filesystem path). */
+export interface ModelInfo {
+  /** Name. */
+  name: string
+  /** Version. */
+  version: string
+  /** `binclass`, `multiclass` or `regression`. */
+  task: string
+  /** Class labels in class-index order. */
+  labels: Array<string>
+  /** Input width. */
+  nFeatures: number
+  /** Feature spec. */
+  features: FeatureSpecInfo
+  /** Execution provider in use. */
+  provider: string
+}
+
+/** A prediction: `{label, probabilities}` for classifiers, `{value}` for regression. */
+export interface Prediction {
+  /** Most probable label. */
+  label?: string
+  /** Probabilities in label order. */
+  probabilities?: Array<number>
+  /** Regression value. */
+  value?: number
+}
+
 /** Per-stage wall time in milliseconds (`flow` and `poc` are summed over pool workers). */
 export interface StageTimings {
   /** Reading and gray conversion. */
@@ -98,4 +170,14 @@ export interface StageTimings {
   poc: number
   /** Whole extraction. */
   total: number
+}
+
+/** `predictVideo`'s answer. */
+export interface VideoPrediction {
+  /** The prediction. */
+  prediction: Prediction
+  /** The features and what the extractor saw. */
+  features: ExtractResult
+  /** Milliseconds spent in preprocessing and the model. */
+  predictMs: number
 }

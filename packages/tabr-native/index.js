@@ -835,6 +835,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.Model = nativeBinding.Model
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.extractFeatures = nativeBinding.extractFeatures
 module.exports.featureNames = nativeBinding.featureNames
+module.exports.loadModel = nativeBinding.loadModel

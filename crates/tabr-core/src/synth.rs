@@ -135,6 +135,15 @@ pub fn render_frame(spec: &ClipSpec, t: u32, background: &Mat) -> opencv::Result
     // Head and hair line. (A clip with face_scale 0 is the bare background.)
     ell(&mut img, cx, cy, 100.0 * u, 130.0 * u, 185.0)?;
     ell(&mut img, cx, cy - 118.0 * u, 80.0 * u, 22.0 * u, 70.0)?;
+    // Skin texture: fixed spots that move with the head. Flat skin would leave Farnebäck
+    // ill-conditioned, and noise alone would then show as flow.
+    let mut rnd = unit_rng(spec.seed ^ 0xA5A5_5A5A);
+    for _ in 0..220 {
+        let (a, r) = (rnd() * std::f64::consts::TAU, rnd().sqrt());
+        let (x, y) = (cx + r * a.cos() * 92.0 * u, cy + r * a.sin() * 120.0 * u);
+        let size = (1.0 + 2.5 * rnd()) * u;
+        ell(&mut img, x, y, size, size * (0.6 + 0.8 * rnd()), 150.0 + 70.0 * rnd())?;
+    }
     // Brows (raise = move up), eyes (narrow = flatter ellipse), nose, mouth (open = move down).
     let brow = mv(Part::Brows);
     let lid = mv(Part::Eyes);
@@ -252,6 +261,18 @@ pub fn write_clip(path: &Path, spec: &ClipSpec) -> Result<()> {
     Ok(())
 }
 
+/// A seeded generator of uniform numbers in [0, 1) (splitmix64: small, identical everywhere).
+fn unit_rng(seed: u64) -> impl FnMut() -> f64 {
+    let mut state = seed;
+    move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 /// Classes of the demo data set.
 pub const DEMO_LABELS: [&str; 2] = ["none", "micro_movement"];
 
@@ -260,15 +281,7 @@ pub const DEMO_LABELS: [&str; 2] = ["none", "micro_movement"];
 /// for 4–8 frames somewhere in the middle. The same seed always gives the same clip, so the
 /// demo model's training set and the tests' fresh clips come from one definition.
 pub fn demo_clip_spec(seed: u64, moving: bool) -> ClipSpec {
-    // splitmix64: small, seeded, identical everywhere.
-    let mut state = seed ^ 0x5DEE_CE66_D1CE_4E5B;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut next = unit_rng(seed ^ 0x5DEE_CE66_D1CE_4E5B);
     let frames = 60 + (next() * 61.0) as u32;
     let noise = 0.15 + 0.35 * next();
     let drift = ((next() * 2.0 - 1.0) * 4.0, (next() * 2.0 - 1.0) * 4.0);
