@@ -2,17 +2,9 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, inject, it } from 'vitest'
 import { errorCodes, extractFeatures, featureNames } from '../index.js'
+import { codeOf } from './helpers.js'
 
 const clips = inject('clips')
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-  } catch (e) {
-    return (e as { code?: string }).code ?? `no code: ${String(e)}`
-  }
-  return 'resolved'
-}
 
 describe('extractFeatures', () => {
   it('returns 90 named float32 values and the metadata', async () => {

@@ -4,18 +4,10 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { loadModel, type Model } from '../index.js'
+import { codeOf } from './helpers.js'
 
 const demoDir = resolve(__dirname, '../../../models/tabr-demo')
 const clips = inject('clips')
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-  } catch (e) {
-    return (e as { code?: string }).code ?? `no code: ${String(e)}`
-  }
-  return 'resolved'
-}
 
 describe('loadModel', () => {
   let model: Model
