@@ -248,8 +248,8 @@ mod tests {
 
     #[test]
     fn ppf_matches_scipy() {
-        // scipy.stats.norm.ppf values
-        for (p, want) in [(0.5, 0.0), (0.975, 1.959963984540054), (0.01, -2.3263478740408408), (1e-7, -5.199337582605575), (0.3, -0.5244005127080407)] {
+        // scipy.stats.norm.ppf (= Python statistics.NormalDist().inv_cdf) values
+        for (p, want) in [(0.5, 0.0), (0.975, 1.959963984540054), (0.01, -2.3263478740408408), (1e-7, -5.199337582192817), (0.3, -0.5244005127080407)] {
             assert!((norm_ppf(p) - want).abs() < 1e-12, "{p}: {}", norm_ppf(p));
         }
     }
@@ -285,6 +285,6 @@ mod tests {
         assert_eq!(quantile_normal(1.0, &q, &refs), 0.0);
         let lo = quantile_normal(-5.0, &q, &refs);
         let hi = quantile_normal(9.0, &q, &refs);
-        assert!((lo + 5.199337582605575).abs() < 1e-9 && (hi - 5.199337582605575).abs() < 1e-9, "{lo} {hi}");
+        assert!((lo + 5.199337582192817).abs() < 1e-9 && (hi - 5.199337582192817).abs() < 1e-9, "{lo} {hi}");
     }
 }
