@@ -44,6 +44,7 @@ node-modules: pnpm
 build: deps
 	cargo build --release -p tabr-core --bins
 	pnpm --filter @org/tabr-native run build
+	pnpm --filter @org/tabr-serve run build
 
 test: build test-rust test-node
 

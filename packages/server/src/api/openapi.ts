@@ -1,0 +1,146 @@
+// The OpenAPI 3.1 contract of the service, served at /openapi.json and rendered at /docs.
+const error = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+})
+const errors = {
+  '401': error('unauthorized: missing or wrong bearer token (WWW-Authenticate: Bearer)'),
+  '404': error('model_not_found'),
+}
+
+export const openapi = {
+  openapi: '3.1.0',
+  info: {
+    title: 'tabr-serve',
+    version: '0.1.0',
+    description:
+      'One short face video in, one TabR prediction out. Video → face box → Farnebäck flow + phase-only correlation → 90 POC-ABS v1 features → TabR. Errors are `{"error": {"code", "message", "request_id"}}` and never contain paths or stack traces.',
+  },
+  components: {
+    securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+    schemas: {
+      Error: {
+        type: 'object',
+        required: ['error'],
+        properties: {
+          error: {
+            type: 'object',
+            required: ['code', 'message', 'request_id'],
+            properties: {
+              code: {
+                type: 'string',
+                enum: ['bad_request', 'unauthorized', 'model_not_found', 'payload_too_large', 'unsupported_media_type', 'invalid_video', 'video_too_long', 'video_too_short', 'frame_too_large', 'no_face', 'invalid_features', 'overloaded', 'not_ready', 'timeout', 'model_error', 'internal'],
+              },
+              message: { type: 'string' },
+              request_id: { type: 'string' },
+            },
+          },
+        },
+      },
+      Prediction: {
+        type: 'object',
+        properties: {
+          label: { type: 'string' },
+          probabilities: { type: 'array', items: { type: 'number' }, description: 'in label order' },
+          value: { type: 'number', description: 'regression models' },
+        },
+      },
+      InferResponse: {
+        type: 'object',
+        required: ['model', 'model_version', 'request_id', 'prediction', 'timings_ms'],
+        properties: {
+          model: { type: 'string' },
+          model_version: { type: 'string' },
+          request_id: { type: 'string' },
+          prediction: { $ref: '#/components/schemas/Prediction' },
+          video: {
+            type: 'object',
+            properties: {
+              frames: { type: 'integer' },
+              fps: { type: 'number' },
+              duration_s: { type: 'number' },
+              width: { type: 'integer' },
+              height: { type: 'integer' },
+              face_detect_rate: { type: 'number' },
+            },
+          },
+          timings_ms: {
+            type: 'object',
+            properties: Object.fromEntries(['decode', 'face', 'flow', 'poc', 'predict', 'total'].map((k) => [k, { type: 'number' }])),
+          },
+          features: {
+            type: 'object',
+            description: 'with ?include=features',
+            properties: { names: { type: 'array', items: { type: 'string' } }, values: { type: 'array', items: { type: 'number' } } },
+          },
+        },
+      },
+      ModelInfo: {
+        type: 'object',
+        properties: {
+          name: { type: 'string' },
+          version: { type: 'string' },
+          task: { type: 'string', enum: ['binclass', 'multiclass', 'regression'] },
+          labels: { type: 'array', items: { type: 'string' } },
+          n_features: { type: 'integer' },
+          features: { type: 'object', properties: { name: { type: 'string' }, version: { type: 'integer' } } },
+          inputs: { type: 'array', items: { type: 'string' } },
+          provider: { type: 'string' },
+        },
+      },
+    },
+  },
+  security: [{ bearer: [] }],
+  paths: {
+    '/infer/{model}': {
+      post: {
+        summary: 'Predict from a video or a feature vector',
+        parameters: [
+          { name: 'model', in: 'path', required: true, schema: { type: 'string' } },
+          { name: 'include', in: 'query', schema: { type: 'string', enum: ['features'] }, description: 'add the feature names and values' },
+          { name: 'X-Request-Id', in: 'header', schema: { type: 'string' }, description: 'echoed; generated when absent' },
+        ],
+        requestBody: {
+          required: true,
+          content: {
+            'multipart/form-data': { schema: { type: 'object', required: ['video'], properties: { video: { type: 'string', format: 'binary' } } } },
+            'video/*': { schema: { type: 'string', format: 'binary' } },
+            'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
+            'application/json': {
+              schema: { type: 'object', required: ['features'], properties: { features: { type: 'array', items: { type: ['number', 'null'] }, description: '90 POC-ABS v1 values; null = missing' } } },
+            },
+          },
+        },
+        responses: {
+          '200': { description: 'the prediction', content: { 'application/json': { schema: { $ref: '#/components/schemas/InferResponse' } } } },
+          '400': error('bad_request'),
+          ...errors,
+          '413': error('payload_too_large (MAX_UPLOAD_MB)'),
+          '415': error('unsupported_media_type'),
+          '422': error('invalid_video, video_too_long, video_too_short, frame_too_large, no_face, invalid_features'),
+          '500': error('internal, model_error'),
+          '503': error('overloaded (with Retry-After) or not_ready'),
+          '504': error('timeout (REQUEST_TIMEOUT_S)'),
+        },
+      },
+    },
+    '/models': {
+      get: {
+        summary: 'Every model',
+        responses: { '200': { description: 'models', content: { 'application/json': { schema: { type: 'object', properties: { models: { type: 'array', items: { $ref: '#/components/schemas/ModelInfo' } } } } } } }, '401': errors['401'] },
+      },
+    },
+    '/models/{model}': {
+      get: {
+        summary: "One model's metadata",
+        parameters: [{ name: 'model', in: 'path', required: true, schema: { type: 'string' } }],
+        responses: { '200': { description: 'metadata', content: { 'application/json': { schema: { $ref: '#/components/schemas/ModelInfo' } } } }, ...errors },
+      },
+    },
+    '/healthz': { get: { summary: 'The process answers', security: [], responses: { '200': { description: 'ok' } } } },
+    '/readyz': { get: { summary: 'Every eagerly loaded model is ready', security: [], responses: { '200': { description: 'ready' }, '503': error('not_ready') } } },
+    '/metrics': { get: { summary: 'Prometheus metrics (public when METRICS_PUBLIC=true)', responses: { '200': { description: 'text exposition format', content: { 'text/plain': {} } }, '401': errors['401'] } } },
+    '/openapi.json': { get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1' } } } },
+    '/docs': { get: { summary: 'A page to try the API', security: [], responses: { '200': { description: 'HTML' } } } },
+  },
+} as const

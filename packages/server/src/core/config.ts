@@ -1,0 +1,124 @@
+// Service configuration: every variable of DESIGN.md, validated once at start-up (envalid).
+// `.env` is read when present. A bad value stops start-up with one line that names the
+// variable, e.g. MODEL_REGISTRY entry 2 ("x:y"): expected name:handler:dir.
+import { availableParallelism } from 'node:os'
+import { existsSync } from 'node:fs'
+import { config as readDotenv } from 'dotenv'
+import { bool, cleanEnv, makeValidator, num, port, str, EnvError, EnvMissingError } from 'envalid'
+
+/** The `.env.example` placeholder: refused as a token. */
+export const PLACEHOLDER_TOKEN = 'replace-me-with-a-random-token-of-48-characters!'
+
+export interface RegistryEntry {
+  name: string
+  handler: string
+  dir: string
+}
+
+export class ConfigError extends Error {}
+
+/** The demo model, relative to the working directory (the repository root for make run). */
+export const DEFAULT_REGISTRY = 'tabr-demo:tabr:models/tabr-demo'
+
+const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
+
+export function parseRegistry(raw: string): RegistryEntry[] {
+  const entries = raw.split(',').map((s) => s.trim())
+  const seen = new Set<string>()
+  return entries.map((entry, i) => {
+    const parts = entry.split(':')
+    const where = `MODEL_REGISTRY entry ${i + 1} (${JSON.stringify(entry)})`
+    if (parts.length < 3 || parts.some((p) => p === '')) throw new ConfigError(`${where}: expected name:handler:dir`)
+    const [name, handler, ...rest] = parts as [string, string, ...string[]]
+    if (!NAME.test(name)) throw new ConfigError(`${where}: the name must be lowercase letters, digits, - or _`)
+    if (seen.has(name)) throw new ConfigError(`${where}: the name ${name} is used twice`)
+    seen.add(name)
+    return { name, handler, dir: rest.join(':') }
+  })
+}
+
+export function parseTokens(raw: string): string[] {
+  const tokens = raw.split(',').map((s) => s.trim()).filter(Boolean)
+  if (tokens.length === 0) throw new ConfigError('AI_API_TOKEN: at least one token is needed')
+  tokens.forEach((t, i) => {
+    if (t === PLACEHOLDER_TOKEN) throw new ConfigError(`AI_API_TOKEN token ${i + 1}: the .env.example placeholder is not a token (make run generates one)`)
+    if (t.length < 32) throw new ConfigError(`AI_API_TOKEN token ${i + 1}: tokens need at least 32 characters`)
+  })
+  return tokens
+}
+
+const validator = <T>(parse: (raw: string) => T) =>
+  makeValidator<T>((raw) => {
+    try {
+      return parse(raw)
+    } catch (e) {
+      throw new EnvError(e instanceof Error ? e.message : String(e))
+    }
+  })
+
+const positive = makeValidator<number>((raw) => {
+  const n = Number(raw)
+  if (!Number.isFinite(n) || n <= 0) throw new EnvError('must be a positive number')
+  return n
+})
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true } = {}) {
+  if (dotenv && existsSync('.env')) readDotenv({ path: '.env', quiet: true, processEnv: env as Record<string, string> })
+  const cores = availableParallelism()
+  const spec = {
+    AI_API_TOKEN: validator(parseTokens)({ desc: 'bearer tokens, comma-separated (rotation), each ≥ 32 chars' }),
+    MODEL_REGISTRY: str({ default: DEFAULT_REGISTRY, desc: 'name:handler:dir[,…]' }),
+    HOST: str({ default: '127.0.0.1' }),
+    PORT: port({ default: 8000 }),
+    EXECUTION_MODE: str({ choices: ['sync', 'queue'], default: 'sync' }),
+    REDIS_URL: str({ default: 'redis://127.0.0.1:6379' }),
+    MODEL_LOADING: str({ choices: ['eager', 'lazy'], default: 'eager' }),
+    MAX_UPLOAD_MB: positive({ default: 64 }),
+    MAX_VIDEO_SECONDS: positive({ default: 10.5 }),
+    MAX_FRAME_PIXELS: num({ default: 1920 * 1080 }),
+    CONCURRENCY: num({ default: cores }),
+    MAX_PENDING: num({ default: cores * 4 }),
+    REQUEST_TIMEOUT_S: positive({ default: 30 }),
+    SHUTDOWN_TIMEOUT_S: positive({ default: 20 }),
+    CORS_ORIGINS: str({ default: '' }),
+    LOG_LEVEL: str({ choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' }),
+    ORT_PROVIDER: str({ choices: ['cpu', 'cuda', 'auto'], default: 'cpu' }),
+    METRICS_PUBLIC: bool({ default: false }),
+    CALLBACK_SECRET: str({ default: '' }),
+    CALLBACK_ALLOWED_HOSTS: str({ default: '' }),
+    JOB_TTL_S: positive({ default: 3600 }),
+  }
+  const c = cleanEnv(env, spec, {
+    reporter: ({ errors }) => {
+      const [key, err] = Object.entries(errors)[0] ?? []
+      if (!key) return
+      const msg = err instanceof EnvMissingError ? 'is required (see .env.example)' : (err?.message ?? 'is invalid')
+      throw new ConfigError(msg.startsWith(key) || msg.startsWith('MODEL_REGISTRY') ? msg : `${key}: ${msg}`)
+    },
+  })
+  const registry = parseRegistry(c.MODEL_REGISTRY)
+  if (!Number.isInteger(c.CONCURRENCY) || c.CONCURRENCY < 1) throw new ConfigError('CONCURRENCY: must be a whole number ≥ 1')
+  if (!Number.isInteger(c.MAX_PENDING) || c.MAX_PENDING < 0) throw new ConfigError('MAX_PENDING: must be a whole number ≥ 0')
+  return {
+    tokens: c.AI_API_TOKEN,
+    registry,
+    host: c.HOST,
+    port: c.PORT,
+    executionMode: c.EXECUTION_MODE as 'sync' | 'queue',
+    redisUrl: c.REDIS_URL,
+    modelLoading: c.MODEL_LOADING as 'eager' | 'lazy',
+    maxUploadBytes: Math.floor(c.MAX_UPLOAD_MB * 1024 * 1024),
+    maxVideoSeconds: c.MAX_VIDEO_SECONDS,
+    maxFramePixels: c.MAX_FRAME_PIXELS,
+    concurrency: c.CONCURRENCY,
+    maxPending: c.MAX_PENDING,
+    requestTimeoutMs: c.REQUEST_TIMEOUT_S * 1000,
+    shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_S * 1000,
+    corsOrigins: c.CORS_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean),
+    logLevel: c.LOG_LEVEL,
+    ortProvider: c.ORT_PROVIDER as 'cpu' | 'cuda' | 'auto',
+    metricsPublic: c.METRICS_PUBLIC,
+  }
+}
+
+export type Config = ReturnType<typeof loadConfig>

@@ -1,0 +1,55 @@
+// Logs (pino + pino-http) and metrics (prom-client). Request ids: X-Request-Id is honoured
+// when it looks like an id, else generated, and always echoed. Authorization is redacted.
+// One log line per request carries the model, status, error code and stage timings.
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { pino, type Logger } from 'pino'
+import { pinoHttp } from 'pino-http'
+import client from 'prom-client'
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+export function makeLogger(level: string): Logger {
+  return pino({ level, redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' } })
+}
+
+export function httpLogger(logger: Logger) {
+  return pinoHttp({
+    logger,
+    genReqId: (req: IncomingMessage, res: ServerResponse) => {
+      const given = req.headers['x-request-id']
+      const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+      res.setHeader('X-Request-Id', id)
+      return id
+    },
+    customProps: (_req, res) => {
+      const l = (res as ServerResponse & { locals?: Record<string, unknown> }).locals ?? {}
+      return { model: l.model, code: l.errorCode, timings_ms: l.timings }
+    },
+    autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
+  })
+}
+
+export class Metrics {
+  readonly registry = new client.Registry()
+  readonly httpDuration = new client.Histogram({
+    name: 'tabr_http_request_duration_seconds',
+    help: 'HTTP request duration by route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  })
+  readonly stageDuration = new client.Histogram({
+    name: 'tabr_stage_duration_seconds',
+    help: 'Inference stage durations (decode, face, flow, poc, predict, total) by model',
+    labelNames: ['model', 'stage'] as const,
+    buckets: [0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  })
+
+  constructor(gauges: { inFlight: () => number; pending: () => number }) {
+    client.collectDefaultMetrics({ register: this.registry })
+    new client.Gauge({ name: 'tabr_inflight', help: 'inferences running', registers: [this.registry], collect() { this.set(gauges.inFlight()) } })
+    new client.Gauge({ name: 'tabr_pending', help: 'inferences waiting for a slot', registers: [this.registry], collect() { this.set(gauges.pending()) } })
+  }
+}

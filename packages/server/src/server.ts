@@ -1,0 +1,45 @@
+// Listening and lifecycle: start the HTTP server, load eager models (so /readyz turns 200),
+// and shut down gracefully: stop accepting, let in-flight requests finish up to
+// SHUTDOWN_TIMEOUT_S, then close what is left and remove the upload folder.
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { createService, type Service } from './app.js'
+import type { Config } from './core/config.js'
+
+export interface Running {
+  server: Server
+  service: Service
+  url: string
+  /** Resolves once eager models are loaded (rejects with the registry's one-line error). */
+  ready: Promise<void>
+  /** Graceful shutdown; resolves when the server is closed. */
+  shutdown(): Promise<void>
+}
+
+export async function start(config: Config, service: Service = createService(config)): Promise<Running> {
+  const server = createServer(service.app)
+  server.keepAliveTimeout = 65_000
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(config.port, config.host, () => resolve())
+  })
+  const { port } = server.address() as AddressInfo
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
+  service.logger.info({ url, models: config.registry.map((e) => e.name), mode: config.executionMode }, 'listening')
+  const ready = config.modelLoading === 'eager' ? service.registry.loadAll() : Promise.resolve()
+  ready.then(() => service.logger.info('models ready'), () => {})
+
+  let closing: Promise<void> | undefined
+  const shutdown = () =>
+    (closing ??= new Promise<void>((resolve) => {
+      service.logger.info('shutting down: finishing in-flight requests')
+      const force = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs)
+      server.close(() => {
+        clearTimeout(force)
+        service.dispose()
+        resolve()
+      })
+      server.closeIdleConnections()
+    }))
+  return { server, service, url, ready, shutdown }
+}

@@ -1,0 +1,54 @@
+// The handler contract. A handler owns its model: loading, preprocessing and inference.
+// Routes and executors never look inside payloads; they pass an InferenceInput in and an
+// InferenceResult out. (DESIGN.md splits preprocess/predict; here one `infer` call lets a
+// handler run extraction and prediction as a single native task, with the model's own
+// feature parameters.)
+
+export type InferenceInput =
+  | { kind: 'video'; path: string }
+  | { kind: 'features'; values: (number | null)[] }
+
+export interface Prediction {
+  label?: string
+  probabilities?: number[]
+  value?: number
+}
+
+export interface VideoSummary {
+  frames: number
+  fps: number
+  duration_s: number
+  width: number
+  height: number
+  face_detect_rate: number
+}
+
+export interface InferenceResult {
+  prediction: Prediction
+  video?: VideoSummary
+  /** Stage milliseconds: decode, face, flow, poc, predict (and total, set by the executor). */
+  timings_ms: Record<string, number>
+  features?: { names: string[]; values: number[] }
+}
+
+export interface ModelInfo {
+  name: string
+  version: string
+  task: string
+  labels: string[]
+  n_features: number
+  features: { name: string; version: number }
+  inputs: string[]
+  provider: string
+}
+
+export interface ModelHandler {
+  /** Loads the model directory (once). Throws with a clear message on a bad directory. */
+  load(dir: string): Promise<void>
+  /** Runs one inference; `signal` aborts native work (timeouts). */
+  infer(input: InferenceInput, signal: AbortSignal): Promise<InferenceResult>
+  /** Public metadata (never a filesystem path). Valid after load. */
+  describe(): ModelInfo
+}
+
+export type HandlerFactory = (name: string, opts: { ortProvider: string }) => ModelHandler

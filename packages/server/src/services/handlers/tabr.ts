@@ -1,0 +1,62 @@
+// The `tabr` handler: a tabr-model/1 directory on @org/tabr-native. Video goes through
+// predictVideo (extraction and prediction in one native task), JSON features through predict.
+import { loadModel, type Model } from '@org/tabr-native'
+import type { HandlerFactory, InferenceInput, InferenceResult, ModelHandler, ModelInfo } from '../handler.js'
+
+export class TabrHandler implements ModelHandler {
+  private model?: Model
+
+  constructor(
+    private readonly name: string,
+    private readonly provider: string,
+  ) {}
+
+  async load(dir: string): Promise<void> {
+    this.model = await loadModel(dir, { provider: this.provider })
+  }
+
+  private get m(): Model {
+    if (!this.model) throw new Error(`model ${this.name} is not loaded`)
+    return this.model
+  }
+
+  async infer(input: InferenceInput, signal: AbortSignal): Promise<InferenceResult> {
+    if (input.kind === 'features') {
+      const t = performance.now()
+      const prediction = await this.m.predict(input.values, signal)
+      return { prediction, timings_ms: { predict: performance.now() - t } }
+    }
+    const r = await this.m.predictVideo(input.path, signal)
+    const meta = r.features.meta
+    const t = meta.timingsMs
+    return {
+      prediction: r.prediction,
+      video: {
+        frames: meta.frames,
+        fps: meta.fps,
+        duration_s: meta.durationS,
+        width: meta.width,
+        height: meta.height,
+        face_detect_rate: meta.detectTries ? meta.detectHits / meta.detectTries : 0,
+      },
+      timings_ms: { decode: t.decode, face: t.face, flow: t.flow, poc: t.poc, predict: r.predictMs },
+      features: { names: r.features.names, values: Array.from(r.features.values) },
+    }
+  }
+
+  describe(): ModelInfo {
+    const i = this.m.info
+    return {
+      name: this.name,
+      version: i.version,
+      task: i.task,
+      labels: i.labels,
+      n_features: i.nFeatures,
+      features: i.features,
+      inputs: ['video', 'features'],
+      provider: i.provider,
+    }
+  }
+}
+
+export const tabrHandler: HandlerFactory = (name, opts) => new TabrHandler(name, opts.ortProvider)
