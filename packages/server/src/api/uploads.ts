@@ -32,6 +32,7 @@ export function bodyToInput(dir: string, maxBytes: number): RequestHandler {
         }
         if (err) return next(new ApiError(400, 'bad_request', 'the multipart body cannot be read'))
         if (!req.file) return next(new ApiError(400, 'bad_request', 'the multipart field "video" is required'))
+        if (req.file.size === 0) return next(new ApiError(422, 'invalid_video', 'the upload is empty'))
         res.locals.input = { kind: 'video', path: req.file.path } satisfies InferenceInput
         next()
       })
@@ -48,7 +49,7 @@ export function bodyToInput(dir: string, maxBytes: number): RequestHandler {
       })
       return pipeline(req, createWriteStream(path, { mode: 0o600 })).then(
         () => {
-          if (seen === 0) return next(new ApiError(400, 'bad_request', 'the request body is empty'))
+          if (seen === 0) return next(new ApiError(422, 'invalid_video', 'the upload is empty'))
           res.locals.input = { kind: 'video', path } satisfies InferenceInput
           next()
         },

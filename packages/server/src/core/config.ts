@@ -4,7 +4,7 @@
 import { availableParallelism } from 'node:os'
 import { existsSync } from 'node:fs'
 import { config as readDotenv } from 'dotenv'
-import { bool, cleanEnv, makeValidator, num, port, str, EnvError, EnvMissingError } from 'envalid'
+import { bool, cleanEnv, makeValidator, num, str, EnvError, EnvMissingError } from 'envalid'
 
 /** The `.env.example` placeholder: refused as a token. */
 export const PLACEHOLDER_TOKEN = 'replace-me-with-a-random-token-of-48-characters!'
@@ -56,6 +56,12 @@ const validator = <T>(parse: (raw: string) => T) =>
     }
   })
 
+const portOrZero = makeValidator<number>((raw) => {
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new EnvError('must be a port number (0 picks a free one)')
+  return n
+})
+
 const positive = makeValidator<number>((raw) => {
   const n = Number(raw)
   if (!Number.isFinite(n) || n <= 0) throw new EnvError('must be a positive number')
@@ -69,7 +75,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
     AI_API_TOKEN: validator(parseTokens)({ desc: 'bearer tokens, comma-separated (rotation), each ≥ 32 chars' }),
     MODEL_REGISTRY: str({ default: DEFAULT_REGISTRY, desc: 'name:handler:dir[,…]' }),
     HOST: str({ default: '127.0.0.1' }),
-    PORT: port({ default: 8000 }),
+    PORT: portOrZero({ default: 8000, desc: '0 picks a free port' }),
     EXECUTION_MODE: str({ choices: ['sync', 'queue'], default: 'sync' }),
     REDIS_URL: str({ default: 'redis://127.0.0.1:6379' }),
     MODEL_LOADING: str({ choices: ['eager', 'lazy'], default: 'eager' }),

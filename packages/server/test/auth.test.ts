@@ -1,0 +1,63 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ConfigError, loadConfig, PLACEHOLDER_TOKEN } from '../src/core/config.js'
+import type { Running } from '../src/server.js'
+import { auth, OLD_TOKEN, serve, TOKEN } from './helpers.js'
+
+const protectedRoutes: [string, string][] = [
+  ['POST', '/infer/tabr-demo'],
+  ['GET', '/models'],
+  ['GET', '/models/tabr-demo'],
+  ['GET', '/metrics'],
+]
+
+describe('bearer auth', () => {
+  let s: Running
+  beforeAll(async () => {
+    s = await serve({ AI_API_TOKEN: `${TOKEN},${OLD_TOKEN}` })
+  })
+  afterAll(() => s.shutdown())
+
+  it.each(protectedRoutes)('%s %s needs a valid token', async (method, path) => {
+    for (const headers of [{}, auth('wrong-token-0123456789abcdefghijklmnopqrstuvw'), { Authorization: 'Basic Zm9vOmJhcg==' }]) {
+      const r = await fetch(s.url + path, { method, headers })
+      expect(r.status).toBe(401)
+      expect(r.headers.get('www-authenticate')).toMatch(/^Bearer/)
+      expect((await r.json()).error.code).toBe('unauthorized')
+    }
+  })
+
+  it('accepts every configured token (rotation) and rejects a rotated-out one', async () => {
+    for (const t of [TOKEN, OLD_TOKEN]) expect((await fetch(`${s.url}/models`, { headers: auth(t) })).status).toBe(200)
+    const rotated = await serve({ AI_API_TOKEN: TOKEN })
+    try {
+      expect((await fetch(`${rotated.url}/models`, { headers: auth(OLD_TOKEN) })).status).toBe(401)
+      expect((await fetch(`${rotated.url}/models`, { headers: auth(TOKEN) })).status).toBe(200)
+    } finally {
+      await rotated.shutdown()
+    }
+  })
+
+  it('leaves health, readiness and docs open', async () => {
+    for (const p of ['/healthz', '/readyz', '/openapi.json', '/docs']) expect((await fetch(s.url + p)).status).toBe(200)
+  })
+
+  it('refuses the placeholder, short tokens and a missing token at start-up, in one line', () => {
+    const load = (token?: string) => () => loadConfig(token === undefined ? {} : { AI_API_TOKEN: token }, { dotenv: false })
+    expect(load(PLACEHOLDER_TOKEN)).toThrow(ConfigError)
+    expect(load(PLACEHOLDER_TOKEN)).toThrow(/placeholder/)
+    expect(load('short')).toThrow(/at least 32 characters/)
+    expect(load(`${TOKEN},short`)).toThrow(/token 2/)
+    expect(load()).toThrow(/AI_API_TOKEN: is required/)
+  })
+
+  it('can make /metrics public', async () => {
+    const pub = await serve({ METRICS_PUBLIC: 'true' })
+    try {
+      const r = await fetch(`${pub.url}/metrics`)
+      expect(r.status).toBe(200)
+      expect(await r.text()).toContain('tabr_http_request_duration_seconds')
+    } finally {
+      await pub.shutdown()
+    }
+  })
+})

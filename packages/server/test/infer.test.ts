@@ -1,0 +1,121 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import type { Running } from '../src/server.js'
+import { assertNoLeak, auth, serve, SHARED } from './helpers.js'
+
+const clips = inject('clips')
+
+async function post(s: Running, body: BodyInit, headers: Record<string, string> = {}, path = '/infer/tabr-demo') {
+  const r = await fetch(s.url + path, { method: 'POST', body, headers: { ...auth(), ...headers } })
+  const text = await r.text()
+  assertNoLeak(text)
+  return { status: r.status, headers: r.headers, json: JSON.parse(text) as Record<string, any> }
+}
+
+describe('POST /infer/{model}', () => {
+  let s: Running
+  beforeAll(async () => {
+    s = await serve()
+  })
+  afterAll(async () => {
+    const dir = s.service.uploadDir
+    // Every temp file is gone, after successes and failures alike.
+    await new Promise((r) => setTimeout(r, 100))
+    expect(readdirSync(dir)).toEqual([])
+    await s.shutdown()
+    expect(existsSync(dir)).toBe(false)
+  })
+
+  it('takes a multipart field "video"', async () => {
+    const form = new FormData()
+    form.append('video', new Blob([readFileSync(clips.face)]), 'face.mkv')
+    const r = await post(s, form, {}, '/infer/tabr-demo?include=features')
+    expect(r.status).toBe(200)
+    expect(r.json).toMatchObject({ model: 'tabr-demo', model_version: '1.0.0' })
+    expect(['none', 'micro_movement']).toContain(r.json.prediction.label)
+    expect(r.json.video).toMatchObject({ frames: 90, fps: 30, width: 640, height: 480, face_detect_rate: 1 })
+    for (const k of ['decode', 'face', 'flow', 'poc', 'predict', 'total']) expect(r.json.timings_ms[k]).toBeGreaterThanOrEqual(0)
+    expect(r.json.features.values).toHaveLength(90)
+    expect(r.json.request_id).toBe(r.headers.get('x-request-id'))
+  })
+
+  it('takes a raw video/* or octet-stream body and honours X-Request-Id', async () => {
+    const bytes = readFileSync(clips.face)
+    const a = await post(s, bytes, { 'Content-Type': 'video/x-matroska', 'X-Request-Id': 'abc-123' })
+    const b = await post(s, bytes, { 'Content-Type': 'application/octet-stream' })
+    expect(a.status).toBe(200)
+    expect(a.json.request_id).toBe('abc-123')
+    expect(a.headers.get('x-request-id')).toBe('abc-123')
+    expect(b.json.prediction).toEqual(a.json.prediction)
+    expect(a.json.features).toBeUndefined()
+  })
+
+  it('takes JSON features (null = missing)', async () => {
+    const r = await post(s, JSON.stringify({ features: Array.from({ length: 90 }, (_, i) => (i % 7 ? 0.1 : null)) }), { 'Content-Type': 'application/json' })
+    expect(r.status).toBe(200)
+    expect(r.json.prediction.probabilities).toHaveLength(2)
+    expect(r.json.video).toBeUndefined()
+  })
+
+  it('answers 400, 404, 413, 415 and 422 with stable codes', async () => {
+    const json = { 'Content-Type': 'application/json' }
+    expect((await post(s, '{"features": [1, 2', json)).json.error.code).toBe('bad_request')
+    expect((await post(s, '{"nope": 1}', json)).status).toBe(400)
+    const empty = new FormData()
+    empty.append('other', 'x')
+    expect((await post(s, empty)).json.error).toMatchObject({ code: 'bad_request' })
+    expect((await post(s, '{}', json, '/infer/nope')).status).toBe(404)
+    expect((await post(s, '{}', json, '/infer/nope')).json.error.code).toBe('model_not_found')
+    const small = await serve({ MAX_UPLOAD_MB: '1' })
+    try {
+      const big = Buffer.alloc(3 * 1024 * 1024, 1)
+      const r413 = await post(small, big, { 'Content-Type': 'video/mp4' })
+      expect([r413.status, r413.json.error.code]).toEqual([413, 'payload_too_large'])
+      const form = new FormData()
+      form.append('video', new Blob([big]), 'big.mp4')
+      expect((await post(small, form)).status).toBe(413)
+      await new Promise((r) => setTimeout(r, 100))
+      expect(readdirSync(small.service.uploadDir)).toEqual([])
+    } finally {
+      await small.shutdown()
+    }
+    expect((await post(s, 'hello', { 'Content-Type': 'text/plain' })).json.error.code).toBe('unsupported_media_type')
+    expect((await post(s, 'not a video', { 'Content-Type': 'video/mp4' })).json.error.code).toBe('invalid_video')
+    expect((await post(s, Buffer.alloc(0), { 'Content-Type': 'video/mp4' })).json.error.code).toBe('invalid_video')
+    const short = await post(s, JSON.stringify({ features: [1, 2, 3] }), json)
+    expect([short.status, short.json.error.code]).toEqual([422, 'invalid_features'])
+    expect((await post(s, readFileSync(clips.noFace), { 'Content-Type': 'video/x-matroska' })).json.error.code).toBe('no_face')
+    expect((await post(s, readFileSync(clips.oneFrame), { 'Content-Type': 'video/x-matroska' })).json.error.code).toBe('video_too_short')
+  })
+
+  it('gives every error fixture of EXPECTED.md its code through HTTP', async (ctx) => {
+    const expected = join(SHARED, 'spec/reference/EXPECTED.md')
+    if (!existsSync(expected)) return ctx.skip()
+    const big = s
+    {
+      const rows = readFileSync(expected, 'utf8').split('\n').map((l) => /^\| (\S+\/\S+) \| error (\w+) \|/.exec(l)).filter((m) => m !== null)
+      expect(rows.length).toBeGreaterThan(10)
+      for (const [, file, code] of rows) {
+        const r = await post(big, readFileSync(join(SHARED, 'fixtures', file!)), { 'Content-Type': 'application/octet-stream' })
+        expect([file, r.status, r.json.error?.code]).toEqual([file, 422, code])
+      }
+    }
+  })
+
+  it('lists and describes models without paths', async () => {
+    const list = await (await fetch(`${s.url}/models`, { headers: auth() })).text()
+    assertNoLeak(list)
+    expect(JSON.parse(list).models[0]).toMatchObject({ name: 'tabr-demo', task: 'binclass', n_features: 90, inputs: ['video', 'features'] })
+    const one = await fetch(`${s.url}/models/tabr-demo`, { headers: auth() })
+    expect((await one.json()).labels).toEqual(['none', 'micro_movement'])
+    expect((await fetch(`${s.url}/models/nope`, { headers: auth() })).status).toBe(404)
+  })
+
+  it('exports metrics with stage durations', async () => {
+    const text = await (await fetch(`${s.url}/metrics`, { headers: auth() })).text()
+    expect(text).toMatch(/tabr_stage_duration_seconds_count\{model="tabr-demo",stage="flow"\} [1-9]/)
+    expect(text).toMatch(/tabr_http_request_duration_seconds_count\{method="POST",route="\/infer\/:model",status="200"\}/)
+    expect(text).toContain('tabr_inflight')
+  })
+})
