@@ -34,8 +34,11 @@ export async function start(config: Config, service: Service = createService(con
     (closing ??= new Promise<void>((resolve) => {
       service.logger.info('shutting down: finishing in-flight requests')
       const force = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs)
+      // Keep-alive connections turn idle as their last response ends: close them as they do.
+      const drain = setInterval(() => server.closeIdleConnections(), 50)
       server.close(() => {
         clearTimeout(force)
+        clearInterval(drain)
         service.dispose()
         resolve()
       })

@@ -1,0 +1,108 @@
+import { spawnSync } from 'node:child_process'
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { describe, expect, inject, it } from 'vitest'
+import { createService } from '../src/app.js'
+import { ConfigError } from '../src/core/config.js'
+import { Registry } from '../src/services/registry.js'
+import { auth, config, DEMO, serve, TOKEN } from './helpers.js'
+
+const clips = inject('clips')
+const video = () => ({ method: 'POST', body: readFileSync(clips.long), headers: { ...auth(), 'Content-Type': 'video/x-matroska' } })
+const features = () => ({ method: 'POST', body: JSON.stringify({ features: new Array(90).fill(0) }), headers: { ...auth(), 'Content-Type': 'application/json' } })
+
+describe('limits', () => {
+  it('admits CONCURRENCY + MAX_PENDING and answers the other k requests 503 with Retry-After', async () => {
+    const s = await serve({ CONCURRENCY: '1', MAX_PENDING: '1' })
+    try {
+      const k = 3
+      const rs = await Promise.all(Array.from({ length: 2 + k }, () => fetch(`${s.url}/infer/tabr-demo`, video())))
+      const busy = rs.filter((r) => r.status === 503)
+      expect(busy).toHaveLength(k)
+      expect(rs.filter((r) => r.status === 200)).toHaveLength(2)
+      for (const r of busy) {
+        expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0)
+        expect((await r.json()).error.code).toBe('overloaded')
+      }
+    } finally {
+      await s.shutdown()
+    }
+  })
+
+  it('answers 504 past REQUEST_TIMEOUT_S, frees the slot and serves the next request', async () => {
+    const s = await serve({ CONCURRENCY: '1', MAX_PENDING: '0', REQUEST_TIMEOUT_S: '0.05' })
+    try {
+      const r = await fetch(`${s.url}/infer/tabr-demo`, video())
+      expect(r.status).toBe(504)
+      expect((await r.json()).error.code).toBe('timeout')
+      expect(s.service.limiter.inFlight).toBe(0)
+      expect((await fetch(`${s.url}/infer/tabr-demo`, features())).status).toBe(200)
+    } finally {
+      await s.shutdown()
+    }
+  })
+})
+
+describe('start-up and shutdown', () => {
+  it('/readyz answers 503 until the models are loaded', async () => {
+    const service = createService(config())
+    const server = createServer(service.app).listen(0, '127.0.0.1')
+    await new Promise((r) => server.once('listening', r))
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    try {
+      const before = await fetch(`${url}/readyz`)
+      expect(before.status).toBe(503)
+      expect((await before.json()).error.code).toBe('not_ready')
+      expect((await fetch(`${url}/infer/tabr-demo`, features())).status).toBe(503)
+      await service.registry.loadAll()
+      expect((await fetch(`${url}/readyz`)).status).toBe(200)
+    } finally {
+      server.close()
+      service.dispose()
+    }
+  })
+
+  it('stops on a bad registry entry with one line naming it', async () => {
+    const opts = { ortProvider: 'cpu', lazy: false }
+    expect(() => config({ MODEL_REGISTRY: 'a:tabr:x,x:y' })).toThrow('MODEL_REGISTRY entry 2 ("x:y"): expected name:handler:dir')
+    expect(() => new Registry([{ name: 'm', handler: 'nope', dir: DEMO }], opts)).toThrow(/entry 1 \(m\): unknown handler "nope"/)
+    expect(() => new Registry([{ name: 'm', handler: 'tabr', dir: '/nonexistent' }], opts)).toThrow(/entry 1 \(m\): the model directory does not exist/)
+    const bad = mkdtempSync(join(tmpdir(), 'tabr-bad-model-'))
+    try {
+      cpSync(DEMO, bad, { recursive: true })
+      const m = JSON.parse(readFileSync(join(bad, 'manifest.json'), 'utf8'))
+      m.format = 'tabr-model/7'
+      writeFileSync(join(bad, 'manifest.json'), JSON.stringify(m))
+      const reg = new Registry([{ name: 'bad', handler: 'tabr', dir: bad }], opts)
+      const err = await reg.loadAll().catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(ConfigError)
+      expect((err as Error).message).toMatch(/^MODEL_REGISTRY entry 1 \(bad\): unknown model format "tabr-model\/7"/)
+      // The bin prints that one line and exits 1, no stack trace.
+      const bin = resolve(__dirname, '../dist/bin/tabr-serve.js')
+      const run = spawnSync(process.execPath, [bin, 'serve'], {
+        env: { ...process.env, AI_API_TOKEN: TOKEN, MODEL_REGISTRY: `bad:tabr:${bad}`, PORT: '0', LOG_LEVEL: 'silent' },
+        encoding: 'utf8',
+        timeout: 60_000,
+      })
+      expect(run.status).toBe(1)
+      expect(run.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^tabr-serve: MODEL_REGISTRY entry 1 \(bad\): unknown model format/)])
+    } finally {
+      rmSync(bad, { recursive: true, force: true })
+    }
+  })
+
+  it('completes an in-flight request during a graceful shutdown', async () => {
+    const s = await serve()
+    const inflight = fetch(`${s.url}/infer/tabr-demo`, video())
+    await new Promise((r) => setTimeout(r, 100))
+    const closed = s.shutdown()
+    const r = await inflight
+    expect(r.status).toBe(200)
+    expect((await r.json()).prediction.label).toBeDefined()
+    await closed
+    await expect(fetch(`${s.url}/healthz`)).rejects.toThrow()
+  })
+})
