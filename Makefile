@@ -20,7 +20,8 @@ help:
 	@echo "make test   deps + build + every test (Rust and Node)"
 	@echo "make bench  benchmark tables (medians and ratios, never pass/fail)"
 	@echo "make demo-model / test-python   Python tooling (uv, torch; not in make test)"
-	@echo "make run    start the service on the demo model"
+	@echo "make run    install, build, create .env with a token, serve the demo model on :8000"
+	@echo "make serve  the service from a built tree (settings from the environment / .env)"
 
 deps: apt pnpm node-modules
 
@@ -68,10 +69,22 @@ demo-model: build uv
 bench: build
 	cargo run --release -p tabr-bench
 
-run serve:
-	@echo "make $@: the HTTP service is not there yet (it arrives with packages/server);"
-	@echo "for now: make build, then use tabr-features ($(TABR_BIN_DIR)/tabr-features) or @org/tabr-native."
-	@exit 2
+# make run: from a fresh clone, install and build what is missing, create .env with a random
+# token the first time (printed once, never logged), then serve the demo model on :8000.
+run: build
+	@if [ ! -f .env ]; then \
+	  token=$$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 48); \
+	  sed "s|^AI_API_TOKEN=.*|AI_API_TOKEN=$$token|" .env.example > .env; chmod 600 .env; \
+	  echo "Created .env with a new API token (shown once; it stays in .env):"; echo "  $$token"; echo; \
+	fi
+	@port=$$(grep -E '^PORT=' .env | cut -d= -f2); port=$${PORT:-$${port:-8000}}; \
+	echo "Docs:  http://127.0.0.1:$$port/docs"; \
+	echo "Try:   curl -H \"Authorization: Bearer \$$(grep ^AI_API_TOKEN= .env | cut -d= -f2)\" -F video=@clip.mp4 http://127.0.0.1:$$port/infer/tabr-demo"; echo
+	@$(MAKE) --no-print-directory serve
+
+# make serve: the service in the foreground from a built tree; settings from the environment.
+serve:
+	node packages/server/dist/bin/tabr-serve.js serve
 
 clean:
 	cargo clean

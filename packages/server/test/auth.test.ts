@@ -61,3 +61,22 @@ describe('bearer auth', () => {
     }
   })
 })
+
+describe('CORS', () => {
+  it('answers preflights for CORS_ORIGINS, allowing the Authorization header', async () => {
+    const s = await serve({ CORS_ORIGINS: 'https://app.example' })
+    try {
+      const r = await fetch(`${s.url}/infer/tabr-demo`, {
+        method: 'OPTIONS',
+        headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'authorization,content-type' },
+      })
+      expect(r.status).toBeLessThan(300)
+      expect(r.headers.get('access-control-allow-origin')).toBe('https://app.example')
+      expect(r.headers.get('access-control-allow-headers')?.toLowerCase()).toContain('authorization')
+      const other = await fetch(`${s.url}/healthz`, { headers: { Origin: 'https://evil.example' } })
+      expect(other.headers.get('access-control-allow-origin')).toBeNull()
+    } finally {
+      await s.shutdown()
+    }
+  })
+})
