@@ -106,3 +106,43 @@ describe('start-up and shutdown', () => {
     await expect(fetch(`${s.url}/healthz`)).rejects.toThrow()
   })
 })
+
+describe('lazy loading and request logs', () => {
+  it('loads a lazy model on first use; /readyz is 200 at once', async () => {
+    const s = await serve({ MODEL_LOADING: 'lazy' })
+    try {
+      expect((await fetch(`${s.url}/readyz`)).status).toBe(200)
+      expect((await (await fetch(`${s.url}/models`, { headers: auth() })).json()).models).toEqual([{ name: 'tabr-demo', loaded: false }])
+      expect((await fetch(`${s.url}/infer/tabr-demo`, features())).status).toBe(200)
+      expect((await (await fetch(`${s.url}/models`, { headers: auth() })).json()).models[0].task).toBe('binclass')
+    } finally {
+      await s.shutdown()
+    }
+  })
+
+  it('logs one line per request with id, model, status and timings, never the token', async () => {
+    const { Writable } = await import('node:stream')
+    const { makeLogger } = await import('../src/core/observability.js')
+    const { start } = await import('../src/server.js')
+    const lines: string[] = []
+    const sink = new Writable({ write: (chunk, _enc, cb) => void (lines.push(String(chunk)), cb()) })
+    const cfg = config({ LOG_LEVEL: 'info' })
+    const s = await start(cfg, createService(cfg, { logger: makeLogger('info', sink) }))
+    await s.ready
+    try {
+      await fetch(`${s.url}/infer/tabr-demo`, { ...video(), headers: { ...video().headers, 'X-Request-Id': 'log-test-1' } })
+      await fetch(`${s.url}/infer/tabr-demo`, { method: 'POST', headers: { Authorization: `Bearer ${TOKEN}x` } })
+    } finally {
+      await s.shutdown()
+    }
+    const all = lines.join('')
+    expect(all).not.toContain(TOKEN)
+    const entries = lines.map((l) => JSON.parse(l) as Record<string, any>).filter((l) => l.req?.url?.startsWith('/infer'))
+    expect(entries).toHaveLength(2)
+    const ok = entries.find((e) => e.req.id === 'log-test-1')!
+    expect(ok).toMatchObject({ model: 'tabr-demo', res: { statusCode: 200 } })
+    expect(ok.req.headers.authorization).toBe('[redacted]')
+    for (const k of ['decode', 'face', 'flow', 'poc', 'predict', 'total']) expect(ok.timings_ms[k]).toBeGreaterThanOrEqual(0)
+    expect(entries.find((e) => e.res.statusCode === 401)?.code).toBe('unauthorized')
+  })
+})

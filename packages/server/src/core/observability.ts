@@ -9,8 +9,9 @@ import client from 'prom-client'
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
-export function makeLogger(level: string): Logger {
-  return pino({ level, redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' } })
+export function makeLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  const options = { level, redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' } }
+  return destination ? pino(options, destination) : pino(options)
 }
 
 export function httpLogger(logger: Logger) {
