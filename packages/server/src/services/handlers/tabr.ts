@@ -23,7 +23,9 @@ export class TabrHandler implements ModelHandler {
   async infer(input: InferenceInput, signal: AbortSignal): Promise<InferenceResult> {
     if (input.kind === 'features') {
       const t = performance.now()
-      const prediction = await this.m.predict(input.values, signal)
+      // A typed array crosses into native code in one copy (null → NaN = missing).
+      const row = Float32Array.from(input.values, (v) => (v === null ? Number.NaN : v))
+      const prediction = await this.m.predict(row, signal)
       return { prediction, timings_ms: { predict: performance.now() - t } }
     }
     const r = await this.m.predictVideo(input.path, signal)
