@@ -21,14 +21,21 @@ const RUNS: usize = 7;
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
-    if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
 }
 
 /// User + system CPU seconds of this process so far, from /proc/self/stat.
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
     // Fields after the command: state(skipped, not numeric) ppid pgrp session tty tpgid flags
     // minflt cminflt majflt cmajflt utime stime → utime, stime are the 11th and 12th numbers.
     let ticks = 100.0; // USER_HZ on Linux
@@ -49,7 +56,9 @@ fn peak_rss_mb() -> f64 {
 fn floor_child(clip: &Path) {
     let _ = opencv::core::set_num_threads(1);
     let ex = Extractor::new().expect("extractor");
-    let f = ex.extract_path(clip, &CancelFlag::new()).expect("clip has features");
+    let f = ex
+        .extract_path(clip, &CancelFlag::new())
+        .expect("clip has features");
     let mut dec = Decoder::open(clip, &SpecParams::default()).expect("open");
     let mut frames = Vec::new();
     let mut gray = Mat::default();
@@ -60,20 +69,43 @@ fn floor_child(clip: &Path) {
     let decode_s = t.elapsed().as_secs_f64();
     // The crops the extractor used: boxes from the metadata, area-resized to the ROI size.
     let n = SpecParams::default().roi_size as i32;
-    let box_at = |i: u64| f.meta.boxes.iter().rev().find(|b| b.frame <= i).map(|b| b.face);
+    let box_at = |i: u64| {
+        f.meta
+            .boxes
+            .iter()
+            .rev()
+            .find(|b| b.frame <= i)
+            .map(|b| b.face)
+    };
     let crop = |m: &Mat, b: tabr_core::face::FaceBox| {
         let roi = Mat::roi(m, b.rect()).expect("roi");
         let mut out = Mat::default();
-        imgproc::resize(&roi, &mut out, Size::new(n, n), 0.0, 0.0, imgproc::INTER_AREA).expect("resize");
+        imgproc::resize(
+            &roi,
+            &mut out,
+            Size::new(n, n),
+            0.0,
+            0.0,
+            imgproc::INTER_AREA,
+        )
+        .expect("resize");
         out
     };
     let pairs: Vec<(Mat, Mat)> = (1..frames.len() as u64)
-        .filter_map(|i| box_at(i).filter(|_| i > f.meta.boxes[0].frame).map(|b| (crop(&frames[i as usize - 1], b), crop(&frames[i as usize], b))))
+        .filter_map(|i| {
+            box_at(i).filter(|_| i > f.meta.boxes[0].frame).map(|b| {
+                (
+                    crop(&frames[i as usize - 1], b),
+                    crop(&frames[i as usize], b),
+                )
+            })
+        })
         .collect();
     let mut flow = Mat::default();
     let t = Instant::now();
     for (a, b) in &pairs {
-        video::calc_optical_flow_farneback(a, b, &mut flow, 0.5, 3, 15, 3, 5, 1.2, 0).expect("flow");
+        video::calc_optical_flow_farneback(a, b, &mut flow, 0.5, 3, 15, 3, 5, 1.2, 0)
+            .expect("flow");
     }
     println!("{decode_s} {}", t.elapsed().as_secs_f64());
 }
@@ -95,7 +127,10 @@ fn run_child(pin: bool, mode: &str, clip: &Path) -> Vec<f64> {
         Command::new(&exe)
     };
     let out = cmd.arg(mode).arg(clip).output().expect("child runs");
-    String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|x| x.parse().ok()).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect()
 }
 
 struct Row {
@@ -122,7 +157,10 @@ fn bench_clip(name: &str, clip: &Path, cores: usize) -> Row {
     let floors: Vec<f64> = (0..3)
         .map(|_| run_child(true, "--floor", clip).iter().sum::<f64>() / cores as f64)
         .collect();
-    let rss = run_child(false, "--rss", clip).first().copied().unwrap_or(f64::NAN);
+    let rss = run_child(false, "--rss", clip)
+        .first()
+        .copied()
+        .unwrap_or(f64::NAN);
     // Throughput: 8 clips, one at a time vs 4 at once (sharing the one pair pool).
     let t = Instant::now();
     for _ in 0..8 {
@@ -162,14 +200,27 @@ fn model_bench(clips: &[(String, PathBuf)]) {
     });
     let dir = root.join("models/tabr-demo");
     if !dylib.is_file() || !dir.is_dir() {
-        eprintln!("SKIPPED model benchmarks: no ONNX Runtime (run make build) or no models/tabr-demo");
+        eprintln!(
+            "SKIPPED model benchmarks: no ONNX Runtime (run make build) or no models/tabr-demo"
+        );
         return;
     }
-    let opts = |sessions: usize| LoadOptions { ort_dylib_path: Some(dylib.clone()), sessions, ..LoadOptions::default() };
+    let opts = |sessions: usize| LoadOptions {
+        ort_dylib_path: Some(dylib.clone()),
+        sessions,
+        ..LoadOptions::default()
+    };
     let loads: Vec<f64> = (0..RUNS)
         .map(|_| {
             let t = Instant::now();
-            Model::load(&dir, &LoadOptions { verify_golden: false, ..opts(2) }).expect("demo model loads");
+            Model::load(
+                &dir,
+                &LoadOptions {
+                    verify_golden: false,
+                    ..opts(2)
+                },
+            )
+            .expect("demo model loads");
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();
@@ -232,7 +283,9 @@ fn model_bench(clips: &[(String, PathBuf)]) {
         let mut pred = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();
-            let (_, _, ms) = model.predict_video_path(clip, &CancelFlag::new()).expect("predict video");
+            let (_, _, ms) = model
+                .predict_video_path(clip, &CancelFlag::new())
+                .expect("predict video");
             walls.push(t.elapsed().as_secs_f64());
             pred.push(ms);
         }
@@ -257,7 +310,12 @@ fn main() {
             seed: 11,
             noise: 0.5,
             drift: (3.0, 1.0),
-            movement: Some(Movement { part: Part::Mouth, start: 40, len: 6, amplitude: 0.6 }),
+            movement: Some(Movement {
+                part: Part::Mouth,
+                start: 40,
+                len: 6,
+                amplitude: 0.6,
+            }),
             ..ClipSpec::default()
         };
         write_clip(&p, &spec).expect("synthetic clip");
@@ -265,11 +323,18 @@ fn main() {
         let encoded = Command::new("ffmpeg")
             .args(["-y", "-loglevel", "error", "-i"])
             .arg(&p)
-            .args(["-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p"])
+            .args([
+                "-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p",
+            ])
             .arg(&h264)
             .status()
             .is_ok_and(|s| s.success());
-        if encoded { h264 } else { eprintln!("note: no ffmpeg/libx264, the synthetic clip stays FFV1"); p }
+        if encoded {
+            h264
+        } else {
+            eprintln!("note: no ffmpeg/libx264, the synthetic clip stays FFV1");
+            p
+        }
     };
     let mut clips: Vec<(String, PathBuf)> = Vec::new();
     let d18 = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -302,10 +367,19 @@ fn main() {
             r.conc_cps / r.seq_cps
         );
     }
-    let rss_short = run_child(false, "--rss", &short).first().copied().unwrap_or(f64::NAN);
-    let rss_long = run_child(false, "--rss", &clips.last().expect("clip").1).first().copied().unwrap_or(f64::NAN);
+    let rss_short = run_child(false, "--rss", &short)
+        .first()
+        .copied()
+        .unwrap_or(f64::NAN);
+    let rss_long = run_child(false, "--rss", &clips.last().expect("clip").1)
+        .first()
+        .copied()
+        .unwrap_or(f64::NAN);
     println!("\n## Peak RSS against clip length (synthetic 640×480)\n");
-    println!("| 3 s | 10 s | ratio |\n|---|---|---|\n| {rss_short:.0} MB | {rss_long:.0} MB | {:.2} |", rss_long / rss_short);
+    println!(
+        "| 3 s | 10 s | ratio |\n|---|---|---|\n| {rss_short:.0} MB | {rss_long:.0} MB | {:.2} |",
+        rss_long / rss_short
+    );
     model_bench(&clips);
     println!("\nfloor = (single-thread decode to gray + single-thread Farnebäck over the crop pairs) / cores, pinned to one core with taskset.");
 }

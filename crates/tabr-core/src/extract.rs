@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::error::{Error, ErrorCode, Result};
 use crate::face::{self, DetectScratch, FaceBox, FaceDetector};
 use crate::poc::{with_thread_engine, Patch};
-use crate::spec::{self, PixelRect, SpecParams, N_CHANNELS, N_FEATURES, REGIONS};
+use crate::spec::{PixelRect, SpecParams, N_CHANNELS, N_FEATURES, REGIONS};
 use crate::stats::{summarize, N_STATS};
 use crate::video::Decoder;
 
@@ -650,11 +650,6 @@ fn pair_channels(
     *flow_ns += (t1 - t0).as_nanos() as u64;
     *poc_ns += t1.elapsed().as_nanos() as u64;
     Ok(ch)
-}
-
-/// The names of the values in [`Features::values`].
-pub fn feature_names() -> Vec<String> {
-    spec::feature_names()
 }
 
 #[cfg(test)]

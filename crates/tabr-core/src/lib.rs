@@ -11,8 +11,8 @@
 
 pub mod error;
 pub mod extract;
-pub mod model;
 pub mod face;
+pub mod model;
 pub mod poc;
 pub mod spec;
 pub mod stats;

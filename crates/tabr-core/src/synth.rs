@@ -142,7 +142,14 @@ pub fn render_frame(spec: &ClipSpec, t: u32, background: &Mat) -> opencv::Result
         let (a, r) = (rnd() * std::f64::consts::TAU, rnd().sqrt());
         let (x, y) = (cx + r * a.cos() * 92.0 * u, cy + r * a.sin() * 120.0 * u);
         let size = (1.0 + 2.5 * rnd()) * u;
-        ell(&mut img, x, y, size, size * (0.6 + 0.8 * rnd()), 150.0 + 70.0 * rnd())?;
+        ell(
+            &mut img,
+            x,
+            y,
+            size,
+            size * (0.6 + 0.8 * rnd()),
+            150.0 + 70.0 * rnd(),
+        )?;
     }
     // Brows (raise = move up), eyes (narrow = flatter ellipse), nose, mouth (open = move down).
     let brow = mv(Part::Brows);

@@ -38,13 +38,7 @@ impl Decoder {
     pub fn open(path: &Path, params: &SpecParams) -> Result<Decoder> {
         let unreadable = || Error::invalid_video("the upload is not a readable video");
         quiet_opencv();
-        let mut cap = VideoCapture::from_file(path.as_os_str(), videoio::CAP_FFMPEG)
-            .map_err(|_| unreadable())?;
-        if !cap.is_opened().unwrap_or(false) {
-            return Err(unreadable());
-        }
-        // Spec §1: the container's rotation is applied (OpenCV 4.6 takes this after open).
-        let _ = cap.set(videoio::CAP_PROP_ORIENTATION_AUTO, 1.0);
+        let mut cap = open_capture(path).ok_or_else(unreadable)?;
         let fps = cap.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
         let fps = if fps.is_finite() && fps > 0.0 {
             fps
@@ -70,9 +64,7 @@ impl Decoder {
                 return Err(too_long(params.max_seconds));
             }
             // The header overstates the stream: start again from the first frame.
-            cap = VideoCapture::from_file(path.as_os_str(), videoio::CAP_FFMPEG)
-                .map_err(|_| unreadable())?;
-            let _ = cap.set(videoio::CAP_PROP_ORIENTATION_AUTO, 1.0);
+            cap = open_capture(path).ok_or_else(unreadable)?;
         }
         Ok(Decoder {
             cap,
@@ -125,6 +117,17 @@ impl Decoder {
             .map_err(|_| Error::invalid_video("a video frame has an unsupported pixel format"))?;
         Ok(true)
     }
+}
+
+/// Opens `path` with the FFmpeg backend, rotation applied (spec §1; OpenCV 4.6 takes the
+/// orientation setting only after opening). `None` when it cannot be opened.
+fn open_capture(path: &Path) -> Option<VideoCapture> {
+    let mut cap = VideoCapture::from_file(path.as_os_str(), videoio::CAP_FFMPEG).ok()?;
+    if !cap.is_opened().unwrap_or(false) {
+        return None;
+    }
+    let _ = cap.set(videoio::CAP_PROP_ORIENTATION_AUTO, 1.0);
+    Some(cap)
 }
 
 /// OpenCV writes decoder complaints to stderr; callers get stable codes instead, so its log

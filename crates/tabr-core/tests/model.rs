@@ -22,8 +22,15 @@ fn opts() -> LoadOptions {
     let dylib = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|| {
         repo().join("packages/tabr-native/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1")
     });
-    assert!(dylib.is_file(), "ONNX Runtime not found at {}: run `make build` or set ORT_DYLIB_PATH", dylib.display());
-    LoadOptions { ort_dylib_path: Some(dylib), ..LoadOptions::default() }
+    assert!(
+        dylib.is_file(),
+        "ONNX Runtime not found at {}: run `make build` or set ORT_DYLIB_PATH",
+        dylib.display()
+    );
+    LoadOptions {
+        ort_dylib_path: Some(dylib),
+        ..LoadOptions::default()
+    }
 }
 
 /// A copy of the demo model in a temp dir, changed by `edit`.
@@ -41,7 +48,8 @@ fn broken(edit: impl FnOnce(&Path)) -> (tempfile::TempDir, PathBuf) {
 
 fn edit_manifest(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     let p = dir.join("manifest.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
     f(&mut v);
     std::fs::write(p, v.to_string()).expect("write");
 }
@@ -52,7 +60,14 @@ fn load_err(dir: &Path) -> tabr_core::Error {
 
 #[test]
 fn demo_model_loads_and_matches_golden() {
-    let m = Model::load(&demo_dir(), &LoadOptions { verify_golden: false, ..opts() }).expect("demo model loads");
+    let m = Model::load(
+        &demo_dir(),
+        &LoadOptions {
+            verify_golden: false,
+            ..opts()
+        },
+    )
+    .expect("demo model loads");
     let info = m.info();
     assert_eq!(info.name, "tabr-demo");
     assert_eq!(info.labels, DEMO_LABELS);
@@ -68,35 +83,90 @@ fn predictions_validate_their_input() {
     let m = Model::load(&demo_dir(), &opts()).expect("loads");
     let row = vec![f64::NAN; 90];
     match m.predict(&row).expect("all missing is imputed") {
-        Prediction::Class { probabilities, .. } => assert!((probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-9),
+        Prediction::Class { probabilities, .. } => {
+            assert!((probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-9)
+        }
         p => panic!("binclass gives classes: {p:?}"),
     }
-    assert_eq!(m.predict(&[0.0; 89]).expect_err("short").code(), ErrorCode::InvalidFeatures);
+    assert_eq!(
+        m.predict(&[0.0; 89]).expect_err("short").code(),
+        ErrorCode::InvalidFeatures
+    );
     let mut inf = vec![0.0; 90];
     inf[3] = f64::INFINITY;
-    assert_eq!(m.predict(&inf).expect_err("inf").code(), ErrorCode::InvalidFeatures);
+    assert_eq!(
+        m.predict(&inf).expect_err("inf").code(),
+        ErrorCode::InvalidFeatures
+    );
 }
 
 #[test]
 fn malformed_directories_are_refused_clearly() {
     type Edit = Box<dyn FnOnce(&Path)>;
     let cases: Vec<(&str, Edit, &str)> = vec![
-        ("missing file", Box::new(|d: &Path| std::fs::remove_file(d.join("preprocess.json")).expect("rm")), "preprocessing file is missing"),
-        ("n_features", Box::new(|d: &Path| edit_manifest(d, |v| v["n_features"] = 80.into())), "n_features is 80"),
-        ("escaping path", Box::new(|d: &Path| edit_manifest(d, |v| v["files"]["onnx"] = "../model.onnx".into())), "inside the model directory"),
-        ("absolute path", Box::new(|d: &Path| edit_manifest(d, |v| v["files"]["onnx"] = "/etc/passwd".into())), "inside the model directory"),
-        ("corrupt onnx", Box::new(|d: &Path| std::fs::write(d.join("model.onnx"), b"not an onnx graph").expect("write")), "cannot be loaded by ONNX Runtime"),
-        ("format version", Box::new(|d: &Path| edit_manifest(d, |v| v["format"] = "tabr-model/9".into())), "unknown model format"),
-        ("feature spec", Box::new(|d: &Path| edit_manifest(d, |v| v["features"]["version"] = 2.into())), "not implemented by this build"),
-        ("labels", Box::new(|d: &Path| edit_manifest(d, |v| v["labels"] = serde_json::json!(["a", "b", "c"]))), "cannot have 3 labels"),
-        ("no manifest", Box::new(|d: &Path| std::fs::remove_file(d.join("manifest.json")).expect("rm")), "no readable manifest.json"),
+        (
+            "missing file",
+            Box::new(|d: &Path| std::fs::remove_file(d.join("preprocess.json")).expect("rm")),
+            "preprocessing file is missing",
+        ),
+        (
+            "n_features",
+            Box::new(|d: &Path| edit_manifest(d, |v| v["n_features"] = 80.into())),
+            "n_features is 80",
+        ),
+        (
+            "escaping path",
+            Box::new(|d: &Path| edit_manifest(d, |v| v["files"]["onnx"] = "../model.onnx".into())),
+            "inside the model directory",
+        ),
+        (
+            "absolute path",
+            Box::new(|d: &Path| edit_manifest(d, |v| v["files"]["onnx"] = "/etc/passwd".into())),
+            "inside the model directory",
+        ),
+        (
+            "corrupt onnx",
+            Box::new(|d: &Path| {
+                std::fs::write(d.join("model.onnx"), b"not an onnx graph").expect("write")
+            }),
+            "cannot be loaded by ONNX Runtime",
+        ),
+        (
+            "format version",
+            Box::new(|d: &Path| edit_manifest(d, |v| v["format"] = "tabr-model/9".into())),
+            "unknown model format",
+        ),
+        (
+            "feature spec",
+            Box::new(|d: &Path| edit_manifest(d, |v| v["features"]["version"] = 2.into())),
+            "not implemented by this build",
+        ),
+        (
+            "labels",
+            Box::new(|d: &Path| {
+                edit_manifest(d, |v| v["labels"] = serde_json::json!(["a", "b", "c"]))
+            }),
+            "cannot have 3 labels",
+        ),
+        (
+            "no manifest",
+            Box::new(|d: &Path| std::fs::remove_file(d.join("manifest.json")).expect("rm")),
+            "no readable manifest.json",
+        ),
     ];
     for (name, edit, want) in cases {
         let (_tmp, dir) = broken(edit);
         let e = load_err(&dir);
         assert_eq!(e.code(), ErrorCode::ModelError, "{name}: {e}");
-        assert!(e.message().contains(want), "{name}: {:?} lacks {want:?}", e.message());
-        assert!(!e.message().contains(&*dir.to_string_lossy()), "{name}: message names a path");
+        assert!(
+            e.message().contains(want),
+            "{name}: {:?} lacks {want:?}",
+            e.message()
+        );
+        assert!(
+            !e.message().contains(&*dir.to_string_lossy()),
+            "{name}: message names a path"
+        );
     }
     #[cfg(unix)]
     {
@@ -104,16 +174,38 @@ fn malformed_directories_are_refused_clearly() {
             std::fs::remove_file(d.join("model.onnx")).expect("rm");
             std::os::unix::fs::symlink("/etc/hostname", d.join("model.onnx")).expect("symlink");
         });
-        assert!(load_err(&dir).message().contains("inside the model directory"), "a link out of the directory is refused");
+        assert!(
+            load_err(&dir)
+                .message()
+                .contains("inside the model directory"),
+            "a link out of the directory is refused"
+        );
     }
 }
 
 #[test]
 fn cuda_is_refused_without_the_provider_and_auto_falls_back() {
     // onnxruntime-node's runtime is a CPU build: `cuda` must fail at load, `auto` must not.
-    let e = Model::load(&demo_dir(), &LoadOptions { provider: Provider::Cuda, ..opts() }).expect_err("no CUDA here");
-    assert!(e.message().contains("CUDA execution provider cannot start"), "{e}");
-    let m = Model::load(&demo_dir(), &LoadOptions { provider: Provider::Auto, ..opts() }).expect("auto loads");
+    let e = Model::load(
+        &demo_dir(),
+        &LoadOptions {
+            provider: Provider::Cuda,
+            ..opts()
+        },
+    )
+    .expect_err("no CUDA here");
+    assert!(
+        e.message().contains("CUDA execution provider cannot start"),
+        "{e}"
+    );
+    let m = Model::load(
+        &demo_dir(),
+        &LoadOptions {
+            provider: Provider::Auto,
+            ..opts()
+        },
+    )
+    .expect("auto loads");
     assert_eq!(m.info().provider, "cpu");
     assert!(Provider::parse("gpu").is_err());
 }
@@ -129,13 +221,31 @@ fn demo_model_tells_fresh_clips_apart() {
             let seed = 900_000 + i * 2 + class as u64;
             let path = tmp.path().join(format!("{seed}.mkv"));
             write_clip(&path, &demo_clip_spec(seed, moving)).expect("clip");
-            let (p, _, _) = m.predict_video_path(&path, &CancelFlag::new()).expect("prediction");
-            let Prediction::Class { label, probabilities } = p else { panic!("classes") };
-            println!("seed {seed} {}: {label} {probabilities:.3?}", DEMO_LABELS[class]);
+            let (p, _, _) = m
+                .predict_video_path(&path, &CancelFlag::new())
+                .expect("prediction");
+            let Prediction::Class {
+                label,
+                probabilities,
+            } = p
+            else {
+                panic!("classes")
+            };
+            println!(
+                "seed {seed} {}: {label} {probabilities:.3?}",
+                DEMO_LABELS[class]
+            );
             right[class] += usize::from(label == DEMO_LABELS[class]);
         }
     }
-    println!("fresh clips: none {}/10, micro_movement {}/10", right[0], right[1]);
+    println!(
+        "fresh clips: none {}/10, micro_movement {}/10",
+        right[0], right[1]
+    );
     assert!(right[0] >= 9, "still clips called none: {}/10", right[0]);
-    assert!(right[1] >= 9, "micro-movement clips called micro_movement: {}/10", right[1]);
+    assert!(
+        right[1] >= 9,
+        "micro-movement clips called micro_movement: {}/10",
+        right[1]
+    );
 }

@@ -109,7 +109,11 @@ impl From<Either<String, Buffer>> for Input {
 }
 
 impl Input {
-    pub(crate) fn extract(&self, ex: &Extractor, cancel: &CancelFlag) -> tabr_core::Result<Features> {
+    pub(crate) fn extract(
+        &self,
+        ex: &Extractor,
+        cancel: &CancelFlag,
+    ) -> tabr_core::Result<Features> {
         match self {
             Input::Path(p) => ex.extract_path(std::path::Path::new(p), cancel),
             Input::Bytes(b) => ex.extract_bytes(b, cancel),
@@ -127,7 +131,11 @@ pub struct Job<T: Send + 'static, J> {
 
 impl<T: Send + 'static, J> Job<T, J> {
     fn new(run: impl FnOnce() -> tabr_core::Result<T> + Send + 'static, to_js: fn(T) -> J) -> Self {
-        Job { run: Some(Box::new(run)), to_js, error: None }
+        Job {
+            run: Some(Box::new(run)),
+            to_js,
+            error: None,
+        }
     }
 }
 
@@ -136,9 +144,17 @@ impl<T: Send + 'static, J: ToNapiValue + TypeName> Task for Job<T, J> {
     type JsValue = J;
 
     fn compute(&mut self) -> Result<T> {
-        let run = self.run.take().ok_or_else(|| Error::from_reason("the task ran twice"))?;
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
-            .unwrap_or_else(|_| Err(tabr_core::Error::new(tabr_core::ErrorCode::Internal, "the native task panicked")));
+        let run = self
+            .run
+            .take()
+            .ok_or_else(|| Error::from_reason("the task ran twice"))?;
+        let out =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
+                Err(tabr_core::Error::new(
+                    tabr_core::ErrorCode::Internal,
+                    "the native task panicked",
+                ))
+            });
         out.map_err(|e| {
             let reason = e.message().to_string();
             self.error = Some(e);
@@ -160,7 +176,10 @@ impl<T: Send + 'static, J: ToNapiValue + TypeName> Task for Job<T, J> {
 
 /// A cancel flag wired to an optional JS `AbortSignal` (an already aborted one cancels at once:
 /// napi's `AbortSignal` only hears future aborts).
-pub(crate) fn cancel_flag(env: &Env, signal: Option<Object<'_>>) -> Result<(CancelFlag, Option<AbortSignal>)> {
+pub(crate) fn cancel_flag(
+    env: &Env,
+    signal: Option<Object<'_>>,
+) -> Result<(CancelFlag, Option<AbortSignal>)> {
     let cancel = CancelFlag::new();
     let signal = match signal {
         Some(s) if s.get_named_property::<bool>("aborted").unwrap_or(false) => {
@@ -196,9 +215,20 @@ pub(crate) fn to_js(f: Features) -> ExtractResult {
             boxes: m
                 .boxes
                 .iter()
-                .map(|b| FaceBoxChange { frame: b.frame as u32, x: b.face.x, y: b.face.y, side: b.face.side })
+                .map(|b| FaceBoxChange {
+                    frame: b.frame as u32,
+                    x: b.face.x,
+                    y: b.face.y,
+                    side: b.face.side,
+                })
                 .collect(),
-            timings_ms: StageTimings { decode: t.decode, face: t.face, flow: t.flow, poc: t.poc, total: t.total },
+            timings_ms: StageTimings {
+                decode: t.decode,
+                face: t.face,
+                flow: t.flow,
+                poc: t.poc,
+                total: t.total,
+            },
         },
     }
 }
@@ -226,7 +256,9 @@ fn build_extractor(options: &ExtractOptions) -> Result<Extractor> {
     if let Some(p) = options.max_pixels {
         params.max_pixels = p as u64;
     }
-    params.validate().map_err(|e| Error::new(Status::InvalidArg, e.message()))?;
+    params
+        .validate()
+        .map_err(|e| Error::new(Status::InvalidArg, e.message()))?;
     Ok(Extractor::with(detector, params))
 }
 
@@ -271,5 +303,8 @@ pub fn feature_names() -> Vec<String> {
 /// The stable error codes a rejection's `code` can take.
 #[napi]
 pub fn error_codes() -> Vec<&'static str> {
-    tabr_core::ErrorCode::ALL.iter().map(|c| c.as_str()).collect()
+    tabr_core::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect()
 }

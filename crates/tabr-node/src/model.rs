@@ -78,10 +78,19 @@ pub struct VideoPrediction {
 
 fn prediction_js(p: CorePrediction) -> Prediction {
     match p {
-        CorePrediction::Class { label, probabilities } => {
-            Prediction { label: Some(label), probabilities: Some(probabilities), value: None }
-        }
-        CorePrediction::Value { value } => Prediction { label: None, probabilities: None, value: Some(value) },
+        CorePrediction::Class {
+            label,
+            probabilities,
+        } => Prediction {
+            label: Some(label),
+            probabilities: Some(probabilities),
+            value: None,
+        },
+        CorePrediction::Value { value } => Prediction {
+            label: None,
+            probabilities: None,
+            value: Some(value),
+        },
     }
 }
 
@@ -89,7 +98,11 @@ fn prediction_js(p: CorePrediction) -> Prediction {
 type VideoOutput = (CorePrediction, Features, f64);
 
 fn video_js(out: VideoOutput) -> VideoPrediction {
-    VideoPrediction { prediction: prediction_js(out.0), features: to_js(out.1), predict_ms: out.2 }
+    VideoPrediction {
+        prediction: prediction_js(out.0),
+        features: to_js(out.1),
+        predict_ms: out.2,
+    }
 }
 
 /// A loaded TabR model.
@@ -110,7 +123,10 @@ impl Model {
             task: i.task.as_str().into(),
             labels: i.labels.clone(),
             n_features: i.n_features as u32,
-            features: FeatureSpecInfo { name: i.features.name.clone(), version: i.features.version },
+            features: FeatureSpecInfo {
+                name: i.features.name.clone(),
+                version: i.features.version,
+            },
             provider: i.provider.clone(),
         }
     }
@@ -133,7 +149,10 @@ impl Model {
         };
         let (_cancel, signal) = cancel_flag(&env, signal)?;
         let m = self.inner.clone();
-        Ok(AsyncTask::with_optional_signal(Job::new(move || m.predict(&row), prediction_js), signal))
+        Ok(AsyncTask::with_optional_signal(
+            Job::new(move || m.predict(&row), prediction_js),
+            signal,
+        ))
     }
 
     /// Extracts a video's features (with the model's spec and face cascade) and predicts, in
@@ -155,22 +174,35 @@ impl Model {
             Input::Path(p) => m.predict_video_path(Path::new(p), &cancel),
             Input::Bytes(b) => m.predict_video_bytes(b, &cancel),
         };
-        Ok(AsyncTask::with_optional_signal(Job::new(run, video_js), signal))
+        Ok(AsyncTask::with_optional_signal(
+            Job::new(run, video_js),
+            signal,
+        ))
     }
 }
 
 /// Where `onnxruntime-node` keeps its runtime, searched upwards from this addon's own file.
 fn default_ort_dylib() -> Option<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    let addon = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.ends_with(".node") && p.contains("tabr-native"))?;
+    let addon = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with(".node") && p.contains("tabr-native"))?;
     let rel = "node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1";
-    Path::new(addon).ancestors().skip(1).map(|d| d.join(rel)).find(|p| p.is_file())
+    Path::new(addon)
+        .ancestors()
+        .skip(1)
+        .map(|d| d.join(rel))
+        .find(|p| p.is_file())
 }
 
 /// Loads a `tabr-model/1` directory off the event loop. Rejects with `code` `model_error`
 /// and a message that says what is wrong (never a path).
 #[napi(ts_return_type = "Promise<Model>")]
-pub fn load_model(dir: String, options: Option<LoadModelOptions>) -> Result<AsyncTask<Job<Arc<CoreModel>, Model>>> {
+pub fn load_model(
+    dir: String,
+    options: Option<LoadModelOptions>,
+) -> Result<AsyncTask<Job<Arc<CoreModel>, Model>>> {
     let o = options.unwrap_or_default();
     let provider = match &o.provider {
         Some(p) => Provider::parse(p),
@@ -186,7 +218,9 @@ pub fn load_model(dir: String, options: Option<LoadModelOptions>) -> Result<Asyn
     let opts = LoadOptions {
         ort_dylib_path: dylib,
         provider,
-        intra_threads: o.intra_threads.map_or(defaults.intra_threads, |n| n as usize),
+        intra_threads: o
+            .intra_threads
+            .map_or(defaults.intra_threads, |n| n as usize),
         sessions: o.sessions.map_or(defaults.sessions, |n| n as usize),
         verify_golden: o.verify_golden.unwrap_or(true),
     };

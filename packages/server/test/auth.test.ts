@@ -48,6 +48,7 @@ describe('bearer auth', () => {
     expect(load('short')).toThrow(/at least 32 characters/)
     expect(load(`${TOKEN},short`)).toThrow(/token 2/)
     expect(load()).toThrow(/AI_API_TOKEN: is required/)
+    expect(() => loadConfig({ AI_API_TOKEN: TOKEN, EXECUTION_MODE: 'queue' }, { dotenv: false })).toThrow(/EXECUTION_MODE=queue/)
   })
 
   it('can make /metrics public', async () => {

@@ -106,14 +106,23 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Manifest> {
         let text = std::fs::read_to_string(dir.join("manifest.json"))
             .map_err(|_| bad("the model directory has no readable manifest.json"))?;
-        let probe: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("manifest.json is not valid JSON ({e})")))?;
+        let probe: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("manifest.json is not valid JSON ({e})")))?;
         match probe.get("format").and_then(|f| f.as_str()) {
             Some(FORMAT) => {}
-            Some(other) => return Err(bad(format!("unknown model format {other:?} (this build reads {FORMAT})"))),
-            None => return Err(bad(format!("manifest.json has no format (expected {FORMAT})"))),
+            Some(other) => {
+                return Err(bad(format!(
+                    "unknown model format {other:?} (this build reads {FORMAT})"
+                )))
+            }
+            None => {
+                return Err(bad(format!(
+                    "manifest.json has no format (expected {FORMAT})"
+                )))
+            }
         }
-        let m: Manifest = serde_json::from_value(probe).map_err(|e| bad(format!("manifest.json: {e}")))?;
+        let m: Manifest =
+            serde_json::from_value(probe).map_err(|e| bad(format!("manifest.json: {e}")))?;
         m.validate()?;
         Ok(m)
     }
@@ -140,18 +149,30 @@ impl Manifest {
             )));
         }
         if self.feature_names != spec::feature_names() {
-            return Err(bad("feature_names differ from the feature spec's names or order"));
+            return Err(bad(
+                "feature_names differ from the feature spec's names or order",
+            ));
         }
         let (want_labels, want_out) = match self.task {
             Task::Binclass => (Some(2), 1),
             Task::Multiclass => (None, self.labels.len()),
             Task::Regression => (Some(0), 1),
         };
-        if want_labels.is_some_and(|n| n != self.labels.len()) || (self.task == Task::Multiclass && self.labels.len() < 3) {
-            return Err(bad(format!("a {} model cannot have {} labels", self.task.as_str(), self.labels.len())));
+        if want_labels.is_some_and(|n| n != self.labels.len())
+            || (self.task == Task::Multiclass && self.labels.len() < 3)
+        {
+            return Err(bad(format!(
+                "a {} model cannot have {} labels",
+                self.task.as_str(),
+                self.labels.len()
+            )));
         }
         if self.onnx.d_out != want_out {
-            return Err(bad(format!("onnx.d_out is {}, a {} model with these labels needs {want_out}", self.onnx.d_out, self.task.as_str())));
+            return Err(bad(format!(
+                "onnx.d_out is {}, a {} model with these labels needs {want_out}",
+                self.onnx.d_out,
+                self.task.as_str()
+            )));
         }
         Ok(())
     }
@@ -160,13 +181,25 @@ impl Manifest {
 /// `rel` inside `dir`, refusing absolute paths, `..` and links that lead outside.
 pub fn confined(dir: &Path, rel: &str, what: &str) -> Result<PathBuf> {
     let p = Path::new(rel);
-    if rel.is_empty() || p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-        return Err(bad(format!("the {what} path must stay inside the model directory")));
+    if rel.is_empty()
+        || p.components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(bad(format!(
+            "the {what} path must stay inside the model directory"
+        )));
     }
-    let root = dir.canonicalize().map_err(|_| bad("the model directory cannot be read"))?;
-    let full = root.join(p).canonicalize().map_err(|_| bad(format!("the {what} file is missing")))?;
+    let root = dir
+        .canonicalize()
+        .map_err(|_| bad("the model directory cannot be read"))?;
+    let full = root
+        .join(p)
+        .canonicalize()
+        .map_err(|_| bad(format!("the {what} file is missing")))?;
     if !full.starts_with(&root) {
-        return Err(bad(format!("the {what} path must stay inside the model directory")));
+        return Err(bad(format!(
+            "the {what} path must stay inside the model directory"
+        )));
     }
     Ok(full)
 }

@@ -100,7 +100,12 @@ struct Sessions {
 
 impl Sessions {
     fn open(bytes: &[u8], opts: &LoadOptions, cuda: bool) -> Result<Session> {
-        let fail = |_| Error::new(ErrorCode::ModelError, "model.onnx cannot be loaded by ONNX Runtime");
+        let fail = |_| {
+            Error::new(
+                ErrorCode::ModelError,
+                "model.onnx cannot be loaded by ONNX Runtime",
+            )
+        };
         let mut b = Session::builder()
             .map_err(fail)?
             .with_optimization_level(GraphOptimizationLevel::Level3)
@@ -108,9 +113,14 @@ impl Sessions {
             .with_intra_threads(opts.intra_threads.max(1))
             .map_err(fail)?;
         if cuda {
-            let ep = ort::execution_providers::CUDAExecutionProvider::default().build().error_on_failure();
+            let ep = ort::execution_providers::CUDAExecutionProvider::default()
+                .build()
+                .error_on_failure();
             b = b.with_execution_providers([ep]).map_err(|_| {
-                Error::new(ErrorCode::ModelError, "the CUDA execution provider failed to start")
+                Error::new(
+                    ErrorCode::ModelError,
+                    "the CUDA execution provider failed to start",
+                )
             })?;
         }
         b.commit_from_memory(bytes).map_err(fail)
@@ -175,9 +185,20 @@ impl Model {
         let m = Manifest::load(dir)?;
         let onnx = manifest::confined(dir, &m.files.onnx, "onnx")?;
         let pre = manifest::confined(dir, &m.files.preprocessing, "preprocessing")?;
-        let cascade = m.files.face_cascade.as_deref().map(|c| manifest::confined(dir, c, "face cascade")).transpose()?;
-        let golden = m.files.golden.as_deref().map(|g| manifest::confined(dir, g, "golden")).transpose()?;
-        let pre_text = std::fs::read_to_string(&pre).map_err(|_| model_error("preprocess.json cannot be read"))?;
+        let cascade = m
+            .files
+            .face_cascade
+            .as_deref()
+            .map(|c| manifest::confined(dir, c, "face cascade"))
+            .transpose()?;
+        let golden = m
+            .files
+            .golden
+            .as_deref()
+            .map(|g| manifest::confined(dir, g, "golden"))
+            .transpose()?;
+        let pre_text = std::fs::read_to_string(&pre)
+            .map_err(|_| model_error("preprocess.json cannot be read"))?;
         let preprocess = Preprocess::from_json(&pre_text, m.n_features)?;
         let detector = match &cascade {
             Some(p) => Arc::new(FaceDetector::from_file(p)?),
@@ -186,7 +207,9 @@ impl Model {
         let extractor = Extractor::with(detector, m.features.params.clone());
 
         runtime::init(opts.ort_dylib_path.as_deref())?;
-        let bytes: Arc<[u8]> = std::fs::read(&onnx).map_err(|_| model_error("model.onnx cannot be read"))?.into();
+        let bytes: Arc<[u8]> = std::fs::read(&onnx)
+            .map_err(|_| model_error("model.onnx cannot be read"))?
+            .into();
         // A CPU session first: it validates the graph, so a broken file is never blamed on CUDA.
         let cpu = Sessions::open(&bytes, opts, false)?;
         check_io(&cpu, &m)?;
@@ -206,7 +229,13 @@ impl Model {
                 }
             },
         };
-        let sessions = Sessions { bytes, opts: opts.clone(), cuda, idle: Mutex::new((vec![first], 1)), ready: Condvar::new() };
+        let sessions = Sessions {
+            bytes,
+            opts: opts.clone(),
+            cuda,
+            idle: Mutex::new((vec![first], 1)),
+            ready: Condvar::new(),
+        };
         let info = ModelInfo {
             name: m.name.clone(),
             version: m.version.clone(),
@@ -216,11 +245,20 @@ impl Model {
             features: m.features.clone(),
             provider: if cuda { "cuda" } else { "cpu" }.into(),
         };
-        let model = Model { info, manifest: m, preprocess, extractor, sessions, golden };
+        let model = Model {
+            info,
+            manifest: m,
+            preprocess,
+            extractor,
+            sessions,
+            golden,
+        };
         if opts.verify_golden && model.golden.is_some() {
             let dev = model.verify_golden()?;
             if dev > 1e-4 {
-                return Err(model_error(format!("golden.json check failed: outputs differ by up to {dev:.2e}")));
+                return Err(model_error(format!(
+                    "golden.json check failed: outputs differ by up to {dev:.2e}"
+                )));
             }
         }
         Ok(model)
@@ -242,10 +280,16 @@ impl Model {
         let mut out = Vec::with_capacity(rows.len() * n);
         for row in rows {
             if row.len() != n {
-                return Err(Error::new(ErrorCode::InvalidFeatures, format!("expected {n} feature values, got {}", row.len())));
+                return Err(Error::new(
+                    ErrorCode::InvalidFeatures,
+                    format!("expected {n} feature values, got {}", row.len()),
+                ));
             }
             if let Some(i) = row.iter().position(|v| v.is_infinite()) {
-                return Err(Error::new(ErrorCode::InvalidFeatures, format!("feature {i} is infinite (use NaN or null for missing)")));
+                return Err(Error::new(
+                    ErrorCode::InvalidFeatures,
+                    format!("feature {i} is infinite (use NaN or null for missing)"),
+                ));
             }
             out.extend(self.preprocess.apply(row).into_iter().map(|v| v as f32));
         }
@@ -258,12 +302,20 @@ impl Model {
             return Ok(Vec::new());
         }
         let x = self.inputs(rows)?;
-        let (n, f, d) = (rows.len(), self.manifest.n_features, self.manifest.onnx.d_out);
+        let (n, f, d) = (
+            rows.len(),
+            self.manifest.n_features,
+            self.manifest.onnx.d_out,
+        );
         let fail = |_| Error::new(ErrorCode::ModelError, "the model failed to run");
         let flat = self.sessions.with(|s| {
             let input = Tensor::from_array(([n, f], x.into_boxed_slice())).map_err(fail)?;
-            let outputs = s.run(ort::inputs![self.manifest.onnx.input.as_str() => input]).map_err(fail)?;
-            let (shape, data) = outputs[self.manifest.onnx.output.as_str()].try_extract_tensor::<f32>().map_err(fail)?;
+            let outputs = s
+                .run(ort::inputs![self.manifest.onnx.input.as_str() => input])
+                .map_err(fail)?;
+            let (shape, data) = outputs[self.manifest.onnx.output.as_str()]
+                .try_extract_tensor::<f32>()
+                .map_err(fail)?;
             if shape.len() != 2 || shape[0] as usize != n || shape[1] as usize != d {
                 return Err(model_error("the model's output has an unexpected shape"));
             }
@@ -279,20 +331,32 @@ impl Model {
     }
 
     /// Extracts a video's features and predicts, in one call.
-    pub fn predict_video_path(&self, path: &Path, cancel: &CancelFlag) -> Result<(Prediction, Features, f64)> {
+    pub fn predict_video_path(
+        &self,
+        path: &Path,
+        cancel: &CancelFlag,
+    ) -> Result<(Prediction, Features, f64)> {
         let f = self.extractor.extract_path(path, cancel)?;
         self.finish_video(f, cancel)
     }
 
     /// Like [`Model::predict_video_path`], for in-memory bytes (private temp file).
-    pub fn predict_video_bytes(&self, bytes: &[u8], cancel: &CancelFlag) -> Result<(Prediction, Features, f64)> {
+    pub fn predict_video_bytes(
+        &self,
+        bytes: &[u8],
+        cancel: &CancelFlag,
+    ) -> Result<(Prediction, Features, f64)> {
         let f = self.extractor.extract_bytes(bytes, cancel)?;
         self.finish_video(f, cancel)
     }
 
-    fn finish_video(&self, f: Features, cancel: &CancelFlag) -> Result<(Prediction, Features, f64)> {
+    fn finish_video(
+        &self,
+        f: Features,
+        cancel: &CancelFlag,
+    ) -> Result<(Prediction, Features, f64)> {
         if cancel.is_cancelled() {
-            return Err(Error::new(ErrorCode::Aborted, "the prediction was aborted by the caller"));
+            return Err(Error::aborted());
         }
         let t = std::time::Instant::now();
         let row: Vec<f64> = f.values.iter().map(|&v| f64::from(v)).collect();
@@ -304,7 +368,11 @@ impl Model {
     pub fn postprocess(&self, logits: &[f32]) -> Prediction {
         let labels = &self.manifest.labels;
         let probabilities: Vec<f64> = match self.manifest.task {
-            Task::Regression => return Prediction::Value { value: f64::from(logits[0]) },
+            Task::Regression => {
+                return Prediction::Value {
+                    value: f64::from(logits[0]),
+                }
+            }
             Task::Binclass => {
                 let p1 = 1.0 / (1.0 + (-f64::from(logits[0])).exp());
                 vec![1.0 - p1, p1]
@@ -316,41 +384,61 @@ impl Model {
                 e.into_iter().map(|v| v / sum).collect()
             }
         };
-        let best = probabilities.iter().enumerate().fold(0, |b, (i, &p)| if p > probabilities[b] { i } else { b });
-        Prediction::Class { label: labels[best].clone(), probabilities }
+        let best =
+            probabilities
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, &p)| if p > probabilities[b] { i } else { b });
+        Prediction::Class {
+            label: labels[best].clone(),
+            probabilities,
+        }
     }
 
     /// Runs `golden.json`'s rows and returns the largest absolute difference of logits and
     /// probabilities (or values) from the exporter's PyTorch + scikit-learn outputs.
     pub fn verify_golden(&self) -> Result<f64> {
-        let Some(path) = &self.golden else { return Err(model_error("the model directory has no golden.json")) };
+        let Some(path) = &self.golden else {
+            return Err(model_error("the model directory has no golden.json"));
+        };
         let g: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(path).map_err(|_| model_error("golden.json cannot be read"))?,
+            &std::fs::read_to_string(path)
+                .map_err(|_| model_error("golden.json cannot be read"))?,
         )
         .map_err(|_| model_error("golden.json is not valid JSON"))?;
         let rows: Vec<Vec<f64>> = g["rows"]
             .as_array()
             .ok_or_else(|| model_error("golden.json has no rows"))?
             .iter()
-            .map(|r| r.as_array().map(|r| r.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect()).unwrap_or_default())
+            .map(|r| {
+                r.as_array()
+                    .map(|r| r.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect())
+                    .unwrap_or_default()
+            })
             .collect();
         let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
         let logits = self.logits(&refs)?;
         let mut worst = 0.0f64;
         for (i, l) in logits.iter().enumerate() {
             for (j, v) in l.iter().enumerate() {
-                let want = g["logits"][i][j].as_f64().ok_or_else(|| model_error("golden.json logits are incomplete"))?;
+                let want = g["logits"][i][j]
+                    .as_f64()
+                    .ok_or_else(|| model_error("golden.json logits are incomplete"))?;
                 worst = worst.max((f64::from(*v) - want).abs());
             }
             match (self.postprocess(l), &g["outputs"][i]) {
                 (Prediction::Class { probabilities, .. }, o) => {
                     for (j, p) in probabilities.iter().enumerate() {
-                        let want = o["probabilities"][j].as_f64().ok_or_else(|| model_error("golden.json outputs are incomplete"))?;
+                        let want = o["probabilities"][j]
+                            .as_f64()
+                            .ok_or_else(|| model_error("golden.json outputs are incomplete"))?;
                         worst = worst.max((p - want).abs());
                     }
                 }
                 (Prediction::Value { value }, o) => {
-                    let want = o["value"].as_f64().ok_or_else(|| model_error("golden.json outputs are incomplete"))?;
+                    let want = o["value"]
+                        .as_f64()
+                        .ok_or_else(|| model_error("golden.json outputs are incomplete"))?;
                     worst = worst.max((value - want).abs());
                 }
             }
@@ -360,7 +448,9 @@ impl Model {
 }
 
 fn check_io(s: &Session, m: &Manifest) -> Result<()> {
-    if !s.inputs.iter().any(|i| i.name == m.onnx.input) || !s.outputs.iter().any(|o| o.name == m.onnx.output) {
+    if !s.inputs.iter().any(|i| i.name == m.onnx.input)
+        || !s.outputs.iter().any(|o| o.name == m.onnx.output)
+    {
         return Err(model_error(format!(
             "model.onnx must take {:?} and give {:?}",
             m.onnx.input, m.onnx.output

@@ -70,7 +70,10 @@ pub struct Preprocess {
 }
 
 fn bad(msg: impl Into<String>) -> Error {
-    Error::new(ErrorCode::ModelError, format!("preprocess.json: {}", msg.into()))
+    Error::new(
+        ErrorCode::ModelError,
+        format!("preprocess.json: {}", msg.into()),
+    )
 }
 
 impl Preprocess {
@@ -78,14 +81,23 @@ impl Preprocess {
     pub fn from_json(text: &str, n_features: usize) -> Result<Preprocess> {
         let f: File = serde_json::from_str(text).map_err(|e| bad(format!("not valid ({e})")))?;
         if f.format != FORMAT {
-            return Err(bad(format!("unknown format {:?} (this build reads {FORMAT})", f.format)));
+            return Err(bad(format!(
+                "unknown format {:?} (this build reads {FORMAT})",
+                f.format
+            )));
         }
         if f.n_features != n_features {
-            return Err(bad(format!("{} features, the model has {n_features}", f.n_features)));
+            return Err(bad(format!(
+                "{} features, the model has {n_features}",
+                f.n_features
+            )));
         }
         let finite = |name: &str, v: &[f64]| -> Result<()> {
             if v.len() != n_features {
-                return Err(bad(format!("{name} has {} values, expected {n_features}", v.len())));
+                return Err(bad(format!(
+                    "{name} has {} values, expected {n_features}",
+                    v.len()
+                )));
             }
             if v.iter().any(|x| !x.is_finite()) {
                 return Err(bad(format!("{name} has non-finite values")));
@@ -103,22 +115,40 @@ impl Preprocess {
                     finite("minmax scale", scale)?;
                     finite("minmax min", min)?;
                 }
-                Step::QuantileNormal { references, quantiles } => {
+                Step::QuantileNormal {
+                    references,
+                    quantiles,
+                } => {
                     if references.len() < 2 || references.windows(2).any(|w| w[0] > w[1]) {
                         return Err(bad("quantile references must be sorted, at least 2"));
                     }
                     if quantiles.len() != n_features {
-                        return Err(bad(format!("quantiles for {} features, expected {n_features}", quantiles.len())));
+                        return Err(bad(format!(
+                            "quantiles for {} features, expected {n_features}",
+                            quantiles.len()
+                        )));
                     }
                     for q in quantiles {
-                        if q.len() != references.len() || q.windows(2).any(|w| !matches!(w[0].partial_cmp(&w[1]), Some(Ordering::Less | Ordering::Equal))) {
-                            return Err(bad("each feature's quantiles must be sorted and match the references"));
+                        if q.len() != references.len()
+                            || q.windows(2).any(|w| {
+                                !matches!(
+                                    w[0].partial_cmp(&w[1]),
+                                    Some(Ordering::Less | Ordering::Equal)
+                                )
+                            })
+                        {
+                            return Err(bad(
+                                "each feature's quantiles must be sorted and match the references",
+                            ));
                         }
                     }
                 }
             }
         }
-        Ok(Preprocess { steps: f.steps, n_features })
+        Ok(Preprocess {
+            steps: f.steps,
+            n_features,
+        })
     }
 
     /// Applies every step to one row (NaN = missing) and returns the model input.
@@ -139,7 +169,12 @@ impl Preprocess {
                         *v = (*v - m) / s;
                     }
                 }
-                Step::Minmax { scale, min, clip, range } => {
+                Step::Minmax {
+                    scale,
+                    min,
+                    clip,
+                    range,
+                } => {
                     for ((v, s), m) in x.iter_mut().zip(scale).zip(min) {
                         *v = *v * s + m;
                         if *clip {
@@ -147,7 +182,10 @@ impl Preprocess {
                         }
                     }
                 }
-                Step::QuantileNormal { references, quantiles } => {
+                Step::QuantileNormal {
+                    references,
+                    quantiles,
+                } => {
                     for (v, q) in x.iter_mut().zip(quantiles) {
                         *v = quantile_normal(*v, q, references);
                     }
@@ -216,17 +254,43 @@ pub fn norm_ppf(p: f64) -> f64 {
     }
     // Acklam's published coefficients, kept digit for digit.
     #[allow(clippy::excessive_precision)]
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383577518672690e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
     #[allow(clippy::excessive_precision)]
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
     #[allow(clippy::excessive_precision)]
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
     #[allow(clippy::excessive_precision)]
-    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
     let plow = 0.02425;
     let x = if p < plow {
         let q = (-2.0 * p.ln()).sqrt();
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     } else if p <= 1.0 - plow {
         let q = p - 0.5;
         let r = q * q;
@@ -234,7 +298,8 @@ pub fn norm_ppf(p: f64) -> f64 {
             / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
     } else {
         let q = (-2.0 * (1.0 - p).ln()).sqrt();
-        -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+        -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     };
     // Halley refinement: e = Φ(x) − p with Φ(x) = erfc(−x/√2)/2.
     let e = 0.5 * libm::erfc(-x / std::f64::consts::SQRT_2) - p;
@@ -249,7 +314,13 @@ mod tests {
     #[test]
     fn ppf_matches_scipy() {
         // scipy.stats.norm.ppf (= Python statistics.NormalDist().inv_cdf) values
-        for (p, want) in [(0.5, 0.0), (0.975, 1.959963984540054), (0.01, -2.3263478740408408), (1e-7, -5.199337582192817), (0.3, -0.5244005127080407)] {
+        for (p, want) in [
+            (0.5, 0.0),
+            (0.975, 1.959963984540054),
+            (0.01, -2.3263478740408408),
+            (1e-7, -5.199337582192817),
+            (0.3, -0.5244005127080407),
+        ] {
             assert!((norm_ppf(p) - want).abs() < 1e-12, "{p}: {}", norm_ppf(p));
         }
     }
@@ -285,6 +356,9 @@ mod tests {
         assert_eq!(quantile_normal(1.0, &q, &refs), 0.0);
         let lo = quantile_normal(-5.0, &q, &refs);
         let hi = quantile_normal(9.0, &q, &refs);
-        assert!((lo + 5.199337582192817).abs() < 1e-9 && (hi - 5.199337582192817).abs() < 1e-9, "{lo} {hi}");
+        assert!(
+            (lo + 5.199337582192817).abs() < 1e-9 && (hi - 5.199337582192817).abs() < 1e-9,
+            "{lo} {hi}"
+        );
     }
 }

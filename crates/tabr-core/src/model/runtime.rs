@@ -29,7 +29,10 @@ impl Provider {
             "" | "cpu" => Ok(Provider::Cpu),
             "cuda" => Ok(Provider::Cuda),
             "auto" => Ok(Provider::Auto),
-            other => Err(Error::new(ErrorCode::ModelError, format!("ORT_PROVIDER must be cpu, cuda or auto, not {other:?}"))),
+            other => Err(Error::new(
+                ErrorCode::ModelError,
+                format!("ORT_PROVIDER must be cpu, cuda or auto, not {other:?}"),
+            )),
         }
     }
 
@@ -45,7 +48,9 @@ static LOCK: Mutex<()> = Mutex::new(());
 /// Loads the ONNX Runtime library once per process. Later calls with another path keep the
 /// first (one runtime per process); the path in use is returned.
 pub fn init(dylib: Option<&Path>) -> Result<String> {
-    let _guard = LOCK.lock().map_err(|_| Error::internal("runtime lock poisoned"))?;
+    let _guard = LOCK
+        .lock()
+        .map_err(|_| Error::internal("runtime lock poisoned"))?;
     let r = INIT.get_or_init(|| {
         let path = dylib
             .map(|p| p.to_string_lossy().into_owned())

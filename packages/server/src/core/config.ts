@@ -103,6 +103,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
     },
   })
   const registry = parseRegistry(c.MODEL_REGISTRY)
+  if (c.EXECUTION_MODE === 'queue') throw new ConfigError('EXECUTION_MODE=queue: the queue mode is not part of this build yet; use sync')
   if (!Number.isInteger(c.CONCURRENCY) || c.CONCURRENCY < 1) throw new ConfigError('CONCURRENCY: must be a whole number ≥ 1')
   if (!Number.isInteger(c.MAX_PENDING) || c.MAX_PENDING < 0) throw new ConfigError('MAX_PENDING: must be a whole number ≥ 0')
   return {
