@@ -199,22 +199,48 @@ impl Preprocess {
 /// numpy's `interp(x, xp, fp)` for non-decreasing `xp` (its `arr_interp`: the rightmost `j`
 /// with `xp[j] <= x`, an exact hit returns `fp[j]`).
 fn interp(x: f64, xp: &[f64], fp: &[f64]) -> f64 {
-    let n = xp.len();
+    interp_at(x, xp.len(), |i| xp[i], |i| fp[i])
+}
+
+/// [`interp`] over `n` points given by accessors, so a reversed, negated view needs no copy.
+fn interp_at(x: f64, n: usize, xp: impl Fn(usize) -> f64, fp: impl Fn(usize) -> f64) -> f64 {
     if x.is_nan() {
         return f64::NAN;
     }
-    if x < xp[0] {
-        return fp[0];
+    if x < xp(0) {
+        return fp(0);
     }
-    if x >= xp[n - 1] {
-        return fp[n - 1];
+    if x >= xp(n - 1) {
+        return fp(n - 1);
     }
-    let j = xp.partition_point(|&v| v <= x) - 1;
-    if xp[j] == x {
-        return fp[j];
+    // Rightmost j with xp(j) <= x (xp(0) <= x < xp(n - 1) here).
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if xp(mid) <= x {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
     }
-    let slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]);
-    slope * (x - xp[j]) + fp[j]
+    let j = lo - 1;
+    if xp(j) == x {
+        return fp(j);
+    }
+    let slope = (fp(j + 1) - fp(j)) / (xp(j + 1) - xp(j));
+    slope * (x - xp(j)) + fp(j)
+}
+
+/// scikit-learn's clipping range of the normal output: ppf(1e-7 − ε), ppf(1 − (1e-7 − ε)).
+fn normal_clip() -> (f64, f64) {
+    static CLIP: std::sync::LazyLock<(f64, f64)> = std::sync::LazyLock::new(|| {
+        let eps = f64::EPSILON; // np.spacing(1)
+        (
+            norm_ppf(BOUNDS_THRESHOLD - eps),
+            norm_ppf(1.0 - (BOUNDS_THRESHOLD - eps)),
+        )
+    });
+    *CLIP
 }
 
 /// One value through scikit-learn's `QuantileTransformer._transform_col` (normal output).
@@ -229,14 +255,12 @@ fn quantile_normal(x: f64, quantiles: &[f64], references: &[f64]) -> f64 {
     } else if x + BOUNDS_THRESHOLD > hi_x {
         1.0
     } else {
-        let neg_q: Vec<f64> = quantiles.iter().rev().map(|q| -q).collect();
-        let neg_r: Vec<f64> = references.iter().rev().map(|r| -r).collect();
-        0.5 * (interp(x, quantiles, references) - interp(-x, &neg_q, &neg_r))
+        // np.interp(-x, -quantiles[::-1], -references[::-1]), read in place.
+        let back = interp_at(-x, n, |i| -quantiles[n - 1 - i], |i| -references[n - 1 - i]);
+        0.5 * (interp(x, quantiles, references) - back)
     };
     u = u.clamp(0.0, 1.0);
-    let eps = f64::EPSILON; // np.spacing(1)
-    let clip_min = norm_ppf(BOUNDS_THRESHOLD - eps);
-    let clip_max = norm_ppf(1.0 - (BOUNDS_THRESHOLD - eps));
+    let (clip_min, clip_max) = normal_clip();
     norm_ppf(u).clamp(clip_min, clip_max)
 }
 
@@ -334,6 +358,22 @@ mod tests {
         assert_eq!(interp(1.5, &xp, &fp), 25.0);
         assert_eq!(interp(3.0, &xp, &fp), 40.0);
         assert_eq!(interp(1.0, &xp, &fp), 10.0);
+    }
+
+    #[test]
+    fn reversed_view_equals_the_copied_arrays() {
+        // Repeated quantiles are why scikit-learn interpolates both ways.
+        let q = [0.0, 1.0, 1.0, 1.0, 2.5, 4.0, 4.0];
+        let r = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0];
+        let nq: Vec<f64> = q.iter().rev().map(|v| -v).collect();
+        let nr: Vec<f64> = r.iter().rev().map(|v| -v).collect();
+        let n = q.len();
+        for k in -20..=60 {
+            let x = f64::from(k) * 0.1;
+            let copied = interp(-x, &nq, &nr);
+            let view = interp_at(-x, n, |i| -q[n - 1 - i], |i| -r[n - 1 - i]);
+            assert_eq!(copied.to_bits(), view.to_bits(), "x = {x}");
+        }
     }
 
     #[test]
