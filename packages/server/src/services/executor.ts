@@ -3,10 +3,7 @@
 // past it the caller gets 504 at once, the slot is freed and the native task is aborted.
 import { ApiError } from '../api/errors.js'
 
-interface Waiter {
-  start: () => void
-  cancel: () => void
-}
+type Waiter = () => void
 
 export class Limiter {
   private active = 0
@@ -48,25 +45,21 @@ export class Limiter {
         if (!started) this.queue.splice(this.queue.indexOf(waiter), 1)
         finish(() => reject(new ApiError(504, 'timeout', 'the inference took longer than the request timeout')))
       }, this.timeoutMs)
-      const waiter: Waiter = {
-        start: () => {
-          started = true
-          this.active++
-          work(ac.signal).then(
-            (v) => finish(() => resolve(v)),
-            (e) => finish(() => reject(e)),
-          )
-        },
-        cancel: () => finish(() => reject(new ApiError(503, 'overloaded', 'the service is shutting down'))),
+      const waiter: Waiter = () => {
+        started = true
+        this.active++
+        work(ac.signal).then(
+          (v) => finish(() => resolve(v)),
+          (e) => finish(() => reject(e)),
+        )
       }
-      if (this.active < this.concurrency) waiter.start()
+      if (this.active < this.concurrency) waiter()
       else this.queue.push(waiter)
     })
   }
 
   private release() {
     this.active--
-    const next = this.queue.shift()
-    if (next) next.start()
+    this.queue.shift()?.()
   }
 }

@@ -5,6 +5,7 @@ import type { HandlerFactory, InferenceInput, InferenceResult, ModelHandler, Mod
 
 export class TabrHandler implements ModelHandler {
   private model?: Model
+  private info?: ModelInfo
 
   constructor(
     private readonly name: string,
@@ -13,6 +14,17 @@ export class TabrHandler implements ModelHandler {
 
   async load(dir: string): Promise<void> {
     this.model = await loadModel(dir, { provider: this.provider })
+    const i = this.model.info
+    this.info = {
+      name: this.name,
+      version: i.version,
+      task: i.task,
+      labels: i.labels,
+      n_features: i.nFeatures,
+      features: i.features,
+      inputs: ['video', 'features'],
+      provider: i.provider,
+    }
   }
 
   private get m(): Model {
@@ -46,18 +58,10 @@ export class TabrHandler implements ModelHandler {
     }
   }
 
+  /** Built once at load: every response names the model version. */
   describe(): ModelInfo {
-    const i = this.m.info
-    return {
-      name: this.name,
-      version: i.version,
-      task: i.task,
-      labels: i.labels,
-      n_features: i.nFeatures,
-      features: i.features,
-      inputs: ['video', 'features'],
-      provider: i.provider,
-    }
+    if (!this.info) throw new Error(`model ${this.name} is not loaded`)
+    return this.info
   }
 }
 
