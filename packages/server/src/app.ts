@@ -13,20 +13,28 @@ import { bodyToInput } from './api/uploads.js'
 import type { Config } from './core/config.js'
 import { bearerAuth } from './core/security.js'
 import { httpLogger, makeLogger, Metrics } from './core/observability.js'
+import { answerOf, inferBody, type Answer } from './services/answer.js'
+import { CallbackPolicy } from './services/callbacks.js'
 import type { InferenceInput } from './services/handler.js'
 import { Limiter } from './services/executor.js'
+import { QueueExecutor } from './services/queue-executor.js'
 import { Registry } from './services/registry.js'
 
 export interface Service {
   app: express.Express
   registry: Registry
   limiter: Limiter
+  /** Queue mode only: the job queue client. */
+  queue?: QueueExecutor
   logger: Logger
   /** The private folder uploads are written to (emptied as each response ends). */
   uploadDir: string
-  /** Removes the upload folder. */
-  dispose(): void
+  /** Closes the queue connections and removes the upload folder. */
+  dispose(): Promise<void>
 }
+
+/** RFC 7240: `Prefer: respond-async` (possibly among other preferences). */
+const prefersAsync = (req: Request) => /(^|[\s,;])respond-async($|[\s,;=])/i.test(String(req.headers.prefer ?? ''))
 
 const docsPage = `<!doctype html><html><head><meta charset="utf-8"><title>tabr-serve API</title>
 <link rel="stylesheet" href="/docs/static/swagger-ui.css"></head><body><div id="ui"></div>
@@ -38,6 +46,18 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
   const registry = opts.registry ?? new Registry(config.registry, { ortProvider: config.ortProvider, lazy: config.modelLoading === 'lazy' })
   const limiter = new Limiter(config.concurrency, config.maxPending, config.requestTimeoutMs)
   const metrics = new Metrics({ inFlight: () => limiter.inFlight, pending: () => limiter.pending })
+  const observe = (a: Answer, totalMs?: number) => {
+    for (const [stage, ms] of Object.entries(totalMs === undefined ? a.timings_ms : { ...a.timings_ms, total: totalMs })) metrics.stageDuration.observe({ model: a.model, stage }, ms / 1000)
+  }
+  const queue =
+    config.executionMode === 'queue'
+      ? new QueueExecutor(config, logger, (outcome, a) => {
+          metrics.jobsFinished.inc({ outcome })
+          if (a) observe(a)
+        })
+      : undefined
+  if (queue) metrics.watchQueue(() => queue.counts())
+  const callbacks = new CallbackPolicy(config.callbackHosts, config.callbackSecret)
   const uploadDir = mkdtempSync(join(tmpdir(), 'tabr-serve-'))
   const auth = bearerAuth(config.tokens)
   const app = express()
@@ -55,8 +75,9 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
 
   app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }))
   app.get('/readyz', (req, res) => {
-    if (registry.ready()) return void res.json({ status: 'ready' })
-    res.status(503).setHeader('Retry-After', '1').json({ error: { code: 'not_ready', message: 'models are still loading', request_id: req.id } })
+    const [code, message] = !registry.ready() ? ['not_ready', 'models are still loading'] : queue && !queue.ready() ? ['queue_unavailable', 'the job queue (Redis) is unavailable'] : []
+    if (!code) return void res.json({ status: 'ready', ...(queue ? { queue: 'ready' } : {}) })
+    res.status(503).setHeader('Retry-After', '1').json({ error: { code, message, request_id: req.id } })
   })
   app.get('/openapi.json', (_req, res) => void res.json(openapi))
   // absolute-path.js gives the folder without loading the 1.7 MB bundle into the process.
@@ -72,36 +93,61 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
     res.json((await registry.get(req.params.model)).describe())
   })
 
+  // Cheap refusals come before the body is read: unknown model, queue down, bad callback_url.
   app.post(
     '/infer/:model',
     auth,
-    (req: Request<{ model: string }>, _res, next) => next(registry.has(req.params.model) ? undefined : new ApiError(404, 'model_not_found', `no model named ${JSON.stringify(req.params.model)}`)),
+    (req: Request<{ model: string }>, _res, next) => {
+      if (!registry.has(req.params.model)) return next(new ApiError(404, 'model_not_found', `no model named ${JSON.stringify(req.params.model)}`))
+      queue?.assertAvailable()
+      if (req.query.callback_url !== undefined) checkCallback(req.query.callback_url)
+      next()
+    },
     bodyToInput(uploadDir, config.maxUploadBytes),
     async (req: Request<{ model: string }>, res: Response) => {
       const started = performance.now()
       const name = req.params.model
       res.locals.model = name
-      const handler = await registry.get(name)
       const input = res.locals.input as InferenceInput
-      const result = await limiter.run((signal) => handler.infer(input, signal))
-      const timings = { ...result.timings_ms, total: performance.now() - started }
-      res.locals.timings = timings
-      for (const [stage, ms] of Object.entries(timings)) metrics.stageDuration.observe({ model: name, stage }, ms / 1000)
-      const info = handler.describe()
-      res.json({
-        model: name,
-        model_version: info.version,
-        request_id: req.id,
-        prediction: result.prediction,
-        ...(result.video ? { video: result.video } : {}),
-        timings_ms: timings,
-        ...(req.query.include === 'features' && result.features ? { features: result.features } : {}),
-      })
+      const includeFeatures = req.query.include === 'features'
+      const rawCallback = req.query.callback_url ?? (req.body as { callback_url?: unknown } | undefined)?.callback_url
+      const callbackUrl = rawCallback === undefined ? undefined : checkCallback(rawCallback)
+      let answer: Answer
+      if (queue) {
+        const id = await queue.submit(name, input, { includeFeatures, requestId: req.id as string, callbackUrl })
+        res.locals.jobId = id
+        if (prefersAsync(req)) {
+          return void res.status(202).location(`/jobs/${id}`).setHeader('Preference-Applied', 'respond-async').json({ job_id: id, status: 'queued' })
+        }
+        answer = await queue.wait(id)
+      } else {
+        const handler = await registry.get(name)
+        answer = answerOf(name, handler, await limiter.run((signal) => handler.infer(input, signal)), includeFeatures)
+      }
+      const total = performance.now() - started
+      res.locals.timings = { ...answer.timings_ms, total }
+      if (!queue) observe(answer, total)
+      res.json(inferBody(answer, req.id as string, total))
     },
   )
+
+  app.get('/jobs/:id', auth, async (req: Request<{ id: string }>, res) => {
+    const view = queue ? await queue.view(req.params.id) : undefined
+    if (!view) throw new ApiError(404, 'job_not_found', 'no such job (unknown, or expired after JOB_TTL_S)')
+    res.json(view)
+  })
 
   app.use((req, _res, next) => next(new ApiError(404, 'not_found', `no route ${req.method} ${req.path}`)))
   app.use(errorMiddleware)
 
-  return { app, registry, limiter, logger, uploadDir, dispose: () => rmSync(uploadDir, { recursive: true, force: true }) }
+  function checkCallback(raw: unknown): string {
+    if (!queue) throw new ApiError(422, 'callback_not_allowed', 'callback_url: callbacks need EXECUTION_MODE=queue')
+    return callbacks.check(raw)
+  }
+
+  const dispose = async () => {
+    await queue?.close()
+    rmSync(uploadDir, { recursive: true, force: true })
+  }
+  return { app, registry, limiter, queue, logger, uploadDir, dispose }
 }

@@ -1,6 +1,7 @@
 // Listening and lifecycle: start the HTTP server, load eager models (so /readyz turns 200),
 // and shut down gracefully: stop accepting, let in-flight requests finish up to
-// SHUTDOWN_TIMEOUT_S, then close what is left and remove the upload folder.
+// SHUTDOWN_TIMEOUT_S, then close what is left, close Redis (queue mode) and remove the upload
+// folder.
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createService, type Service } from './app.js'
@@ -39,8 +40,7 @@ export async function start(config: Config, service: Service = createService(con
       server.close(() => {
         clearTimeout(force)
         clearInterval(drain)
-        service.dispose()
-        resolve()
+        void service.dispose().then(resolve)
       })
       server.closeIdleConnections()
     }))

@@ -61,7 +61,7 @@ describe('start-up and shutdown', () => {
       expect((await fetch(`${url}/readyz`)).status).toBe(200)
     } finally {
       server.close()
-      service.dispose()
+      await service.dispose()
     }
   })
 

@@ -26,6 +26,36 @@ const NATIVE_STATUS: Record<string, number> = {
   aborted: 504,
 }
 
+/**
+ * An error as it crosses a process boundary (a queue job's failure): its code and message only.
+ * `decodeError` turns it back into the same ApiError the sync path would have thrown.
+ */
+export interface CodedError {
+  code: string
+  message: string
+}
+
+/** HTTP status of the codes a queue job can end with (the native ones and the service's). */
+const JOB_STATUS: Record<string, number> = { ...NATIVE_STATUS, model_not_found: 404, timeout: 504, internal: 500, upload_expired: 410 }
+
+export function encodeError(err: unknown): string {
+  const e = toApiError(err)
+  return JSON.stringify({ code: e.code, message: e.message } satisfies CodedError)
+}
+
+/** A job's failedReason → its code and message; anything foreign (a stall) is `internal`. */
+export function decodeError(reason: string | undefined): CodedError {
+  try {
+    const e = JSON.parse(reason ?? '') as Partial<CodedError>
+    if (typeof e.code === 'string' && typeof e.message === 'string' && e.code in JOB_STATUS) return { code: e.code, message: e.message }
+  } catch {
+    // not one of ours: fall through
+  }
+  return { code: 'internal', message: 'the job was interrupted on every attempt' }
+}
+
+export const apiErrorOf = (e: CodedError) => new ApiError(JOB_STATUS[e.code] ?? 500, e.code, e.message)
+
 /** An ApiError for anything thrown: ours pass through, native ones map by code. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err

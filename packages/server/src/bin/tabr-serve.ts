@@ -1,12 +1,19 @@
 #!/usr/bin/env node
-// `tabr-serve serve`: the HTTP service, configured from the environment (and .env).
+// `tabr-serve serve` (the HTTP service) and `tabr-serve worker` (a queue-mode worker),
+// configured from the environment (and .env).
 import { ConfigError, loadConfig } from '../core/config.js'
 import { start } from '../server.js'
+import { startWorker } from '../worker.js'
 
-const usage = `usage: tabr-serve serve
+const usage = `usage: tabr-serve [serve | worker]
 
-Serves the models of MODEL_REGISTRY over HTTP. Settings come from the environment and .env
-(see .env.example). SIGTERM or SIGINT shuts down gracefully.`
+  serve   the HTTP API for the models of MODEL_REGISTRY (EXECUTION_MODE=sync runs them here;
+          EXECUTION_MODE=queue enqueues them on REDIS_URL for workers)
+  worker  runs queued jobs from REDIS_URL with the same MODEL_REGISTRY (start any number, on
+          any machine), CONCURRENCY jobs at a time
+
+Settings come from the environment and .env (see .env.example). SIGTERM or SIGINT shuts down
+gracefully: in-flight requests, or a worker's active jobs, are finished first.`
 
 async function main(argv: string[]): Promise<number> {
   const cmd = argv[0] ?? 'serve'
@@ -14,11 +21,18 @@ async function main(argv: string[]): Promise<number> {
     console.log(usage)
     return 0
   }
-  if (cmd !== 'serve') {
+  if (cmd !== 'serve' && cmd !== 'worker') {
     console.error(`tabr-serve: unknown command ${JSON.stringify(cmd)}\n\n${usage}`)
     return 2
   }
   const config = loadConfig()
+  if (cmd === 'worker') {
+    const worker = await startWorker(config)
+    const stop = () => void worker.shutdown().then(() => process.exit(process.exitCode ?? 0))
+    process.once('SIGTERM', stop)
+    process.once('SIGINT', stop)
+    return -1
+  }
   const running = await start(config)
   const stop = () => void running.shutdown().then(() => process.exit(process.exitCode ?? 0))
   process.once('SIGTERM', stop)

@@ -37,6 +37,18 @@ export function parseRegistry(raw: string): RegistryEntry[] {
   })
 }
 
+/** CALLBACK_ALLOWED_HOSTS: `host` or `host:port` entries, compared lowercase. */
+export function parseCallbackHosts(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean)
+    .map((h, i) => {
+      if (!/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?$/.test(h)) throw new ConfigError(`CALLBACK_ALLOWED_HOSTS entry ${i + 1} (${JSON.stringify(h)}): expected host or host:port`)
+      return h
+    })
+}
+
 export function parseTokens(raw: string): string[] {
   const tokens = raw.split(',').map((s) => s.trim()).filter(Boolean)
   if (tokens.length === 0) throw new ConfigError('AI_API_TOKEN: at least one token is needed')
@@ -93,6 +105,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
     CALLBACK_SECRET: str({ default: '' }),
     CALLBACK_ALLOWED_HOSTS: str({ default: '' }),
     JOB_TTL_S: positive({ default: 3600 }),
+    JOB_LOCK_S: positive({ default: 5, desc: 'queue mode: a worker lock lasts this long; a dead worker is noticed within about 2× it' }),
   }
   const c = cleanEnv(env, spec, {
     reporter: ({ errors }) => {
@@ -103,7 +116,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
     },
   })
   const registry = parseRegistry(c.MODEL_REGISTRY)
-  if (c.EXECUTION_MODE === 'queue') throw new ConfigError('EXECUTION_MODE=queue: the queue mode is not part of this build yet; use sync')
+  const callbackHosts = parseCallbackHosts(c.CALLBACK_ALLOWED_HOSTS)
+  if (callbackHosts.length && c.CALLBACK_SECRET.length < 32) throw new ConfigError('CALLBACK_SECRET: callbacks are allowed (CALLBACK_ALLOWED_HOSTS), so a secret of at least 32 characters is needed to sign them')
   if (!Number.isInteger(c.CONCURRENCY) || c.CONCURRENCY < 1) throw new ConfigError('CONCURRENCY: must be a whole number ≥ 1')
   if (!Number.isInteger(c.MAX_PENDING) || c.MAX_PENDING < 0) throw new ConfigError('MAX_PENDING: must be a whole number ≥ 0')
   return {
@@ -125,6 +139,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
     logLevel: c.LOG_LEVEL,
     ortProvider: c.ORT_PROVIDER as 'cpu' | 'cuda' | 'auto',
     metricsPublic: c.METRICS_PUBLIC,
+    callbackSecret: c.CALLBACK_SECRET,
+    callbackHosts,
+    jobTtlS: c.JOB_TTL_S,
+    jobLockMs: Math.round(c.JOB_LOCK_S * 1000),
   }
 }
 

@@ -25,7 +25,7 @@ export function httpLogger(logger: Logger) {
     },
     customProps: (_req, res) => {
       const l = (res as ServerResponse & { locals?: Record<string, unknown> }).locals ?? {}
-      return { model: l.model, code: l.errorCode, timings_ms: l.timings }
+      return { model: l.model, job_id: l.jobId, code: l.errorCode, timings_ms: l.timings }
     },
     autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
   })
@@ -47,6 +47,28 @@ export class Metrics {
     buckets: [0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [this.registry],
   })
+
+  readonly jobsFinished = new client.Counter({
+    name: 'tabr_jobs_finished_total',
+    help: 'Queue mode: jobs that ended, by outcome (job durations: tabr_stage_duration_seconds, stage "queue" = waiting for a worker)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  })
+
+  /** Queue mode: job counts by state (waiting, active, delayed, failed, completed), read at scrape time. */
+  watchQueue(counts: () => Promise<Record<string, number> | undefined>) {
+    new client.Gauge({
+      name: 'tabr_queue_jobs',
+      help: 'Queue mode: jobs in the queue by state',
+      labelNames: ['state'] as const,
+      registers: [this.registry],
+      async collect() {
+        const c = await counts()
+        this.reset()
+        if (c) for (const [state, n] of Object.entries(c)) this.set({ state }, n)
+      },
+    })
+  }
 
   constructor(gauges: { inFlight: () => number; pending: () => number }) {
     client.collectDefaultMetrics({ register: this.registry })

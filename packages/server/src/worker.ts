@@ -1,0 +1,115 @@
+// `tabr-serve worker`: runs queue-mode jobs with the same registry and handlers as the API.
+// Models are loaded before the first job is taken. Each job's upload is fetched from Redis into
+// a private 0600 temp file (removed in every outcome) and deleted from Redis once the job has
+// ended for good. SIGTERM finishes the active jobs (up to SHUTDOWN_TIMEOUT_S) before exiting.
+// The lock, stall and retry settings are described in services/queue.ts.
+import { randomUUID } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { rm, writeFile } from 'node:fs/promises'
+import { hostname, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq'
+import type { Logger } from 'pino'
+import { ApiError, encodeError, toApiError } from './api/errors.js'
+import type { Config } from './core/config.js'
+import { makeLogger } from './core/observability.js'
+import { answerOf, type Answer } from './services/answer.js'
+import { CallbackPolicy } from './services/callbacks.js'
+import { Limiter } from './services/executor.js'
+import type { InferenceInput } from './services/handler.js'
+import { CALLBACK_QUEUE, INFER_QUEUE, MAX_STALLED, PREFIX, jobView, redisConnection, type JobData } from './services/queue.js'
+import { Registry } from './services/registry.js'
+
+export interface RunningWorker {
+  logger: Logger
+  /** Finishes the active jobs, then closes Redis and removes the temp folder. */
+  shutdown(): Promise<void>
+}
+
+interface CallbackData {
+  job_id: string
+  url: string
+}
+
+export async function startWorker(config: Config, opts: { logger?: Logger } = {}): Promise<RunningWorker> {
+  const logger = opts.logger ?? makeLogger(config.logLevel)
+  const registry = new Registry(config.registry, { ortProvider: config.ortProvider, lazy: false })
+  await registry.loadAll()
+  const dir = mkdtempSync(join(tmpdir(), 'tabr-worker-'))
+  // The limiter gives each job REQUEST_TIMEOUT_S and aborts its native task past it.
+  const limiter = new Limiter(config.concurrency, Number.POSITIVE_INFINITY, config.requestTimeoutMs)
+  const callbacks = new CallbackPolicy(config.callbackHosts, config.callbackSecret)
+  const redis = redisConnection(config.redisUrl, { blocking: true })
+  const jobs = new Queue<JobData, Answer>(INFER_QUEUE, { connection: redis, prefix: PREFIX })
+  const name = `${hostname()}:${process.pid}`
+
+  async function infer(job: Job<JobData, Answer>): Promise<Answer> {
+    const d = job.data
+    const log = logger.child({ job_id: job.id, model: d.model, attempt: job.attemptsMade + 1 })
+    log.info('job started')
+    let path: string | undefined
+    try {
+      const handler = await registry.get(d.model)
+      const bytes = await redis.getBuffer(d.blob)
+      if (!bytes) throw new ApiError(410, 'upload_expired', 'the upload expired before a worker took the job (JOB_TTL_S)')
+      let input: InferenceInput
+      if (d.kind === 'video') {
+        path = join(dir, randomUUID())
+        await writeFile(path, bytes, { mode: 0o600 })
+        input = { kind: 'video', path }
+      } else {
+        input = { kind: 'features', values: JSON.parse(bytes.toString('utf8')) as (number | null)[] }
+      }
+      const result = await limiter.run((signal) => handler.infer(input, signal))
+      const answer = answerOf(d.model, handler, result, d.include_features)
+      answer.timings_ms = { ...answer.timings_ms, queue: (job.processedOn ?? Date.now()) - job.timestamp }
+      log.info({ timings_ms: answer.timings_ms }, 'job succeeded')
+      return answer
+    } catch (err) {
+      const e = toApiError(err)
+      if (e.status >= 500 && e.code === 'internal') log.error({ err }, 'job crashed')
+      else log.info({ code: e.code }, 'job failed')
+      // A bad input or a timeout fails the same way every time: no retry. Crashes retry.
+      if (e.status < 500 || e.code === 'timeout') throw new UnrecoverableError(encodeError(e))
+      throw new Error(encodeError(e))
+    } finally {
+      if (path) await rm(path, { force: true })
+    }
+  }
+
+  async function deliver(job: Job<CallbackData>): Promise<void> {
+    const { job_id, url } = job.data
+    const target = await jobs.getJob(job_id)
+    if (!target) return void logger.warn({ job_id }, 'callback dropped: the job has expired')
+    const body = JSON.stringify(jobView(target, await target.getState()))
+    await callbacks.deliver(url, job_id, body)
+    logger.info({ job_id, attempt: job.attemptsMade + 1 }, 'callback delivered')
+  }
+
+  const common = { connection: redis, prefix: PREFIX, name, lockDuration: config.jobLockMs, stalledInterval: config.jobLockMs, maxStalledCount: MAX_STALLED }
+  const inferWorker = new Worker<JobData, Answer>(INFER_QUEUE, infer, { ...common, concurrency: config.concurrency })
+  const callbackWorker = new Worker<CallbackData>(CALLBACK_QUEUE, deliver, { ...common, concurrency: 16 })
+  const dropBlob = (job: Job<JobData> | undefined) => void (job ? redis.del(job.data.blob).catch(() => {}) : undefined)
+  inferWorker.on('completed', dropBlob)
+  // finishedOn is set only when the job has failed for good (no retry left).
+  inferWorker.on('failed', (job) => (job?.finishedOn ? dropBlob(job) : undefined))
+  callbackWorker.on('failed', (job, err) => logger.warn({ job_id: job?.data.job_id, attempt: job?.attemptsMade, err: err.message }, 'callback attempt failed'))
+  for (const w of [inferWorker, callbackWorker]) w.on('error', (e) => logger.warn({ err: e.message }, 'queue connection error'))
+  await Promise.all([inferWorker.waitUntilReady(), callbackWorker.waitUntilReady()])
+  logger.info({ name, models: config.registry.map((e) => e.name), concurrency: config.concurrency }, 'worker ready')
+
+  let closing: Promise<void> | undefined
+  const shutdown = () =>
+    (closing ??= (async () => {
+      logger.info('shutting down: finishing active jobs')
+      // Past SHUTDOWN_TIMEOUT_S the jobs are left to their locks: another worker takes them over.
+      const force = setTimeout(() => void inferWorker.close(true), config.shutdownTimeoutMs)
+      await Promise.all([inferWorker.close(), callbackWorker.close()])
+      clearTimeout(force)
+      await jobs.close()
+      redis.disconnect()
+      rmSync(dir, { recursive: true, force: true })
+      logger.info('worker stopped')
+    })())
+  return { logger, shutdown }
+}
