@@ -99,6 +99,12 @@ export interface FaceBoxChange {
   side: number
 }
 
+/**
+ * The feature specs this build implements, as `name/version` (e.g. `poc-abs/1`): a model's
+ * `info.features` must be one of them.
+ */
+export declare const FEATURE_SPECS: string[]
+
 /** Names of the 90 features, in vector order. */
 export declare function featureNames(): Array<string>
 
@@ -120,7 +126,11 @@ export declare function loadModel(dir: string, options?: LoadModelOptions | unde
 export interface LoadModelOptions {
   /** The ONNX Runtime library; default `ORT_DYLIB_PATH`, else the one in `onnxruntime-node`. */
   ortDylibPath?: string
-  /** `cpu`, `cuda` or `auto`; default `ORT_PROVIDER`, else `cpu`. */
+  /**
+   * `cpu`, `cuda` or `auto`; default `ORT_PROVIDER`, else `cpu`. `cuda` rejects with
+   * `model_error` when the loaded runtime cannot start CUDA; `auto` then uses the CPU and
+   * prints a warning on stderr.
+   */
   provider?: string
   /** Intra-op threads per ONNX session (default 1). */
   intraThreads?: number
@@ -129,6 +139,9 @@ export interface LoadModelOptions {
   /** Check `golden.json` while loading (default true). */
   verifyGolden?: boolean
 }
+
+/** The model directory formats `loadModel` reads (e.g. `tabr-model/1`). */
+export declare const MODEL_FORMATS: string[]
 
 /** Public facts about a model (never a filesystem path). */
 export interface ModelInfo {
@@ -171,6 +184,9 @@ export interface StageTimings {
   /** Whole extraction. */
   total: number
 }
+
+/** This build's version (the npm package version). */
+export declare const VERSION: string
 
 /** `predictVideo`'s answer. */
 export interface VideoPrediction {

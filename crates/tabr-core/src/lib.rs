@@ -20,5 +20,16 @@ pub mod synth;
 pub mod video;
 
 pub use error::{Error, ErrorCode, Result};
+
+// The version list: what this build is, which feature specs it implements and which model
+// directories it reads. The Node package exports these three as they are (`VERSION`,
+// `FEATURE_SPECS`, `MODEL_FORMATS`), and its tests hold package.json to `VERSION`.
+
+/// This build's version: the workspace version in `Cargo.toml`, which the npm packages carry.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The feature specs this build implements, as `name/version` (a manifest's `features`).
+pub const FEATURE_SPECS: [&str; 1] = [spec::SPEC_ID];
+/// The model directory formats this build reads (a manifest's `format`).
+pub const MODEL_FORMATS: [&str; 1] = [model::manifest::FORMAT];
 pub use extract::{BoxChange, CancelFlag, Extractor, Features, Meta, StageTimings};
 pub use spec::{feature_names, SpecParams, N_FEATURES};

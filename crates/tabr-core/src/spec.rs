@@ -10,10 +10,18 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorCode, Result};
 use crate::stats::{N_STATS, STAT_NAMES};
 
-/// Spec name as written in manifests.
-pub const SPEC_NAME: &str = "poc-abs";
-/// Spec version implemented here.
-pub const SPEC_VERSION: u32 = 1;
+/// The spec's name and version, written once: as the manifest fields and as one id.
+macro_rules! spec_identity {
+    ($name:literal, $version:literal) => {
+        /// Spec name as written in manifests.
+        pub const SPEC_NAME: &str = $name;
+        /// Spec version implemented here.
+        pub const SPEC_VERSION: u32 = $version;
+        /// `name/version`, the form [`crate::FEATURE_SPECS`] lists.
+        pub const SPEC_ID: &str = concat!($name, "/", $version);
+    };
+}
+spec_identity!("poc-abs", 1);
 
 /// A face region in normalised crop coordinates.
 #[derive(Debug, Clone, Copy)]
@@ -231,6 +239,12 @@ pub fn round_half_up(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spec_id_joins_name_and_version() {
+        assert_eq!(SPEC_ID, format!("{SPEC_NAME}/{SPEC_VERSION}"));
+        assert_eq!(crate::FEATURE_SPECS, [SPEC_ID]);
+    }
 
     #[test]
     fn region_rects_at_128() {

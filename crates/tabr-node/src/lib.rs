@@ -300,6 +300,19 @@ pub fn feature_names() -> Vec<String> {
     tabr_core::feature_names()
 }
 
+/// This build's version (the npm package version).
+#[napi]
+pub const VERSION: &str = tabr_core::VERSION;
+
+/// The feature specs this build implements, as `name/version` (e.g. `poc-abs/1`): a model's
+/// `info.features` must be one of them.
+#[napi]
+pub const FEATURE_SPECS: [&str; tabr_core::FEATURE_SPECS.len()] = tabr_core::FEATURE_SPECS;
+
+/// The model directory formats `loadModel` reads (e.g. `tabr-model/1`).
+#[napi]
+pub const MODEL_FORMATS: [&str; tabr_core::MODEL_FORMATS.len()] = tabr_core::MODEL_FORMATS;
+
 /// The stable error codes a rejection's `code` can take.
 #[napi]
 pub fn error_codes() -> Vec<&'static str> {

@@ -16,7 +16,9 @@ use crate::{cancel_flag, to_js, ExtractResult, Input, Job};
 pub struct LoadModelOptions {
     /// The ONNX Runtime library; default `ORT_DYLIB_PATH`, else the one in `onnxruntime-node`.
     pub ort_dylib_path: Option<String>,
-    /// `cpu`, `cuda` or `auto`; default `ORT_PROVIDER`, else `cpu`.
+    /// `cpu`, `cuda` or `auto`; default `ORT_PROVIDER`, else `cpu`. `cuda` rejects with
+    /// `model_error` when the loaded runtime cannot start CUDA; `auto` then uses the CPU and
+    /// prints a warning on stderr.
     pub provider: Option<String>,
     /// Intra-op threads per ONNX session (default 1).
     pub intra_threads: Option<u32>,
@@ -204,26 +206,32 @@ pub fn load_model(
     options: Option<LoadModelOptions>,
 ) -> Result<AsyncTask<Job<Arc<CoreModel>, Model>>> {
     let o = options.unwrap_or_default();
+    // The option wins over `ORT_PROVIDER`; a bad value rejects with `model_error` like any
+    // other load failure.
     let provider = match &o.provider {
         Some(p) => Provider::parse(p),
         None => Provider::from_env(),
-    }
-    .map_err(|e| Error::new(Status::InvalidArg, e.message()))?;
+    };
     let dylib = o
         .ort_dylib_path
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
         .or_else(default_ort_dylib);
     let defaults = LoadOptions::default();
-    let opts = LoadOptions {
-        ort_dylib_path: dylib,
-        provider,
-        intra_threads: o
-            .intra_threads
-            .map_or(defaults.intra_threads, |n| n as usize),
-        sessions: o.sessions.map_or(defaults.sessions, |n| n as usize),
-        verify_golden: o.verify_golden.unwrap_or(true),
+    let intra_threads = o
+        .intra_threads
+        .map_or(defaults.intra_threads, |n| n as usize);
+    let sessions = o.sessions.map_or(defaults.sessions, |n| n as usize);
+    let verify_golden = o.verify_golden.unwrap_or(true);
+    let run = move || {
+        let opts = LoadOptions {
+            ort_dylib_path: dylib,
+            provider: provider?,
+            intra_threads,
+            sessions,
+            verify_golden,
+        };
+        CoreModel::load(Path::new(&dir), &opts).map(Arc::new)
     };
-    let run = move || CoreModel::load(Path::new(&dir), &opts).map(Arc::new);
     Ok(AsyncTask::new(Job::new(run, |inner| Model { inner })))
 }

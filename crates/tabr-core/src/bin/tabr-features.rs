@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use tabr_core::face::FaceDetector;
-use tabr_core::{feature_names, CancelFlag, Extractor, Features, SpecParams};
+use tabr_core::{feature_names, spec, CancelFlag, Extractor, Features, SpecParams};
 
 /// Video extensions picked up when walking a directory (explicit files are always taken).
 const VIDEO_EXTENSIONS: [&str; 9] = [
@@ -185,7 +185,7 @@ fn main() -> ExitCode {
         Format::Jsonl => writeln!(
             out,
             "{}",
-            serde_json::json!({"spec": "poc-abs", "version": 1, "names": names})
+            serde_json::json!({"spec": spec::SPEC_NAME, "version": spec::SPEC_VERSION, "names": names})
         ),
     };
     if header.is_err() {

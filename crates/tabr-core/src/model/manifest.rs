@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorCode, Result};
 use crate::spec::{self, SpecParams};
 
-/// The directory format this build reads.
+/// The directory format this build reads (the one entry of [`crate::MODEL_FORMATS`]).
 pub const FORMAT: &str = "tabr-model/1";
 
 /// What the model predicts.
@@ -108,16 +108,17 @@ impl Manifest {
             .map_err(|_| bad("the model directory has no readable manifest.json"))?;
         let probe: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| bad(format!("manifest.json is not valid JSON ({e})")))?;
+        let formats = crate::MODEL_FORMATS.join(", ");
         match probe.get("format").and_then(|f| f.as_str()) {
-            Some(FORMAT) => {}
+            Some(f) if crate::MODEL_FORMATS.contains(&f) => {}
             Some(other) => {
                 return Err(bad(format!(
-                    "unknown model format {other:?} (this build reads {FORMAT})"
+                    "unknown model format {other:?} (this build reads {formats})"
                 )))
             }
             None => {
                 return Err(bad(format!(
-                    "manifest.json has no format (expected {FORMAT})"
+                    "manifest.json has no format (expected {formats})"
                 )))
             }
         }
@@ -129,13 +130,11 @@ impl Manifest {
 
     fn validate(&self) -> Result<()> {
         let f = &self.features;
-        if f.name != spec::SPEC_NAME || f.version != spec::SPEC_VERSION {
+        let id = format!("{}/{}", f.name, f.version);
+        if !crate::FEATURE_SPECS.contains(&id.as_str()) {
             return Err(bad(format!(
-                "feature spec {} v{} is not implemented by this build ({} v{} is)",
-                f.name,
-                f.version,
-                spec::SPEC_NAME,
-                spec::SPEC_VERSION
+                "feature spec {id} is not implemented by this build (it implements {})",
+                crate::FEATURE_SPECS.join(", ")
             )));
         }
         f.params.validate()?;
