@@ -1,12 +1,11 @@
 // loadModel / Model through the public entry, on the committed demo model.
 import { mkdtempSync, readFileSync, rmSync, cpSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { loadModel, type Model } from '../index.js'
-import { codeOf } from './helpers.js'
+import { codeOf, demoDir, pkgDir, plainEnv, run } from './helpers.js'
 
-const demoDir = resolve(__dirname, '../../../models/tabr-demo')
 const clips = inject('clips')
 
 describe('loadModel', () => {
@@ -93,5 +92,40 @@ describe('loadModel refusals', () => {
   it('refuses cuda on a CPU-only runtime and falls back with auto', async () => {
     expect(await codeOf(loadModel(demoDir, { provider: 'cuda' }))).toBe('model_error')
     expect((await loadModel(demoDir, { provider: 'auto' })).info.provider).toBe('cpu')
+  })
+})
+
+describe('ORT_PROVIDER', () => {
+  // A fresh process per value: the variable is read by loadModel, and the auto warning goes
+  // to the process's stderr. Prints [no option, provider: 'cpu'], each the provider or the code.
+  const loadBoth = (provider: string) =>
+    run(
+      process.execPath,
+      [
+        '-e',
+        `const { loadModel } = require('./index.js')
+         const attempt = (o) => loadModel(process.argv[1], o).then((m) => m.info.provider, (e) => e.code)
+         Promise.all([attempt(), attempt({ provider: 'cpu' })]).then((r) => console.log(JSON.stringify(r)))`,
+        demoDir,
+      ],
+      { cwd: pkgDir, env: plainEnv({ ORT_PROVIDER: provider }) },
+    )
+
+  it('asks for CUDA when set to cuda, and the option overrides it', () => {
+    const r = loadBoth('cuda')
+    expect(r.status).toBe(0)
+    expect(JSON.parse(r.stdout)).toEqual(['model_error', 'cpu'])
+  })
+
+  it('falls back to the CPU with a warning when set to auto', () => {
+    const r = loadBoth('auto')
+    expect(r.status).toBe(0)
+    expect(JSON.parse(r.stdout)).toEqual(['cpu', 'cpu'])
+    expect(r.stderr).toMatch(/warning: .*CUDA execution provider cannot start.*using the CPU/)
+  })
+
+  it('rejects an unknown value with model_error', () => {
+    const r = loadBoth('tpu')
+    expect(JSON.parse(r.stdout)).toEqual(['model_error', 'cpu'])
   })
 })

@@ -1,0 +1,108 @@
+// The package's promises about itself: one version list, a platform package that matches the
+// napi targets, and a README whose error codes and runtime libraries are the real ones.
+import { existsSync, readFileSync, realpathSync } from 'node:fs'
+import { join } from 'node:path'
+import { readNapiConfig } from '@napi-rs/cli'
+import { describe, expect, it } from 'vitest'
+import { errorCodes, FEATURE_SPECS, loadModel, MODEL_FORMATS, VERSION } from '../index.js'
+import { demoDir, pkgDir, repoRoot, run } from './helpers.js'
+
+const readJson = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
+const pkg = readJson(join(pkgDir, 'package.json'))
+const readme = readFileSync(join(pkgDir, 'README.md'), 'utf8')
+
+/** The rows of the first table under a `## title` heading of the README, as cells. */
+function readmeTable(title: string): string[][] {
+  const section = readme.split(/^## /m).find((s) => s.startsWith(`${title}\n`))
+  if (!section) throw new Error(`README has no '## ${title}' section`)
+  const rows = section.split('\n').filter((l) => l.startsWith('| '))
+  return rows.slice(2).map((r) => r.split('|').slice(1, -1).map((c) => c.trim().replace(/^`(.*)`$/, '$1')))
+}
+
+describe('one version list', () => {
+  it('gives every package the Rust workspace version', () => {
+    const cargo = readFileSync(join(repoRoot, 'Cargo.toml'), 'utf8')
+    const workspace = /\[workspace\.package\][^[]*?\nversion = "([^"]+)"/.exec(cargo)
+    expect(workspace?.[1]).toBe(VERSION)
+    expect(pkg.version).toBe(VERSION)
+    expect(readJson(join(pkgDir, 'npm/linux-x64-gnu/package.json')).version).toBe(VERSION)
+    // The generated loader checks the platform package against the version it was built for.
+    const expected = [...readFileSync(join(pkgDir, 'index.js'), 'utf8').matchAll(/bindingPackageVersion !== '([^']+)'/g)]
+    expect(expected.length).toBeGreaterThan(0)
+    expect(new Set(expected.map((m) => m[1]))).toEqual(new Set([VERSION]))
+  })
+
+  it('lists the feature specs and model formats the loader accepts', async () => {
+    expect(FEATURE_SPECS).toEqual(['poc-abs/1'])
+    expect(MODEL_FORMATS).toEqual(['tabr-model/1'])
+    const manifest = readJson(join(demoDir, 'manifest.json'))
+    expect(MODEL_FORMATS).toContain(manifest.format)
+    const { features } = (await loadModel(demoDir, { sessions: 1 })).info
+    expect(FEATURE_SPECS).toContain(`${features.name}/${features.version}`)
+  })
+})
+
+describe('platform packages', () => {
+  it('has one npm/<platform> package per napi target, named and constrained as napi-rs expects', async () => {
+    const { targets, binaryName, packageName } = await readNapiConfig(join(pkgDir, 'package.json'))
+    expect(targets.map((t) => t.platformArchABI)).toEqual(['linux-x64-gnu'])
+    for (const t of targets) {
+      const m = readJson(join(pkgDir, 'npm', t.platformArchABI, 'package.json'))
+      const binary = `${binaryName}.${t.platformArchABI}.node`
+      expect(m).toMatchObject({ name: `${packageName}-${t.platformArchABI}`, main: binary, os: [t.platform], cpu: [t.arch] })
+      expect(m.files).toContain(binary)
+      expect(m.libc).toEqual(t.abi === 'gnu' ? ['glibc'] : undefined)
+    }
+    expect(pkg.files).not.toContain('*.node')
+  })
+})
+
+describe('README', () => {
+  it('documents exactly the error codes the addon uses', () => {
+    expect(readmeTable('Errors').map(([code]) => code).sort()).toEqual([...errorCodes()].sort())
+  })
+
+  describe('runtime libraries', () => {
+    const addon = join(pkgDir, 'tabr-native.linux-x64-gnu.node')
+    const table = readmeTable('Runtime libraries')
+    const ldd = run('ldd', [addon])
+
+    it('names exactly the libraries the addon links', () => {
+      const elf = run('readelf', ['-d', addon])
+      expect(elf.status).toBe(0)
+      const needed = [...elf.stdout.matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1])
+      expect(needed.length).toBeGreaterThan(0)
+      expect(table.map(([lib]) => lib).sort()).toEqual(needed.sort())
+    })
+
+    it('resolves every library, transitively (ldd)', () => {
+      expect(ldd.status).toBe(0)
+      expect(ldd.stdout).not.toMatch(/not found/)
+    })
+
+    // The package column, checked against the package database where there is one.
+    it.skipIf(!existsSync('/var/lib/dpkg/status'))('names the Debian package that ships each library', () => {
+      const paths = new Map<string, string>()
+      for (const m of ldd.stdout.matchAll(/^\s*(\S+) => (\/\S+)|^\s*(\/\S+) \(/gm)) {
+        const path = m[2] ?? m[3]
+        paths.set(m[1] ?? path.split('/').pop()!, path)
+      }
+      for (const [lib, debPackage] of table) {
+        const path = paths.get(lib)
+        expect(path, lib).toBeDefined()
+        expect(owner(path!), lib).toBe(debPackage)
+      }
+    })
+  })
+})
+
+/** The Debian package that owns a file, asked under each of its names (merged /usr, symlinks). */
+function owner(path: string): string | undefined {
+  const real = realpathSync(path)
+  const names = [path, real].flatMap((p) => [p, p.startsWith('/usr/') ? p.slice(4) : `/usr${p}`])
+  for (const name of names) {
+    const r = run('dpkg', ['-S', name])
+    if (r.status === 0) return r.stdout.split(':')[0]
+  }
+  return undefined
+}
