@@ -66,7 +66,7 @@ describe('extractFeatures', () => {
 
   it('gives the same results for 8 concurrent calls as for sequential ones', async () => {
     const inputs = [clips.face, clips.long]
-    const sequential = []
+    const sequential: number[][] = []
     for (const c of inputs) sequential.push(Array.from((await extractFeatures(c)).values))
     const concurrent = await Promise.all(Array.from({ length: 8 }, (_, i) => extractFeatures(inputs[i % 2])))
     concurrent.forEach((r, i) => expect(Array.from(r.values)).toEqual(sequential[i % 2]))

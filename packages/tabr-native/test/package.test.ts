@@ -1,7 +1,7 @@
 // The package's promises about itself: one version list, a platform package that matches the
 // napi targets, and a README whose error codes and runtime libraries are the real ones.
 import { existsSync, readFileSync, realpathSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { readNapiConfig } from '@napi-rs/cli'
 import { describe, expect, it } from 'vitest'
 import { errorCodes, FEATURE_SPECS, loadModel, MODEL_FORMATS, VERSION } from '../index.js'
@@ -84,13 +84,13 @@ describe('README', () => {
     it.skipIf(!existsSync('/var/lib/dpkg/status'))('names the Debian package that ships each library', () => {
       const paths = new Map<string, string>()
       for (const m of ldd.stdout.matchAll(/^\s*(\S+) => (\/\S+)|^\s*(\/\S+) \(/gm)) {
-        const path = m[2] ?? m[3]
-        paths.set(m[1] ?? path.split('/').pop()!, path)
+        const path = m[2] ?? m[3] ?? ''
+        paths.set(m[1] ?? basename(path), path)
       }
-      for (const [lib, debPackage] of table) {
+      for (const [lib = '', debPackage] of table) {
         const path = paths.get(lib)
         expect(path, lib).toBeDefined()
-        expect(owner(path!), lib).toBe(debPackage)
+        expect(owner(path ?? ''), lib).toBe(debPackage)
       }
     })
   })
