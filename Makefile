@@ -10,18 +10,20 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tabr-serve/target
 export TABR_BIN_DIR ?= $(CARGO_TARGET_DIR)/release
 PNPM_VERSION := 9.15.9
-APT_PACKAGES := libopencv-dev clang libclang-dev opencv-data pkg-config ffmpeg
+APT_PACKAGES := libopencv-dev clang libclang-dev opencv-data pkg-config ffmpeg redis-server
 
-.PHONY: help deps apt pnpm node-modules build test test-rust test-node test-python demo-model uv bench run serve clean
+.PHONY: help deps apt pnpm node-modules build test test-rust test-node test-python demo-model uv bench run serve worker pack clean
 
 help:
 	@echo "make deps   install apt packages, pnpm and node modules (what is missing)"
 	@echo "make build  build the Rust core, CLIs and the Node addon"
 	@echo "make test   deps + build + every test (Rust and Node)"
 	@echo "make bench  benchmark tables (medians and ratios, never pass/fail)"
+	@echo "make pack   release tarballs of @org/tabr-native and its platform package in dist/npm"
 	@echo "make demo-model / test-python   Python tooling (uv, torch; not in make test)"
 	@echo "make run    install, build, create .env with a token, serve the demo model on :8000"
 	@echo "make serve  the service from a built tree (settings from the environment / .env)"
+	@echo "make worker a queue-mode worker from a built tree (EXECUTION_MODE=queue, REDIS_URL, ...)"
 
 deps: apt pnpm node-modules
 
@@ -86,6 +88,15 @@ run: build
 # make serve: the service in the foreground from a built tree; settings from the environment.
 serve:
 	node packages/server/dist/bin/tabr-serve.js serve
+
+# A queue-mode worker: same MODEL_REGISTRY, REDIS_URL and CONCURRENCY as the API's settings.
+worker:
+	node packages/server/dist/bin/tabr-serve.js worker
+
+# make pack: npm tarballs of @org/tabr-native and @org/tabr-native-linux-x64-gnu (the release
+# addon, stripped) in dist/npm; offline, nothing is published.
+pack: build
+	pnpm --filter @org/tabr-native run pack
 
 clean:
 	cargo clean

@@ -31,6 +31,16 @@ interface CallbackData {
   url: string
 }
 
+/**
+ * What a job throws for an error: its stable code and message, as an UnrecoverableError when
+ * retrying cannot help (a bad input, an unknown model, a timeout), else a plain Error that
+ * BullMQ retries with backoff (model_error, internal).
+ */
+export function failureFor(err: unknown): Error {
+  const e = toApiError(err)
+  return e.status < 500 || e.code === 'timeout' ? new UnrecoverableError(encodeError(e)) : new Error(encodeError(e))
+}
+
 export async function startWorker(config: Config, opts: { logger?: Logger } = {}): Promise<RunningWorker> {
   const logger = opts.logger ?? makeLogger(config.logLevel)
   const registry = new Registry(config.registry, { ortProvider: config.ortProvider, lazy: false })
@@ -66,12 +76,10 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
       log.info({ timings_ms: answer.timings_ms }, 'job succeeded')
       return answer
     } catch (err) {
-      const e = toApiError(err)
-      if (e.status >= 500 && e.code === 'internal') log.error({ err }, 'job crashed')
-      else log.info({ code: e.code }, 'job failed')
-      // A bad input or a timeout fails the same way every time: no retry. Crashes retry.
-      if (e.status < 500 || e.code === 'timeout') throw new UnrecoverableError(encodeError(e))
-      throw new Error(encodeError(e))
+      const failure = failureFor(err)
+      if (failure instanceof UnrecoverableError) log.info({ code: toApiError(err).code }, 'job failed')
+      else log.error({ err }, 'job crashed: it will be retried')
+      throw failure
     } finally {
       if (path) await rm(path, { force: true })
     }
