@@ -71,6 +71,7 @@ demo-model: build uv
 bench: build
 	cargo run --release -p tabr-bench
 	node bench/http.mjs
+	node bench/queue.mjs
 
 # make run: from a fresh clone, install and build what is missing, create .env with a random
 # token the first time (printed once, never logged), then serve the demo model on :8000.

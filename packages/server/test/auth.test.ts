@@ -41,14 +41,18 @@ describe('bearer auth', () => {
     for (const p of ['/healthz', '/readyz', '/openapi.json', '/docs']) expect((await fetch(s.url + p)).status).toBe(200)
   })
 
-  it('refuses the placeholder, short tokens and a missing token at start-up, in one line', () => {
+  it('refuses the placeholder, short tokens, a missing token and unsigned callbacks at start-up, in one line', () => {
     const load = (token?: string) => () => loadConfig(token === undefined ? {} : { AI_API_TOKEN: token }, { dotenv: false })
     expect(load(PLACEHOLDER_TOKEN)).toThrow(ConfigError)
     expect(load(PLACEHOLDER_TOKEN)).toThrow(/placeholder/)
     expect(load('short')).toThrow(/at least 32 characters/)
     expect(load(`${TOKEN},short`)).toThrow(/token 2/)
     expect(load()).toThrow(/AI_API_TOKEN: is required/)
-    expect(() => loadConfig({ AI_API_TOKEN: TOKEN, EXECUTION_MODE: 'queue' }, { dotenv: false })).toThrow(/EXECUTION_MODE=queue/)
+    const queue = (env: Record<string, string>) => () => loadConfig({ AI_API_TOKEN: TOKEN, EXECUTION_MODE: 'queue', ...env }, { dotenv: false })
+    expect(queue({})()).toMatchObject({ executionMode: 'queue', callbackHosts: [] })
+    expect(queue({ CALLBACK_ALLOWED_HOSTS: 'hooks.example.org' })).toThrow(/CALLBACK_SECRET: .* at least 32 characters/)
+    expect(queue({ CALLBACK_ALLOWED_HOSTS: 'a.example, http://b', CALLBACK_SECRET: TOKEN })).toThrow(/CALLBACK_ALLOWED_HOSTS entry 2/)
+    expect(queue({ CALLBACK_ALLOWED_HOSTS: 'A.example,b.example:8443', CALLBACK_SECRET: TOKEN })()).toMatchObject({ callbackHosts: ['a.example', 'b.example:8443'] })
   })
 
   it('can make /metrics public', async () => {

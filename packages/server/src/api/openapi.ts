@@ -7,6 +7,7 @@ const errors = {
   '401': error('unauthorized: missing or wrong bearer token (WWW-Authenticate: Bearer)'),
   '404': error('model_not_found'),
 }
+const finalTimings = ['decode', 'face', 'flow', 'poc', 'predict', 'queue', 'total']
 
 export const openapi = {
   openapi: '3.1.0',
@@ -29,7 +30,7 @@ export const openapi = {
             properties: {
               code: {
                 type: 'string',
-                enum: ['bad_request', 'unauthorized', 'model_not_found', 'payload_too_large', 'unsupported_media_type', 'invalid_video', 'video_too_long', 'video_too_short', 'frame_too_large', 'no_face', 'invalid_features', 'overloaded', 'not_ready', 'timeout', 'model_error', 'internal'],
+                enum: ['bad_request', 'unauthorized', 'model_not_found', 'job_not_found', 'upload_expired', 'payload_too_large', 'unsupported_media_type', 'invalid_video', 'video_too_long', 'video_too_short', 'frame_too_large', 'no_face', 'invalid_features', 'callback_not_allowed', 'overloaded', 'not_ready', 'queue_unavailable', 'timeout', 'model_error', 'internal'],
               },
               message: { type: 'string' },
               request_id: { type: 'string' },
@@ -66,13 +67,30 @@ export const openapi = {
           },
           timings_ms: {
             type: 'object',
-            properties: Object.fromEntries(['decode', 'face', 'flow', 'poc', 'predict', 'total'].map((k) => [k, { type: 'number' }])),
+            description: 'milliseconds; `queue` (time waiting for a worker) in queue mode only',
+            properties: Object.fromEntries(finalTimings.map((k) => [k, { type: 'number' }])),
           },
           features: {
             type: 'object',
             description: 'with ?include=features',
             properties: { names: { type: 'array', items: { type: 'string' } }, values: { type: 'array', items: { type: 'number' } } },
           },
+        },
+      },
+      Job: {
+        type: 'object',
+        description: 'A queue-mode job: the body of GET /jobs/{id} and of every callback',
+        required: ['job_id', 'status', 'model', 'created_at', 'attempts'],
+        properties: {
+          job_id: { type: 'string', format: 'uuid' },
+          status: { type: 'string', enum: ['queued', 'running', 'succeeded', 'failed'] },
+          model: { type: 'string' },
+          created_at: { type: 'string', format: 'date-time' },
+          started_at: { type: 'string', format: 'date-time' },
+          finished_at: { type: 'string', format: 'date-time' },
+          attempts: { type: 'integer', description: 'attempts started (a retried crash or a taken-over job counts again)' },
+          result: { $ref: '#/components/schemas/InferResponse', description: 'when succeeded: the 200 body of the submitting request' },
+          error: { type: 'object', description: 'when failed', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } },
         },
       },
       ModelInfo: {
@@ -99,11 +117,26 @@ export const openapi = {
           { name: 'model', in: 'path', required: true, schema: { type: 'string' } },
           { name: 'include', in: 'query', schema: { type: 'string', enum: ['features'] }, description: 'add the feature names and values' },
           { name: 'X-Request-Id', in: 'header', schema: { type: 'string' }, description: 'echoed; generated when absent' },
+          {
+            name: 'Prefer',
+            in: 'header',
+            schema: { type: 'string', enum: ['respond-async'] },
+            description: 'queue mode: answer 202 at once with Location: /jobs/{id} instead of waiting (ignored in sync mode)',
+          },
+          {
+            name: 'callback_url',
+            in: 'query',
+            schema: { type: 'string', format: 'uri' },
+            description:
+              'queue mode: POST the final job JSON here, signed `X-Signature: sha256=<hex HMAC-SHA256(CALLBACK_SECRET, body)>`, with `X-Job-Id`; retried with backoff up to 5 times. Only hosts of CALLBACK_ALLOWED_HOSTS (else 422 callback_not_allowed). Also accepted as a multipart field.',
+          },
         ],
         requestBody: {
           required: true,
           content: {
-            'multipart/form-data': { schema: { type: 'object', required: ['video'], properties: { video: { type: 'string', format: 'binary' } } } },
+            'multipart/form-data': {
+              schema: { type: 'object', required: ['video'], properties: { video: { type: 'string', format: 'binary' }, callback_url: { type: 'string', format: 'uri' } } },
+            },
             'video/*': { schema: { type: 'string', format: 'binary' } },
             'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
             'application/json': {
@@ -113,14 +146,30 @@ export const openapi = {
         },
         responses: {
           '200': { description: 'the prediction', content: { 'application/json': { schema: { $ref: '#/components/schemas/InferResponse' } } } },
+          '202': {
+            description: 'queue mode with Prefer: respond-async: the job is queued (Location: /jobs/{id}, Preference-Applied: respond-async)',
+            content: { 'application/json': { schema: { type: 'object', properties: { job_id: { type: 'string' }, status: { type: 'string', enum: ['queued'] } } } } },
+          },
           '400': error('bad_request'),
           ...errors,
           '413': error('payload_too_large (MAX_UPLOAD_MB)'),
           '415': error('unsupported_media_type'),
-          '422': error('invalid_video, video_too_long, video_too_short, frame_too_large, no_face, invalid_features'),
+          '422': error('invalid_video, video_too_long, video_too_short, frame_too_large, no_face, invalid_features, callback_not_allowed'),
           '500': error('internal, model_error'),
-          '503': error('overloaded (with Retry-After) or not_ready'),
+          '503': error('overloaded (with Retry-After), not_ready, or queue_unavailable (queue mode, Redis away; with Retry-After)'),
           '504': error('timeout (REQUEST_TIMEOUT_S)'),
+        },
+      },
+    },
+    '/jobs/{id}': {
+      get: {
+        summary: 'A queue-mode job: queued, running, succeeded (with the result) or failed (with code and message)',
+        parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } }],
+        responses: {
+          '200': { description: 'the job', content: { 'application/json': { schema: { $ref: '#/components/schemas/Job' } } } },
+          '401': errors['401'],
+          '404': error('job_not_found: unknown, or expired after JOB_TTL_S'),
+          '503': error('queue_unavailable'),
         },
       },
     },
@@ -138,7 +187,7 @@ export const openapi = {
       },
     },
     '/healthz': { get: { summary: 'The process answers', security: [], responses: { '200': { description: 'ok' } } } },
-    '/readyz': { get: { summary: 'Every eagerly loaded model is ready', security: [], responses: { '200': { description: 'ready' }, '503': error('not_ready') } } },
+    '/readyz': { get: { summary: 'Every eagerly loaded model is ready (and Redis, in queue mode)', security: [], responses: { '200': { description: 'ready' }, '503': error('not_ready or queue_unavailable') } } },
     '/metrics': { get: { summary: 'Prometheus metrics (public when METRICS_PUBLIC=true)', responses: { '200': { description: 'text exposition format', content: { 'text/plain': {} } }, '401': errors['401'] } } },
     '/openapi.json': { get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1' } } } },
     '/docs': { get: { summary: 'A page to try the API', security: [], responses: { '200': { description: 'HTML' } } } },
