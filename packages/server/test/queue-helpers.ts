@@ -9,7 +9,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Redis } from 'ioredis'
-import { DEMO, TOKEN } from './helpers.js'
+import { DEMO } from './helpers.js'
 
 export const CALLBACK_SECRET = 'callback-secret-0123456789abcdefghijklmnop'
 const BIN = resolve(__dirname, '../dist/bin/tabr-serve.js')
@@ -111,7 +111,7 @@ export async function startWorker(env: Record<string, string>): Promise<WorkerPr
   const cwd = mkdtempSync(join(tmpdir(), 'tabr-worker-test-'))
   const proc = spawn(process.execPath, [BIN, 'worker'], {
     cwd,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, AI_API_TOKEN: TOKEN, MODEL_REGISTRY: `tabr-demo:tabr:${DEMO}`, LOG_LEVEL: 'info', CONCURRENCY: '1', ...env },
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, MODEL_REGISTRY: `tabr-demo:tabr:${DEMO}`, LOG_LEVEL: 'info', CONCURRENCY: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const lines: Record<string, unknown>[] = []

@@ -25,15 +25,14 @@ async function main(argv: string[]): Promise<number> {
     console.error(`tabr-serve: unknown command ${JSON.stringify(cmd)}\n\n${usage}`)
     return 2
   }
-  const config = loadConfig()
   if (cmd === 'worker') {
-    const worker = await startWorker(config)
+    const worker = await startWorker(loadConfig(process.env, { role: 'worker' }))
     const stop = () => void worker.shutdown().then(() => process.exit(process.exitCode ?? 0))
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)
     return -1
   }
-  const running = await start(config)
+  const running = await start(loadConfig())
   const stop = () => void running.shutdown().then(() => process.exit(process.exitCode ?? 0))
   process.once('SIGTERM', stop)
   process.once('SIGINT', stop)

@@ -80,11 +80,15 @@ const positive = makeValidator<number>((raw) => {
   return n
 })
 
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true } = {}) {
+/** `worker` processes serve no HTTP, so they need no AI_API_TOKEN. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true, role = 'api' as 'api' | 'worker' } = {}) {
   if (dotenv && existsSync('.env')) readDotenv({ path: '.env', quiet: true, processEnv: env as Record<string, string> })
   const cores = availableParallelism()
   const spec = {
-    AI_API_TOKEN: validator(parseTokens)({ desc: 'bearer tokens, comma-separated (rotation), each ≥ 32 chars' }),
+    AI_API_TOKEN:
+      role === 'api'
+        ? validator(parseTokens)({ desc: 'bearer tokens, comma-separated (rotation), each ≥ 32 chars' })
+        : validator((raw) => (raw ? parseTokens(raw) : []))({ default: '' as unknown as string[] }),
     MODEL_REGISTRY: str({ default: DEFAULT_REGISTRY, desc: 'name:handler:dir[,…]' }),
     HOST: str({ default: '127.0.0.1' }),
     PORT: portOrZero({ default: 8000, desc: '0 picks a free port' }),
