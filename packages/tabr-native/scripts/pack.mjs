@@ -3,8 +3,8 @@
 // The napi-rs layout: the main package holds the generated loader (index.js, index.d.ts) and
 // names one platform package per target of its `napi` block in optionalDependencies; each
 // platform package (npm/<platform>/, made by `napi create-npm-dirs`) holds that target's
-// `.node`. `napi pre-publish` writes optionalDependencies into package.json in place and
-// publishes; this script writes them into a staging copy and runs `npm pack` instead, so the
+// `.node`. package.json lists them as `workspace:*` (pnpm links the folders); this script
+// pins them to the release version in a staging copy and runs `npm pack` there, so the
 // checkout is left as it was and nothing leaves the machine. The `.node` is the release build
 // of `make build`, with its debug sections stripped. Both packages get THIRD-PARTY-NOTICES.txt,
 // the license of the Haar cascade compiled into the addon, taken from the cascade file itself.
@@ -77,7 +77,11 @@ function stageMain(stage, platforms, notice) {
   }
   // What a consumer installs: no build or test scripts, no dev tooling.
   const { scripts: _scripts, devDependencies: _dev, ...release } = packageJson
-  release.optionalDependencies = Object.fromEntries(platforms.map((p) => [p.name, packageJson.version]))
+  const listed = Object.keys(packageJson.optionalDependencies ?? {}).sort()
+  const built = platforms.map((p) => p.name).sort()
+  if (listed.join() !== built.join()) throw new Error(`optionalDependencies (${listed}) must name the platform packages of the napi targets (${built})`)
+  // In the workspace they are `workspace:*` links; a release pins them to this version.
+  release.optionalDependencies = Object.fromEntries(built.map((name) => [name, packageJson.version]))
   writeFileSync(join(dir, 'package.json'), `${JSON.stringify(release, null, 2)}\n`)
   return dir
 }

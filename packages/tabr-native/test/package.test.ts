@@ -53,6 +53,8 @@ describe('platform packages', () => {
       expect(m.files).toContain(binary)
       expect(m.libc).toEqual(t.abi === 'gnu' ? ['glibc'] : undefined)
     }
+    // Each is listed in optionalDependencies (a workspace link here; make pack pins the version).
+    expect(pkg.optionalDependencies).toEqual(Object.fromEntries(targets.map((t) => [`${packageName}-${t.platformArchABI}`, 'workspace:*'])))
     expect(pkg.files).not.toContain('*.node')
   })
 })
