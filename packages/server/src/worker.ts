@@ -87,9 +87,10 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
 
   async function deliver(job: Job<CallbackData>): Promise<void> {
     const { job_id, url } = job.data
-    const target = await jobs.getJob(job_id)
+    const state = await jobs.getJobState(job_id)
+    const target = state === 'unknown' ? undefined : await jobs.getJob(job_id)
     if (!target) return void logger.warn({ job_id }, 'callback dropped: the job has expired')
-    const body = JSON.stringify(jobView(target, await target.getState()))
+    const body = JSON.stringify(jobView(target, state))
     await callbacks.deliver(url, job_id, body)
     logger.info({ job_id, attempt: job.attemptsMade + 1 }, 'callback delivered')
   }

@@ -167,15 +167,17 @@ export class QueueExecutor {
         resolve: (r) => (clearTimeout(timer), resolve(r)),
         reject: (e) => (clearTimeout(timer), reject(e)),
       })
-      // The job may have ended before the waiter was registered.
-      this.guard(() => this.queue.getJob(id)).then(
-        async (job) => {
-          const state = job ? await this.guard(() => job.getState()) : 'unknown'
-          if (state === 'completed') this.settle(id, (w) => w.resolve(job!.returnvalue))
-          else if (state === 'failed') this.settle(id, (w) => w.reject(apiErrorOf(decodeError(job!.failedReason))))
+      // The job may have ended before the waiter was registered. The state is read before the
+      // job: a job read first could be a running one's copy, without its outcome.
+      this.guard(() => this.queue.getJobState(id)).then(
+        async (state) => {
+          if (state !== 'completed' && state !== 'failed') return
+          const job = await this.guard(() => this.queue.getJob(id))
+          if (!job) return
+          if (state === 'completed') this.settle(id, (w) => w.resolve(job.returnvalue))
+          else this.settle(id, (w) => w.reject(apiErrorOf(decodeError(job.failedReason))))
         },
-        (e: ApiError) => this.settle(id, (w) => w.reject(e)),
-      )
+      ).catch((e: ApiError) => this.settle(id, (w) => w.reject(e)))
     })
   }
 
@@ -195,10 +197,11 @@ export class QueueExecutor {
   /** GET /jobs/{id}; undefined when unknown or expired. */
   async view(id: string): Promise<JobView | undefined> {
     if (!ID.test(id)) return undefined
-    const job = await this.guard(() => this.queue.getJob(id))
+    // State first, then the job: the job is then at least as new as the state it is shown with.
+    const state = await this.guard(() => this.queue.getJobState(id))
+    const job = state === 'unknown' ? undefined : await this.guard(() => this.queue.getJob(id))
     if (!job || expired(job, this.config.jobTtlS)) return undefined
-    const state = await this.guard(() => job.getState())
-    return state === 'unknown' ? undefined : jobView(job, state)
+    return jobView(job, state)
   }
 
   /** Queue depth for /metrics (undefined while Redis is away). */
