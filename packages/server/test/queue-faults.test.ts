@@ -116,6 +116,26 @@ describe('queue mode under faults', () => {
     }
   })
 
+  it('expires uploads and results after JOB_TTL_S: a job whose upload expired fails with upload_expired, then answers 404', async () => {
+    const brief = await serve(queueEnv(redis.url, { JOB_TTL_S: '1' }))
+    try {
+      const r = await fetch(`${brief.url}/infer/tabr-demo`, { ...features(), headers: { ...features().headers, Prefer: 'respond-async' } })
+      const id = ((await r.json()) as Json).job_id as string
+      expect((await getJob(brief, id)).status).toBe('queued')
+      await until(async () => (await redis.keys('tabr:blob:*')).length === 0, 5000, 'the upload to expire in Redis')
+      workers.push(await startWorker(queueEnv(redis.url)))
+      const failed = await until(async () => {
+        const j = await getJob(brief, id)
+        return j.status === 'failed' && j
+      }, 15_000, 'the job to fail')
+      expect(failed.error.code).toBe('upload_expired')
+      expect(failed.attempts).toBe(1)
+      await until(async () => (await fetch(`${brief.url}/jobs/${id}`, { headers: auth() })).status === 404, 5000, 'the result to expire')
+    } finally {
+      await brief.shutdown()
+    }
+  })
+
   it('answers 503 queue_unavailable within 2 s while Redis is down, and recovers on its own', async () => {
     const w = await startWorker(queueEnv(redis.url))
     workers.push(w)
