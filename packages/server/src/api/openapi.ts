@@ -30,7 +30,7 @@ export const openapi = {
             properties: {
               code: {
                 type: 'string',
-                enum: ['bad_request', 'unauthorized', 'model_not_found', 'job_not_found', 'upload_expired', 'payload_too_large', 'unsupported_media_type', 'invalid_video', 'video_too_long', 'video_too_short', 'frame_too_large', 'no_face', 'invalid_features', 'callback_not_allowed', 'overloaded', 'not_ready', 'queue_unavailable', 'timeout', 'model_error', 'internal'],
+                enum: ['bad_request', 'unauthorized', 'not_found', 'model_not_found', 'job_not_found', 'upload_expired', 'payload_too_large', 'unsupported_media_type', 'invalid_video', 'video_too_long', 'video_too_short', 'frame_too_large', 'no_face', 'invalid_features', 'callback_not_allowed', 'overloaded', 'not_ready', 'queue_unavailable', 'timeout', 'aborted', 'model_error', 'internal'],
               },
               message: { type: 'string' },
               request_id: { type: 'string' },
