@@ -53,12 +53,22 @@ describe('queue mode under faults', () => {
         expect(r.status).toBe(202)
         ids.push(((await r.json()) as Json).job_id as string)
       }
-      // Kill worker a while it holds a job (its second, so it is well into the run).
-      await until(() => started(a!).length >= 2, 60_000, 'worker a to start a job')
-      const victim = started(a!).at(-1)!.job_id as string
-      a!.proc.kill('SIGKILL')
-      const killedAt = Date.now()
+      // Kill worker a the moment it starts its next job, so it dies holding that job.
+      const killed = new Promise<number>((resolve) => {
+        a!.onLine = (l) => {
+          if (l.msg !== 'job started') return
+          a!.onLine = undefined
+          a!.proc.kill('SIGKILL')
+          resolve(Date.now())
+        }
+      })
+      const killedAt = await killed
       expect(await a!.exited).toBe(null)
+      // With all its output read: the one job a started and never finished.
+      const ended = new Set(a!.lines.filter((l) => l.msg === 'job succeeded' || l.msg === 'job failed').map((l) => l.job_id))
+      const unfinished = started(a!).filter((l) => !ended.has(l.job_id))
+      expect(unfinished).toHaveLength(1)
+      const victim = unfinished[0]!.job_id as string
 
       const victimDone = await until(async () => {
         const j = await getJob(api, victim)
@@ -102,14 +112,15 @@ describe('queue mode under faults', () => {
   it('answers 504 when no worker takes the job in time, and drops the job and its upload', async () => {
     const short = await serve(queueEnv(redis.url, { REQUEST_TIMEOUT_S: '1' }))
     const jobKeys = () => redis.keys('tabr:infer:*-*-*-*-*')
-    const before = (await jobKeys()).length
+    const blobs = () => redis.keys('tabr:blob:*')
+    const [before, blobsBefore] = [(await jobKeys()).length, (await blobs()).length]
     try {
       const t = Date.now()
       const r = await fetch(`${short.url}/infer/tabr-demo`, features())
       expect(r.status).toBe(504)
       expect(((await r.json()) as Json).error.code).toBe('timeout')
       expect(Date.now() - t).toBeLessThan(3000)
-      await until(async () => (await redis.keys('tabr:blob:*')).length === 0, 5000, 'the upload to be dropped')
+      await until(async () => (await blobs()).length === blobsBefore, 5000, 'the upload to be dropped')
       expect(await jobKeys()).toHaveLength(before)
     } finally {
       await short.shutdown()
@@ -122,7 +133,7 @@ describe('queue mode under faults', () => {
       const r = await fetch(`${brief.url}/infer/tabr-demo`, { ...features(), headers: { ...features().headers, Prefer: 'respond-async' } })
       const id = ((await r.json()) as Json).job_id as string
       expect((await getJob(brief, id)).status).toBe('queued')
-      await until(async () => (await redis.keys('tabr:blob:*')).length === 0, 5000, 'the upload to expire in Redis')
+      await until(async () => (await redis.keys(`tabr:blob:${id}`)).length === 0, 5000, 'the upload to expire in Redis')
       workers.push(await startWorker(queueEnv(redis.url)))
       const failed = await until(async () => {
         const j = await getJob(brief, id)

@@ -102,7 +102,9 @@ export interface WorkerProcess {
   proc: ChildProcess
   /** Parsed JSON log lines so far. */
   lines: Record<string, unknown>[]
-  /** Resolves with the exit code. */
+  /** Called with each log line as it arrives (e.g. to act the moment a job starts). */
+  onLine?: (line: Record<string, unknown>) => void
+  /** Resolves with the exit code once the process has exited and its output is all read. */
   exited: Promise<number | null>
 }
 
@@ -117,15 +119,22 @@ export async function startWorker(env: Record<string, string>): Promise<WorkerPr
   const lines: Record<string, unknown>[] = []
   let buf = ''
   let stderr = ''
+  let w: WorkerProcess | undefined
   proc.stdout!.on('data', (d: Buffer) => {
     buf += d.toString()
     const parts = buf.split('\n')
     buf = parts.pop()!
-    for (const l of parts) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>)
+    for (const l of parts) {
+      if (!l.trim()) continue
+      const line = JSON.parse(l) as Record<string, unknown>
+      lines.push(line)
+      w?.onLine?.(line)
+    }
   })
   proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
+  // 'close' comes after 'exit' and after the output streams have ended.
   const exited = new Promise<number | null>((r) =>
-    proc.once('exit', (code) => {
+    proc.once('close', (code) => {
       rmSync(cwd, { recursive: true, force: true })
       r(code)
     }),
@@ -136,7 +145,8 @@ export async function startWorker(env: Record<string, string>): Promise<WorkerPr
       throw new Error(`worker exited (${code}) before it was ready: ${stderr}`)
     }),
   ])
-  return { proc, lines, exited }
+  w = { proc, lines, exited }
+  return w
 }
 
 export interface Callback {
