@@ -5,7 +5,7 @@
 // gets 503 queue_unavailable within 2 s instead of hanging; ioredis reconnects on its own.
 import { randomUUID } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import { FlowProducer, Job, Queue, QueueEvents } from 'bullmq'
+import { FlowProducer, Queue, QueueEvents } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { ApiError, apiErrorOf, decodeError } from '../api/errors.js'
@@ -13,13 +13,14 @@ import type { Config } from '../core/config.js'
 import type { Answer } from './answer.js'
 import type { InferenceInput } from './handler.js'
 import {
+  CALLBACK_ATTEMPTS,
   CALLBACK_QUEUE,
+  INFER_ATTEMPTS,
   INFER_QUEUE,
   PREFIX,
   blobKey,
-  callbackJobOptions,
   expired,
-  inferJobOptions,
+  jobOptions,
   jobView,
   redisConnection,
   type JobData,
@@ -135,7 +136,7 @@ export class QueueExecutor {
     await this.guard(() => this.redis.set(data.blob, bytes, 'EX', ttl))
     try {
       if (!opts.callbackUrl) {
-        await this.guard(() => this.queue.add('infer', data, inferJobOptions(id, ttl)))
+        await this.guard(() => this.queue.add('infer', data, jobOptions(id, INFER_ATTEMPTS, ttl)))
       } else {
         // The callback job is the inference job's flow parent: Redis moves it to its queue in
         // the same script that ends the child, so it runs once per job, whatever dies when.
@@ -144,8 +145,8 @@ export class QueueExecutor {
             name: 'callback',
             queueName: CALLBACK_QUEUE,
             data: { job_id: id, url: opts.callbackUrl },
-            opts: callbackJobOptions(id, ttl),
-            children: [{ name: 'infer', queueName: INFER_QUEUE, data, opts: { ...inferJobOptions(id, ttl), ignoreDependencyOnFailure: true } }],
+            opts: jobOptions(id, CALLBACK_ATTEMPTS, ttl),
+            children: [{ name: 'infer', queueName: INFER_QUEUE, data, opts: { ...jobOptions(id, INFER_ATTEMPTS, ttl), ignoreDependencyOnFailure: true } }],
           }),
         )
       }

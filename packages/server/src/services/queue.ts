@@ -74,20 +74,11 @@ export function jobView(job: Job<JobData, Answer>, state: string): JobView {
 /** A finished job past JOB_TTL_S is gone, even before BullMQ's lazy clean-up removes it. */
 export const expired = (job: Job, ttlS: number) => job.finishedOn !== undefined && job.finishedOn + ttlS * 1000 < Date.now()
 
-export function inferJobOptions(id: string, ttlS: number): JobsOptions {
+/** A job's options: its id, attempts with exponential backoff from 1 s, kept JOB_TTL_S once ended. */
+export function jobOptions(id: string, attempts: number, ttlS: number): JobsOptions {
   return {
     jobId: id,
-    attempts: INFER_ATTEMPTS,
-    backoff: { type: 'exponential', delay: 1000 },
-    removeOnComplete: { age: ttlS },
-    removeOnFail: { age: ttlS },
-  }
-}
-
-export function callbackJobOptions(id: string, ttlS: number): JobsOptions {
-  return {
-    jobId: id,
-    attempts: CALLBACK_ATTEMPTS,
+    attempts,
     backoff: { type: 'exponential', delay: 1000 },
     removeOnComplete: { age: ttlS },
     removeOnFail: { age: ttlS },
