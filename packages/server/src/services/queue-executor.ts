@@ -44,6 +44,8 @@ export interface SubmitOptions {
 
 export class QueueExecutor {
   private readonly redis: Redis
+  /** QueueEvents' blocking connection (BullMQ leaves a connection it was given open). */
+  private readonly eventsRedis: Redis
   private readonly queue: Queue<JobData, Answer>
   private readonly flow: FlowProducer
   private readonly events: QueueEvents
@@ -59,7 +61,8 @@ export class QueueExecutor {
     this.redis = redisConnection(config.redisUrl, { blocking: false })
     this.queue = new Queue<JobData, Answer>(INFER_QUEUE, { connection: this.redis, prefix: PREFIX })
     this.flow = new FlowProducer({ connection: this.redis, prefix: PREFIX })
-    this.events = new QueueEvents(INFER_QUEUE, { connection: redisConnection(config.redisUrl, { blocking: true }), prefix: PREFIX })
+    this.eventsRedis = redisConnection(config.redisUrl, { blocking: true })
+    this.events = new QueueEvents(INFER_QUEUE, { connection: this.eventsRedis, prefix: PREFIX })
     const quiet = (e: Error) => this.logger.debug({ err: e.message }, 'queue connection error')
     this.queue.on('error', quiet)
     this.flow.on('error', quiet)
@@ -218,5 +221,6 @@ export class QueueExecutor {
     for (const id of [...this.waiters.keys()]) this.settle(id, (w) => w.reject(unavailable()))
     await Promise.allSettled([this.events.close(), this.flow.close(), this.queue.close()])
     this.redis.disconnect()
+    this.eventsRedis.disconnect()
   }
 }
