@@ -29,3 +29,11 @@ export function assertNoLeak(body: string) {
     if (body.includes(bad)) throw new Error(`response leaks ${JSON.stringify(bad)}: ${body}`)
   }
 }
+
+/** An authenticated request to a running service; the body is checked for leaks and parsed. */
+export async function call(s: Running, path: string, init: RequestInit = {}) {
+  const r = await fetch(s.url + path, { ...init, headers: { ...auth(), ...(init.headers as Record<string, string>) } })
+  const text = await r.text()
+  assertNoLeak(text)
+  return { status: r.status, headers: r.headers, json: JSON.parse(text) as Record<string, any> }
+}

@@ -2,16 +2,11 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import type { Running } from '../src/server.js'
-import { assertNoLeak, auth, serve, SHARED } from './helpers.js'
+import { assertNoLeak, auth, call, serve, SHARED } from './helpers.js'
 
 const clips = inject('clips')
 
-async function post(s: Running, body: BodyInit, headers: Record<string, string> = {}, path = '/infer/tabr-demo') {
-  const r = await fetch(s.url + path, { method: 'POST', body, headers: { ...auth(), ...headers } })
-  const text = await r.text()
-  assertNoLeak(text)
-  return { status: r.status, headers: r.headers, json: JSON.parse(text) as Record<string, any> }
-}
+const post = (s: Running, body: BodyInit, headers: Record<string, string> = {}, path = '/infer/tabr-demo') => call(s, path, { method: 'POST', body, headers })
 
 describe('POST /infer/{model}', () => {
   let s: Running

@@ -6,18 +6,12 @@ import { UnrecoverableError } from 'bullmq'
 import { ApiError } from '../src/api/errors.js'
 import type { Running } from '../src/server.js'
 import { failureFor } from '../src/worker.js'
-import { assertNoLeak, auth, serve } from './helpers.js'
+import { auth, call, serve } from './helpers.js'
 import { queueEnv, startReceiver, startRedis, startWorker, until, verifySignature, type RedisServer, type WorkerProcess } from './queue-helpers.js'
 
 const clips = inject('clips')
 type Json = Record<string, any>
 
-async function call(s: Running, path: string, init: RequestInit = {}) {
-  const r = await fetch(s.url + path, { ...init, headers: { ...auth(), ...(init.headers as Record<string, string>) } })
-  const text = await r.text()
-  assertNoLeak(text)
-  return { status: r.status, headers: r.headers, json: JSON.parse(text) as Json }
-}
 
 const video = (path: string, extra: Record<string, string> = {}) => {
   const form = new FormData()
