@@ -3,26 +3,18 @@
 // and N `tabr-serve worker` processes (CONCURRENCY=1 each). Prints tables; never fails.
 //   throughput: 20 d18 jobs submitted at once, with 1, 2 and 4 workers
 //   added latency: one request at a time, sync mode vs queue mode (features JSON and d18)
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { execFileSync } from 'node:child_process'
+import { freePort } from './lib.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const bin = join(root, 'packages/server/dist/bin/tabr-serve.js')
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const freePort = () =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => resolve(port))
-    })
-  })
 
 const token = randomBytes(36).toString('base64url')
 const headers = { authorization: `Bearer ${token}` }
