@@ -153,6 +153,14 @@ def export(args: argparse.Namespace) -> Path:
 
         preprocessors.append(joblib.load(p))
     pre_json = pp.to_json(preprocessors, n_features)
+    if not any(step["type"] == "imputer" for step in pre_json["steps"]):
+        # Without an imputer a missing value (NaN / null) cannot be filled, so the service
+        # refuses such a request instead of guessing; say so now, not at the first refusal.
+        print(
+            "export_tabr: warning: no imputer in --preprocess: a request with a missing feature "
+            "will be refused with invalid_features (add a SimpleImputer to impute instead)",
+            file=sys.stderr,
+        )
 
     x_raw = load_array(Path(args.train_x), "X_train").astype(np.float64)
     y = load_array(Path(args.train_y), "y_train").reshape(-1)

@@ -152,3 +152,20 @@ def test_refusals_explain(tmp_path):
     torch.save(state, ckpt)
     with pytest.raises(export_tabr.ExportError, match=r"missing keys \(1\): K.weight(.|\n)*unexpected keys \(1\): extra.weight"):
         run_export(tmp_path, ckpt, "a,b")
+
+
+def test_warns_when_there_is_no_imputer(tmp_path, capsys):
+    from sklearn.preprocessing import StandardScaler
+
+    ckpt = write_case(tmp_path, 2)
+    run_export(tmp_path, ckpt, "a,b")
+    assert "no imputer" not in capsys.readouterr().err
+    # The same model with a scaler only (on a candidate set without missing values).
+    x = np.nan_to_num(np.load(tmp_path / "x.npy"))
+    np.save(tmp_path / "x.npy", x)
+    joblib.dump(StandardScaler().fit(x), tmp_path / "pre.joblib")
+    out = run_export(tmp_path, ckpt, "a,b")
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "no imputer" in line]
+    assert len(warnings) == 1 and "invalid_features" in warnings[0]
+    steps = json.loads((out / "preprocess.json").read_text())["steps"]
+    assert [s["type"] for s in steps] == ["standard"]
