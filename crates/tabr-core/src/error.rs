@@ -18,6 +18,8 @@ pub enum ErrorCode {
     VideoTooShort,
     /// A frame with more pixels than `max_pixels`.
     FrameTooLarge,
+    /// More decoding work (frames × pixels) than `max_decoded_pixels`.
+    VideoTooLarge,
     /// No face, or faces in fewer than `min_face_rate` of the detection tries.
     NoFace,
     /// A feature vector that does not fit the model (wrong length, non-finite values).
@@ -32,11 +34,12 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in a fixed order (for docs and exhaustive tests).
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::InvalidVideo,
         ErrorCode::VideoTooLong,
         ErrorCode::VideoTooShort,
         ErrorCode::FrameTooLarge,
+        ErrorCode::VideoTooLarge,
         ErrorCode::NoFace,
         ErrorCode::InvalidFeatures,
         ErrorCode::ModelError,
@@ -51,6 +54,7 @@ impl ErrorCode {
             ErrorCode::VideoTooLong => "video_too_long",
             ErrorCode::VideoTooShort => "video_too_short",
             ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::VideoTooLarge => "video_too_large",
             ErrorCode::NoFace => "no_face",
             ErrorCode::InvalidFeatures => "invalid_features",
             ErrorCode::ModelError => "model_error",

@@ -29,7 +29,7 @@ use crate::face::{self, DetectScratch, FaceBox, FaceDetector};
 use crate::poc::{with_thread_engine, Patch};
 use crate::spec::{PixelRect, SpecParams, N_CHANNELS, N_FEATURES, REGIONS};
 use crate::stats::{summarize, N_STATS};
-use crate::video::Decoder;
+use crate::video::{Decoder, VideoSource};
 
 /// A change of the face box: from frame `frame` on, the box is (`x`, `y`, `side`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -78,6 +78,8 @@ pub struct Meta {
     pub detect_hits: u64,
     /// Times the box was replaced after the first detection.
     pub box_changes: u64,
+    /// Packets the decoder could not use and skipped (spec §1: reading goes on).
+    pub decode_errors: u64,
     /// Every box in force, with the frame it starts at.
     pub boxes: Vec<BoxChange>,
     /// Per-stage milliseconds.
@@ -173,40 +175,33 @@ impl Extractor {
         &self.params
     }
 
-    /// Extracts the features of a video file.
-    pub fn extract_path(&self, path: &Path, cancel: &CancelFlag) -> Result<Features> {
+    /// Extracts the features of a video, read from a file or from memory (never through a
+    /// temporary file: the decoder reads the bytes through its own I/O).
+    pub fn extract(&self, source: VideoSource<'_>, cancel: &CancelFlag) -> Result<Features> {
         if cancel.is_cancelled() {
             return Err(Error::aborted());
         }
         let t0 = Instant::now();
-        let mut decoder = Decoder::open(path, &self.params)?;
+        let mut decoder = Decoder::open(source, &self.params)?;
         let mut cc = self.detector.checkout()?;
         let out = self.run(&mut decoder, &mut cc, cancel, t0);
         self.detector.put_back(cc);
         out
     }
 
-    /// Extracts the features of an in-memory video. The bytes go to a private temp file
-    /// (mode 0600) that is removed in every outcome, unwinding panics included.
+    /// Extracts the features of a video file.
+    pub fn extract_path(&self, path: &Path, cancel: &CancelFlag) -> Result<Features> {
+        self.extract(VideoSource::Path(path), cancel)
+    }
+
+    /// Extracts the features of an in-memory video.
     pub fn extract_bytes(&self, bytes: &[u8], cancel: &CancelFlag) -> Result<Features> {
-        use std::io::Write;
-        if cancel.is_cancelled() {
-            return Err(Error::aborted());
-        }
-        let mut tmp = tempfile::Builder::new()
-            .prefix("tabr-upload-")
-            .tempfile()
-            .map_err(|_| Error::internal("a temporary file for the upload cannot be created"))?;
-        tmp.write_all(bytes)
-            .and_then(|()| tmp.flush())
-            .map_err(|_| Error::internal("the upload cannot be written to a temporary file"))?;
-        self.extract_path(tmp.path(), cancel)
-        // `tmp` is dropped here, or during unwinding, and the file is removed.
+        self.extract(VideoSource::Bytes(bytes), cancel)
     }
 
     fn run(
         &self,
-        decoder: &mut Decoder,
+        decoder: &mut Decoder<'_>,
         cc: &mut opencv::objdetect::CascadeClassifier,
         cancel: &CancelFlag,
         t0: Instant,
@@ -228,10 +223,6 @@ impl Extractor {
             let idx = decoder.frames() - 1;
             if idx == 0 {
                 (width, height) = (gray.cols() as u32, gray.rows() as u32);
-            } else if (gray.cols() as u32, gray.rows() as u32) != (width, height) {
-                return Err(Error::invalid_video(
-                    "the frame size changes within the video",
-                ));
             }
             let tf = Instant::now();
             pl.timings.decode += ms(td, tf);
@@ -294,6 +285,7 @@ impl Extractor {
                 detect_tries: st.tries,
                 detect_hits: st.hits,
                 box_changes: st.boxes.len().saturating_sub(1) as u64,
+                decode_errors: decoder.decode_errors(),
                 boxes: st.boxes,
                 timings_ms: timings,
             },

@@ -33,3 +33,4 @@ pub const FEATURE_SPECS: [&str; 1] = [spec::SPEC_ID];
 pub const MODEL_FORMATS: [&str; 1] = [model::manifest::FORMAT];
 pub use extract::{BoxChange, CancelFlag, Extractor, Features, Meta, StageTimings};
 pub use spec::{feature_names, SpecParams, N_FEATURES};
+pub use video::VideoSource;

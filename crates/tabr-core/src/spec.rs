@@ -153,6 +153,10 @@ pub fn feature_names() -> Vec<String> {
         .collect()
 }
 
+/// Default of [`SpecParams::max_decoded_pixels`]: 1920×1080 frames at 60 fps for 10.5 s,
+/// so every video within the other limits at up to 60 fps passes.
+pub const DEFAULT_MAX_DECODED_PIXELS: u64 = 1920 * 1080 * 60 * 21 / 2;
+
 /// The spec's tunable parameters. Defaults are the v1 values; models may override them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -165,6 +169,10 @@ pub struct SpecParams {
     pub max_seconds: f64,
     /// Largest accepted frame, in pixels (width × height).
     pub max_pixels: u64,
+    /// Most pixels decoded for one video (frames × pixels per frame): a bound on the work a
+    /// small upload can ask for (a high frame rate of large frames). Not a feature parameter:
+    /// it never changes a value, only refuses with `video_too_large`.
+    pub max_decoded_pixels: u64,
     /// Minimum fraction of detection tries that must find a face.
     pub min_face_rate: f64,
     /// A new detection replaces the box only when IoU(old, new) is below this.
@@ -180,6 +188,7 @@ impl Default for SpecParams {
             detect_width: 320,
             max_seconds: 10.5,
             max_pixels: 1920 * 1080,
+            max_decoded_pixels: DEFAULT_MAX_DECODED_PIXELS,
             min_face_rate: 0.3,
             iou_keep: 0.85,
             redetect_seconds: 0.5,
@@ -207,6 +216,9 @@ impl SpecParams {
         }
         if self.max_pixels == 0 || self.max_pixels > 8192 * 8192 {
             return bad("max_pixels must be within 1..=8192*8192");
+        }
+        if self.max_decoded_pixels == 0 {
+            return bad("max_decoded_pixels must be at least 1");
         }
         if !(0.0..=1.0).contains(&self.min_face_rate) {
             return bad("min_face_rate must be within [0, 1]");

@@ -1,0 +1,293 @@
+//! Opening an upload with libavformat, safely: the bytes come through our own I/O callbacks
+//! (from memory or an open file), never through a URL, and only demuxers of self-contained
+//! container formats are allowed.
+//!
+//! Why this shape: a playlist or manifest (HLS, DASH, concat, an image sequence) makes a
+//! demuxer open further files or URLs named inside the upload, so a hostile body could make
+//! the server decode its own files. Here the demuxer is chosen by libavformat's probe of the
+//! bytes alone (no file name is given, so no extension or Content-Type can steer it) and must be
+//! on [`ALLOWED_DEMUXERS`]; nested opens have an empty protocol whitelist, so they fail even if a
+//! demuxer tried. Every refusal is the same `invalid_video` sentence, so no answer tells whether
+//! some server path exists.
+//!
+//! This is the one module of the crate with `unsafe` code: libavformat's custom I/O needs raw
+//! callbacks and a context the safe `ffmpeg-next` API does not build. Each block says why it
+//! is sound.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_int, c_void, CString};
+use std::fs::File;
+use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::ptr;
+
+use ffmpeg_next as ff;
+use ff::ffi;
+
+use crate::error::{Error, Result};
+
+/// Demuxers of container formats that carry their media inside the file. Everything that can
+/// refer to other files or URLs (hls, dash, concat, image2, mov's external data references stay
+/// off by default, sdp, rtsp, tee, …) is absent. Names as libavformat's probe reports them.
+pub const ALLOWED_DEMUXERS: &str =
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,flv,ogg,asf,mpeg,h264,hevc";
+
+/// Size of the buffer libavformat reads through.
+const IO_BUFFER: usize = 64 * 1024;
+
+/// Where the bytes of a video come from.
+#[derive(Debug, Clone, Copy)]
+pub enum VideoSource<'a> {
+    /// A file on disk (an upload already written by the caller, or the CLI's input).
+    Path(&'a Path),
+    /// The video's bytes in memory.
+    Bytes(&'a [u8]),
+}
+
+/// The reader behind the callbacks: memory or an open file.
+enum Reader<'a> {
+    Bytes(Cursor<&'a [u8]>),
+    File(File),
+}
+
+impl Reader<'_> {
+    fn inner(&mut self) -> &mut dyn ReadSeek {
+        match self {
+            Reader::Bytes(c) => c,
+            Reader::File(f) => f,
+        }
+    }
+}
+
+trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek> ReadSeek for T {}
+
+/// The sentence of every refusal at open: the same whatever the cause.
+pub(crate) fn unreadable() -> Error {
+    Error::invalid_video("the upload is not a readable video")
+}
+
+/// An opened upload: the demuxer context, then the I/O context it reads through (fields drop
+/// in this order: the demuxer must be closed before its I/O goes away).
+pub struct OpenInput<'a> {
+    /// The demuxer, with stream information read.
+    pub ctx: ff::format::context::Input,
+    _io: Io<'a>,
+}
+
+/// Owns the AVIOContext (and the buffer libavformat may have replaced) and the boxed reader
+/// its `opaque` pointer points at.
+struct Io<'a> {
+    avio: *mut ffi::AVIOContext,
+    /// From Box::into_raw; only the callbacks touch it until Drop takes it back.
+    reader: *mut Reader<'a>,
+}
+
+impl Drop for Io<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `avio` came from avio_alloc_context and is freed once, here, after the
+        // demuxer that used it was closed (field order of OpenInput). Its buffer is the one
+        // libavformat holds now (it may have reallocated the one we gave).
+        unsafe {
+            if !self.avio.is_null() {
+                ffi::av_freep(ptr::addr_of_mut!((*self.avio).buffer).cast());
+                ffi::avio_context_free(&mut self.avio);
+            }
+            drop(Box::from_raw(self.reader));
+        }
+    }
+}
+
+unsafe extern "C" fn read_cb(opaque: *mut c_void, buf: *mut u8, size: c_int) -> c_int {
+    // SAFETY: `opaque` is the Reader owned (Box::into_raw) by the Io that outlives the demuxer; `buf`
+    // has room for `size` bytes (libavformat's contract). Only one thread uses a context.
+    let reader = unsafe { &mut *opaque.cast::<Reader<'_>>() };
+    let Ok(len) = usize::try_from(size) else {
+        return ffi::AVERROR(ffi::EINVAL);
+    };
+    let out = unsafe { std::slice::from_raw_parts_mut(buf, len) };
+    match reader.inner().read(out) {
+        Ok(0) => ffi::AVERROR_EOF,
+        Ok(n) => n as c_int,
+        Err(_) => ffi::AVERROR(ffi::EIO),
+    }
+}
+
+unsafe extern "C" fn seek_cb(opaque: *mut c_void, offset: i64, whence: c_int) -> i64 {
+    // SAFETY: as in read_cb.
+    let reader = unsafe { &mut *opaque.cast::<Reader<'_>>() };
+    let r = reader.inner();
+    if whence & ffi::AVSEEK_SIZE != 0 {
+        let Ok(here) = r.stream_position() else {
+            return -1;
+        };
+        let end = r.seek(SeekFrom::End(0));
+        let _ = r.seek(SeekFrom::Start(here));
+        return end.map_or(-1, |n| n as i64);
+    }
+    let to = match whence & !ffi::AVSEEK_FORCE {
+        0 => u64::try_from(offset).ok().map(SeekFrom::Start),
+        1 => Some(SeekFrom::Current(offset)),
+        2 => Some(SeekFrom::End(offset)),
+        _ => None,
+    };
+    match to.map(|to| r.seek(to)) {
+        Some(Ok(pos)) => pos as i64,
+        _ => i64::from(ffi::AVERROR(ffi::EINVAL)),
+    }
+}
+
+/// FFmpeg's own log goes nowhere: callers get stable codes, and the service's log stream
+/// stays JSON (a hostile file could otherwise write lines into it). Set at every open, since
+/// OpenCV's FFmpeg backend, when something in the process uses it, raises the level again.
+pub(crate) fn silence_ffmpeg() {
+    ff::util::log::set_level(ff::util::log::Level::Quiet);
+}
+
+/// Opens `source`, probes its bytes, refuses demuxers off the allow-list, and reads the
+/// stream information. `max_pixels` bounds the frames the probe itself may decode.
+pub fn open(source: VideoSource<'_>, max_pixels: u64) -> Result<OpenInput<'_>> {
+    silence_ffmpeg();
+    let reader = Box::into_raw(Box::new(match source {
+        VideoSource::Bytes(b) => Reader::Bytes(Cursor::new(b)),
+        VideoSource::Path(p) => Reader::File(File::open(p).map_err(|_| unreadable())?),
+    }));
+    let mut io = Io {
+        avio: ptr::null_mut(),
+        reader,
+    };
+    let fail = |_| Error::internal("the video reader cannot be set up");
+    let whitelist = CString::new(ALLOWED_DEMUXERS).map_err(fail)?;
+    let none = CString::new("none").map_err(fail)?;
+    let empty = CString::new("").map_err(fail)?;
+    // SAFETY: plain libav* allocation and open calls with valid arguments. The reader box
+    // has a stable address for as long as `io` lives, which outlives the demuxer. On every
+    // failure path the objects allocated so far are freed exactly once: `io` by its Drop,
+    // the format context by avformat_open_input itself (it frees it on failure) or by
+    // avformat_close_input below.
+    unsafe {
+        let buf = ffi::av_malloc(IO_BUFFER).cast::<u8>();
+        if buf.is_null() {
+            return Err(Error::internal("out of memory"));
+        }
+        let opaque = io.reader.cast::<c_void>();
+        io.avio = ffi::avio_alloc_context(
+            buf,
+            IO_BUFFER as c_int,
+            0,
+            opaque,
+            Some(read_cb),
+            None,
+            Some(seek_cb),
+        );
+        if io.avio.is_null() {
+            ffi::av_free(buf.cast());
+            return Err(Error::internal("out of memory"));
+        }
+        let mut ctx = ffi::avformat_alloc_context();
+        if ctx.is_null() {
+            return Err(Error::internal("out of memory"));
+        }
+        (*ctx).pb = io.avio;
+        (*ctx).flags |= ffi::AVFMT_FLAG_CUSTOM_IO as c_int;
+        let mut opts: *mut ffi::AVDictionary = ptr::null_mut();
+        ffi::av_dict_set(&mut opts, c"format_whitelist".as_ptr(), whitelist.as_ptr(), 0);
+        ffi::av_dict_set(&mut opts, c"protocol_whitelist".as_ptr(), none.as_ptr(), 0);
+        let ret = ffi::avformat_open_input(&mut ctx, empty.as_ptr(), ptr::null(), &mut opts);
+        ffi::av_dict_free(&mut opts);
+        if ret < 0 {
+            return Err(unreadable());
+        }
+        let input = ff::format::context::Input::wrap(ctx);
+        // The probe decodes a few frames: bound their size like every later frame.
+        let n = (*ctx).nb_streams as usize;
+        let limit = CString::new(max_pixels.min(i64::MAX as u64).to_string()).map_err(fail)?;
+        let mut per_stream: Vec<*mut ffi::AVDictionary> = vec![ptr::null_mut(); n];
+        for d in &mut per_stream {
+            ffi::av_dict_set(d, c"max_pixels".as_ptr(), limit.as_ptr(), 0);
+        }
+        let ret = ffi::avformat_find_stream_info(ctx, per_stream.as_mut_ptr());
+        for d in &mut per_stream {
+            ffi::av_dict_free(d);
+        }
+        if ret < 0 {
+            return Err(unreadable());
+        }
+        Ok(OpenInput { ctx: input, _io: io })
+    }
+}
+
+/// The decoder's current frame size: a decoder updates it from a new sequence header before
+/// it refuses a frame over its pixel bound, so after a failure it tells why.
+pub fn current_size(dec: &ff::decoder::Video) -> (u32, u32) {
+    // SAFETY: reading two ints of a live, opened codec context.
+    unsafe {
+        let c = dec.as_ptr();
+        ((*c).width.max(0) as u32, (*c).height.max(0) as u32)
+    }
+}
+
+/// Sets the decoder's thread count and its per-frame pixel bound before it is opened.
+pub fn configure_decoder(ctx: &mut ff::codec::Context, threads: usize, max_pixels: u64) {
+    // SAFETY: writing two plain fields of a codec context that is not opened yet.
+    unsafe {
+        let c = ctx.as_mut_ptr();
+        (*c).thread_count = threads.min(16) as c_int;
+        (*c).max_pixels = max_pixels.min(i64::MAX as u64) as i64;
+    }
+}
+
+/// The counter-clockwise rotation in degrees from a display matrix (libavutil's maths).
+pub fn display_rotation(matrix: &[u8]) -> Option<f64> {
+    if matrix.len() < 36 {
+        return None;
+    }
+    let m: Vec<i32> = matrix
+        .chunks_exact(4)
+        .take(9)
+        .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    // SAFETY: `m` holds the nine 32-bit values av_display_rotation_get reads.
+    let r = unsafe { ffi::av_display_rotation_get(m.as_ptr()) };
+    r.is_finite().then_some(r)
+}
+
+/// BGR24 conversion as OpenCV's FFmpeg backend does it: a bicubic swscale context (an
+/// unscaled conversion) into a frame allocated with 32-byte alignment. OpenCV runs it over the
+/// codec's coded size (e.g. 1088 rows for 1080p H.264); here it runs over the frame's own
+/// size, so no plane is ever read past what the decoder guarantees, even when a hostile
+/// stream changes its headers between frames. The visible pixels are the same bytes (the
+/// decode tests compare every fixture frame with OpenCV's).
+pub struct Converter {
+    sws: ff::software::scaling::Context,
+    /// The BGR24 output.
+    pub bgr: ff::frame::Video,
+}
+
+impl Converter {
+    /// A converter for frames of `format` at `w × h`.
+    pub fn new(format: ff::format::Pixel, w: u32, h: u32) -> Result<Converter> {
+        let sws = ff::software::scaling::Context::get(
+            format,
+            w,
+            h,
+            ff::format::Pixel::BGR24,
+            w,
+            h,
+            ff::software::scaling::Flags::BICUBIC,
+        )
+        .map_err(|_| Error::invalid_video("a video frame has an unsupported pixel format"))?;
+        Ok(Converter {
+            sws,
+            bgr: ff::frame::Video::new(ff::format::Pixel::BGR24, w, h),
+        })
+    }
+
+    /// Converts `frame` into `self.bgr`; fails when its format or size is not this
+    /// converter's.
+    pub fn run(&mut self, frame: &ff::frame::Video) -> Result<()> {
+        self.sws
+            .run(frame, &mut self.bgr)
+            .map_err(|_| Error::invalid_video("a video frame cannot be converted"))
+    }
+}

@@ -1,0 +1,391 @@
+//! Decoding with FFmpeg's libraries, with the spec's limits (spec §1).
+//!
+//! Why not OpenCV's `VideoCapture`: it hides what a service facing hostile uploads must see.
+//! It demuxes whatever the probe picks (playlists that open server files included), writes
+//! FFmpeg's diagnostics to stderr, reports the first frame's size while later frames grow, and
+//! ends the stream at the first packet it cannot use. Here [`input`] opens the bytes through
+//! our own I/O with an allow-list of self-contained containers, FFmpeg's log is silenced,
+//! every decoded frame's real size is checked, failed reads are retried as the spec's §1 says
+//! (16 in a row end the stream), and a per-request bound on decoded pixels caps the work a
+//! tiny upload can ask for. Frames are converted to gray exactly as OpenCV's FFmpeg backend
+//! does (bicubic swscale to BGR24, then OpenCV's BGR→GRAY, then the container's rotation), so
+//! v1's feature values do not move.
+
+pub mod input;
+
+use ffmpeg_next as ff;
+use opencv::core::{self as cvcore, Mat, MatTraitConst, MatTraitManual, Scalar, CV_8UC3};
+use opencv::imgproc;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::spec::SpecParams;
+pub use input::VideoSource;
+use input::Converter;
+
+/// The spec counts decoded frames, and headers can overstate them (a truncated file keeps
+/// its full-length index). A header over the budget is therefore confirmed by seeking this
+/// fraction past the budget and reading a packet there: only data that really exists refuses
+/// the video early. Otherwise decoding counts, and stops at the budget.
+const PROBE_MARGIN: f64 = 0.1;
+
+/// Packets read after the seek of the length probe before it gives up.
+const PROBE_PACKETS: usize = 4096;
+
+/// Failed reads in a row that end the stream (spec §1).
+pub const MAX_FAILED_READS: u32 = 16;
+
+/// fps used when the container reports none (spec §1).
+pub const DEFAULT_FPS: f64 = 30.0;
+
+/// Below this a frame rate counts as absent (OpenCV's `eps_zero`).
+const FPS_EPS: f64 = 0.000025;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Feeding,
+    Draining,
+    Done,
+}
+
+/// An open video with its limits.
+pub struct Decoder<'a> {
+    dec: ff::decoder::Video,
+    input: input::OpenInput<'a>,
+    stream: usize,
+    fps: f64,
+    rotate: Option<cvcore::RotateFlags>,
+    max_frames: u64,
+    max_pixels: u64,
+    max_seconds: f64,
+    max_decoded_pixels: u64,
+    frames: u64,
+    decoded_pixels: u64,
+    size: Option<(u32, u32)>,
+    failures_in_a_row: u32,
+    decode_errors: u64,
+    state: State,
+    frame: ff::frame::Video,
+    conv: Option<(ff::format::Pixel, Converter)>,
+    bgr: Mat,
+    unrotated: Mat,
+}
+
+impl<'a> Decoder<'a> {
+    /// Opens `source` and applies the header checks.
+    pub fn open(source: VideoSource<'a>, params: &SpecParams) -> Result<Decoder<'a>> {
+        let input = input::open(source, params.max_pixels)?;
+        let (stream, fps, rotate, params_av, header_frames, tb, start) = {
+            let s = input
+                .ctx
+                .streams()
+                .find(|s| s.parameters().medium() == ff::media::Type::Video)
+                .ok_or_else(|| Error::invalid_video("the upload has no video stream"))?;
+            let tb = f64::from(s.time_base());
+            let mut fps = f64::from(s.avg_frame_rate());
+            if !(fps >= FPS_EPS) && tb > 0.0 {
+                fps = 1.0 / tb;
+            }
+            if !(fps.is_finite() && fps > 0.0) {
+                fps = DEFAULT_FPS;
+            }
+            let mut dur = input.ctx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE);
+            if !(dur >= FPS_EPS) {
+                dur = s.duration() as f64 * tb;
+            }
+            let n = if s.frames() > 0 {
+                s.frames() as f64
+            } else {
+                (dur * fps + 0.5).floor()
+            };
+            let start = if s.start_time() == ff::ffi::AV_NOPTS_VALUE {
+                0
+            } else {
+                s.start_time()
+            };
+            (s.index(), fps, rotation(&s), s.parameters(), n, tb, start)
+        };
+        let mut ctx = ff::codec::Context::from_parameters(params_av)
+            .map_err(|_| Error::invalid_video("the video stream cannot be decoded"))?;
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        input::configure_decoder(&mut ctx, threads, params.max_pixels);
+        let dec = ctx
+            .decoder()
+            .video()
+            .map_err(|_| Error::invalid_video("the video codec is not supported"))?;
+        let (w, h) = (u64::from(dec.width()), u64::from(dec.height()));
+        if w * h > params.max_pixels {
+            return Err(frame_too_large(w, h, params.max_pixels));
+        }
+        let max_frames = params.max_frames(fps);
+        let probe_at = (max_frames as f64 * (1.0 + PROBE_MARGIN)).ceil();
+        let mut decoder = Decoder {
+            dec,
+            input,
+            stream,
+            fps,
+            rotate,
+            max_frames,
+            max_pixels: params.max_pixels,
+            max_seconds: params.max_seconds,
+            max_decoded_pixels: params.max_decoded_pixels,
+            frames: 0,
+            decoded_pixels: 0,
+            size: None,
+            failures_in_a_row: 0,
+            decode_errors: 0,
+            state: State::Feeding,
+            frame: ff::frame::Video::empty(),
+            conv: None,
+            bgr: Mat::default(),
+            unrotated: Mat::default(),
+        };
+        if header_frames.is_finite() && header_frames > probe_at && tb > 0.0 {
+            let at_s = probe_at / fps;
+            if decoder.data_exists_at(at_s, start, tb) {
+                return Err(too_long(params.max_seconds));
+            }
+            // The header overstates the stream: start again from the first frame.
+            decoder.input = input::open(source, params.max_pixels)?;
+        }
+        Ok(decoder)
+    }
+
+    /// Whether a packet of the video stream really exists at `at_s` seconds from the start.
+    fn data_exists_at(&mut self, at_s: f64, start: i64, tb: f64) -> bool {
+        let ts = (at_s * 1e6) as i64;
+        if self.input.ctx.seek(ts, ..ts).is_err() {
+            return false;
+        }
+        let target = start as f64 * tb + at_s - 0.5 / self.fps;
+        let mut pkt = ff::Packet::empty();
+        for _ in 0..PROBE_PACKETS {
+            match pkt.read(&mut self.input.ctx) {
+                Ok(()) if pkt.stream() == self.stream => {
+                    let t = pkt.pts().or(pkt.dts()).map(|t| t as f64 * tb);
+                    if t.is_some_and(|t| t >= target) && !pkt.is_corrupt() && pkt.size() > 0 {
+                        return true;
+                    }
+                }
+                Ok(()) => {}
+                Err(ff::Error::Eof) => return false,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Frames per second (the container's, or 30 when it reports none).
+    pub fn fps(&self) -> f64 {
+        self.fps
+    }
+
+    /// Frames decoded so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Packets the decoder refused (and skipped) so far.
+    pub fn decode_errors(&self) -> u64 {
+        self.decode_errors
+    }
+
+    /// Decodes the next frame into `gray` (8-bit, rotated). `Ok(false)` at the end of the
+    /// stream: the end of the data, or [`MAX_FAILED_READS`] failed reads in a row.
+    pub fn next_gray(&mut self, gray: &mut Mat) -> Result<bool> {
+        if !self.next_frame()? {
+            return Ok(false);
+        }
+        self.accept(gray)?;
+        Ok(true)
+    }
+
+    /// Receives the next decoded frame into `self.frame`, feeding packets as the decoder asks.
+    fn next_frame(&mut self) -> Result<bool> {
+        loop {
+            if self.state == State::Done {
+                return Ok(false);
+            }
+            match self.dec.receive_frame(&mut self.frame) {
+                Ok(()) => {
+                    self.failures_in_a_row = 0;
+                    return Ok(true);
+                }
+                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => {
+                    self.feed()?;
+                }
+                Err(ff::Error::Eof) => self.state = State::Done,
+                Err(_) => self.failed()?,
+            }
+        }
+    }
+
+    /// Sends the next packet of the video stream (or the end of the stream) to the decoder.
+    fn feed(&mut self) -> Result<()> {
+        if self.state == State::Draining {
+            // Nothing more will come: a decoder asking for input after the end is done.
+            self.state = State::Done;
+            return Ok(());
+        }
+        let mut pkt = ff::Packet::empty();
+        while self.state == State::Feeding {
+            match pkt.read(&mut self.input.ctx) {
+                Ok(()) if pkt.stream() != self.stream => {}
+                Ok(()) => match self.dec.send_packet(&pkt) {
+                    Ok(()) => return Ok(()),
+                    Err(_) => self.failed()?,
+                },
+                Err(ff::Error::Eof) => {
+                    self.state = State::Draining;
+                    if self.dec.send_eof().is_err() {
+                        self.state = State::Done;
+                    }
+                }
+                Err(_) => self.failed()?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A failed read: counted; a frame size over the limit is the reason when the decoder's
+    /// new header says so; [`MAX_FAILED_READS`] in a row end the stream.
+    fn failed(&mut self) -> Result<()> {
+        self.decode_errors += 1;
+        self.failures_in_a_row += 1;
+        let (w, h) = input::current_size(&self.dec);
+        if u64::from(w) * u64::from(h) > self.max_pixels {
+            return Err(frame_too_large(w.into(), h.into(), self.max_pixels));
+        }
+        if self.failures_in_a_row >= MAX_FAILED_READS {
+            self.state = State::Done;
+        }
+        Ok(())
+    }
+
+    /// Checks the limits on the frame just decoded and converts it to gray.
+    fn accept(&mut self, gray: &mut Mat) -> Result<()> {
+        let (w, h) = (self.frame.width(), self.frame.height());
+        self.frames += 1;
+        if self.frames > self.max_frames {
+            return Err(too_long(self.max_seconds));
+        }
+        let px = u64::from(w) * u64::from(h);
+        if px > self.max_pixels {
+            return Err(frame_too_large(w.into(), h.into(), self.max_pixels));
+        }
+        match self.size {
+            None => self.size = Some((w, h)),
+            Some(s) if s != (w, h) => {
+                return Err(Error::invalid_video(
+                    "the frame size changes within the video",
+                ))
+            }
+            Some(_) => {}
+        }
+        self.decoded_pixels += px;
+        if self.decoded_pixels > self.max_decoded_pixels {
+            return Err(Error::new(
+                ErrorCode::VideoTooLarge,
+                format!(
+                    "the video needs more decoding than the limit of {} megapixels (frames × pixels per frame)",
+                    self.max_decoded_pixels / 1_000_000
+                ),
+            ));
+        }
+        self.to_gray(w, h, gray)
+            .map_err(|_| Error::invalid_video("a video frame cannot be converted"))
+    }
+
+    fn to_gray(&mut self, w: u32, h: u32, gray: &mut Mat) -> Result<(), ConvertError> {
+        let format = self.frame.format();
+        if !matches!(&self.conv, Some((f, _)) if *f == format) {
+            self.conv = Some((format, Converter::new(format, w, h)?));
+        }
+        let Some((_, conv)) = self.conv.as_mut() else {
+            return Err(ConvertError);
+        };
+        conv.run(&self.frame)?;
+        let (rows, cols) = (h as i32, w as i32);
+        if self.bgr.rows() != rows || self.bgr.cols() != cols {
+            self.bgr = Mat::new_rows_cols_with_default(rows, cols, CV_8UC3, Scalar::all(0.0))?;
+        }
+        let row_bytes = w as usize * 3;
+        let stride = conv.bgr.stride(0);
+        let src = conv.bgr.data(0);
+        let dst = self.bgr.data_bytes_mut()?;
+        for (y, out) in dst.chunks_exact_mut(row_bytes).enumerate() {
+            out.copy_from_slice(&src[y * stride..y * stride + row_bytes]);
+        }
+        match self.rotate {
+            None => imgproc::cvt_color_def(&self.bgr, gray, imgproc::COLOR_BGR2GRAY)?,
+            Some(flag) => {
+                imgproc::cvt_color_def(&self.bgr, &mut self.unrotated, imgproc::COLOR_BGR2GRAY)?;
+                cvcore::rotate(&self.unrotated, gray, flag as i32)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Any failure of the gray conversion (reported as one `invalid_video` sentence).
+struct ConvertError;
+
+impl From<Error> for ConvertError {
+    fn from(_: Error) -> Self {
+        ConvertError
+    }
+}
+
+impl From<opencv::Error> for ConvertError {
+    fn from(_: opencv::Error) -> Self {
+        ConvertError
+    }
+}
+
+/// The rotation OpenCV applies for the stream's display matrix (`CAP_PROP_ORIENTATION_AUTO`):
+/// the counter-clockwise angle, rounded and taken into [0, 360).
+fn rotation(s: &ff::format::stream::Stream<'_>) -> Option<cvcore::RotateFlags> {
+    let m = s
+        .side_data()
+        .find(|d| d.kind() == ff::codec::packet::side_data::Type::DisplayMatrix)?;
+    let mut angle = input::display_rotation(m.data())?.round() as i64;
+    if angle < 0 {
+        angle += 360;
+    }
+    match angle {
+        90 => Some(cvcore::RotateFlags::ROTATE_90_CLOCKWISE),
+        180 => Some(cvcore::RotateFlags::ROTATE_180),
+        270 => Some(cvcore::RotateFlags::ROTATE_90_COUNTERCLOCKWISE),
+        _ => None,
+    }
+}
+
+/// Opens `source` and counts its decodable frames under the spec's read rule, without the
+/// length, size and work limits (the count `ffprobe -count_frames` gives; for tests and
+/// tools). Frames are not converted.
+pub fn count_frames(source: VideoSource<'_>) -> Result<u64> {
+    let params = SpecParams {
+        max_seconds: 600.0,
+        max_pixels: 8192 * 8192,
+        max_decoded_pixels: u64::MAX,
+        ..SpecParams::default()
+    };
+    let mut d = Decoder::open(source, &params)?;
+    while d.next_frame()? {
+        d.frames += 1;
+    }
+    Ok(d.frames)
+}
+
+fn too_long(max_seconds: f64) -> Error {
+    Error::new(
+        ErrorCode::VideoTooLong,
+        format!("the video is longer than the limit of {max_seconds:.1} s"),
+    )
+}
+
+fn frame_too_large(w: u64, h: u64, max_pixels: u64) -> Error {
+    Error::new(
+        ErrorCode::FrameTooLarge,
+        format!("frames of {w}×{h} pixels exceed the limit of {max_pixels} pixels"),
+    )
+}

@@ -1,0 +1,132 @@
+//! The decoder against two outside references, on every fixture in `../shared/fixtures`:
+//! - spec §1's read rule: the decoded frame count equals `ffprobe -count_frames` wherever
+//!   ffprobe opens the file, and a file ffprobe cannot open is `invalid_video` here too;
+//! - "converted exactly as OpenCV's FFmpeg backend does": every frame OpenCV's `VideoCapture`
+//!   gives (it stops at the first packet it cannot use) is byte-for-byte our gray frame.
+//!
+//! Under `CI=true` a missing `../shared` fails instead of skipping.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use opencv::core::{Mat, MatTraitConst, MatTraitConstManual};
+use opencv::imgproc;
+use opencv::videoio::{self, VideoCapture, VideoCaptureTrait, VideoCaptureTraitConst};
+use tabr_core::video::{count_frames, Decoder};
+use tabr_core::{ErrorCode, SpecParams, VideoSource};
+
+const MEDIA: [&str; 5] = ["mp4", "mkv", "webm", "mov", "avi"];
+
+fn fixtures() -> Option<Vec<PathBuf>> {
+    let root = std::env::var_os("TABR_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+        .join("fixtures");
+    if !root.is_dir() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "../shared/fixtures is missing under CI"
+        );
+        eprintln!("SKIPPED: ../shared/fixtures not found (set TABR_SHARED)");
+        return None;
+    }
+    let mut files = Vec::new();
+    for cat in std::fs::read_dir(&root).expect("fixtures").flatten() {
+        if !cat.path().is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(cat.path()).expect("category").flatten() {
+            let p = f.path();
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if MEDIA.contains(&ext) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 20, "expected the shared fixtures, found {}", files.len());
+    Some(files)
+}
+
+/// `ffprobe -count_frames` of the first video stream; None when ffprobe cannot read one.
+fn ffprobe_count(p: &Path) -> Option<u64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(p)
+        .output()
+        .expect("ffprobe runs (apt package ffmpeg)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().trim_end_matches(',').parse().ok())
+}
+
+#[test]
+fn frame_counts_equal_ffprobe_on_every_fixture() {
+    let Some(files) = fixtures() else { return };
+    let mut bad = Vec::new();
+    for p in &files {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+        let ours = count_frames(VideoSource::Path(p));
+        match (ffprobe_count(p), ours) {
+            (Some(want), Ok(got)) if want == got => println!("ok    {name}: {got} frames"),
+            (None | Some(0), Err(e)) if e.code() == ErrorCode::InvalidVideo => {
+                println!("ok    {name}: does not open ({})", e.message())
+            }
+            (Some(0), Ok(0)) => println!("ok    {name}: no frames"),
+            (want, got) => bad.push(format!("{name}: ffprobe {want:?}, ours {got:?}")),
+        }
+    }
+    assert!(bad.is_empty(), "frame counts differ:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn gray_frames_equal_opencv_reader_frames() {
+    let Some(files) = fixtures() else { return };
+    let params = SpecParams {
+        max_seconds: 600.0,
+        max_pixels: 8192 * 8192,
+        ..SpecParams::default()
+    };
+    let mut compared = 0;
+    let mut bad = Vec::new();
+    for p in &files {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+        let Ok(mut cap) = VideoCapture::from_file(p.to_str().expect("utf-8"), videoio::CAP_FFMPEG)
+        else {
+            continue;
+        };
+        if !cap.is_opened().unwrap_or(false) {
+            continue;
+        }
+        let _ = cap.set(videoio::CAP_PROP_ORIENTATION_AUTO, 1.0);
+        let Ok(mut ours) = Decoder::open(VideoSource::Path(p), &params) else {
+            bad.push(format!("{name}: OpenCV opens it, we do not"));
+            continue;
+        };
+        let (mut bgr, mut want, mut got) = (Mat::default(), Mat::default(), Mat::default());
+        let mut n = 0;
+        while cap.read(&mut bgr).unwrap_or(false) && !bgr.empty() {
+            imgproc::cvt_color_def(&bgr, &mut want, imgproc::COLOR_BGR2GRAY).expect("gray");
+            match ours.next_gray(&mut got) {
+                Ok(true) => {}
+                other => {
+                    bad.push(format!("{name}: frame {n}: OpenCV has one, we got {other:?}"));
+                    break;
+                }
+            }
+            let same = want.size().ok() == got.size().ok()
+                && want.data_bytes().ok() == got.data_bytes().ok();
+            if !same {
+                bad.push(format!("{name}: frame {n} differs from OpenCV's"));
+                break;
+            }
+            n += 1;
+        }
+        println!("{name}: {n} frames identical to OpenCV's");
+        compared += n;
+    }
+    assert!(compared > 1000, "too few frames compared: {compared}");
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
