@@ -1,18 +1,20 @@
-// The app factory: wires config, registry, limiter, auth, logs and metrics into an Express 5
+// The app factory: wires config, registry, limiters, auth, logs and metrics into an Express 5
 // app. It never listens (see server.ts), so tests drive the real routes on an ephemeral port.
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+// Videos and feature vectors are admitted by two limiters: a feature vector costs under a
+// millisecond and must not wait behind videos that take seconds. A declared route asked with
+// another method answers 405 with `Allow`, any other path 404.
+import { rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import cors from 'cors'
 import express, { type Request, type Response } from 'express'
 import type { Logger } from 'pino'
 import { ApiError, errorMiddleware } from './api/errors.js'
-import { openapi } from './api/openapi.js'
+import { openapiFor } from './api/openapi.js'
 import { bodyToInput } from './api/uploads.js'
 import type { Config } from './core/config.js'
 import { bearerAuth } from './core/security.js'
 import { httpLogger, makeLogger, Metrics } from './core/observability.js'
+import { makePrivateDir, removeStaleDirs } from './core/tempdirs.js'
 import { answerOf, inferBody, type Answer } from './services/answer.js'
 import { CallbackPolicy } from './services/callbacks.js'
 import type { InferenceInput } from './services/handler.js'
@@ -23,7 +25,10 @@ import { Registry } from './services/registry.js'
 export interface Service {
   app: express.Express
   registry: Registry
+  /** Admits video inferences (CONCURRENCY, MAX_PENDING). */
   limiter: Limiter
+  /** Admits feature-vector inferences (FEATURE_CONCURRENCY, FEATURE_MAX_PENDING). */
+  featureLimiter: Limiter
   /** Queue mode only: the job queue client. */
   queue?: QueueExecutor
   logger: Logger
@@ -32,6 +37,9 @@ export interface Service {
   /** Closes the queue connections and removes the upload folder. */
   dispose(): Promise<void>
 }
+
+/** A service's upload folder: `tabr-serve-<pid>-XXXXXX` in the OS temp dir. */
+export const UPLOAD_DIR_PREFIX = 'tabr-serve-'
 
 /** RFC 7240: `Prefer: respond-async` (possibly among other preferences). */
 const prefersAsync = (req: Request) => /(^|[\s,;])respond-async($|[\s,;=])/i.test(String(req.headers.prefer ?? ''))
@@ -43,9 +51,13 @@ const docsPage = `<!doctype html><html><head><meta charset="utf-8"><title>tabr-s
 
 export function createService(config: Config, opts: { logger?: Logger; registry?: Registry } = {}): Service {
   const logger = opts.logger ?? makeLogger(config.logLevel)
-  const registry = opts.registry ?? new Registry(config.registry, { ortProvider: config.ortProvider, lazy: config.modelLoading === 'lazy' })
+  const registry = opts.registry ?? new Registry(config.registry, { ortProvider: config.ortProvider, limits: config.limits, lazy: config.modelLoading === 'lazy' })
   const limiter = new Limiter(config.concurrency, config.maxPending, config.requestTimeoutMs)
-  const metrics = new Metrics({ inFlight: () => limiter.inFlight, pending: () => limiter.pending })
+  const featureLimiter = new Limiter(config.featureConcurrency, config.featureMaxPending, config.requestTimeoutMs)
+  const metrics = new Metrics({
+    inFlight: () => ({ video: limiter.inFlight, features: featureLimiter.inFlight }),
+    pending: () => ({ video: limiter.pending, features: featureLimiter.pending }),
+  })
   const observe = (a: Answer, totalMs?: number) => {
     for (const [stage, ms] of Object.entries(totalMs === undefined ? a.timings_ms : { ...a.timings_ms, total: totalMs })) metrics.stageDuration.observe({ model: a.model, stage }, ms / 1000)
   }
@@ -58,7 +70,12 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
       : undefined
   if (queue) metrics.watchQueue(() => queue.counts())
   const callbacks = new CallbackPolicy(config.callbackHosts, config.callbackSecret)
-  const uploadDir = mkdtempSync(join(tmpdir(), 'tabr-serve-'))
+  // A killed service leaves its upload folder behind: the next one removes it.
+  const stale = removeStaleDirs(UPLOAD_DIR_PREFIX)
+  if (stale.removed.length) logger.info({ folders: stale.removed }, 'removed the upload folders of services that no longer run')
+  if (stale.failed.length) logger.warn({ folders: stale.failed }, 'cannot remove the upload folders of services that no longer run')
+  const uploadDir = makePrivateDir(UPLOAD_DIR_PREFIX)
+  const openapi = openapiFor(config.executionMode)
   const auth = bearerAuth(config.tokens)
   const app = express()
   app.disable('x-powered-by')
@@ -98,12 +115,12 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
     '/infer/:model',
     auth,
     (req: Request<{ model: string }>, _res, next) => {
-      if (!registry.has(req.params.model)) return next(new ApiError(404, 'model_not_found', `no model named ${JSON.stringify(req.params.model)}`))
+      if (!registry.has(req.params.model)) return next(new ApiError('model_not_found', `no model named ${JSON.stringify(req.params.model)}`))
       queue?.assertAvailable()
       if (req.query.callback_url !== undefined) checkCallback(req.query.callback_url)
       next()
     },
-    bodyToInput(uploadDir, config.maxUploadBytes),
+    bodyToInput(uploadDir, { maxBytes: config.maxUploadBytes, timeoutMs: config.requestTimeoutMs }),
     async (req: Request<{ model: string }>, res: Response) => {
       const started = performance.now()
       const name = req.params.model
@@ -122,7 +139,8 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
         answer = await queue.wait(id)
       } else {
         const handler = await registry.get(name)
-        answer = answerOf(name, handler, await limiter.run((signal) => handler.infer(input, signal)), includeFeatures)
+        const admit = input.kind === 'features' ? featureLimiter : limiter
+        answer = answerOf(name, handler, await admit.run((signal) => handler.infer(input, signal)), includeFeatures)
       }
       const total = performance.now() - started
       res.locals.timings = { ...answer.timings_ms, total }
@@ -133,15 +151,33 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
 
   app.get('/jobs/:id', auth, async (req: Request<{ id: string }>, res) => {
     const view = queue ? await queue.view(req.params.id) : undefined
-    if (!view) throw new ApiError(404, 'job_not_found', 'no such job (unknown, or expired after JOB_TTL_S)')
+    if (!view) throw new ApiError('job_not_found', 'no such job (unknown, or expired after JOB_TTL_S)')
     res.json(view)
   })
 
-  app.use((req, _res, next) => next(new ApiError(404, 'not_found', `no route ${req.method} ${req.path}`)))
+  // Every declared path answers its other methods 405 with Allow (OPTIONS: 204 with Allow).
+  const router = (app as unknown as { router: { stack: { route?: { path: string; methods: Record<string, boolean> } }[] } }).router
+  const declared = new Map<string, Set<string>>()
+  for (const { route } of router.stack) {
+    if (!route) continue
+    const methods = declared.get(route.path) ?? new Set<string>()
+    for (const [m, on] of Object.entries(route.methods)) if (on) methods.add(m.toUpperCase())
+    declared.set(route.path, methods)
+  }
+  for (const [path, methods] of declared) {
+    if (methods.has('GET')) methods.add('HEAD')
+    const allow = [...methods].sort().join(', ')
+    app.route(path).all((req, res, next) => {
+      res.setHeader('Allow', allow)
+      if (req.method === 'OPTIONS') return void res.status(204).end()
+      next(new ApiError('method_not_allowed', `${req.method} is not allowed here (Allow: ${allow})`))
+    })
+  }
+  app.use((req, _res, next) => next(new ApiError('not_found', `no route ${req.method} ${req.path}`)))
   app.use(errorMiddleware)
 
   function checkCallback(raw: unknown): string {
-    if (!queue) throw new ApiError(422, 'callback_not_allowed', 'callback_url: callbacks need EXECUTION_MODE=queue')
+    if (!queue) throw new ApiError('callback_not_allowed', 'callback_url: callbacks need EXECUTION_MODE=queue')
     return callbacks.check(raw)
   }
 
@@ -149,5 +185,5 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
     await queue?.close()
     rmSync(uploadDir, { recursive: true, force: true })
   }
-  return { app, registry, limiter, queue, logger, uploadDir, dispose }
+  return { app, registry, limiter, featureLimiter, queue, logger, uploadDir, dispose }
 }

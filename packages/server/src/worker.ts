@@ -2,23 +2,30 @@
 // Models are loaded before the first job is taken. Each job's upload is fetched from Redis into
 // a private 0600 temp file (removed in every outcome) and deleted from Redis once the job has
 // ended for good. SIGTERM finishes the active jobs (up to SHUTDOWN_TIMEOUT_S) before exiting.
-// The lock, stall and retry settings are described in services/queue.ts.
+// The lock, stall and retry settings are described in services/queue.ts. The temp folder is
+// named after the worker's pid; at start-up a worker removes the folders of workers that no
+// longer exist (a SIGKILLed one leaves a copy of its upload behind), and warns when Redis
+// keeps no persistence.
 import { randomUUID } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { rm, writeFile } from 'node:fs/promises'
-import { hostname, tmpdir } from 'node:os'
+import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq'
 import type { Logger } from 'pino'
 import { ApiError, encodeError, toApiError } from './api/errors.js'
 import type { Config } from './core/config.js'
 import { makeLogger } from './core/observability.js'
+import { makePrivateDir, removeStaleDirs } from './core/tempdirs.js'
 import { answerOf, type Answer } from './services/answer.js'
 import { CallbackPolicy } from './services/callbacks.js'
 import { Limiter } from './services/executor.js'
 import type { InferenceInput } from './services/handler.js'
-import { CALLBACK_QUEUE, INFER_QUEUE, MAX_STALLED, PREFIX, jobView, redisConnection, type JobData } from './services/queue.js'
+import { CALLBACK_QUEUE, INFER_QUEUE, MAX_STALLED, PREFIX, checkPersistence, jobView, redisConnection, type JobData } from './services/queue.js'
 import { Registry } from './services/registry.js'
+
+/** A worker's temp folder: `tabr-worker-<pid>-XXXXXX` in the OS temp dir. */
+export const WORKER_DIR_PREFIX = 'tabr-worker-'
 
 export interface RunningWorker {
   logger: Logger
@@ -43,9 +50,12 @@ export function failureFor(err: unknown): Error {
 
 export async function startWorker(config: Config, opts: { logger?: Logger } = {}): Promise<RunningWorker> {
   const logger = opts.logger ?? makeLogger(config.logLevel)
-  const registry = new Registry(config.registry, { ortProvider: config.ortProvider, lazy: false })
+  const registry = new Registry(config.registry, { ortProvider: config.ortProvider, limits: config.limits, lazy: false })
   await registry.loadAll()
-  const dir = mkdtempSync(join(tmpdir(), 'tabr-worker-'))
+  const stale = removeStaleDirs(WORKER_DIR_PREFIX)
+  if (stale.removed.length) logger.info({ folders: stale.removed }, 'removed the temp folders of workers that no longer run')
+  if (stale.failed.length) logger.warn({ folders: stale.failed }, 'cannot remove the temp folders of workers that no longer run')
+  const dir = makePrivateDir(WORKER_DIR_PREFIX)
   // The limiter gives each job REQUEST_TIMEOUT_S and aborts its native task past it.
   const limiter = new Limiter(config.concurrency, Number.POSITIVE_INFINITY, config.requestTimeoutMs)
   const callbacks = new CallbackPolicy(config.callbackHosts, config.callbackSecret)
@@ -61,7 +71,7 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
     try {
       const handler = await registry.get(d.model)
       const bytes = await redis.getBuffer(d.blob)
-      if (!bytes) throw new ApiError(410, 'upload_expired', 'the upload expired before a worker took the job (JOB_TTL_S)')
+      if (!bytes) throw new ApiError('upload_expired', 'the upload expired before a worker took the job (JOB_TTL_S)')
       let input: InferenceInput
       if (d.kind === 'video') {
         path = join(dir, randomUUID())
@@ -105,6 +115,7 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
   callbackWorker.on('failed', (job, err) => logger.warn({ job_id: job?.data.job_id, attempt: job?.attemptsMade, err: err.message }, 'callback attempt failed'))
   for (const w of [inferWorker, callbackWorker]) w.on('error', (e) => logger.warn({ err: e.message }, 'queue connection error'))
   await Promise.all([inferWorker.waitUntilReady(), callbackWorker.waitUntilReady()])
+  await checkPersistence(redis, logger)
   logger.info({ name, models: config.registry.map((e) => e.name), concurrency: config.concurrency }, 'worker ready')
 
   let closing: Promise<void> | undefined

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -32,16 +32,42 @@ describe('limits', () => {
     }
   })
 
-  it('answers 504 past REQUEST_TIMEOUT_S, frees the slot and serves the next request', async () => {
-    const s = await serve({ CONCURRENCY: '1', MAX_PENDING: '0', REQUEST_TIMEOUT_S: '0.05' })
+  it('admits feature vectors apart from videos: one sent while a video runs and another waits is answered first', async () => {
+    const s = await serve({ CONCURRENCY: '1', MAX_PENDING: '1', FEATURE_CONCURRENCY: '1', FEATURE_MAX_PENDING: '0' })
     try {
-      const r = await fetch(`${s.url}/infer/tabr-demo`, video())
+      const order: string[] = []
+      const track = (name: string, p: Promise<Response>) => p.then(async (r) => (order.push(name), [r.status, (await r.json()) as Record<string, any>] as const))
+      const videos = [1, 2].map((i) => track(`video${i}`, fetch(`${s.url}/infer/tabr-demo`, video())))
+      // The video limiter is full: one video runs, one waits for its slot.
+      for (let i = 0; !(s.service.limiter.inFlight === 1 && s.service.limiter.pending === 1); i++) {
+        if (i > 2400) throw new Error('the two videos were never admitted together')
+        await new Promise((r) => setTimeout(r, 10))
+      }
+      const [status, body] = await track('features', fetch(`${s.url}/infer/tabr-demo`, features()))
+      expect([status, body.error?.code]).toEqual([200, undefined])
+      // Before the waiting video, which cannot start until the running one ends.
+      expect(order).not.toContain('video2')
+      expect((await Promise.all(videos)).map(([st]) => st)).toEqual([200, 200])
+    } finally {
+      await s.shutdown()
+    }
+  })
+
+  it('answers 504 past REQUEST_TIMEOUT_S, frees the slot and serves the next request', async () => {
+    // REQUEST_TIMEOUT_S also bounds the body read (408), so the clip is sent small: H.264.
+    const dir = mkdtempSync(join(tmpdir(), 'tabr-timeout-'))
+    const small = join(dir, 'long.mp4')
+    execFileSync('ffmpeg', ['-v', 'error', '-i', clips.long, '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', small])
+    const s = await serve({ CONCURRENCY: '1', MAX_PENDING: '0', REQUEST_TIMEOUT_S: '0.3' })
+    try {
+      const r = await fetch(`${s.url}/infer/tabr-demo`, { ...video(), body: readFileSync(small) })
       expect(r.status).toBe(504)
       expect((await r.json()).error.code).toBe('timeout')
       expect(s.service.limiter.inFlight).toBe(0)
       expect((await fetch(`${s.url}/infer/tabr-demo`, features())).status).toBe(200)
     } finally {
       await s.shutdown()
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 })
@@ -66,7 +92,7 @@ describe('start-up and shutdown', () => {
   })
 
   it('stops on a bad registry entry with one line naming it', async () => {
-    const opts = { ortProvider: 'cpu', lazy: false }
+    const opts = { ortProvider: 'cpu', limits: config().limits, lazy: false }
     expect(() => config({ MODEL_REGISTRY: 'a:tabr:x,x:y' })).toThrow('MODEL_REGISTRY entry 2 ("x:y"): expected name:handler:dir')
     expect(() => new Registry([{ name: 'm', handler: 'nope', dir: DEMO }], opts)).toThrow(/entry 1 \(m\): unknown handler "nope"/)
     expect(() => new Registry([{ name: 'm', handler: 'tabr', dir: '/nonexistent' }], opts)).toThrow(/entry 1 \(m\): the model directory does not exist/)
@@ -122,7 +148,7 @@ describe('lazy loading and request logs', () => {
 
   it('logs one line per request with id, model, status and timings, never the token', async () => {
     const { Writable } = await import('node:stream')
-    const { makeLogger } = await import('../src/core/observability.js')
+    const { LOGGED_HEADERS, makeLogger } = await import('../src/core/observability.js')
     const { start } = await import('../src/server.js')
     const lines: string[] = []
     const sink = new Writable({ write: (chunk, _enc, cb) => void (lines.push(String(chunk)), cb()) })
@@ -141,7 +167,9 @@ describe('lazy loading and request logs', () => {
     expect(entries).toHaveLength(2)
     const ok = entries.find((e) => e.req.id === 'log-test-1')!
     expect(ok).toMatchObject({ model: 'tabr-demo', res: { statusCode: 200 } })
-    expect(ok.req.headers.authorization).toBe('[redacted]')
+    // Headers from the allow-list only: never Authorization.
+    expect(ok.req.headers).toMatchObject({ 'content-type': 'video/x-matroska' })
+    expect(Object.keys(ok.req.headers).filter((h) => !LOGGED_HEADERS.includes(h))).toEqual([])
     for (const k of ['decode', 'face', 'flow', 'poc', 'predict', 'total']) expect(ok.timings_ms[k]).toBeGreaterThanOrEqual(0)
     expect(entries.find((e) => e.res.statusCode === 401)?.code).toBe('unauthorized')
   })

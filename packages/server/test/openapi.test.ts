@@ -1,22 +1,33 @@
-// The contract stays true to the code: every route is documented, and every error code the
-// service or the native core can answer is in the Error schema's enum.
+// The contract stays true to the code: every route and method is documented, every error code
+// the service or the native core can answer is in the Error schema's enum, and each execution
+// mode is offered only what it takes (callback_url, Prefer and 202 in queue mode only).
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { errorCodes } from '@org/tabr-native'
 import { createService } from '../src/app.js'
-import { openapi } from '../src/api/openapi.js'
-import { config } from './helpers.js'
+import { openapiFor } from '../src/api/openapi.js'
+import { config, serve } from './helpers.js'
 
 const files = (dir: string): string[] => readdirSync(dir).flatMap((f) => (statSync(join(dir, f)).isDirectory() ? files(join(dir, f)) : [join(dir, f)]))
 
 describe('OpenAPI', () => {
-  it('documents every route', async () => {
+  it('documents every route with exactly its methods', async () => {
     const s = createService(config())
     try {
-      const stack = (s.app as unknown as { router: { stack: { route?: { path: string } }[] } }).router.stack
-      const routes = stack.flatMap((l) => (l.route ? [l.route.path.replace(/:(\w+)/g, '{$1}')] : []))
-      expect(new Set(routes)).toEqual(new Set(Object.keys(openapi.paths)))
+      const stack = (s.app as unknown as { router: { stack: { route?: { path: string; methods: Record<string, boolean> } }[] } }).router.stack
+      const served = new Map<string, Set<string>>()
+      for (const { route } of stack) {
+        if (!route) continue
+        const methods = served.get(route.path.replace(/:(\w+)/g, '{$1}')) ?? new Set()
+        // `_all`: the 405 answer every declared path gets for the methods it does not list.
+        for (const m of Object.keys(route.methods)) if (m !== '_all') methods.add(m)
+        served.set(route.path.replace(/:(\w+)/g, '{$1}'), methods)
+      }
+      for (const mode of ['sync', 'queue'] as const) {
+        const documented = new Map(Object.entries(openapiFor(mode).paths).map(([p, ops]) => [p, new Set(Object.keys(ops))]))
+        expect(documented).toEqual(served)
+      }
     } finally {
       await s.dispose()
     }
@@ -24,8 +35,33 @@ describe('OpenAPI', () => {
 
   it('lists every error code the service and the native core answer with', () => {
     const src = files(resolve(__dirname, '../src')).map((f) => readFileSync(f, 'utf8')).join('\n')
-    const ours = [...src.matchAll(/new ApiError\(\d+, '([a-z_]+)'/g)].map((m) => m[1]!)
-    const documented = new Set<string>(openapi.components.schemas.Error.properties.error.properties.code.enum)
-    for (const code of new Set([...ours, ...errorCodes()])) expect(documented, code).toContain(code)
+    const ours = [...src.matchAll(/new ApiError\('([a-z_]+)'/g)].map((m) => m[1]!)
+    expect(ours.length).toBeGreaterThan(20)
+    for (const mode of ['sync', 'queue'] as const) {
+      const documented = new Set<string>(openapiFor(mode).components.schemas.Error.properties.error.properties.code.enum)
+      for (const code of new Set([...ours, ...errorCodes(), 'video_too_large', 'request_timeout', 'method_not_allowed'])) expect(documented, code).toContain(code)
+    }
+  })
+
+  it('offers callback_url, Prefer and 202 in queue mode only; the service serves its own mode', async () => {
+    const sync = JSON.stringify(openapiFor('sync'))
+    const queue = JSON.stringify(openapiFor('queue'))
+    for (const word of ['callback_url', 'respond-async', '"202"']) {
+      expect(sync).not.toContain(word)
+      expect(queue).toContain(word)
+    }
+    const s = await serve()
+    try {
+      expect(await (await fetch(`${s.url}/openapi.json`)).json()).toEqual(openapiFor('sync'))
+    } finally {
+      await s.shutdown()
+    }
+  })
+
+  it('documents 405, 408 and the new 422 on POST /infer/{model}', () => {
+    const responses = openapiFor('sync').paths['/infer/{model}'].post.responses as Record<string, { description: string }>
+    expect(responses['408']?.description).toMatch(/request_timeout/)
+    expect(responses['422']?.description).toMatch(/video_too_large/)
+    expect(openapiFor('sync').info.description).toMatch(/405 `method_not_allowed` with `Allow`/)
   })
 })

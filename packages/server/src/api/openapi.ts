@@ -1,4 +1,9 @@
 // The OpenAPI 3.1 contract of the service, served at /openapi.json and rendered at /docs.
+// It is written per execution mode, so a client is offered only what the running service
+// takes: `Prefer: respond-async`, `callback_url` and 202 exist in queue mode only (sync mode
+// refuses a callback_url with 422). The error code enum is errors.ts's one list.
+import { ERROR_CODES } from './errors.js'
+
 const error = (description: string) => ({
   description,
   content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
@@ -9,13 +14,18 @@ const errors = {
 }
 const finalTimings = ['decode', 'face', 'flow', 'poc', 'predict', 'queue', 'total']
 
-export const openapi = {
+export type ExecutionMode = 'sync' | 'queue'
+
+export const openapiFor = (mode: ExecutionMode) => {
+  const queue = mode === 'queue'
+  const callbackUrl = { type: 'string', format: 'uri' } as const
+  return {
   openapi: '3.1.0',
   info: {
     title: 'tabr-serve',
     version: '0.1.0',
     description:
-      'One short face video in, one TabR prediction out. Video → face box → Farnebäck flow + phase-only correlation → 90 POC-ABS v1 features → TabR. Errors are `{"error": {"code", "message", "request_id"}}` and never contain paths or stack traces.',
+      `One short face video in, one TabR prediction out (${mode} mode). Video → face box → Farnebäck flow + phase-only correlation → 90 POC-ABS v1 features → TabR. Errors are \`{"error": {"code", "message", "request_id"}}\` and never contain paths or stack traces. A documented path asked with a method it does not list answers 405 \`method_not_allowed\` with \`Allow\`.`,
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
@@ -30,7 +40,7 @@ export const openapi = {
             properties: {
               code: {
                 type: 'string',
-                enum: ['bad_request', 'unauthorized', 'not_found', 'model_not_found', 'job_not_found', 'upload_expired', 'payload_too_large', 'unsupported_media_type', 'invalid_video', 'video_too_long', 'video_too_short', 'frame_too_large', 'no_face', 'invalid_features', 'callback_not_allowed', 'overloaded', 'not_ready', 'queue_unavailable', 'timeout', 'aborted', 'model_error', 'internal'],
+                enum: ERROR_CODES,
               },
               message: { type: 'string' },
               request_id: { type: 'string' },
@@ -117,25 +127,29 @@ export const openapi = {
           { name: 'model', in: 'path', required: true, schema: { type: 'string' } },
           { name: 'include', in: 'query', schema: { type: 'string', enum: ['features'] }, description: 'add the feature names and values' },
           { name: 'X-Request-Id', in: 'header', schema: { type: 'string' }, description: 'echoed; generated when absent' },
-          {
-            name: 'Prefer',
-            in: 'header',
-            schema: { type: 'string', enum: ['respond-async'] },
-            description: 'queue mode: answer 202 at once with Location: /jobs/{id} instead of waiting (ignored in sync mode)',
-          },
-          {
-            name: 'callback_url',
-            in: 'query',
-            schema: { type: 'string', format: 'uri' },
-            description:
-              'queue mode: POST the final job JSON here, signed `X-Signature: sha256=<hex HMAC-SHA256(CALLBACK_SECRET, body)>`, with `X-Job-Id`; retried with backoff up to 5 times. Only hosts of CALLBACK_ALLOWED_HOSTS (else 422 callback_not_allowed). Also accepted as a multipart field.',
-          },
+          ...(queue
+            ? [
+                {
+                  name: 'Prefer',
+                  in: 'header',
+                  schema: { type: 'string', enum: ['respond-async'] },
+                  description: 'answer 202 at once with Location: /jobs/{id} instead of waiting',
+                },
+                {
+                  name: 'callback_url',
+                  in: 'query',
+                  schema: callbackUrl,
+                  description:
+                    'POST the final job JSON here, signed `X-Signature: sha256=<hex HMAC-SHA256(CALLBACK_SECRET, body)>`, with `X-Job-Id`; retried with backoff up to 5 times. Only hosts of CALLBACK_ALLOWED_HOSTS (else 422 callback_not_allowed). Also accepted as a multipart field.',
+                },
+              ]
+            : []),
         ],
         requestBody: {
           required: true,
           content: {
             'multipart/form-data': {
-              schema: { type: 'object', required: ['video'], properties: { video: { type: 'string', format: 'binary' }, callback_url: { type: 'string', format: 'uri' } } },
+              schema: { type: 'object', required: ['video'], properties: { video: { type: 'string', format: 'binary' }, ...(queue ? { callback_url: callbackUrl } : {}) } },
             },
             'video/*': { schema: { type: 'string', format: 'binary' } },
             'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
@@ -146,24 +160,29 @@ export const openapi = {
         },
         responses: {
           '200': { description: 'the prediction', content: { 'application/json': { schema: { $ref: '#/components/schemas/InferResponse' } } } },
-          '202': {
-            description: 'queue mode with Prefer: respond-async: the job is queued (Location: /jobs/{id}, Preference-Applied: respond-async)',
-            content: { 'application/json': { schema: { type: 'object', properties: { job_id: { type: 'string' }, status: { type: 'string', enum: ['queued'] } } } } },
-          },
-          '400': error('bad_request'),
+          ...(queue
+            ? {
+                '202': {
+                  description: 'with Prefer: respond-async: the job is queued (Location: /jobs/{id}, Preference-Applied: respond-async)',
+                  content: { 'application/json': { schema: { type: 'object', properties: { job_id: { type: 'string' }, status: { type: 'string', enum: ['queued'] } } } } },
+                },
+              }
+            : {}),
+          '400': error('bad_request: a malformed body, multipart limits, access_token in the query'),
           ...errors,
-          '413': error('payload_too_large (MAX_UPLOAD_MB)'),
-          '415': error('unsupported_media_type'),
-          '422': error('invalid_video, video_too_long, video_too_short, frame_too_large, no_face, invalid_features, callback_not_allowed'),
+          '408': error('request_timeout: the body did not arrive within REQUEST_TIMEOUT_S'),
+          '413': error('payload_too_large (MAX_UPLOAD_MB; JSON bodies 1 MB)'),
+          '415': error('unsupported_media_type: another Content-Type, a JSON charset other than UTF-8, or a Content-Encoding (video bodies take none)'),
+          '422': error(`invalid_video, video_too_long, video_too_short, frame_too_large, video_too_large (more decoding work than MAX_DECODED_MEGAPIXELS), no_face, invalid_features, callback_not_allowed${queue ? '' : ' (callbacks need queue mode)'}`),
           '500': error('internal, model_error'),
-          '503': error('overloaded (with Retry-After), not_ready, or queue_unavailable (queue mode, Redis away; with Retry-After)'),
+          '503': error(`overloaded (with Retry-After), not_ready${queue ? ', or queue_unavailable (Redis away; with Retry-After)' : ''}`),
           '504': error('timeout (REQUEST_TIMEOUT_S)'),
         },
       },
     },
     '/jobs/{id}': {
       get: {
-        summary: 'A queue-mode job: queued, running, succeeded (with the result) or failed (with code and message)',
+        summary: queue ? 'A job: queued, running, succeeded (with the result) or failed (with code and message)' : 'Queue mode only: in sync mode every id answers 404 job_not_found',
         parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } }],
         responses: {
           '200': { description: 'the job', content: { 'application/json': { schema: { $ref: '#/components/schemas/Job' } } } },
@@ -193,3 +212,6 @@ export const openapi = {
     '/docs': { get: { summary: 'A page to try the API', security: [], responses: { '200': { description: 'HTML' } } } },
   },
 } as const
+}
+
+export type OpenApiDocument = ReturnType<typeof openapiFor>

@@ -17,6 +17,18 @@ export interface RegistryEntry {
 
 export class ConfigError extends Error {}
 
+/**
+ * Server-wide caps on the extraction, passed to every model load: the effective limit is the
+ * smaller of the cap and the model manifest's own param. `maxDecodedPixels` bounds the
+ * decoding work of one request (decoded frames × pixels per frame), which a tiny upload of
+ * many small-to-encode frames could otherwise make huge.
+ */
+export interface VideoLimits {
+  maxSeconds: number
+  maxPixels: number
+  maxDecodedPixels: number
+}
+
 /** The demo model, relative to the working directory (the repository root for make run). */
 export const DEFAULT_REGISTRY = 'tabr-demo:tabr:models/tabr-demo'
 
@@ -96,10 +108,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
     REDIS_URL: str({ default: 'redis://127.0.0.1:6379' }),
     MODEL_LOADING: str({ choices: ['eager', 'lazy'], default: 'eager' }),
     MAX_UPLOAD_MB: positive({ default: 64 }),
-    MAX_VIDEO_SECONDS: positive({ default: 10.5 }),
-    MAX_FRAME_PIXELS: num({ default: 1920 * 1080 }),
+    MAX_VIDEO_SECONDS: positive({ default: 10.5, desc: "server-wide cap over each model's max_seconds" }),
+    MAX_FRAME_PIXELS: positive({ default: 1920 * 1080, desc: "server-wide cap over each model's max_pixels (width × height)" }),
+    MAX_DECODED_MEGAPIXELS: positive({ default: 1306, desc: 'decoding work per request: frames × pixels, in millions (1306 ≈ 1080p × 60 fps × 10.5 s)' }),
     CONCURRENCY: num({ default: cores }),
     MAX_PENDING: num({ default: cores * 4 }),
+    FEATURE_CONCURRENCY: num({ default: cores, desc: 'feature-vector (JSON) inferences at once, admitted apart from videos' }),
+    FEATURE_MAX_PENDING: num({ default: 256, desc: 'feature-vector inferences that may wait' }),
     REQUEST_TIMEOUT_S: positive({ default: 30 }),
     SHUTDOWN_TIMEOUT_S: positive({ default: 20 }),
     CORS_ORIGINS: str({ default: '' }),
@@ -124,6 +139,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
   if (callbackHosts.length && c.CALLBACK_SECRET.length < 32) throw new ConfigError('CALLBACK_SECRET: callbacks are allowed (CALLBACK_ALLOWED_HOSTS), so a secret of at least 32 characters is needed to sign them')
   if (!Number.isInteger(c.CONCURRENCY) || c.CONCURRENCY < 1) throw new ConfigError('CONCURRENCY: must be a whole number ≥ 1')
   if (!Number.isInteger(c.MAX_PENDING) || c.MAX_PENDING < 0) throw new ConfigError('MAX_PENDING: must be a whole number ≥ 0')
+  if (!Number.isInteger(c.FEATURE_CONCURRENCY) || c.FEATURE_CONCURRENCY < 1) throw new ConfigError('FEATURE_CONCURRENCY: must be a whole number ≥ 1')
+  if (!Number.isInteger(c.FEATURE_MAX_PENDING) || c.FEATURE_MAX_PENDING < 0) throw new ConfigError('FEATURE_MAX_PENDING: must be a whole number ≥ 0')
+  if (!Number.isInteger(c.MAX_FRAME_PIXELS)) throw new ConfigError('MAX_FRAME_PIXELS: must be a whole number of pixels')
   return {
     tokens: c.AI_API_TOKEN,
     registry,
@@ -133,10 +151,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
     redisUrl: c.REDIS_URL,
     modelLoading: c.MODEL_LOADING as 'eager' | 'lazy',
     maxUploadBytes: Math.floor(c.MAX_UPLOAD_MB * 1024 * 1024),
-    maxVideoSeconds: c.MAX_VIDEO_SECONDS,
-    maxFramePixels: c.MAX_FRAME_PIXELS,
+    /** Server-wide caps over every model manifest's extraction params (the smaller one wins). */
+    limits: {
+      maxSeconds: c.MAX_VIDEO_SECONDS,
+      maxPixels: c.MAX_FRAME_PIXELS,
+      maxDecodedPixels: Math.round(c.MAX_DECODED_MEGAPIXELS * 1e6),
+    } satisfies VideoLimits,
     concurrency: c.CONCURRENCY,
     maxPending: c.MAX_PENDING,
+    featureConcurrency: c.FEATURE_CONCURRENCY,
+    featureMaxPending: c.FEATURE_MAX_PENDING,
     requestTimeoutMs: c.REQUEST_TIMEOUT_S * 1000,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_S * 1000,
     corsOrigins: c.CORS_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean),

@@ -1,6 +1,9 @@
 // Logs (pino + pino-http) and metrics (prom-client). Request ids: X-Request-Id is honoured
-// when it looks like an id, else generated, and always echoed. Authorization is redacted.
-// One log line per request carries the model, status, error code and stage timings.
+// when it looks like an id, else generated, and always echoed. One log line per request
+// carries the model, status, error code and stage timings. A request is logged by what is
+// safe to keep: its path without the query string (a query can carry a token or other
+// secrets) and a short allow-list of headers (never Authorization or Cookie); Authorization
+// and Cookie are also redacted wherever else a request object is logged.
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pino, type Logger } from 'pino'
@@ -14,9 +17,32 @@ export function makeLogger(level: string, destination?: NodeJS.WritableStream): 
   return destination ? pino(options, destination) : pino(options)
 }
 
+/** The request headers a log line keeps. */
+export const LOGGED_HEADERS = ['user-agent', 'content-type', 'content-length', 'content-encoding', 'transfer-encoding', 'prefer', 'origin']
+
+interface SerializedReq {
+  id: unknown
+  method: string
+  remoteAddress?: string
+  raw: IncomingMessage & { originalUrl?: string }
+}
+
+/** A request as logged: id, method, path (no query), allow-listed headers, peer address. */
+export function logRequest(r: SerializedReq) {
+  const url = r.raw.originalUrl ?? r.raw.url ?? ''
+  const q = url.indexOf('?')
+  const headers: Record<string, string | string[]> = {}
+  for (const h of LOGGED_HEADERS) {
+    const v = r.raw.headers[h]
+    if (v !== undefined) headers[h] = v
+  }
+  return { id: r.id, method: r.method, url: q < 0 ? url : url.slice(0, q), headers, remoteAddress: r.remoteAddress }
+}
+
 export function httpLogger(logger: Logger) {
   return pinoHttp({
     logger,
+    serializers: { req: logRequest },
     genReqId: (req: IncomingMessage, res: ServerResponse) => {
       const given = req.headers['x-request-id']
       const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
@@ -27,7 +53,7 @@ export function httpLogger(logger: Logger) {
       const l = (res as ServerResponse & { locals?: Record<string, unknown> }).locals ?? {}
       return { model: l.model, job_id: l.jobId, code: l.errorCode, timings_ms: l.timings }
     },
-    autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
+    autoLogging: { ignore: (req) => /^\/(healthz|readyz)(\?|$)/.test(req.url ?? '') },
   })
 }
 
@@ -70,9 +96,20 @@ export class Metrics {
     })
   }
 
-  constructor(gauges: { inFlight: () => number; pending: () => number }) {
+  /** Gauges by admission kind (`video`, `features`: two limiters). */
+  constructor(gauges: { inFlight: () => Record<string, number>; pending: () => Record<string, number> }) {
     client.collectDefaultMetrics({ register: this.registry })
-    new client.Gauge({ name: 'tabr_inflight', help: 'inferences running', registers: [this.registry], collect() { this.set(gauges.inFlight()) } })
-    new client.Gauge({ name: 'tabr_pending', help: 'inferences waiting for a slot', registers: [this.registry], collect() { this.set(gauges.pending()) } })
+    const byKind = (name: string, help: string, read: () => Record<string, number>) =>
+      new client.Gauge({
+        name,
+        help,
+        labelNames: ['kind'] as const,
+        registers: [this.registry],
+        collect() {
+          for (const [kind, n] of Object.entries(read())) this.set({ kind }, n)
+        },
+      })
+    byKind('tabr_inflight', 'inferences running, by kind (video, features)', gauges.inFlight)
+    byKind('tabr_pending', 'inferences waiting for a slot, by kind (video, features)', gauges.pending)
   }
 }

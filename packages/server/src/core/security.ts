@@ -1,9 +1,13 @@
 // Bearer authentication (passport-http-bearer). Several tokens are valid at once, so a token
 // can be rotated without downtime. Each check hashes both sides and compares every configured
 // token in constant time, so neither the token nor its length leaks through timing. The token
-// itself is never logged (the logger redacts Authorization).
+// is taken from the Authorization header only: the strategy would also read `access_token`
+// from the query string or the body, where URLs and bodies end up in logs, proxies and
+// browser histories, so it is shown the header and nothing else, and a request that carries
+// `access_token` in its query is refused (400, as RFC 6750 says for a malformed request).
+// The token is never logged (the request log keeps no Authorization header and no query).
 import { createHash, timingSafeEqual } from 'node:crypto'
-import type { RequestHandler } from 'express'
+import type { Request, RequestHandler } from 'express'
 import passport from 'passport'
 import { Strategy as BearerStrategy } from 'passport-http-bearer'
 import { ApiError } from '../api/errors.js'
@@ -25,13 +29,20 @@ export function bearerAuth(tokens: string[]): RequestHandler {
   const matches = tokenMatcher(tokens)
   const p = new passport.Passport()
   p.use(new BearerStrategy((token, done) => done(null, matches(token) ? { client: 'bearer' } : false)))
-  return (req, res, next) =>
+  return (req, res, next) => {
+    if (Object.hasOwn(req.query ?? {}, 'access_token')) {
+      res.setHeader('WWW-Authenticate', 'Bearer realm="tabr-serve", error="invalid_request"')
+      return next(new ApiError('bad_request', 'send the token in the Authorization header, never in the URL'))
+    }
+    // The strategy sees the Authorization header only (never req.query or req.body).
+    const headerOnly = { headers: { authorization: req.headers.authorization } } as Request
     p.authenticate('bearer', { session: false }, (err: unknown, user: unknown) => {
       if (err) return next(err)
       if (!user) {
         res.setHeader('WWW-Authenticate', 'Bearer realm="tabr-serve"')
-        return next(new ApiError(401, 'unauthorized', 'a valid bearer token is required'))
+        return next(new ApiError('unauthorized', 'a valid bearer token is required'))
       }
       next()
-    })(req, res, next)
+    })(headerOnly, res, next)
+  }
 }

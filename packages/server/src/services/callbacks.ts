@@ -18,7 +18,7 @@ export class CallbackPolicy {
 
   /** The URL, normalised, or a 422 saying why it is refused. */
   check(raw: unknown): string {
-    const refuse = (why: string) => new ApiError(422, 'callback_not_allowed', `callback_url: ${why}`)
+    const refuse = (why: string) => new ApiError('callback_not_allowed', `callback_url: ${why}`)
     if (!this.enabled) throw refuse('callbacks are not enabled on this service (CALLBACK_ALLOWED_HOSTS)')
     if (typeof raw !== 'string' || raw.length > 2048) throw refuse('must be one http(s) URL of at most 2048 characters')
     let url: URL

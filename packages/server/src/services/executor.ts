@@ -27,7 +27,7 @@ export class Limiter {
   run<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
     if (this.active >= this.concurrency && this.queue.length >= this.maxPending) {
       const retry = Math.max(1, Math.ceil(this.timeoutMs / 1000 / 4))
-      return Promise.reject(new ApiError(503, 'overloaded', 'the service is busy: retry later', { 'Retry-After': String(retry) }))
+      return Promise.reject(new ApiError('overloaded', 'the service is busy: retry later', { 'Retry-After': String(retry) }))
     }
     return new Promise<T>((resolve, reject) => {
       const ac = new AbortController()
@@ -43,7 +43,7 @@ export class Limiter {
       const timer = setTimeout(() => {
         ac.abort()
         if (!started) this.queue.splice(this.queue.indexOf(waiter), 1)
-        finish(() => reject(new ApiError(504, 'timeout', 'the inference took longer than the request timeout')))
+        finish(() => reject(new ApiError('timeout', 'the inference took longer than the request timeout')))
       }, this.timeoutMs)
       const waiter: Waiter = () => {
         started = true

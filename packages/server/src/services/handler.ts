@@ -3,6 +3,7 @@
 // InferenceResult out. (DESIGN.md splits preprocess/predict; here one `infer` call lets a
 // handler run extraction and prediction as a single native task, with the model's own
 // feature parameters.)
+import type { VideoLimits } from '../core/config.js'
 
 export type InferenceInput =
   | { kind: 'video'; path: string }
@@ -51,4 +52,10 @@ export interface ModelHandler {
   describe(): ModelInfo
 }
 
-export type HandlerFactory = (name: string, opts: { ortProvider: string }) => ModelHandler
+export interface HandlerOptions {
+  ortProvider: string
+  /** Server-wide caps over the model's own extraction params (MAX_VIDEO_SECONDS, …). */
+  limits: VideoLimits
+}
+
+export type HandlerFactory = (name: string, opts: HandlerOptions) => ModelHandler

@@ -21,6 +21,7 @@ import {
   blobKey,
   expired,
   jobOptions,
+  checkPersistence,
   jobView,
   redisConnection,
   type JobData,
@@ -28,7 +29,7 @@ import {
 } from './queue.js'
 
 const DEADLINE_MS = 1500
-const unavailable = () => new ApiError(503, 'queue_unavailable', 'the job queue is unavailable: retry later', { 'Retry-After': '2' })
+const unavailable = () => new ApiError('queue_unavailable', 'the job queue is unavailable: retry later', { 'Retry-After': '2' })
 const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 interface Waiter {
@@ -80,6 +81,7 @@ export class QueueExecutor {
       this.settle(jobId, (w) => w.reject(apiErrorOf(decodeError(failedReason))))
       onFinished('failed')
     })
+    this.redis.once('ready', () => void checkPersistence(this.redis, this.logger))
     // Whoever waits on a job hears at once when the connection drops, not at its timeout.
     this.redis.on('close', () => {
       for (const id of [...this.waiters.keys()]) this.settle(id, (w) => w.reject(unavailable()))
@@ -164,7 +166,7 @@ export class QueueExecutor {
   wait(id: string): Promise<Answer> {
     return new Promise<Answer>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.settle(id, (w) => w.reject(new ApiError(504, 'timeout', 'the inference took longer than the request timeout')))
+        this.settle(id, (w) => w.reject(new ApiError('timeout', 'the inference took longer than the request timeout')))
         void this.abandon(id)
       }, this.config.requestTimeoutMs)
       this.waiters.set(id, {

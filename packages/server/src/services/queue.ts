@@ -10,8 +10,12 @@
 //   A job may stall twice (maxStalledCount 2); a third stall fails it with `internal`.
 // - callbacks: a second queue, joined to the inference job as a BullMQ flow parent, so Redis
 //   itself starts the callback exactly when the job ends, once, whichever worker ends it.
+// - persistence: jobs, uploads and results live in Redis only. The API and every worker warn
+//   at start-up when Redis keeps neither an append-only file nor RDB snapshots, because then
+//   a Redis restart loses every accepted job (README, "Queue mode": what persistence it needs).
 import { Redis, type RedisOptions } from 'ioredis'
 import type { Job, JobsOptions } from 'bullmq'
+import type { Logger } from 'pino'
 import { decodeError, type CodedError } from '../api/errors.js'
 import { inferBody, type Answer, type InferBody } from './answer.js'
 
@@ -99,4 +103,24 @@ export function redisConnection(url: string, { blocking }: { blocking: boolean }
   // 'error' event would otherwise print every reconnect attempt.
   redis.on('error', () => {})
   return redis
+}
+
+/**
+ * Logs a warning when Redis has neither AOF (`appendonly yes`) nor RDB (`save` non-empty)
+ * persistence. A Redis that refuses CONFIG (managed services rename or disable it) is told
+ * apart from one without persistence, and logged as unknown.
+ */
+export async function checkPersistence(redis: Redis, logger: Logger): Promise<'persistent' | 'volatile' | 'unknown'> {
+  let aof: unknown
+  let save: unknown
+  try {
+    ;[, aof] = (await redis.config('GET', 'appendonly')) as string[]
+    ;[, save] = (await redis.config('GET', 'save')) as string[]
+  } catch (e) {
+    logger.info({ err: (e as Error).message }, 'Redis persistence unknown (CONFIG GET refused): without AOF or RDB a Redis restart loses every accepted job (README, "Queue mode")')
+    return 'unknown'
+  }
+  if (aof === 'yes' || (typeof save === 'string' && save.trim() !== '')) return 'persistent'
+  logger.warn({ appendonly: aof ?? null, save: save ?? null }, 'Redis has no persistence (neither appendonly yes nor save): a Redis restart loses every accepted job, upload and result, and GET /jobs/{id} answers 404 for them (README, "Queue mode")')
+  return 'volatile'
 }

@@ -5,7 +5,7 @@ import { existsSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { ConfigError, type RegistryEntry } from '../core/config.js'
 import { ApiError } from '../api/errors.js'
-import type { HandlerFactory, ModelHandler, ModelInfo } from './handler.js'
+import type { HandlerFactory, HandlerOptions, ModelHandler, ModelInfo } from './handler.js'
 import { tabrHandler } from './handlers/tabr.js'
 
 export const HANDLERS: Record<string, HandlerFactory> = { tabr: tabrHandler }
@@ -22,7 +22,7 @@ export class Registry {
 
   constructor(
     entries: RegistryEntry[],
-    private readonly opts: { ortProvider: string; lazy: boolean },
+    private readonly opts: HandlerOptions & { lazy: boolean },
   ) {
     entries.forEach((entry, i) => {
       const where = `MODEL_REGISTRY entry ${i + 1} (${entry.name})`
@@ -70,11 +70,11 @@ export class Registry {
   /** The loaded handler of a model (loading it first in lazy mode); 404 when unknown. */
   async get(name: string): Promise<ModelHandler> {
     const slot = this.slots.get(name)
-    if (!slot) throw new ApiError(404, 'model_not_found', `no model named ${JSON.stringify(name)}`)
+    if (!slot) throw new ApiError('model_not_found', `no model named ${JSON.stringify(name)}`)
     if (!slot.ready) {
-      if (!this.opts.lazy) throw new ApiError(503, 'not_ready', 'the model is still loading', { 'Retry-After': '1' })
+      if (!this.opts.lazy) throw new ApiError('not_ready', 'the model is still loading', { 'Retry-After': '1' })
       await this.ensure(slot).catch(() => {
-        throw new ApiError(500, 'model_error', 'the model cannot be loaded')
+        throw new ApiError('model_error', 'the model cannot be loaded')
       })
     }
     return slot.handler

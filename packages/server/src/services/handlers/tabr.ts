@@ -1,7 +1,9 @@
 // The `tabr` handler: a tabr-model/1 directory on @org/tabr-native. Video goes through
 // predictVideo (extraction and prediction in one native task), JSON features through predict.
+// The server-wide limits (MAX_VIDEO_SECONDS, MAX_FRAME_PIXELS, MAX_DECODED_MEGAPIXELS) are
+// given to the native load, which applies the smaller of each and the manifest's own param.
 import { loadModel, type Model } from '@org/tabr-native'
-import type { HandlerFactory, InferenceInput, InferenceResult, ModelHandler, ModelInfo } from '../handler.js'
+import type { HandlerFactory, HandlerOptions, InferenceInput, InferenceResult, ModelHandler, ModelInfo } from '../handler.js'
 
 export class TabrHandler implements ModelHandler {
   private model?: Model
@@ -9,11 +11,12 @@ export class TabrHandler implements ModelHandler {
 
   constructor(
     private readonly name: string,
-    private readonly provider: string,
+    private readonly opts: HandlerOptions,
   ) {}
 
   async load(dir: string): Promise<void> {
-    this.model = await loadModel(dir, { provider: this.provider })
+    const { maxSeconds, maxPixels, maxDecodedPixels } = this.opts.limits
+    this.model = await loadModel(dir, { provider: this.opts.ortProvider, maxSeconds, maxPixels, maxDecodedPixels })
     const i = this.model.info
     this.info = {
       name: this.name,
@@ -65,4 +68,4 @@ export class TabrHandler implements ModelHandler {
   }
 }
 
-export const tabrHandler: HandlerFactory = (name, opts) => new TabrHandler(name, opts.ortProvider)
+export const tabrHandler: HandlerFactory = (name, opts) => new TabrHandler(name, opts)
