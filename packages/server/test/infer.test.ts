@@ -114,3 +114,35 @@ describe('POST /infer/{model}', () => {
     expect(text).toContain('tabr_inflight')
   })
 })
+
+describe('server-wide video limits (a cap over each manifest param)', () => {
+  it('MAX_VIDEO_SECONDS, MAX_FRAME_PIXELS and MAX_DECODED_MEGAPIXELS refuse what exceeds them', async () => {
+    // The face clip: 90 frames of 640×480 at 30 fps = 3 s, 27.6 megapixels decoded.
+    const cases: [Record<string, string>, string][] = [
+      [{ MAX_VIDEO_SECONDS: '1' }, 'video_too_long'],
+      [{ MAX_FRAME_PIXELS: String(320 * 240) }, 'frame_too_large'],
+      [{ MAX_DECODED_MEGAPIXELS: '10' }, 'video_too_large'],
+    ]
+    for (const [env, code] of cases) {
+      const s = await serve(env)
+      try {
+        const r = await post(s, readFileSync(clips.face), { 'Content-Type': 'video/x-matroska' })
+        expect([env, r.status, r.json.error?.code]).toEqual([env, 422, code])
+      } finally {
+        await s.shutdown()
+      }
+    }
+  })
+
+  it('parses them, with their defaults, and refuses a bad one in one line', async () => {
+    const { loadConfig, ConfigError } = await import('../src/core/config.js')
+    const { TOKEN } = await import('./helpers.js')
+    const load = (env: Record<string, string> = {}) => loadConfig({ AI_API_TOKEN: TOKEN, ...env }, { dotenv: false })
+    expect(load().limits).toEqual({ maxSeconds: 10.5, maxPixels: 1920 * 1080, maxDecodedPixels: 1_306_000_000 })
+    expect(load({ MAX_DECODED_MEGAPIXELS: '2.5', MAX_FRAME_PIXELS: '1000', MAX_VIDEO_SECONDS: '3' }).limits).toEqual({ maxSeconds: 3, maxPixels: 1000, maxDecodedPixels: 2_500_000 })
+    for (const [k, v] of [['MAX_DECODED_MEGAPIXELS', '0'], ['MAX_FRAME_PIXELS', '-1'], ['MAX_FRAME_PIXELS', '1.5'], ['MAX_VIDEO_SECONDS', 'x']]) {
+      expect(() => load({ [k!]: v! }), `${k}=${v}`).toThrow(ConfigError)
+      expect(() => load({ [k!]: v! })).toThrow(new RegExp(`^${k}: `))
+    }
+  })
+})

@@ -3,7 +3,7 @@
 // receiver for callbacks.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer as createHttpServer, type Server } from 'node:http'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -37,7 +37,7 @@ export async function until<T>(fn: () => Promise<T | undefined | false> | T | un
 
 export interface RedisServer {
   url: string
-  /** Stops the server (SIGTERM, no save) and waits for it to exit. */
+  /** Stops the server (SIGTERM) and waits for it to exit. */
   stop(): Promise<void>
   /** Starts it again on the same port (empty: there is no persistence). */
   start(): Promise<void>
@@ -45,12 +45,15 @@ export interface RedisServer {
   keys(pattern: string): Promise<string[]>
 }
 
-export async function startRedis(): Promise<RedisServer> {
+/** redis-server on a free port; `settings` default to no persistence at all (no RDB, no AOF). */
+export async function startRedis(settings: string[] = ['--save', '', '--appendonly', 'no']): Promise<RedisServer> {
   const port = await freePort()
   const url = `redis://127.0.0.1:${port}`
+  const dir = mkdtempSync(join(tmpdir(), 'tabr-redis-'))
   let proc: ChildProcess | undefined
   const start = async () => {
-    proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    mkdirSync(dir, { recursive: true })
+    proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...settings], { stdio: 'ignore' })
     await until(async () => {
       const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
       probe.on('error', () => {})
@@ -64,13 +67,16 @@ export async function startRedis(): Promise<RedisServer> {
       }
     }, 10_000, 'redis-server')
   }
+  /** Stops the server and removes its working folder (what persistence settings wrote there). */
   const stop = async () => {
     const p = proc
-    if (!p || p.exitCode !== null) return
-    await new Promise((r) => {
-      p.once('exit', r)
-      p.kill('SIGTERM')
-    })
+    if (p && p.exitCode === null) {
+      await new Promise((r) => {
+        p.once('exit', r)
+        p.kill('SIGTERM')
+      })
+    }
+    rmSync(dir, { recursive: true, force: true })
   }
   await start()
   return {

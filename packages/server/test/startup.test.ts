@@ -1,0 +1,157 @@
+// What a process checks and cleans when it starts: the temp folders that killed processes left
+// behind (removed, never a live process's), and, in queue mode, whether Redis keeps what the
+// queue holds (a warning when it has neither AOF nor RDB persistence).
+import { execFileSync, spawn } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { afterAll, describe, expect, it } from 'vitest'
+import { createService } from '../src/app.js'
+import { makeLogger } from '../src/core/observability.js'
+import { removeStaleDirs } from '../src/core/tempdirs.js'
+import { checkPersistence, redisConnection } from '../src/services/queue.js'
+import { config } from './helpers.js'
+import { queueEnv, startRedis, startWorker, until } from './queue-helpers.js'
+
+/** A pid that was just in use and is not any more. */
+const deadPid = () => Number(execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }))
+
+/** A folder `<prefix><pid>-<tag>` in base holding a file, as a process would have left it. */
+function leftBehind(base: string, prefix: string, pid: number, tag: string) {
+  const dir = join(base, `${prefix}${pid}-${tag}`)
+  mkdirSync(dir)
+  writeFileSync(join(dir, 'upload'), 'a copy of an upload')
+  return dir
+}
+
+function logSink() {
+  const lines: Record<string, any>[] = []
+  const sink = new Writable({ write: (chunk, _enc, cb) => void (lines.push(...String(chunk).split('\n').filter(Boolean).map((l) => JSON.parse(l))), cb()) })
+  return { lines, logger: makeLogger('info', sink) }
+}
+
+describe('stale temp folders', () => {
+  const bases: string[] = []
+  const base = () => {
+    const b = mkdtempSync(join(tmpdir(), 'tabr-stale-'))
+    bases.push(b)
+    return b
+  }
+  afterAll(() => bases.forEach((b) => rmSync(b, { recursive: true, force: true })))
+
+  it('removes the folders of processes that are gone, and only those', async () => {
+    const b = base()
+    const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' })
+    try {
+      const dead = leftBehind(b, 'tabr-worker-', deadPid(), 'aaaaaa')
+      const alive = leftBehind(b, 'tabr-worker-', live.pid!, 'bbbbbb')
+      const mine = leftBehind(b, 'tabr-worker-', process.pid, 'cccccc')
+      const init = leftBehind(b, 'tabr-worker-', 1, 'dddddd')
+      const other = leftBehind(b, 'tabr-serve-', deadPid(), 'eeeeee')
+      mkdirSync(join(b, 'tabr-worker-test-ffffff'))
+      const { removed, failed } = removeStaleDirs('tabr-worker-', b)
+      expect([removed, failed]).toEqual([[dead.split('/').pop()], []])
+      expect(existsSync(dead)).toBe(false)
+      for (const kept of [alive, mine, init, other, join(b, 'tabr-worker-test-ffffff')]) expect(existsSync(kept), kept).toBe(true)
+    } finally {
+      live.kill()
+    }
+  })
+
+  it('a worker removes the folder a SIGKILLed worker left, at start-up, and names its own by pid', async () => {
+    const redis = await startRedis()
+    const b = base()
+    const first = await startWorker(queueEnv(redis.url, { TMPDIR: b }))
+    try {
+      const own = (pid: number) => readdirSync(b).filter((d) => d.startsWith(`tabr-worker-${pid}-`))
+      expect(own(first.proc.pid!)).toHaveLength(1)
+      // Killed mid-life: its folder stays, with what it held.
+      writeFileSync(join(b, own(first.proc.pid!)[0]!, 'upload'), 'a copy of an upload')
+      first.proc.kill('SIGKILL')
+      await first.exited
+      expect(own(first.proc.pid!)).toHaveLength(1)
+      const second = await startWorker(queueEnv(redis.url, { TMPDIR: b }))
+      try {
+        expect(own(first.proc.pid!)).toEqual([])
+        expect(own(second.proc.pid!)).toHaveLength(1)
+        expect(second.lines.some((l) => l.msg === 'removed the temp folders of workers that no longer run')).toBe(true)
+      } finally {
+        second.proc.kill('SIGTERM')
+        await second.exited
+      }
+      // A graceful stop removes the worker's own folder.
+      expect(own(second.proc.pid!)).toEqual([])
+    } finally {
+      if (first.proc.exitCode === null && first.proc.signalCode === null) first.proc.kill('SIGKILL')
+      await redis.stop()
+    }
+  })
+
+  it('the API removes the upload folder a killed API left', async () => {
+    const b = base()
+    const stale = leftBehind(b, 'tabr-serve-', deadPid(), 'aaaaaa')
+    const previous = process.env.TMPDIR
+    process.env.TMPDIR = b
+    try {
+      const s = createService(config())
+      try {
+        expect(existsSync(stale)).toBe(false)
+        expect(s.uploadDir.startsWith(join(b, `tabr-serve-${process.pid}-`))).toBe(true)
+      } finally {
+        await s.dispose()
+      }
+    } finally {
+      if (previous === undefined) delete process.env.TMPDIR
+      else process.env.TMPDIR = previous
+    }
+  })
+})
+
+describe('Redis persistence (queue mode)', () => {
+  const check = async (settings: string[]) => {
+    const redis = await startRedis(settings)
+    const conn = redisConnection(redis.url, { blocking: true })
+    const { lines, logger } = logSink()
+    try {
+      return { verdict: await checkPersistence(conn, logger), lines }
+    } finally {
+      conn.disconnect()
+      await redis.stop()
+    }
+  }
+
+  it('warns when Redis keeps neither AOF nor RDB, and only then', async () => {
+    const none = await check(['--save', '', '--appendonly', 'no'])
+    expect(none.verdict).toBe('volatile')
+    expect(none.lines.filter((l) => l.level === 40).map((l) => l.msg)).toEqual([expect.stringMatching(/no persistence.*restart loses every accepted job/)])
+    for (const settings of [['--save', '', '--appendonly', 'yes'], ['--save', '3600 1', '--appendonly', 'no']]) {
+      const ok = await check(settings)
+      expect([settings, ok.verdict]).toEqual([settings, 'persistent'])
+      expect(ok.lines.filter((l) => l.level >= 40)).toEqual([])
+    }
+  })
+
+  it('tolerates a Redis that refuses CONFIG', async () => {
+    const r = await check(['--save', '', '--appendonly', 'no', '--rename-command', 'CONFIG', ''])
+    expect(r.verdict).toBe('unknown')
+    expect(r.lines.map((l) => [l.level, l.msg])).toEqual([[30, expect.stringMatching(/persistence unknown/)]])
+  })
+
+  it('the API and a worker warn at start-up', async () => {
+    const redis = await startRedis()
+    const { lines, logger } = logSink()
+    const cfg = config(queueEnv(redis.url))
+    const s = createService(cfg, { logger })
+    const worker = await startWorker(queueEnv(redis.url))
+    try {
+      await until(() => lines.some((l) => l.level === 40 && /no persistence/.test(l.msg)), 10_000, 'the API warning')
+      expect(worker.lines.some((l) => l.level === 40 && /no persistence/.test(String(l.msg)))).toBe(true)
+    } finally {
+      worker.proc.kill('SIGTERM')
+      await worker.exited
+      await s.dispose()
+      await redis.stop()
+    }
+  })
+})
