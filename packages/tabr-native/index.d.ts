@@ -31,10 +31,10 @@ export declare function errorCodes(): Array<string>
 /**
  * Extracts the POC-ABS v1 features of one video, off the event loop.
  *
- * `input` is a file path or the video's bytes (written to a private temp file that is
- * removed in every outcome). Rejects with an `Error` whose `code` is one of
- * `invalid_video`, `video_too_long`, `video_too_short`, `frame_too_large`, `no_face`,
- * `aborted` or `internal`.
+ * `input` is a file path or the video's bytes (decoded from memory; nothing is written).
+ * Rejects with an `Error` whose `code` is one of `invalid_video`, `video_too_long`,
+ * `video_too_short`, `frame_too_large`, `video_too_large`, `no_face`, `aborted` or
+ * `internal`.
  */
 export declare function extractFeatures(input: string | Buffer, options?: ExtractOptions | undefined | null, signal?: AbortSignal | undefined | null): Promise<ExtractResult>
 
@@ -58,6 +58,8 @@ export interface ExtractMeta {
   detectHits: number
   /** Times the face box was replaced. */
   boxChanges: number
+  /** Packets the decoder could not use and skipped (reading goes on, spec §1). */
+  decodeErrors: number
   /** Every face box in force. */
   boxes: Array<FaceBoxChange>
   /** Per-stage milliseconds. */
@@ -75,6 +77,11 @@ export interface ExtractOptions {
   maxSeconds?: number
   /** Largest accepted frame in pixels, width × height (spec default 1920 × 1080). */
   maxPixels?: number
+  /**
+   * Most pixels decoded for the video, frames × pixels per frame (default
+   * 1920 × 1080 × 60 × 10.5); more is `video_too_large`.
+   */
+  maxDecodedPixels?: number
 }
 
 /** The POC-ABS v1 feature vector of one video. */
@@ -138,6 +145,15 @@ export interface LoadModelOptions {
   sessions?: number
   /** Check `golden.json` while loading (default true). */
   verifyGolden?: boolean
+  /** Cap on the manifest's longest video, seconds (the service's `MAX_VIDEO_SECONDS`). */
+  maxSeconds?: number
+  /** Cap on the manifest's largest frame, pixels (the service's `MAX_FRAME_PIXELS`). */
+  maxPixels?: number
+  /**
+   * Cap on the pixels decoded for one video, frames × pixels per frame (the service's
+   * `MAX_DECODED_MEGAPIXELS` × 10⁶).
+   */
+  maxDecodedPixels?: number
 }
 
 /** The model directory formats `loadModel` reads (e.g. `tabr-model/1`). */

@@ -32,5 +32,5 @@ pub const FEATURE_SPECS: [&str; 1] = [spec::SPEC_ID];
 /// The model directory formats this build reads (a manifest's `format`).
 pub const MODEL_FORMATS: [&str; 1] = [model::manifest::FORMAT];
 pub use extract::{BoxChange, CancelFlag, Extractor, Features, Meta, StageTimings};
-pub use spec::{feature_names, SpecParams, N_FEATURES};
+pub use spec::{feature_names, Limits, SpecParams, N_FEATURES};
 pub use video::VideoSource;

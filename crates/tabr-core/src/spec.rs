@@ -153,6 +153,18 @@ pub fn feature_names() -> Vec<String> {
         .collect()
 }
 
+/// Server-wide limits over every model's [`SpecParams`] (`MAX_VIDEO_SECONDS`,
+/// `MAX_FRAME_PIXELS`, `MAX_DECODED_MEGAPIXELS` in the service). `None` leaves the model's value.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// Cap on `max_seconds`.
+    pub max_seconds: Option<f64>,
+    /// Cap on `max_pixels`.
+    pub max_pixels: Option<u64>,
+    /// Cap on `max_decoded_pixels`.
+    pub max_decoded_pixels: Option<u64>,
+}
+
 /// Default of [`SpecParams::max_decoded_pixels`]: 1920×1080 frames at 60 fps for 10.5 s,
 /// so every video within the other limits at up to 60 fps passes.
 pub const DEFAULT_MAX_DECODED_PIXELS: u64 = 1920 * 1080 * 60 * 21 / 2;
@@ -232,6 +244,22 @@ impl SpecParams {
         Ok(())
     }
 
+    /// These parameters with the service's limits applied: each limit given caps the
+    /// model's own value (a server-wide bound over every manifest).
+    pub fn capped(&self, limits: &Limits) -> SpecParams {
+        let mut p = self.clone();
+        if let Some(s) = limits.max_seconds {
+            p.max_seconds = p.max_seconds.min(s);
+        }
+        if let Some(px) = limits.max_pixels {
+            p.max_pixels = p.max_pixels.min(px);
+        }
+        if let Some(px) = limits.max_decoded_pixels {
+            p.max_decoded_pixels = p.max_decoded_pixels.min(px);
+        }
+        p
+    }
+
     /// The frame budget for a given fps: `ceil(fps × max_seconds)`.
     pub fn max_frames(&self, fps: f64) -> u64 {
         (fps * self.max_seconds).ceil() as u64
@@ -284,6 +312,25 @@ mod tests {
         assert_eq!(names[9], "brow_l.poc.spike");
         assert_eq!(names[73], "mouth.abs.p95");
         assert_eq!(names[89], "global.poc.spike");
+    }
+
+    #[test]
+    fn limits_cap_but_never_raise() {
+        let p = SpecParams::default();
+        let tight = Limits {
+            max_seconds: Some(5.0),
+            max_pixels: Some(640 * 480),
+            max_decoded_pixels: Some(1_000_000),
+        };
+        let c = p.capped(&tight);
+        assert_eq!((c.max_seconds, c.max_pixels, c.max_decoded_pixels), (5.0, 640 * 480, 1_000_000));
+        let loose = Limits {
+            max_seconds: Some(100.0),
+            max_pixels: Some(u64::MAX),
+            max_decoded_pixels: None,
+        };
+        assert_eq!(p.capped(&loose), p);
+        assert_eq!(p.capped(&Limits::default()), p);
     }
 
     #[test]

@@ -101,6 +101,28 @@ fn predictions_validate_their_input() {
 }
 
 #[test]
+fn a_missing_value_without_an_imputer_is_invalid_features() {
+    // The demo model without its imputer step (and without golden.json, whose rows have
+    // missing values this model can no longer fill).
+    let (_tmp, dir) = broken(|d: &Path| {
+        let p = d.join("preprocess.json");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
+        let steps = v["steps"].as_array_mut().expect("steps");
+        steps.retain(|s| s["type"] != "imputer");
+        std::fs::write(&p, v.to_string()).expect("write");
+        std::fs::remove_file(d.join("golden.json")).expect("rm golden");
+    });
+    let m = Model::load(&dir, &opts()).expect("loads without an imputer");
+    let mut row = vec![0.1; 90];
+    assert!(m.predict(&row).is_ok(), "a full row still predicts");
+    row[73] = f64::NAN;
+    let e = m.predict(&row).expect_err("a missing value cannot be filled");
+    assert_eq!(e.code(), ErrorCode::InvalidFeatures);
+    assert!(e.message().contains("mouth.abs.p95"), "{}", e.message());
+}
+
+#[test]
 fn malformed_directories_are_refused_clearly() {
     type Edit = Box<dyn FnOnce(&Path)>;
     let cases: Vec<(&str, Edit, &str)> = vec![

@@ -26,6 +26,9 @@ pub struct ExtractOptions {
     pub max_seconds: Option<f64>,
     /// Largest accepted frame in pixels, width × height (spec default 1920 × 1080).
     pub max_pixels: Option<f64>,
+    /// Most pixels decoded for the video, frames × pixels per frame (default
+    /// 1920 × 1080 × 60 × 10.5); more is `video_too_large`.
+    pub max_decoded_pixels: Option<f64>,
 }
 
 /// Per-stage wall time in milliseconds (`flow` and `poc` are summed over pool workers).
@@ -77,6 +80,8 @@ pub struct ExtractMeta {
     pub detect_hits: u32,
     /// Times the face box was replaced.
     pub box_changes: u32,
+    /// Packets the decoder could not use and skipped (reading goes on, spec §1).
+    pub decode_errors: u32,
     /// Every face box in force.
     pub boxes: Vec<FaceBoxChange>,
     /// Per-stage milliseconds.
@@ -212,6 +217,7 @@ pub(crate) fn to_js(f: Features) -> ExtractResult {
             detect_tries: m.detect_tries as u32,
             detect_hits: m.detect_hits as u32,
             box_changes: m.box_changes as u32,
+            decode_errors: m.decode_errors as u32,
             boxes: m
                 .boxes
                 .iter()
@@ -254,7 +260,10 @@ fn build_extractor(options: &ExtractOptions) -> Result<Extractor> {
         params.max_seconds = s;
     }
     if let Some(p) = options.max_pixels {
-        params.max_pixels = p as u64;
+        params.max_pixels = count_option(p);
+    }
+    if let Some(p) = options.max_decoded_pixels {
+        params.max_decoded_pixels = count_option(p);
     }
     params
         .validate()
@@ -262,12 +271,24 @@ fn build_extractor(options: &ExtractOptions) -> Result<Extractor> {
     Ok(Extractor::with(detector, params))
 }
 
+/// A JS number option that counts something (pixels): negative and NaN become 0, which the
+/// parameter checks then refuse; fractions are dropped.
+pub(crate) fn count_option(v: f64) -> u64 {
+    if v.is_finite() && v > 0.0 {
+        v as u64
+    } else if v == f64::INFINITY {
+        u64::MAX
+    } else {
+        0
+    }
+}
+
 /// Extracts the POC-ABS v1 features of one video, off the event loop.
 ///
-/// `input` is a file path or the video's bytes (written to a private temp file that is
-/// removed in every outcome). Rejects with an `Error` whose `code` is one of
-/// `invalid_video`, `video_too_long`, `video_too_short`, `frame_too_large`, `no_face`,
-/// `aborted` or `internal`.
+/// `input` is a file path or the video's bytes (decoded from memory; nothing is written).
+/// Rejects with an `Error` whose `code` is one of `invalid_video`, `video_too_long`,
+/// `video_too_short`, `frame_too_large`, `video_too_large`, `no_face`, `aborted` or
+/// `internal`.
 #[napi(
     ts_args_type = "input: string | Buffer, options?: ExtractOptions | undefined | null, signal?: AbortSignal | undefined | null",
     ts_return_type = "Promise<ExtractResult>"

@@ -26,6 +26,13 @@ pub struct LoadModelOptions {
     pub sessions: Option<u32>,
     /// Check `golden.json` while loading (default true).
     pub verify_golden: Option<bool>,
+    /// Cap on the manifest's longest video, seconds (the service's `MAX_VIDEO_SECONDS`).
+    pub max_seconds: Option<f64>,
+    /// Cap on the manifest's largest frame, pixels (the service's `MAX_FRAME_PIXELS`).
+    pub max_pixels: Option<f64>,
+    /// Cap on the pixels decoded for one video, frames × pixels per frame (the service's
+    /// `MAX_DECODED_MEGAPIXELS` × 10⁶).
+    pub max_decoded_pixels: Option<f64>,
 }
 
 /// The feature spec a model was trained on.
@@ -223,6 +230,11 @@ pub fn load_model(
         .map_or(defaults.intra_threads, |n| n as usize);
     let sessions = o.sessions.map_or(defaults.sessions, |n| n as usize);
     let verify_golden = o.verify_golden.unwrap_or(true);
+    let limits = tabr_core::Limits {
+        max_seconds: o.max_seconds,
+        max_pixels: o.max_pixels.map(crate::count_option),
+        max_decoded_pixels: o.max_decoded_pixels.map(crate::count_option),
+    };
     let run = move || {
         let opts = LoadOptions {
             ort_dylib_path: dylib,
@@ -230,6 +242,7 @@ pub fn load_model(
             intra_threads,
             sessions,
             verify_golden,
+            limits,
         };
         CoreModel::load(Path::new(&dir), &opts).map(Arc::new)
     };

@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::error::{Error, ErrorCode, Result};
 use crate::extract::{CancelFlag, Extractor, Features};
 use crate::face::FaceDetector;
+use crate::spec::Limits;
 pub use manifest::{FeatureSpec, Manifest, Task};
 pub use preprocess::Preprocess;
 pub use runtime::Provider;
@@ -38,6 +39,8 @@ pub struct LoadOptions {
     pub sessions: usize,
     /// Check `golden.json` at load.
     pub verify_golden: bool,
+    /// The service's limits over the manifest's length, frame size and decoding work.
+    pub limits: Limits,
 }
 
 impl Default for LoadOptions {
@@ -48,6 +51,7 @@ impl Default for LoadOptions {
             intra_threads: 1,
             sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             verify_golden: true,
+            limits: Limits::default(),
         }
     }
 }
@@ -204,7 +208,9 @@ impl Model {
             Some(p) => Arc::new(FaceDetector::from_file(p)?),
             None => FaceDetector::builtin()?,
         };
-        let extractor = Extractor::with(detector, m.features.params.clone());
+        let params = m.features.params.capped(&opts.limits);
+        params.validate()?;
+        let extractor = Extractor::with(detector, params);
 
         runtime::init(opts.ort_dylib_path.as_deref())?;
         let bytes: Arc<[u8]> = std::fs::read(&onnx)
@@ -291,7 +297,17 @@ impl Model {
                     format!("feature {i} is infinite (use NaN or null for missing)"),
                 ));
             }
-            out.extend(self.preprocess.apply(row).into_iter().map(|v| v as f32));
+            let x = self.preprocess.apply(row);
+            // A missing value the preprocessing cannot fill (no imputer) would reach the
+            // network as NaN and come back as NaN probabilities: refuse it by name instead.
+            if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+                let name = self.manifest.feature_names.get(i).map_or("?", String::as_str);
+                return Err(Error::new(
+                    ErrorCode::InvalidFeatures,
+                    format!("feature {i} ({name}) is missing and this model has no imputer to fill it"),
+                ));
+            }
+            out.extend(x.into_iter().map(|v| v as f32));
         }
         Ok(out)
     }
@@ -340,7 +356,7 @@ impl Model {
         self.finish_video(f, cancel)
     }
 
-    /// Like [`Model::predict_video_path`], for in-memory bytes (private temp file).
+    /// Like [`Model::predict_video_path`], for in-memory bytes (decoded from memory).
     pub fn predict_video_bytes(
         &self,
         bytes: &[u8],
