@@ -10,7 +10,8 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tabr-serve/target
 export TABR_BIN_DIR ?= $(CARGO_TARGET_DIR)/release
 PNPM_VERSION := 9.15.9
-APT_PACKAGES := libopencv-dev clang libclang-dev opencv-data pkg-config ffmpeg redis-server
+APT_PACKAGES := libopencv-dev clang libclang-dev opencv-data pkg-config ffmpeg redis-server \
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
 
 .PHONY: help deps apt pnpm node-modules build test test-rust test-node test-python demo-model uv bench run serve worker pack clean
 

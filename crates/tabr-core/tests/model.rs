@@ -112,6 +112,9 @@ fn a_missing_value_without_an_imputer_is_invalid_features() {
         steps.retain(|s| s["type"] != "imputer");
         std::fs::write(&p, v.to_string()).expect("write");
         std::fs::remove_file(d.join("golden.json")).expect("rm golden");
+        edit_manifest(d, |v| {
+            v["files"].as_object_mut().expect("files").remove("golden");
+        });
     });
     let m = Model::load(&dir, &opts()).expect("loads without an imputer");
     let mut row = vec![0.1; 90];
