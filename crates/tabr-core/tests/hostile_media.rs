@@ -130,6 +130,14 @@ fn a_resolution_change_is_checked_on_every_frame() {
     let ex = Extractor::with(tabr_core::face::FaceDetector::builtin().expect("cascade"), tight);
     let e = ex.extract_bytes(&bytes, &CancelFlag::new()).expect_err("too large");
     assert_eq!(e.code(), ErrorCode::FrameTooLarge, "{e}");
+    // Over it from the first frame: refused from the header, before decoding.
+    let tiny = SpecParams {
+        max_pixels: 320 * 240 - 1,
+        ..SpecParams::default()
+    };
+    let ex = Extractor::with(tabr_core::face::FaceDetector::builtin().expect("cascade"), tiny);
+    let e = ex.extract_bytes(&bytes, &CancelFlag::new()).expect_err("too large");
+    assert_eq!(e.code(), ErrorCode::FrameTooLarge, "{e}");
     // Within the limit, a size change is still refused rather than decoded as garbage.
     let e = Extractor::new()
         .expect("extractor")

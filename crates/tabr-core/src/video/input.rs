@@ -144,9 +144,15 @@ pub(crate) fn silence_ffmpeg() {
     ff::util::log::set_level(ff::util::log::Level::Quiet);
 }
 
+/// The largest frame the stream-information probe may decode (it decodes a few frames to
+/// learn the codec parameters): a memory bound for hostile headers, far above any limit a
+/// model may set, so a frame over the request's own limit is still reported as
+/// `frame_too_large` from the header.
+const PROBE_MAX_PIXELS: u64 = 8192 * 8192;
+
 /// Opens `source`, probes its bytes, refuses demuxers off the allow-list, and reads the
-/// stream information. `max_pixels` bounds the frames the probe itself may decode.
-pub fn open(source: VideoSource<'_>, max_pixels: u64) -> Result<OpenInput<'_>> {
+/// stream information.
+pub fn open(source: VideoSource<'_>) -> Result<OpenInput<'_>> {
     silence_ffmpeg();
     let reader = Box::into_raw(Box::new(match source {
         VideoSource::Bytes(b) => Reader::Bytes(Cursor::new(b)),
@@ -201,7 +207,7 @@ pub fn open(source: VideoSource<'_>, max_pixels: u64) -> Result<OpenInput<'_>> {
         let input = ff::format::context::Input::wrap(ctx);
         // The probe decodes a few frames: bound their size like every later frame.
         let n = (*ctx).nb_streams as usize;
-        let limit = CString::new(max_pixels.min(i64::MAX as u64).to_string()).map_err(fail)?;
+        let limit = CString::new(PROBE_MAX_PIXELS.to_string()).map_err(fail)?;
         let mut per_stream: Vec<*mut ffi::AVDictionary> = vec![ptr::null_mut(); n];
         for d in &mut per_stream {
             ffi::av_dict_set(d, c"max_pixels".as_ptr(), limit.as_ptr(), 0);
@@ -214,6 +220,15 @@ pub fn open(source: VideoSource<'_>, max_pixels: u64) -> Result<OpenInput<'_>> {
             return Err(unreadable());
         }
         Ok(OpenInput { ctx: input, _io: io })
+    }
+}
+
+/// The frame size a stream's parameters declare (its header), before any decoder opens.
+pub fn declared_size(p: &ff::codec::Parameters) -> (u32, u32) {
+    // SAFETY: reading two ints of live codec parameters.
+    unsafe {
+        let c = p.as_ptr();
+        ((*c).width.max(0) as u32, (*c).height.max(0) as u32)
     }
 }
 

@@ -73,7 +73,7 @@ pub struct Decoder<'a> {
 impl<'a> Decoder<'a> {
     /// Opens `source` and applies the header checks.
     pub fn open(source: VideoSource<'a>, params: &SpecParams) -> Result<Decoder<'a>> {
-        let input = input::open(source, params.max_pixels)?;
+        let input = input::open(source)?;
         let (stream, fps, rotate, params_av, header_frames, tb, start) = {
             let s = input
                 .ctx
@@ -104,6 +104,12 @@ impl<'a> Decoder<'a> {
             };
             (s.index(), fps, rotation(&s), s.parameters(), n, tb, start)
         };
+        // The header's size first: a decoder refuses to open over its pixel bound.
+        let (w, h) = input::declared_size(&params_av);
+        let (w, h) = (u64::from(w), u64::from(h));
+        if w * h > params.max_pixels {
+            return Err(frame_too_large(w, h, params.max_pixels));
+        }
         let mut ctx = ff::codec::Context::from_parameters(params_av)
             .map_err(|_| Error::invalid_video("the video stream cannot be decoded"))?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -112,10 +118,6 @@ impl<'a> Decoder<'a> {
             .decoder()
             .video()
             .map_err(|_| Error::invalid_video("the video codec is not supported"))?;
-        let (w, h) = (u64::from(dec.width()), u64::from(dec.height()));
-        if w * h > params.max_pixels {
-            return Err(frame_too_large(w, h, params.max_pixels));
-        }
         let max_frames = params.max_frames(fps);
         let probe_at = (max_frames as f64 * (1.0 + PROBE_MARGIN)).ceil();
         let mut decoder = Decoder {
@@ -145,7 +147,7 @@ impl<'a> Decoder<'a> {
                 return Err(too_long(params.max_seconds));
             }
             // The header overstates the stream: start again from the first frame.
-            decoder.input = input::open(source, params.max_pixels)?;
+            decoder.input = input::open(source)?;
         }
         Ok(decoder)
     }
