@@ -59,7 +59,8 @@ fn floor_child(clip: &Path) {
     let f = ex
         .extract_path(clip, &CancelFlag::new())
         .expect("clip has features");
-    let mut dec = Decoder::open(tabr_core::VideoSource::Path(clip), &SpecParams::default()).expect("open");
+    let mut dec =
+        Decoder::open(tabr_core::VideoSource::Path(clip), &SpecParams::default()).expect("open");
     let mut frames = Vec::new();
     let mut gray = Mat::default();
     let t = Instant::now();

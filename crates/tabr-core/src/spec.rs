@@ -323,7 +323,10 @@ mod tests {
             max_decoded_pixels: Some(1_000_000),
         };
         let c = p.capped(&tight);
-        assert_eq!((c.max_seconds, c.max_pixels, c.max_decoded_pixels), (5.0, 640 * 480, 1_000_000));
+        assert_eq!(
+            (c.max_seconds, c.max_pixels, c.max_decoded_pixels),
+            (5.0, 640 * 480, 1_000_000)
+        );
         let loose = Limits {
             max_seconds: Some(100.0),
             max_pixels: Some(u64::MAX),

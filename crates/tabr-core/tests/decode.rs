@@ -44,7 +44,11 @@ fn fixtures() -> Option<Vec<PathBuf>> {
         }
     }
     files.sort();
-    assert!(files.len() >= 20, "expected the shared fixtures, found {}", files.len());
+    assert!(
+        files.len() >= 20,
+        "expected the shared fixtures, found {}",
+        files.len()
+    );
     Some(files)
 }
 
@@ -112,7 +116,9 @@ fn gray_frames_equal_opencv_reader_frames() {
             match ours.next_gray(&mut got) {
                 Ok(true) => {}
                 other => {
-                    bad.push(format!("{name}: frame {n}: OpenCV has one, we got {other:?}"));
+                    bad.push(format!(
+                        "{name}: frame {n}: OpenCV has one, we got {other:?}"
+                    ));
                     break;
                 }
             }

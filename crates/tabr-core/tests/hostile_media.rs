@@ -111,7 +111,19 @@ fn resolution_change(dir: &Path, first: &str, second: &str) -> Vec<u8> {
     for (i, size) in [first, second].iter().enumerate() {
         let p = dir.join(format!("part{i}.ts"));
         let src = format!("testsrc=size={size}:rate=25");
-        ffmpeg(&["-f", "lavfi", "-i", &src, "-frames:v", "25", "-c:v", "libx264", "-preset", "ultrafast", s(&p)]);
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &src,
+            "-frames:v",
+            "25",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            s(&p),
+        ]);
         bytes.extend(std::fs::read(&p).expect("segment"));
     }
     bytes
@@ -127,16 +139,26 @@ fn a_resolution_change_is_checked_on_every_frame() {
         max_pixels: 320 * 240 * 2,
         ..SpecParams::default()
     };
-    let ex = Extractor::with(tabr_core::face::FaceDetector::builtin().expect("cascade"), tight);
-    let e = ex.extract_bytes(&bytes, &CancelFlag::new()).expect_err("too large");
+    let ex = Extractor::with(
+        tabr_core::face::FaceDetector::builtin().expect("cascade"),
+        tight,
+    );
+    let e = ex
+        .extract_bytes(&bytes, &CancelFlag::new())
+        .expect_err("too large");
     assert_eq!(e.code(), ErrorCode::FrameTooLarge, "{e}");
     // Over it from the first frame: refused from the header, before decoding.
     let tiny = SpecParams {
         max_pixels: 320 * 240 - 1,
         ..SpecParams::default()
     };
-    let ex = Extractor::with(tabr_core::face::FaceDetector::builtin().expect("cascade"), tiny);
-    let e = ex.extract_bytes(&bytes, &CancelFlag::new()).expect_err("too large");
+    let ex = Extractor::with(
+        tabr_core::face::FaceDetector::builtin().expect("cascade"),
+        tiny,
+    );
+    let e = ex
+        .extract_bytes(&bytes, &CancelFlag::new())
+        .expect_err("too large");
     assert_eq!(e.code(), ErrorCode::FrameTooLarge, "{e}");
     // Within the limit, a size change is still refused rather than decoded as garbage.
     let e = Extractor::new()
@@ -154,17 +176,31 @@ fn decoding_work_is_capped_before_a_tiny_clip_can_hold_a_slot() {
     // 3000 black 640×480 frames at 1000 fps: a few kB, 3 s of video (within the length
     // limit), 922 megapixels to decode.
     ffmpeg(&[
-        "-f", "lavfi", "-i", "color=black:size=640x480:rate=1000", "-frames:v", "3000",
-        "-c:v", "libx264", "-preset", "ultrafast", s(&clip),
+        "-f",
+        "lavfi",
+        "-i",
+        "color=black:size=640x480:rate=1000",
+        "-frames:v",
+        "3000",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        s(&clip),
     ]);
     assert!(std::fs::metadata(&clip).expect("clip").len() < 200_000);
     let params = SpecParams {
         max_decoded_pixels: 640 * 480 * 200,
         ..SpecParams::default()
     };
-    let ex = Extractor::with(tabr_core::face::FaceDetector::builtin().expect("cascade"), params);
+    let ex = Extractor::with(
+        tabr_core::face::FaceDetector::builtin().expect("cascade"),
+        params,
+    );
     let t = Instant::now();
-    let e = ex.extract_path(&clip, &CancelFlag::new()).expect_err("capped");
+    let e = ex
+        .extract_path(&clip, &CancelFlag::new())
+        .expect_err("capped");
     assert_eq!(e.code(), ErrorCode::VideoTooLarge, "{e}");
     println!("refused after {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
     // The default cap admits every video within the other limits up to 60 fps at 1080p.

@@ -120,7 +120,9 @@ fn a_missing_value_without_an_imputer_is_invalid_features() {
     let mut row = vec![0.1; 90];
     assert!(m.predict(&row).is_ok(), "a full row still predicts");
     row[73] = f64::NAN;
-    let e = m.predict(&row).expect_err("a missing value cannot be filled");
+    let e = m
+        .predict(&row)
+        .expect_err("a missing value cannot be filled");
     assert_eq!(e.code(), ErrorCode::InvalidFeatures);
     assert!(e.message().contains("mouth.abs.p95"), "{}", e.message());
 }

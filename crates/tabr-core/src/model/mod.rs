@@ -301,10 +301,16 @@ impl Model {
             // A missing value the preprocessing cannot fill (no imputer) would reach the
             // network as NaN and come back as NaN probabilities: refuse it by name instead.
             if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-                let name = self.manifest.feature_names.get(i).map_or("?", String::as_str);
+                let name = self
+                    .manifest
+                    .feature_names
+                    .get(i)
+                    .map_or("?", String::as_str);
                 return Err(Error::new(
                     ErrorCode::InvalidFeatures,
-                    format!("feature {i} ({name}) is missing and this model has no imputer to fill it"),
+                    format!(
+                        "feature {i} ({name}) is missing and this model has no imputer to fill it"
+                    ),
                 ));
             }
             out.extend(x.into_iter().map(|v| v as f32));

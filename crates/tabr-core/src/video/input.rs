@@ -21,8 +21,8 @@ use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::ptr;
 
-use ffmpeg_next as ff;
 use ff::ffi;
+use ffmpeg_next as ff;
 
 use crate::error::{Error, Result};
 
@@ -197,7 +197,12 @@ pub fn open(source: VideoSource<'_>) -> Result<OpenInput<'_>> {
         (*ctx).pb = io.avio;
         (*ctx).flags |= ffi::AVFMT_FLAG_CUSTOM_IO as c_int;
         let mut opts: *mut ffi::AVDictionary = ptr::null_mut();
-        ffi::av_dict_set(&mut opts, c"format_whitelist".as_ptr(), whitelist.as_ptr(), 0);
+        ffi::av_dict_set(
+            &mut opts,
+            c"format_whitelist".as_ptr(),
+            whitelist.as_ptr(),
+            0,
+        );
         ffi::av_dict_set(&mut opts, c"protocol_whitelist".as_ptr(), none.as_ptr(), 0);
         let ret = ffi::avformat_open_input(&mut ctx, empty.as_ptr(), ptr::null(), &mut opts);
         ffi::av_dict_free(&mut opts);
@@ -219,7 +224,10 @@ pub fn open(source: VideoSource<'_>) -> Result<OpenInput<'_>> {
         if ret < 0 {
             return Err(unreadable());
         }
-        Ok(OpenInput { ctx: input, _io: io })
+        Ok(OpenInput {
+            ctx: input,
+            _io: io,
+        })
     }
 }
 

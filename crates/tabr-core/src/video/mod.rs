@@ -19,8 +19,8 @@ use opencv::imgproc;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::spec::SpecParams;
-pub use input::VideoSource;
 use input::Converter;
+pub use input::VideoSource;
 
 /// The spec counts decoded frames, and headers can overstate them (a truncated file keeps
 /// its full-length index). A header over the budget is therefore confirmed by seeking this
@@ -82,14 +82,14 @@ impl<'a> Decoder<'a> {
                 .ok_or_else(|| Error::invalid_video("the upload has no video stream"))?;
             let tb = f64::from(s.time_base());
             let mut fps = f64::from(s.avg_frame_rate());
-            if !(fps >= FPS_EPS) && tb > 0.0 {
+            if (fps.is_nan() || fps < FPS_EPS) && tb > 0.0 {
                 fps = 1.0 / tb;
             }
             if !(fps.is_finite() && fps > 0.0) {
                 fps = DEFAULT_FPS;
             }
             let mut dur = input.ctx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE);
-            if !(dur >= FPS_EPS) {
+            if dur.is_nan() || dur < FPS_EPS {
                 dur = s.duration() as f64 * tb;
             }
             let n = if s.frames() > 0 {
@@ -293,11 +293,11 @@ impl<'a> Decoder<'a> {
                 ),
             ));
         }
-        self.to_gray(w, h, gray)
+        self.convert_gray(w, h, gray)
             .map_err(|_| Error::invalid_video("a video frame cannot be converted"))
     }
 
-    fn to_gray(&mut self, w: u32, h: u32, gray: &mut Mat) -> Result<(), ConvertError> {
+    fn convert_gray(&mut self, w: u32, h: u32, gray: &mut Mat) -> Result<(), ConvertError> {
         let format = self.frame.format();
         if !matches!(&self.conv, Some((f, _)) if *f == format) {
             self.conv = Some((format, Converter::new(format, w, h)?));
