@@ -17,6 +17,7 @@ import { ApiError, encodeError, toApiError } from './api/errors.js'
 import type { Config } from './core/config.js'
 import { makeLogger } from './core/observability.js'
 import { makePrivateDir, removeStaleDirs } from './core/tempdirs.js'
+import { checkThreadPool } from './core/threadpool.js'
 import { answerOf, type Answer } from './services/answer.js'
 import { CallbackPolicy } from './services/callbacks.js'
 import { Limiter } from './services/executor.js'
@@ -50,6 +51,7 @@ export function failureFor(err: unknown): Error {
 
 export async function startWorker(config: Config, opts: { logger?: Logger } = {}): Promise<RunningWorker> {
   const logger = opts.logger ?? makeLogger(config.logLevel)
+  checkThreadPool(config.concurrency, config.concurrency + 2, logger)
   const registry = new Registry(config.registry, { ortProvider: config.ortProvider, limits: config.limits, lazy: false })
   await registry.loadAll()
   const stale = removeStaleDirs(WORKER_DIR_PREFIX)

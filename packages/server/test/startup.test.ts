@@ -11,7 +11,7 @@ import { createService } from '../src/app.js'
 import { makeLogger } from '../src/core/observability.js'
 import { removeStaleDirs } from '../src/core/tempdirs.js'
 import { checkPersistence, redisConnection } from '../src/services/queue.js'
-import { config } from './helpers.js'
+import { config, spawnService } from './helpers.js'
 import { queueEnv, startRedis, startWorker, until } from './queue-helpers.js'
 
 /** A pid that was just in use and is not any more. */
@@ -152,6 +152,25 @@ describe('Redis persistence (queue mode)', () => {
       await worker.exited
       await s.dispose()
       await redis.stop()
+    }
+  })
+})
+
+describe('the libuv thread pool', () => {
+  it('a service whose videos could fill the pool says so at start-up, and not when the pool is larger', async () => {
+    const warned = (output: string[]) => output.some((l) => /"level":40/.test(l) && /libuv thread pool/.test(l))
+    const small = await spawnService({ CONCURRENCY: '4', FEATURE_CONCURRENCY: '2' })
+    try {
+      expect(warned(small.output)).toBe(true)
+      expect(small.output.find((l) => /libuv thread pool/.test(l))).toMatch(/UV_THREADPOOL_SIZE=8/)
+    } finally {
+      await small.stop()
+    }
+    const large = await spawnService({ CONCURRENCY: '4', FEATURE_CONCURRENCY: '2', UV_THREADPOOL_SIZE: '8' })
+    try {
+      expect(warned(large.output)).toBe(false)
+    } finally {
+      await large.stop()
     }
   })
 })
