@@ -89,11 +89,11 @@ run: build
 
 # make serve: the service in the foreground from a built tree; settings from the environment.
 serve:
-	node packages/server/dist/bin/tabr-serve.js serve
+	node packages/server/dist/bin/tabr-serve.cjs serve
 
 # A queue-mode worker: same MODEL_REGISTRY, REDIS_URL and CONCURRENCY as the API's settings.
 worker:
-	node packages/server/dist/bin/tabr-serve.js worker
+	node packages/server/dist/bin/tabr-serve.cjs worker
 
 # make pack: npm tarballs of @org/tabr-native and @org/tabr-native-linux-x64-gnu (the release
 # addon, stripped) in dist/npm; offline, nothing is published.

@@ -24,7 +24,7 @@ const run = (opts) => new Promise((resolve, reject) => autocannon(opts, (err, re
 const token = randomBytes(36).toString('base64url')
 const port = await freePort()
 const url = `http://127.0.0.1:${port}`
-const child = spawn(process.execPath, [join(root, 'packages/server/dist/bin/tabr-serve.js'), 'serve'], {
+const child = spawn(process.execPath, [join(root, 'packages/server/dist/bin/tabr-serve.cjs'), 'serve'], {
   cwd: root,
   env: { ...process.env, AI_API_TOKEN: token, PORT: String(port), LOG_LEVEL: 'warn', MAX_PENDING: '64', REQUEST_TIMEOUT_S: '120' },
   stdio: ['ignore', 'ignore', 'inherit'],

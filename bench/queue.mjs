@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { freePort } from './lib.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const bin = join(root, 'packages/server/dist/bin/tabr-serve.js')
+const bin = join(root, 'packages/server/dist/bin/tabr-serve.cjs')
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 

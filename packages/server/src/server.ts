@@ -28,7 +28,7 @@ export async function start(config: Config, service: Service = createService(con
   const { port } = server.address() as AddressInfo
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
   service.logger.info({ url, models: config.registry.map((e) => e.name), mode: config.executionMode }, 'listening')
-  if (config.executionMode === 'sync') checkThreadPool(config.concurrency, config.concurrency + config.featureConcurrency + 2, service.logger)
+  if (config.executionMode === 'sync') checkThreadPool(config.concurrency, config.featureConcurrency, service.logger)
   const ready = config.modelLoading === 'eager' ? service.registry.loadAll() : Promise.resolve()
   ready.then(() => service.logger.info('models ready'), () => {})
 

@@ -51,7 +51,7 @@ export function failureFor(err: unknown): Error {
 
 export async function startWorker(config: Config, opts: { logger?: Logger } = {}): Promise<RunningWorker> {
   const logger = opts.logger ?? makeLogger(config.logLevel)
-  checkThreadPool(config.concurrency, config.concurrency + 2, logger)
+  checkThreadPool(config.concurrency, 0, logger)
   const registry = new Registry(config.registry, { ortProvider: config.ortProvider, limits: config.limits, lazy: false })
   await registry.loadAll()
   const stale = removeStaleDirs(WORKER_DIR_PREFIX)

@@ -62,7 +62,7 @@ export interface ServiceProcess {
  */
 export async function spawnService(env: Record<string, string> = {}, opts: { tmp?: string } = {}): Promise<ServiceProcess> {
   const tmp = opts.tmp ?? mkdtempSync(join(tmpdir(), 'tabr-hostile-'))
-  const proc = spawn(process.execPath, [resolve(__dirname, '../dist/bin/tabr-serve.js'), 'serve'], {
+  const proc = spawn(process.execPath, [resolve(__dirname, '../dist/bin/tabr-serve.cjs'), 'serve'], {
     cwd: tmp,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: tmp, AI_API_TOKEN: TOKEN, MODEL_REGISTRY: `tabr-demo:tabr:${DEMO}`, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

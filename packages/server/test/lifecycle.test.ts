@@ -107,7 +107,7 @@ describe('start-up and shutdown', () => {
       expect(err).toBeInstanceOf(ConfigError)
       expect((err as Error).message).toMatch(/^MODEL_REGISTRY entry 1 \(bad\): unknown model format "tabr-model\/7"/)
       // The bin prints that one line and exits 1, no stack trace.
-      const bin = resolve(__dirname, '../dist/bin/tabr-serve.js')
+      const bin = resolve(__dirname, '../dist/bin/tabr-serve.cjs')
       const run = spawnSync(process.execPath, [bin, 'serve'], {
         env: { ...process.env, AI_API_TOKEN: TOKEN, MODEL_REGISTRY: `bad:tabr:${bad}`, PORT: '0', LOG_LEVEL: 'silent' },
         encoding: 'utf8',

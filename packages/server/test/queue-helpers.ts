@@ -12,7 +12,7 @@ import { Redis } from 'ioredis'
 import { DEMO } from './helpers.js'
 
 export const CALLBACK_SECRET = 'callback-secret-0123456789abcdefghijklmnop'
-const BIN = resolve(__dirname, '../dist/bin/tabr-serve.js')
+const BIN = resolve(__dirname, '../dist/bin/tabr-serve.cjs')
 
 export async function freePort(): Promise<number> {
   const srv = createNetServer()

@@ -1,6 +1,6 @@
-#!/usr/bin/env node
 // `tabr-serve serve` (the HTTP service) and `tabr-serve worker` (a queue-mode worker),
-// configured from the environment (and .env).
+// configured from the environment (and .env). Started by tabr-serve.cts, which sizes the
+// thread pool first.
 import { ConfigError, loadConfig } from '../core/config.js'
 import { start } from '../server.js'
 import { startWorker } from '../worker.js'
