@@ -4,7 +4,10 @@
 //! measured in the same run — (single-thread decode to gray + single-thread Farnebäck over
 //! every consecutive crop pair) / cores, taken in a child pinned to one core with `taskset` —
 //! the ratio wall / floor, peak RSS of one extraction in a fresh child process, and the
-//! throughput with 4 clips at once against one at a time. Nothing here fails a build.
+//! throughput with 4 clips at once against one at a time; decoding against OpenCV's reader
+//! (`decode.rs`). Nothing here fails a build.
+
+mod decode;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -381,6 +384,7 @@ fn main() {
         "| 3 s | 10 s | ratio |\n|---|---|---|\n| {rss_short:.0} MB | {rss_long:.0} MB | {:.2} |",
         rss_long / rss_short
     );
+    decode::decode_bench(&clips);
     model_bench(&clips);
     println!("\nfloor = (single-thread decode to gray + single-thread Farnebäck over the crop pairs) / cores, pinned to one core with taskset.");
 }
