@@ -26,8 +26,8 @@ fn ours(clip: &Path, bytes: Option<&[u8]>) -> u64 {
 }
 
 fn opencv(clip: &Path) -> u64 {
-    let mut cap = VideoCapture::from_file(clip.to_str().expect("utf-8"), videoio::CAP_FFMPEG)
-        .expect("open");
+    let mut cap =
+        VideoCapture::from_file(clip.to_str().expect("utf-8"), videoio::CAP_FFMPEG).expect("open");
     assert!(cap.is_opened().unwrap_or(false));
     let _ = cap.set(videoio::CAP_PROP_ORIENTATION_AUTO, 1.0);
     let (mut bgr, mut gray) = (Mat::default(), Mat::default());
@@ -54,7 +54,9 @@ fn time_ms(mut f: impl FnMut() -> u64) -> (f64, u64) {
 /// Prints the table.
 pub fn decode_bench(clips: &[(String, PathBuf)]) {
     println!("\n## Decoding to gray: FFmpeg libraries (ours) vs OpenCV's VideoCapture ({RUNS} runs, medians)\n");
-    println!("| clip | frames | ours, path ms | ours, bytes ms | OpenCV ms | OpenCV / ours (path) |");
+    println!(
+        "| clip | frames | ours, path ms | ours, bytes ms | OpenCV ms | OpenCV / ours (path) |"
+    );
     println!("|---|---|---|---|---|---|");
     for (name, clip) in clips {
         let bytes = std::fs::read(clip).expect("clip");

@@ -14,7 +14,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use opencv::core::{Mat, Size};
-use opencv::{imgproc, video};
+use opencv::imgproc;
+use tabr_core::extract::{Flow, OpenCvFarneback};
 use tabr_core::synth::{write_clip, ClipSpec, Movement, Part};
 use tabr_core::video::Decoder;
 use tabr_core::{CancelFlag, Extractor, SpecParams};
@@ -108,8 +109,7 @@ fn floor_child(clip: &Path) {
     let mut flow = Mat::default();
     let t = Instant::now();
     for (a, b) in &pairs {
-        video::calc_optical_flow_farneback(a, b, &mut flow, 0.5, 3, 15, 3, 5, 1.2, 0)
-            .expect("flow");
+        OpenCvFarneback.compute(a, b, &mut flow).expect("flow");
     }
     println!("{decode_s} {}", t.elapsed().as_secs_f64());
 }

@@ -13,7 +13,7 @@ use opencv::imgproc;
 use opencv::objdetect::{CascadeClassifier, CascadeClassifierTrait, CascadeClassifierTraitConst};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::spec::{round_half_up, SpecParams};
+use crate::spec::{round_half_up, SpecParams, HAAR};
 
 /// OpenCV's `haarcascade_frontalface_default.xml`, as shipped by Debian's `opencv-data`.
 pub const DEFAULT_CASCADE_XML: &str = include_str!("../assets/haarcascade_frontalface_default.xml");
@@ -188,13 +188,13 @@ pub fn detect(
     };
     let (sw, sh) = (src.cols(), src.rows());
     imgproc::equalize_hist(src, &mut scratch.eq)?;
-    let min_side = round_half_up(0.1 * f64::from(sh)) as i32;
+    let min_side = round_half_up(HAAR.min_size_fraction * f64::from(sh)) as i32;
     scratch.found.clear();
     cc.detect_multi_scale(
         &scratch.eq,
         &mut scratch.found,
-        1.1,
-        5,
+        HAAR.scale_factor,
+        HAAR.min_neighbors,
         0,
         Size::new(min_side, min_side),
         Size::new(0, 0),

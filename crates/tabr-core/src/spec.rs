@@ -23,6 +23,57 @@ macro_rules! spec_identity {
 }
 spec_identity!("poc-abs", 1);
 
+/// Farnebäck's arguments in spec §4 (OpenCV's `calcOpticalFlowFarneback` with these is the
+/// reference). Fixed by the spec, not tunable per model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FarnebackParams {
+    /// Scale between pyramid levels.
+    pub pyr_scale: f64,
+    /// Pyramid levels.
+    pub levels: i32,
+    /// Averaging window size.
+    pub winsize: i32,
+    /// Iterations per level.
+    pub iterations: i32,
+    /// Neighbourhood of the polynomial expansion.
+    pub poly_n: i32,
+    /// Gaussian sigma of the polynomial expansion.
+    pub poly_sigma: f64,
+    /// OpenCV flags (none).
+    pub flags: i32,
+}
+
+/// The v1 flow parameters: pyramid scale 0.5, 3 levels, window 15, 3 iterations, poly_n 5,
+/// poly_sigma 1.2, no flags.
+pub const FARNEBACK: FarnebackParams = FarnebackParams {
+    pyr_scale: 0.5,
+    levels: 3,
+    winsize: 15,
+    iterations: 3,
+    poly_n: 5,
+    poly_sigma: 1.2,
+    flags: 0,
+};
+
+/// The Haar detector's fixed arguments in spec §2 (the frame size, the shrink width and the
+/// minimum size are in [`SpecParams`] and [`crate::face`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HaarParams {
+    /// Scale factor between detection scales.
+    pub scale_factor: f64,
+    /// Minimum neighbours of a detection.
+    pub min_neighbors: i32,
+    /// Minimum face side as a fraction of the shrunk frame's height.
+    pub min_size_fraction: f64,
+}
+
+/// The v1 detector: scale factor 1.1, 5 neighbours, minimum side 0.1 × shrunk height.
+pub const HAAR: HaarParams = HaarParams {
+    scale_factor: 1.1,
+    min_neighbors: 5,
+    min_size_fraction: 0.1,
+};
+
 /// A face region in normalised crop coordinates.
 #[derive(Debug, Clone, Copy)]
 pub struct Region {

@@ -1,0 +1,288 @@
+//! The streaming POC-ABS v1 extractor (spec §1–§7).
+//!
+//! The caller's thread decodes and converts to gray. Until the first face it also tries every
+//! frame for a face, in order (where the schedule starts depends on each answer). From then
+//! on the scheduled re-detections run on one process-wide pool (see [`pool`]) while decoding
+//! goes on; frames wait in order for their box, then their crops are cut and each frame pair
+//! becomes a pool job that runs Farnebäck, the POCs and the 18 channels. At most one
+//! re-detection period of frames and a few pairs per core are in flight, so memory does not
+//! grow with clip length. Concurrent extractions share the pool and so never run more work
+//! than there are cores.
+//!
+//! A video with no face yet stops being searched once even a face on every later try could
+//! not reach `min_face_rate` within the length limit; decoding still runs to the end, so
+//! `video_too_long` keeps precedence over `no_face` as in the spec.
+//!
+//! Layout: this module holds the public types and [`Extractor::extract`] (decode loop and the
+//! final statistics); `schedule` the face-box rules of §2, `pipeline` the in-flight frames and
+//! pool jobs, `channels` the per-pair maths of §4 behind the [`Flow`] seam (OpenCV's
+//! Farnebäck today; another implementation plugs in with [`Extractor::with_flow`]).
+
+mod channels;
+mod pipeline;
+mod schedule;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use opencv::core::{Mat, MatTraitConst};
+use serde::Serialize;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::face::{DetectScratch, FaceBox, FaceDetector};
+use crate::spec::{SpecParams, N_CHANNELS, N_FEATURES};
+use crate::stats::summarize;
+use crate::video::{Decoder, VideoSource};
+pub use channels::{Flow, OpenCvFarneback};
+use pipeline::{ms, Pipeline};
+use schedule::Schedule;
+
+/// A change of the face box: from frame `frame` on, the box is (`x`, `y`, `side`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BoxChange {
+    /// First frame the box applies to.
+    pub frame: u64,
+    /// The box.
+    #[serde(flatten)]
+    pub face: FaceBox,
+}
+
+/// Wall time per stage, in milliseconds. `decode` and `face` (detection and crops) run on the
+/// decoding thread; `flow` and `poc` are summed over the pool's workers (CPU time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct StageTimings {
+    /// Reading and gray conversion.
+    pub decode: f64,
+    /// Face detection and cropping.
+    pub face: f64,
+    /// Farnebäck flow, summed over pairs.
+    pub flow: f64,
+    /// POC and channel maths, summed over pairs.
+    pub poc: f64,
+    /// Wall time of the whole extraction.
+    pub total: f64,
+}
+
+/// What the extractor reports beside the features (spec §7).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Meta {
+    /// Frames decoded.
+    pub frames: u64,
+    /// Frame pairs used (from the first face on).
+    pub pairs: u64,
+    /// Frames per second used by the schedule and limits.
+    pub fps: f64,
+    /// Frame width after rotation.
+    pub width: u32,
+    /// Frame height after rotation.
+    pub height: u32,
+    /// `frames / fps`, seconds.
+    pub duration_s: f64,
+    /// Face detection tries.
+    pub detect_tries: u64,
+    /// Tries that found a face.
+    pub detect_hits: u64,
+    /// Times the box was replaced after the first detection.
+    pub box_changes: u64,
+    /// Packets the decoder could not use and skipped (spec §1: reading goes on).
+    pub decode_errors: u64,
+    /// Every box in force, with the frame it starts at.
+    pub boxes: Vec<BoxChange>,
+    /// Per-stage milliseconds.
+    pub timings_ms: StageTimings,
+}
+
+/// The feature vector of one video and its metadata.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Features {
+    /// [`N_FEATURES`] values, channel-major, named by [`spec::feature_names`].
+    pub values: Vec<f32>,
+    /// What the extraction saw.
+    pub meta: Meta,
+}
+
+/// A flag the caller sets to stop an extraction early (it then fails with `aborted`).
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    /// A new, unset flag.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Asks the extraction to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    /// Whether [`CancelFlag::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The process-wide pool for pair work: one thread per core (or `TABR_THREADS`).
+pub fn pool() -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        // OpenCV's own threading would oversubscribe the cores this pool already uses.
+        let _ = opencv::core::set_num_threads(1);
+        let n = std::env::var("TABR_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("tabr-pair-{i}"))
+            .build()
+            .expect("the pair pool's threads can be started")
+    })
+}
+
+/// The POC-ABS v1 extractor: a face detector and the spec's parameters.
+#[derive(Debug, Clone)]
+pub struct Extractor {
+    detector: Arc<FaceDetector>,
+    flow: Arc<dyn Flow>,
+    params: SpecParams,
+}
+
+impl Extractor {
+    /// An extractor with the built-in cascade and the spec's default parameters.
+    pub fn new() -> Result<Extractor> {
+        Ok(Self::with(FaceDetector::builtin()?, SpecParams::default()))
+    }
+
+    /// An extractor with a given detector and parameters (and OpenCV's Farnebäck for flow).
+    pub fn with(detector: Arc<FaceDetector>, params: SpecParams) -> Extractor {
+        Extractor {
+            detector,
+            flow: Arc::new(OpenCvFarneback),
+            params,
+        }
+    }
+
+    /// The same extractor with another flow implementation.
+    pub fn with_flow(self, flow: Arc<dyn Flow>) -> Extractor {
+        Extractor { flow, ..self }
+    }
+
+    /// Extracts the features of a video, read from a file or from memory (never through a
+    /// temporary file: the decoder reads the bytes through its own I/O).
+    pub fn extract(&self, source: VideoSource<'_>, cancel: &CancelFlag) -> Result<Features> {
+        if cancel.is_cancelled() {
+            return Err(Error::aborted());
+        }
+        let t0 = Instant::now();
+        let mut decoder = Decoder::open(source, &self.params)?;
+        let mut cc = self.detector.checkout()?;
+        let out = self.run(&mut decoder, &mut cc, cancel, t0);
+        self.detector.put_back(cc);
+        out
+    }
+
+    /// Extracts the features of a video file.
+    pub fn extract_path(&self, path: &Path, cancel: &CancelFlag) -> Result<Features> {
+        self.extract(VideoSource::Path(path), cancel)
+    }
+
+    /// Extracts the features of an in-memory video.
+    pub fn extract_bytes(&self, bytes: &[u8], cancel: &CancelFlag) -> Result<Features> {
+        self.extract(VideoSource::Bytes(bytes), cancel)
+    }
+
+    fn run(
+        &self,
+        decoder: &mut Decoder<'_>,
+        cc: &mut opencv::objdetect::CascadeClassifier,
+        cancel: &CancelFlag,
+        t0: Instant,
+    ) -> Result<Features> {
+        let p = &self.params;
+        let fps = decoder.fps();
+        let mut pl = Pipeline::new(self, Schedule::new(p, fps, p.max_frames(fps)));
+        let mut scratch = DetectScratch::default();
+        let (mut width, mut height) = (0u32, 0u32);
+        loop {
+            if cancel.is_cancelled() {
+                return Err(Error::aborted());
+            }
+            let td = Instant::now();
+            let mut gray = Mat::default();
+            if !decoder.next_gray(&mut gray)? {
+                break;
+            }
+            let idx = decoder.frames() - 1;
+            if idx == 0 {
+                (width, height) = (gray.cols() as u32, gray.rows() as u32);
+            }
+            let tf = Instant::now();
+            pl.timings.decode += ms(td, tf);
+            pl.on_frame(idx, Arc::new(gray), cc, &mut scratch)?;
+            pl.timings.face += ms(tf, Instant::now());
+            pl.pump(false)?;
+        }
+        let frames = decoder.frames();
+        if frames == 0 {
+            return Err(Error::invalid_video("the video has no decodable frames"));
+        }
+        if frames < 2 {
+            return Err(Error::new(
+                ErrorCode::VideoTooShort,
+                "the video has fewer than 2 frames",
+            ));
+        }
+        while !pl.done() {
+            if cancel.is_cancelled() {
+                return Err(Error::aborted());
+            }
+            pl.pump(true)?;
+        }
+        let st = &pl.schedule;
+        if st.hits == 0 || (st.hits as f64) < p.min_face_rate * st.tries as f64 {
+            return Err(Error::new(
+                ErrorCode::NoFace,
+                format!(
+                    "no face was found steadily: {} of {} detection tries found one",
+                    st.hits, st.tries
+                ),
+            ));
+        }
+        if pl.series.is_empty() {
+            return Err(Error::new(
+                ErrorCode::VideoTooShort,
+                "the face appears only in the last frame",
+            ));
+        }
+        let mut values = Vec::with_capacity(N_FEATURES);
+        let mut column = vec![0.0; pl.series.len()];
+        for c in 0..N_CHANNELS {
+            for (dst, row) in column.iter_mut().zip(&pl.series) {
+                *dst = row[c];
+            }
+            values.extend(summarize(&column).iter().map(|&v| v as f32));
+        }
+        let mut timings = pl.timings;
+        timings.total = ms(t0, Instant::now());
+        let st = pl.schedule;
+        Ok(Features {
+            values,
+            meta: Meta {
+                frames,
+                pairs: pl.series.len() as u64,
+                fps,
+                width,
+                height,
+                duration_s: frames as f64 / fps,
+                detect_tries: st.tries,
+                detect_hits: st.hits,
+                box_changes: st.boxes.len().saturating_sub(1) as u64,
+                decode_errors: decoder.decode_errors(),
+                boxes: st.boxes,
+                timings_ms: timings,
+            },
+        })
+    }
+}

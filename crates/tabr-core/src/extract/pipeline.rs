@@ -1,0 +1,229 @@
+//! The in-flight state of one extraction: frames wait in order for their box, crops are cut,
+//! and each frame pair becomes a job on the process-wide pool; scheduled re-detections run on
+//! the pool too, while decoding goes on (see the module docs of [`super`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+use opencv::core::{Mat, Size};
+use opencv::imgproc;
+
+use super::channels::{pair_job, Crop, PairOut};
+use super::schedule::Schedule;
+use super::{pool, Extractor, StageTimings};
+use crate::error::{Error, Result};
+use crate::face::{self, DetectScratch, FaceBox, FaceDetector};
+use crate::spec::{PixelRect, SpecParams, N_CHANNELS, REGIONS};
+
+enum Msg {
+    Pair(PairOut),
+    Detection(u64, Result<Option<FaceBox>>),
+}
+
+/// The in-flight state of one extraction (see the module docs).
+pub(super) struct Pipeline<'a> {
+    ex: &'a Extractor,
+    pub(super) schedule: Schedule,
+    n: usize,
+    rects: Arc<[PixelRect; 8]>,
+    pool: &'static rayon::ThreadPool,
+    max_in_flight: usize,
+    tx: crossbeam_channel::Sender<Msg>,
+    rx: Receiver<Msg>,
+    /// Frames after the first face, waiting for their box: a frame on the re-detection
+    /// schedule waits for its detection (run on the pool), and every later frame waits
+    /// behind it, so boxes apply in frame order exactly as in a serial run.
+    pending: VecDeque<(u64, Arc<Mat>)>,
+    detections: HashMap<u64, Result<Option<FaceBox>>>,
+    pub(super) prev_gray: Option<Arc<Mat>>,
+    prev_crop: Option<Arc<Crop>>,
+    pub(super) series: Vec<[f64; N_CHANNELS]>,
+    pub(super) timings: StageTimings,
+    submitted: usize,
+    received: usize,
+}
+
+impl<'a> Pipeline<'a> {
+    pub(super) fn new(ex: &'a Extractor, schedule: Schedule) -> Self {
+        let pool = pool();
+        let n = ex.params.roi_size;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Pipeline {
+            ex,
+            schedule,
+            n,
+            rects: Arc::new(REGIONS.map(|r| r.pixel_rect(n))),
+            pool,
+            max_in_flight: pool.current_num_threads() * 4,
+            tx,
+            rx,
+            pending: VecDeque::new(),
+            detections: HashMap::new(),
+            prev_gray: None,
+            prev_crop: None,
+            series: Vec::new(),
+            timings: StageTimings::default(),
+            submitted: 0,
+            received: 0,
+        }
+    }
+
+    /// Takes a decoded frame: tries it for the first face here, or queues it (and its
+    /// re-detection on the pool) once the schedule runs.
+    pub(super) fn on_frame(
+        &mut self,
+        idx: u64,
+        gray: Arc<Mat>,
+        cc: &mut opencv::objdetect::CascadeClassifier,
+        scratch: &mut DetectScratch,
+    ) -> Result<()> {
+        if self.schedule.first_face.is_none() {
+            // Where the schedule starts depends on each answer: tried in order, right here.
+            if !self.schedule.hopeless {
+                let found = face::detect(cc, &gray, &self.ex.params, scratch)
+                    .map_err(|_| Error::internal("face detection failed"))?;
+                self.schedule.apply(idx, found);
+                if let Some(b) = self.schedule.current {
+                    self.prev_crop = Some(Arc::new(crop(&gray, b, self.n)?));
+                    self.prev_gray = Some(gray);
+                }
+            }
+            return Ok(());
+        }
+        if self.schedule.is_try(idx) {
+            let (det, g, tx, params) = (
+                self.ex.detector.clone(),
+                gray.clone(),
+                self.tx.clone(),
+                self.ex.params.clone(),
+            );
+            self.pool.spawn(move || {
+                let _ = tx.send(Msg::Detection(idx, detect_pooled(&det, &g, &params)));
+            });
+        }
+        self.pending.push_back((idx, gray));
+        Ok(())
+    }
+
+    fn take(&mut self, msg: Msg) -> Result<()> {
+        match msg {
+            Msg::Detection(idx, found) => {
+                self.detections.insert(idx, found);
+            }
+            Msg::Pair(out) => {
+                self.received += 1;
+                self.timings.flow += out.flow_ns as f64 / 1e6;
+                self.timings.poc += out.poc_ns as f64 / 1e6;
+                let ch = out.channels?;
+                if self.series.len() <= out.index {
+                    self.series.resize(out.index + 1, [f64::NAN; N_CHANNELS]);
+                }
+                self.series[out.index] = ch;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts the crops of every queued frame whose box is known and sends its pair out.
+    fn release(&mut self) -> Result<()> {
+        let t = Instant::now();
+        while let Some(&(i, _)) = self.pending.front() {
+            let mut changed = false;
+            if self.schedule.is_try(i) {
+                let Some(found) = self.detections.remove(&i) else {
+                    break;
+                };
+                changed = self.schedule.apply(
+                    i,
+                    found.map_err(|_| Error::internal("face detection failed"))?,
+                );
+            }
+            let Some((i, g)) = self.pending.pop_front() else {
+                break;
+            };
+            let b = self
+                .schedule
+                .current
+                .ok_or_else(|| Error::internal("a frame after the first face has no box"))?;
+            let cur = Arc::new(crop(&g, b, self.n)?);
+            let prev = match (&self.prev_crop, changed, &self.prev_gray) {
+                (Some(pc), false, _) => pc.clone(),
+                (_, _, Some(pg)) => Arc::new(crop(pg, b, self.n)?),
+                _ => return Err(Error::internal("a pair has no previous frame")),
+            };
+            let index = (i - self.schedule.first_face.unwrap_or(0) - 1) as usize;
+            let (a, bb, rects, tx) = (prev, cur.clone(), self.rects.clone(), self.tx.clone());
+            let flow = self.ex.flow.clone();
+            self.pool.spawn(move || {
+                let _ = tx.send(Msg::Pair(pair_job(index, flow.as_ref(), &a, &bb, &rects)));
+            });
+            self.submitted += 1;
+            self.prev_crop = Some(cur);
+            self.prev_gray = Some(g);
+        }
+        self.timings.face += ms(t, Instant::now());
+        Ok(())
+    }
+
+    pub(super) fn done(&self) -> bool {
+        self.pending.is_empty() && self.received == self.submitted
+    }
+
+    /// Applies what came back and releases frames; blocks for more while memory bounds are
+    /// reached, or (at the end of the stream) until one more message arrives.
+    pub(super) fn pump(&mut self, end_of_stream: bool) -> Result<()> {
+        loop {
+            while let Ok(msg) = self.rx.try_recv() {
+                self.take(msg)?;
+            }
+            self.release()?;
+            let blocked = self.submitted - self.received >= self.max_in_flight
+                || self.pending.len() as u64 > self.schedule.redetect + 1;
+            if !(blocked || (end_of_stream && !self.done())) {
+                return Ok(());
+            }
+            let msg = self
+                .rx
+                .recv()
+                .map_err(|_| Error::internal("a worker stopped unexpectedly"))?;
+            self.take(msg)?;
+            if end_of_stream {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A scheduled re-detection on a pool worker, with a classifier from the detector's pool.
+fn detect_pooled(det: &FaceDetector, gray: &Mat, params: &SpecParams) -> Result<Option<FaceBox>> {
+    let mut cc = det.checkout()?;
+    let mut scratch = DetectScratch::default();
+    let out = face::detect(&mut cc, gray, params, &mut scratch)
+        .map_err(|_| Error::internal("face detection failed"));
+    det.put_back(cc);
+    out
+}
+
+pub(super) fn ms(a: Instant, b: Instant) -> f64 {
+    (b - a).as_secs_f64() * 1e3
+}
+
+/// The canonical crop: the box cut from the gray frame, area-resized to `n`×`n`, 8-bit.
+fn crop(gray: &Mat, b: FaceBox, n: usize) -> Result<Crop> {
+    let fail = |_| Error::internal("cropping the face failed");
+    let roi = Mat::roi(gray, b.rect()).map_err(fail)?;
+    let mut out = Mat::default();
+    let side = n as i32;
+    imgproc::resize(
+        &roi,
+        &mut out,
+        Size::new(side, side),
+        0.0,
+        0.0,
+        imgproc::INTER_AREA,
+    )
+    .map_err(fail)?;
+    Ok(Crop(out))
+}
