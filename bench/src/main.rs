@@ -287,9 +287,10 @@ fn model_bench(clips: &[(String, PathBuf)]) {
         let mut pred = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();
-            let (_, _, ms) = model
-                .predict_video_path(clip, &CancelFlag::new())
-                .expect("predict video");
+            let ms = model
+                .predict_video(tabr_core::VideoSource::Path(clip), &CancelFlag::new())
+                .expect("predict video")
+                .predict_ms;
             walls.push(t.elapsed().as_secs_f64());
             pred.push(ms);
         }

@@ -5,7 +5,8 @@
 //! compared first since box rounding is the usual cause of larger gaps. The worst deviation
 //! per clip is printed (`cargo test -- --nocapture`).
 //!
-//! The shared folder is found at `../shared` beside the repository, or at `TABR_SHARED`.
+//! The shared folder is found at `../shared` beside the repository, or at `TABR_SHARED`;
+//! under `CI=true` its absence fails the test instead of skipping it.
 //! More reference sets (real clips outside ../shared, laid out the same way: `EXPECTED.md`
 //! naming media paths relative to a media root, and the JSON files beside it) are checked
 //! too when `TABR_EXTRA_REFERENCE=expected_md_dir:media_root[,...]` names them.
@@ -158,6 +159,11 @@ fn check_set(expected_md: &Path, media_root: &Path) -> (usize, Vec<String>) {
 #[test]
 fn shared_fixtures_match_the_reference() {
     let Some(shared) = shared_dir() else {
+        // Under CI a missing ../shared is a broken checkout, not a reason to pass.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "../shared/spec/reference is missing under CI"
+        );
         eprintln!("SKIPPED: ../shared/spec/reference not found (set TABR_SHARED); conformance not checked");
         return;
     };

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tabr_core::model::{LoadOptions, Model, Prediction, Provider};
 use tabr_core::synth::{demo_clip_spec, write_clip, DEMO_LABELS};
-use tabr_core::{CancelFlag, ErrorCode};
+use tabr_core::{CancelFlag, ErrorCode, VideoSource};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -248,9 +248,10 @@ fn demo_model_tells_fresh_clips_apart() {
             let seed = 900_000 + i * 2 + class as u64;
             let path = tmp.path().join(format!("{seed}.mkv"));
             write_clip(&path, &demo_clip_spec(seed, moving)).expect("clip");
-            let (p, _, _) = m
-                .predict_video_path(&path, &CancelFlag::new())
-                .expect("prediction");
+            let p = m
+                .predict_video(VideoSource::Path(&path), &CancelFlag::new())
+                .expect("prediction")
+                .prediction;
             let Prediction::Class {
                 label,
                 probabilities,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use tabr_core::face::FaceDetector;
-use tabr_core::{CancelFlag, Extractor, Features, SpecParams};
+use tabr_core::{CancelFlag, Extractor, Features, SpecParams, VideoSource};
 
 /// Options of `extractFeatures`.
 #[napi(object)]
@@ -78,6 +78,8 @@ pub struct ExtractMeta {
     pub detect_tries: u32,
     /// Tries that found a face.
     pub detect_hits: u32,
+    /// `detectHits / detectTries` (0 without tries).
+    pub face_detect_rate: f64,
     /// Times the face box was replaced.
     pub box_changes: u32,
     /// Packets the decoder could not use and skipped (reading goes on, spec §1).
@@ -114,14 +116,11 @@ impl From<Either<String, Buffer>> for Input {
 }
 
 impl Input {
-    pub(crate) fn extract(
-        &self,
-        ex: &Extractor,
-        cancel: &CancelFlag,
-    ) -> tabr_core::Result<Features> {
+    /// The core's view of this input.
+    pub(crate) fn source(&self) -> VideoSource<'_> {
         match self {
-            Input::Path(p) => ex.extract_path(std::path::Path::new(p), cancel),
-            Input::Bytes(b) => ex.extract_bytes(b, cancel),
+            Input::Path(p) => VideoSource::Path(std::path::Path::new(p)),
+            Input::Bytes(b) => VideoSource::Bytes(b),
         }
     }
 }
@@ -216,6 +215,7 @@ pub(crate) fn to_js(f: Features) -> ExtractResult {
             duration_s: m.duration_s,
             detect_tries: m.detect_tries as u32,
             detect_hits: m.detect_hits as u32,
+            face_detect_rate: m.face_detect_rate,
             box_changes: m.box_changes as u32,
             decode_errors: m.decode_errors as u32,
             boxes: m
@@ -302,7 +302,7 @@ pub fn extract_features(
     let extractor = build_extractor(&options.unwrap_or_default())?;
     let (cancel, signal) = cancel_flag(&env, signal)?;
     let input = Input::from(input);
-    let job = Job::new(move || input.extract(&extractor, &cancel), to_js);
+    let job = Job::new(move || extractor.extract(input.source(), &cancel), to_js);
     Ok(AsyncTask::with_optional_signal(job, signal))
 }
 

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use tabr_core::model::{LoadOptions, Model as CoreModel, Prediction as CorePrediction, Provider};
-use tabr_core::Features;
+use tabr_core::model::{
+    LoadOptions, Model as CoreModel, Prediction as CorePrediction, Provider,
+    VideoPrediction as CoreVideoPrediction,
+};
 
 use crate::{cancel_flag, to_js, ExtractResult, Input, Job};
 
@@ -103,14 +105,11 @@ fn prediction_js(p: CorePrediction) -> Prediction {
     }
 }
 
-/// What the core returns for a video: prediction, features, predict milliseconds.
-type VideoOutput = (CorePrediction, Features, f64);
-
-fn video_js(out: VideoOutput) -> VideoPrediction {
+fn video_js(out: CoreVideoPrediction) -> VideoPrediction {
     VideoPrediction {
-        prediction: prediction_js(out.0),
-        features: to_js(out.1),
-        predict_ms: out.2,
+        prediction: prediction_js(out.prediction),
+        features: to_js(out.features),
+        predict_ms: out.predict_ms,
     }
 }
 
@@ -175,14 +174,11 @@ impl Model {
         env: Env,
         input: Either<String, Buffer>,
         signal: Option<Object<'_>>,
-    ) -> Result<AsyncTask<Job<VideoOutput, VideoPrediction>>> {
+    ) -> Result<AsyncTask<Job<CoreVideoPrediction, VideoPrediction>>> {
         let (cancel, signal) = cancel_flag(&env, signal)?;
         let input = Input::from(input);
         let m = self.inner.clone();
-        let run = move || match &input {
-            Input::Path(p) => m.predict_video_path(Path::new(p), &cancel),
-            Input::Bytes(b) => m.predict_video_bytes(b, &cancel),
-        };
+        let run = move || m.predict_video(input.source(), &cancel);
         Ok(AsyncTask::with_optional_signal(
             Job::new(run, video_js),
             signal,

@@ -16,7 +16,9 @@ const sharedClip = join(
   process.env.TABR_SHARED ?? resolve(repoRoot, '../shared'),
   'fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4',
 )
-if (!existsSync(sharedClip)) console.warn(`SKIPPED: ${sharedClip} not found (set TABR_SHARED): the d18 clip is not run`)
+// Under CI a missing ../shared is a broken checkout: the d18 case then runs and fails.
+const skipShared = !existsSync(sharedClip) && process.env.CI !== 'true'
+if (skipShared) console.warn(`SKIPPED: ${sharedClip} not found (set TABR_SHARED): the d18 clip is not run`)
 const platformName = '@org/tabr-native-linux-x64-gnu'
 const binary = 'tabr-native.linux-x64-gnu.node'
 
@@ -163,7 +165,7 @@ describe('the packed release, installed with npm', () => {
     }
   })
 
-  it.skipIf(!existsSync(sharedClip))('does the same on the d18 clip of ../shared/fixtures', async () => {
+  it.skipIf(skipShared)('does the same on the d18 clip of ../shared/fixtures', async () => {
     const [oracle] = await workspaceAnswers([sharedClip])
     const [v] = probeOk('import', [sharedClip]).videos
     expect(v?.values).toEqual(oracle?.values)

@@ -84,6 +84,8 @@ pub struct Meta {
     pub detect_tries: u64,
     /// Tries that found a face.
     pub detect_hits: u64,
+    /// `detect_hits / detect_tries` (0 without tries): how steadily the face was found.
+    pub face_detect_rate: f64,
     /// Times the box was replaced after the first detection.
     pub box_changes: u64,
     /// Packets the decoder could not use and skipped (spec §1: reading goes on).
@@ -278,6 +280,11 @@ impl Extractor {
                 duration_s: frames as f64 / fps,
                 detect_tries: st.tries,
                 detect_hits: st.hits,
+                face_detect_rate: if st.tries == 0 {
+                    0.0
+                } else {
+                    st.hits as f64 / st.tries as f64
+                },
                 box_changes: st.boxes.len().saturating_sub(1) as u64,
                 decode_errors: decoder.decode_errors(),
                 boxes: st.boxes,

@@ -22,6 +22,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::extract::{CancelFlag, Extractor, Features};
 use crate::face::FaceDetector;
 use crate::spec::Limits;
+use crate::video::VideoSource;
 pub use manifest::{FeatureSpec, Manifest, Task};
 pub use preprocess::Preprocess;
 pub use runtime::Provider;
@@ -91,6 +92,17 @@ pub enum Prediction {
         /// The predicted value.
         value: f64,
     },
+}
+
+/// [`Model::predict_video`]'s answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VideoPrediction {
+    /// The prediction.
+    pub prediction: Prediction,
+    /// The features and what the extraction saw.
+    pub features: Features,
+    /// Milliseconds spent in preprocessing and the model.
+    pub predict_ms: f64,
 }
 
 /// A pool of ONNX sessions: calls take one, run, and give it back.
@@ -275,11 +287,6 @@ impl Model {
         &self.info
     }
 
-    /// The extractor configured by the model's feature spec and face cascade.
-    pub fn extractor(&self) -> &Extractor {
-        &self.extractor
-    }
-
     /// Raw feature rows (NaN = missing) → model inputs, after validation.
     fn inputs(&self, rows: &[&[f64]]) -> Result<Vec<f32>> {
         let n = self.manifest.n_features;
@@ -352,38 +359,25 @@ impl Model {
         Ok(self.postprocess(&logits[0]))
     }
 
-    /// Extracts a video's features and predicts, in one call.
-    pub fn predict_video_path(
+    /// Extracts a video's features (with this model's spec parameters and face cascade) and
+    /// predicts, in one call.
+    pub fn predict_video(
         &self,
-        path: &Path,
+        source: VideoSource<'_>,
         cancel: &CancelFlag,
-    ) -> Result<(Prediction, Features, f64)> {
-        let f = self.extractor.extract_path(path, cancel)?;
-        self.finish_video(f, cancel)
-    }
-
-    /// Like [`Model::predict_video_path`], for in-memory bytes (decoded from memory).
-    pub fn predict_video_bytes(
-        &self,
-        bytes: &[u8],
-        cancel: &CancelFlag,
-    ) -> Result<(Prediction, Features, f64)> {
-        let f = self.extractor.extract_bytes(bytes, cancel)?;
-        self.finish_video(f, cancel)
-    }
-
-    fn finish_video(
-        &self,
-        f: Features,
-        cancel: &CancelFlag,
-    ) -> Result<(Prediction, Features, f64)> {
+    ) -> Result<VideoPrediction> {
+        let features = self.extractor.extract(source, cancel)?;
         if cancel.is_cancelled() {
             return Err(Error::aborted());
         }
         let t = std::time::Instant::now();
-        let row: Vec<f64> = f.values.iter().map(|&v| f64::from(v)).collect();
-        let p = self.predict(&row)?;
-        Ok((p, f, t.elapsed().as_secs_f64() * 1e3))
+        let row: Vec<f64> = features.values.iter().map(|&v| f64::from(v)).collect();
+        let prediction = self.predict(&row)?;
+        Ok(VideoPrediction {
+            prediction,
+            features,
+            predict_ms: t.elapsed().as_secs_f64() * 1e3,
+        })
     }
 
     /// Probabilities (or the value) from one row of logits.
