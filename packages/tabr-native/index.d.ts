@@ -56,6 +56,8 @@ export interface ExtractMeta {
   detectTries: number
   /** Tries that found a face. */
   detectHits: number
+  /** `detectHits / detectTries` (0 without tries). */
+  faceDetectRate: number
   /** Times the face box was replaced. */
   boxChanges: number
   /** Packets the decoder could not use and skipped (reading goes on, spec §1). */
