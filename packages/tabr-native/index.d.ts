@@ -11,6 +11,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** A loaded TabR model. */
 export declare class Model {
+  /**
+   * What loading had to settle for, e.g. `ORT_PROVIDER=auto` falling back to the CPU
+   * (the addon prints nothing; log these your own way).
+   */
+  get warnings(): Array<string>
   /** Name, version, task, labels, n_features, feature spec and provider. */
   get info(): ModelInfo
   /**
@@ -138,7 +143,7 @@ export interface LoadModelOptions {
   /**
    * `cpu`, `cuda` or `auto`; default `ORT_PROVIDER`, else `cpu`. `cuda` rejects with
    * `model_error` when the loaded runtime cannot start CUDA; `auto` then uses the CPU and
-   * prints a warning on stderr.
+   * says so in `model.warnings`.
    */
   provider?: string
   /** Intra-op threads per ONNX session (default 1). */

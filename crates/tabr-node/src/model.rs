@@ -20,7 +20,7 @@ pub struct LoadModelOptions {
     pub ort_dylib_path: Option<String>,
     /// `cpu`, `cuda` or `auto`; default `ORT_PROVIDER`, else `cpu`. `cuda` rejects with
     /// `model_error` when the loaded runtime cannot start CUDA; `auto` then uses the CPU and
-    /// prints a warning on stderr.
+    /// says so in `model.warnings`.
     pub provider: Option<String>,
     /// Intra-op threads per ONNX session (default 1).
     pub intra_threads: Option<u32>,
@@ -121,6 +121,13 @@ pub struct Model {
 
 #[napi]
 impl Model {
+    /// What loading had to settle for, e.g. `ORT_PROVIDER=auto` falling back to the CPU
+    /// (the addon prints nothing; log these your own way).
+    #[napi(getter)]
+    pub fn warnings(&self) -> Vec<String> {
+        self.inner.warnings().to_vec()
+    }
+
     /// Name, version, task, labels, n_features, feature spec and provider.
     #[napi(getter)]
     pub fn info(&self) -> ModelInfo {

@@ -183,6 +183,7 @@ pub struct Model {
     extractor: Extractor,
     sessions: Sessions,
     golden: Option<PathBuf>,
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Model {
@@ -231,12 +232,16 @@ impl Model {
         // A CPU session first: it validates the graph, so a broken file is never blamed on CUDA.
         let cpu = Sessions::open(&bytes, opts, false)?;
         check_io(&cpu, &m)?;
+        let mut warnings = Vec::new();
         let (first, cuda) = match opts.provider {
             Provider::Cpu => (cpu, false),
             Provider::Cuda | Provider::Auto => match Sessions::open(&bytes, opts, true) {
                 Ok(gpu) => (gpu, true),
                 Err(_) if opts.provider == Provider::Auto => {
-                    eprintln!("tabr-core: warning: ORT_PROVIDER=auto: the CUDA execution provider cannot start here, using the CPU");
+                    warnings.push(
+                        "ORT_PROVIDER=auto: the CUDA execution provider cannot start here, using the CPU"
+                            .to_string(),
+                    );
                     (cpu, false)
                 }
                 Err(_) => {
@@ -270,6 +275,7 @@ impl Model {
             extractor,
             sessions,
             golden,
+            warnings,
         };
         if opts.verify_golden && model.golden.is_some() {
             let dev = model.verify_golden()?;
@@ -285,6 +291,12 @@ impl Model {
     /// Public facts about the model.
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// What loading had to settle for (e.g. `auto` falling back to the CPU): the library
+    /// prints nothing, its caller logs these its own way.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Raw feature rows (NaN = missing) → model inputs, after validation.
