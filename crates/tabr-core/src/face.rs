@@ -97,6 +97,16 @@ impl FaceDetector {
     }
 
     /// A cascade read from an XML file (a model's own face assets).
+    /// A cascade file when one is named (a model's face assets, `--cascade`, the `cascade`
+    /// option), else the built-in one: the one place that choice is made.
+    pub fn from_option(path: Option<&Path>) -> Result<Arc<FaceDetector>> {
+        match path {
+            Some(p) => Self::from_file(p).map(Arc::new),
+            None => Self::builtin(),
+        }
+    }
+
+    /// A detector from a cascade XML file.
     pub fn from_file(path: &Path) -> Result<FaceDetector> {
         let xml = std::fs::read_to_string(path).map_err(|_| {
             Error::new(

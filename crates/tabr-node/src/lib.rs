@@ -8,8 +8,6 @@
 
 pub mod model;
 
-use std::sync::Arc;
-
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use tabr_core::face::FaceDetector;
@@ -249,12 +247,10 @@ pub(crate) fn reject_with_code(env: &Env, code: &str, message: &str) -> Error {
     make().unwrap_or_else(|e| e)
 }
 
-fn build_extractor(options: &ExtractOptions) -> Result<Extractor> {
-    let detector = match &options.cascade {
-        Some(p) => FaceDetector::from_file(std::path::Path::new(p)).map(Arc::new),
-        None => FaceDetector::builtin(),
-    };
-    let detector = detector.map_err(|e| Error::new(Status::InvalidArg, e.message()))?;
+/// The extractor `extractFeatures`' options ask for; a bad option is a core error with its
+/// code, rejected like every other.
+fn build_extractor(options: &ExtractOptions) -> tabr_core::Result<Extractor> {
+    let detector = FaceDetector::from_option(options.cascade.as_deref().map(std::path::Path::new))?;
     let mut params = SpecParams::default();
     if let Some(s) = options.max_seconds {
         params.max_seconds = s;
@@ -265,9 +261,7 @@ fn build_extractor(options: &ExtractOptions) -> Result<Extractor> {
     if let Some(p) = options.max_decoded_pixels {
         params.max_decoded_pixels = count_option(p);
     }
-    params
-        .validate()
-        .map_err(|e| Error::new(Status::InvalidArg, e.message()))?;
+    params.validate()?;
     Ok(Extractor::with(detector, params))
 }
 
@@ -299,7 +293,8 @@ pub fn extract_features(
     options: Option<ExtractOptions>,
     signal: Option<Object<'_>>,
 ) -> Result<AsyncTask<Job<Features, ExtractResult>>> {
-    let extractor = build_extractor(&options.unwrap_or_default())?;
+    let extractor = build_extractor(&options.unwrap_or_default())
+        .map_err(|e| reject_with_code(&env, e.code().as_str(), e.message()))?;
     let (cancel, signal) = cancel_flag(&env, signal)?;
     let input = Input::from(input);
     let job = Job::new(move || extractor.extract(input.source(), &cancel), to_js);

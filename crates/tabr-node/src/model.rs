@@ -162,10 +162,22 @@ impl Model {
             Either::A(a) => a.iter().map(|&v| f64::from(v)).collect(),
             Either::B(v) => v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect(),
         };
-        let (_cancel, signal) = cancel_flag(&env, signal)?;
+        // An aborted signal cancels a queued task (napi); one aborted before the call, or before
+        // the task starts, rejects with `aborted` here (a prediction is too short to stop
+        // half-way).
+        let (cancel, signal) = cancel_flag(&env, signal)?;
         let m = self.inner.clone();
+        let run = move || {
+            if cancel.is_cancelled() {
+                return Err(tabr_core::Error::new(
+                    tabr_core::ErrorCode::Aborted,
+                    "the prediction was aborted by the caller",
+                ));
+            }
+            m.predict(&row)
+        };
         Ok(AsyncTask::with_optional_signal(
-            Job::new(move || m.predict(&row), prediction_js),
+            Job::new(run, prediction_js),
             signal,
         ))
     }

@@ -50,6 +50,21 @@ describe('extractFeatures', () => {
     expect(await codeOf(extractFeatures(clips.face, { maxPixels: 320 * 240 }))).toBe('frame_too_large')
   })
 
+  it('rejects bad options with a code too (thrown at the call), naming no path', () => {
+    const thrown = (f: () => unknown) => {
+      try {
+        f()
+      } catch (e) {
+        return e as Error & { code?: string }
+      }
+      throw new Error('did not throw')
+    }
+    expect(thrown(() => extractFeatures(clips.face, { maxSeconds: -1 })).code).toBe('model_error')
+    const e = thrown(() => extractFeatures(clips.face, { cascade: '/secret/place/cascade.xml' }))
+    expect(e.code).toBe('model_error')
+    expect(e.message).not.toContain('/secret')
+  })
+
   it('names no path in messages', async () => {
     const err = await extractFeatures('/secret/place/clip.mp4').catch((e: Error) => e)
     expect(err).toBeInstanceOf(Error)

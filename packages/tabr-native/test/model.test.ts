@@ -55,6 +55,13 @@ describe('loadModel', () => {
     expect(await codeOf(model.predict(new Float32Array(90).fill(Infinity)))).toBe('invalid_features')
   })
 
+  it('rejects a prediction whose signal was aborted before it ran with aborted', async () => {
+    const ac = new AbortController()
+    ac.abort()
+    expect(await codeOf(model.predict(new Float32Array(90), ac.signal))).toBe('aborted')
+    expect(await codeOf(model.predict(new Float32Array(90), new AbortController().signal))).toBe('resolved')
+  })
+
   it('predicts a video in one call, from a path and from bytes', async () => {
     const fromPath = await model.predictVideo(clips.face)
     expect(['none', 'micro_movement']).toContain(fromPath.prediction.label)

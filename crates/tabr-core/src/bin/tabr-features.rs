@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -158,11 +158,7 @@ fn main() -> ExitCode {
     if let Err(e) = params.validate() {
         return usage(e.message().to_string());
     }
-    let detector = match &args.cascade {
-        Some(p) => FaceDetector::from_file(p).map(Arc::new),
-        None => FaceDetector::builtin(),
-    };
-    let detector = match detector {
+    let detector = match FaceDetector::from_option(args.cascade.as_deref()) {
         Ok(d) => d,
         Err(e) => return usage(e.message().to_string()),
     };

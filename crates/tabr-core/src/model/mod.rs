@@ -217,10 +217,7 @@ impl Model {
         let pre_text = std::fs::read_to_string(&pre)
             .map_err(|_| model_error("preprocess.json cannot be read"))?;
         let preprocess = Preprocess::from_json(&pre_text, m.n_features)?;
-        let detector = match &cascade {
-            Some(p) => Arc::new(FaceDetector::from_file(p)?),
-            None => FaceDetector::builtin()?,
-        };
+        let detector = FaceDetector::from_option(cascade.as_deref())?;
         let params = m.features.params.capped(&opts.limits);
         params.validate()?;
         let extractor = Extractor::with(detector, params);
