@@ -199,9 +199,12 @@ fn bench_clip(name: &str, clip: &Path, cores: usize) -> Row {
 fn model_bench(clips: &[(String, PathBuf)]) {
     use tabr_core::model::{LoadOptions, Model, Prediction};
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dylib = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|| {
-        root.join("packages/tabr-native/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1")
-    });
+    let dylib = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            tabr_core::model::runtime::find_onnxruntime_node(&root.join("packages/tabr-native"))
+                .unwrap_or_default()
+        });
     let dir = root.join("models/tabr-demo");
     if !dylib.is_file() || !dir.is_dir() {
         eprintln!(

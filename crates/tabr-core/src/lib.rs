@@ -29,8 +29,7 @@ pub use error::{Error, ErrorCode, Result};
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The feature specs this build implements, as `name/version` (a manifest's `features`).
 pub const FEATURE_SPECS: [&str; 1] = [spec::SPEC_ID];
-/// The model directory formats this build reads (a manifest's `format`).
-pub const MODEL_FORMATS: [&str; 1] = [model::manifest::FORMAT];
 pub use extract::{BoxChange, CancelFlag, Extractor, Features, Meta, StageTimings};
+pub use model::manifest::MODEL_FORMATS;
 pub use spec::{feature_names, Limits, SpecParams, N_FEATURES};
 pub use video::VideoSource;

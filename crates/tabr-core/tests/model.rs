@@ -19,12 +19,15 @@ fn demo_dir() -> PathBuf {
 }
 
 fn opts() -> LoadOptions {
-    let dylib = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|| {
-        repo().join("packages/tabr-native/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1")
-    });
+    let dylib = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            tabr_core::model::runtime::find_onnxruntime_node(&repo().join("packages/tabr-native"))
+                .unwrap_or_default()
+        });
     assert!(
         dylib.is_file(),
-        "ONNX Runtime not found at {}: run `make build` or set ORT_DYLIB_PATH",
+        "ONNX Runtime not found ({}): run `make build` (onnxruntime-node) or set ORT_DYLIB_PATH",
         dylib.display()
     );
     LoadOptions {

@@ -212,12 +212,7 @@ fn default_ort_dylib() -> Option<PathBuf> {
         .lines()
         .filter_map(|l| l.split_whitespace().nth(5))
         .find(|p| p.ends_with(".node") && p.contains("tabr-native"))?;
-    let rel = "node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1";
-    Path::new(addon)
-        .ancestors()
-        .skip(1)
-        .map(|d| d.join(rel))
-        .find(|p| p.is_file())
+    tabr_core::model::runtime::find_onnxruntime_node(Path::new(addon).parent()?)
 }
 
 /// Loads a `tabr-model/1` directory off the event loop. Rejects with `code` `model_error`

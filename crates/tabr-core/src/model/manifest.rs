@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorCode, Result};
 use crate::spec::{self, SpecParams};
 
-/// The directory format this build reads (the one entry of [`crate::MODEL_FORMATS`]).
+/// The directory format this build reads.
 pub const FORMAT: &str = "tabr-model/1";
+/// The model directory formats this build reads (a manifest's `format`); the crate root and
+/// the Node package re-export it.
+pub const MODEL_FORMATS: [&str; 1] = [FORMAT];
 
 /// What the model predicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,9 +111,9 @@ impl Manifest {
             .map_err(|_| bad("the model directory has no readable manifest.json"))?;
         let probe: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| bad(format!("manifest.json is not valid JSON ({e})")))?;
-        let formats = crate::MODEL_FORMATS.join(", ");
+        let formats = MODEL_FORMATS.join(", ");
         match probe.get("format").and_then(|f| f.as_str()) {
-            Some(f) if crate::MODEL_FORMATS.contains(&f) => {}
+            Some(f) if MODEL_FORMATS.contains(&f) => {}
             Some(other) => {
                 return Err(bad(format!(
                     "unknown model format {other:?} (this build reads {formats})"

@@ -3,9 +3,9 @@
 //! The library path comes from the caller (the Node binding resolves `onnxruntime-node`'s
 //! copy) or `ORT_DYLIB_PATH`. Nothing is downloaded. `ORT_PROVIDER=cpu|cuda|auto` picks the
 //! execution provider: `cuda` fails at load when the runtime lacks it, `auto` falls back to
-//! the CPU with a warning.
+//! the CPU and says so in the model's warnings.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use crate::error::{Error, ErrorCode, Result};
@@ -67,4 +67,18 @@ pub fn init(dylib: Option<&Path>) -> Result<String> {
         }
     });
     r.clone().map_err(|m| Error::new(ErrorCode::ModelError, m))
+}
+
+/// Where the `onnxruntime-node` npm package keeps its runtime, relative to a folder that
+/// holds `node_modules`.
+pub const ONNXRUNTIME_NODE_LIB: &str =
+    "node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1";
+
+/// The `onnxruntime-node` runtime nearest to `from`, searched in `from` and each folder above
+/// it, as Node resolves packages: the one place that path is known (the Node binding starts
+/// from its own file, tests and benchmarks from `packages/tabr-native`).
+pub fn find_onnxruntime_node(from: &Path) -> Option<PathBuf> {
+    from.ancestors()
+        .map(|d| d.join(ONNXRUNTIME_NODE_LIB))
+        .find(|p| p.is_file())
 }
