@@ -46,7 +46,7 @@ node-modules: pnpm
 	pnpm install --frozen-lockfile
 
 build: deps
-	cargo build --release -p tabr-core --bins
+	cargo build --release -p tabr-cli
 	pnpm --filter @org/tabr-native run build
 	pnpm --filter @org/tabr-serve run build
 

@@ -16,6 +16,7 @@ pub mod model;
 pub mod poc;
 pub mod spec;
 pub mod stats;
+#[cfg(feature = "synth")]
 pub mod synth;
 pub mod video;
 
