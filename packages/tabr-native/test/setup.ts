@@ -27,12 +27,16 @@ export default function setup(project: TestProject) {
     long: clip('long.mkv', '--frames', '150', '--noise', '0.5'),
     noFace: clip('noface.mkv', '--frames', '30', '--face-scale', '0'),
     oneFrame: clip('one.mkv', '--frames', '1'),
+    // Clips of the demo model's own distribution (seeds never used in training): a mouth
+    // micro-movement the model calls micro_movement (p ≈ 0.96), and a still face it calls none.
+    demoMouth: clip('demo-mouth.mkv', '--demo-seed', '900003', '--demo-class', 'micro_movement'),
+    demoStill: clip('demo-still.mkv', '--demo-seed', '900002', '--demo-class', 'none'),
   })
   return () => rmSync(dir, { recursive: true, force: true })
 }
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    clips: { face: string; long: string; noFace: string; oneFrame: string }
+    clips: { face: string; long: string; noFace: string; oneFrame: string; demoMouth: string; demoStill: string }
   }
 }
