@@ -19,6 +19,7 @@
 //! Farnebäck today; another implementation plugs in with [`Extractor::with_flow`]).
 
 mod channels;
+mod face_method;
 mod pipeline;
 mod schedule;
 
@@ -31,11 +32,12 @@ use opencv::core::{Mat, MatTraitConst};
 use serde::Serialize;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::face::{DetectScratch, FaceBox, FaceDetector};
+use crate::face::{FaceBox, FaceDetector};
 use crate::spec::{SpecParams, N_CHANNELS, N_FEATURES};
 use crate::stats::summarize;
 use crate::video::{Decoder, VideoSource};
 pub use channels::{Flow, OpenCvFarneback};
+pub use face_method::{FaceMethod, Geometry, HaarBox};
 use pipeline::{ms, Pipeline};
 use schedule::Schedule;
 
@@ -146,7 +148,7 @@ pub fn pool() -> &'static rayon::ThreadPool {
 /// The POC-ABS v1 extractor: a face detector and the spec's parameters.
 #[derive(Debug, Clone)]
 pub struct Extractor {
-    detector: Arc<FaceDetector>,
+    face: Arc<dyn FaceMethod>,
     flow: Arc<dyn Flow>,
     params: SpecParams,
 }
@@ -160,10 +162,15 @@ impl Extractor {
     /// An extractor with a given detector and parameters (and OpenCV's Farnebäck for flow).
     pub fn with(detector: Arc<FaceDetector>, params: SpecParams) -> Extractor {
         Extractor {
-            detector,
+            face: Arc::new(HaarBox::new(detector)),
             flow: Arc::new(OpenCvFarneback),
             params,
         }
+    }
+
+    /// The same extractor with another face method.
+    pub fn with_face_method(self, face: Arc<dyn FaceMethod>) -> Extractor {
+        Extractor { face, ..self }
     }
 
     /// The same extractor with another flow implementation.
@@ -179,10 +186,7 @@ impl Extractor {
         }
         let t0 = Instant::now();
         let mut decoder = Decoder::open(source, &self.params)?;
-        let mut cc = self.detector.checkout()?;
-        let out = self.run(&mut decoder, &mut cc, cancel, t0);
-        self.detector.put_back(cc);
-        out
+        self.run(&mut decoder, cancel, t0)
     }
 
     /// Extracts the features of a video file.
@@ -195,17 +199,10 @@ impl Extractor {
         self.extract(VideoSource::Bytes(bytes), cancel)
     }
 
-    fn run(
-        &self,
-        decoder: &mut Decoder<'_>,
-        cc: &mut opencv::objdetect::CascadeClassifier,
-        cancel: &CancelFlag,
-        t0: Instant,
-    ) -> Result<Features> {
+    fn run(&self, decoder: &mut Decoder<'_>, cancel: &CancelFlag, t0: Instant) -> Result<Features> {
         let p = &self.params;
         let fps = decoder.fps();
         let mut pl = Pipeline::new(self, Schedule::new(p, fps, p.max_frames(fps)));
-        let mut scratch = DetectScratch::default();
         let (mut width, mut height) = (0u32, 0u32);
         loop {
             if cancel.is_cancelled() {
@@ -222,7 +219,7 @@ impl Extractor {
             }
             let tf = Instant::now();
             pl.timings.decode += ms(td, tf);
-            pl.on_frame(idx, Arc::new(gray), cc, &mut scratch)?;
+            pl.on_frame(idx, Arc::new(gray))?;
             pl.timings.face += ms(tf, Instant::now());
             pl.pump(false)?;
         }

@@ -7,19 +7,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Receiver;
-use opencv::core::{Mat, Size};
-use opencv::imgproc;
+use opencv::core::Mat;
 
 use super::channels::{pair_job, Crop, PairOut};
+use super::face_method::Geometry;
 use super::schedule::Schedule;
 use super::{pool, Extractor, StageTimings};
 use crate::error::{Error, Result};
-use crate::face::{self, DetectScratch, FaceBox, FaceDetector};
-use crate::spec::{PixelRect, SpecParams, N_CHANNELS, REGIONS};
+use crate::spec::{PixelRect, N_CHANNELS, REGIONS};
 
 enum Msg {
     Pair(PairOut),
-    Detection(u64, Result<Option<FaceBox>>),
+    Detection(u64, Result<Option<Geometry>>),
 }
 
 /// The in-flight state of one extraction (see the module docs).
@@ -36,7 +35,7 @@ pub(super) struct Pipeline<'a> {
     /// schedule waits for its detection (run on the pool), and every later frame waits
     /// behind it, so boxes apply in frame order exactly as in a serial run.
     pending: VecDeque<(u64, Arc<Mat>)>,
-    detections: HashMap<u64, Result<Option<FaceBox>>>,
+    detections: HashMap<u64, Result<Option<Geometry>>>,
     pub(super) prev_gray: Option<Arc<Mat>>,
     prev_crop: Option<Arc<Crop>>,
     pub(super) series: Vec<[f64; N_CHANNELS]>,
@@ -72,35 +71,26 @@ impl<'a> Pipeline<'a> {
 
     /// Takes a decoded frame: tries it for the first face here, or queues it (and its
     /// re-detection on the pool) once the schedule runs.
-    pub(super) fn on_frame(
-        &mut self,
-        idx: u64,
-        gray: Arc<Mat>,
-        cc: &mut opencv::objdetect::CascadeClassifier,
-        scratch: &mut DetectScratch,
-    ) -> Result<()> {
+    pub(super) fn on_frame(&mut self, idx: u64, gray: Arc<Mat>) -> Result<()> {
+        let (face, params) = (&self.ex.face, &self.ex.params);
         if self.schedule.first_face.is_none() {
             // Where the schedule starts depends on each answer: tried in order, right here.
             if !self.schedule.hopeless {
-                let found = face::detect(cc, &gray, &self.ex.params, scratch)
-                    .map_err(|_| Error::internal("face detection failed"))?;
-                self.schedule.apply(idx, found);
-                if let Some(b) = self.schedule.current {
-                    self.prev_crop = Some(Arc::new(crop(&gray, b, self.n)?));
+                let found = face.detect(&gray, params)?;
+                self.schedule
+                    .apply(idx, found, |a, b| face.replaces(a, b, params));
+                if let Some(g) = self.schedule.current {
+                    self.prev_crop = Some(Arc::new(Crop(face.crop(&gray, &g, self.n)?)));
                     self.prev_gray = Some(gray);
                 }
             }
             return Ok(());
         }
         if self.schedule.is_try(idx) {
-            let (det, g, tx, params) = (
-                self.ex.detector.clone(),
-                gray.clone(),
-                self.tx.clone(),
-                self.ex.params.clone(),
-            );
+            let (face, g, tx, params) =
+                (face.clone(), gray.clone(), self.tx.clone(), params.clone());
             self.pool.spawn(move || {
-                let _ = tx.send(Msg::Detection(idx, detect_pooled(&det, &g, &params)));
+                let _ = tx.send(Msg::Detection(idx, face.detect(&g, &params)));
             });
         }
         self.pending.push_back((idx, gray));
@@ -135,22 +125,23 @@ impl<'a> Pipeline<'a> {
                 let Some(found) = self.detections.remove(&i) else {
                     break;
                 };
-                changed = self.schedule.apply(
-                    i,
-                    found.map_err(|_| Error::internal("face detection failed"))?,
-                );
+                let (face, params) = (&self.ex.face, &self.ex.params);
+                changed = self
+                    .schedule
+                    .apply(i, found?, |a, b| face.replaces(a, b, params));
             }
             let Some((i, g)) = self.pending.pop_front() else {
                 break;
             };
-            let b = self
+            let geo = self
                 .schedule
                 .current
                 .ok_or_else(|| Error::internal("a frame after the first face has no box"))?;
-            let cur = Arc::new(crop(&g, b, self.n)?);
+            let crop = |frame: &Mat| self.ex.face.crop(frame, &geo, self.n).map(Crop);
+            let cur = Arc::new(crop(&g)?);
             let prev = match (&self.prev_crop, changed, &self.prev_gray) {
                 (Some(pc), false, _) => pc.clone(),
-                (_, _, Some(pg)) => Arc::new(crop(pg, b, self.n)?),
+                (_, _, Some(pg)) => Arc::new(crop(pg)?),
                 _ => return Err(Error::internal("a pair has no previous frame")),
             };
             let index = (i - self.schedule.first_face.unwrap_or(0) - 1) as usize;
@@ -196,34 +187,6 @@ impl<'a> Pipeline<'a> {
     }
 }
 
-/// A scheduled re-detection on a pool worker, with a classifier from the detector's pool.
-fn detect_pooled(det: &FaceDetector, gray: &Mat, params: &SpecParams) -> Result<Option<FaceBox>> {
-    let mut cc = det.checkout()?;
-    let mut scratch = DetectScratch::default();
-    let out = face::detect(&mut cc, gray, params, &mut scratch)
-        .map_err(|_| Error::internal("face detection failed"));
-    det.put_back(cc);
-    out
-}
-
 pub(super) fn ms(a: Instant, b: Instant) -> f64 {
     (b - a).as_secs_f64() * 1e3
-}
-
-/// The canonical crop: the box cut from the gray frame, area-resized to `n`×`n`, 8-bit.
-fn crop(gray: &Mat, b: FaceBox, n: usize) -> Result<Crop> {
-    let fail = |_| Error::internal("cropping the face failed");
-    let roi = Mat::roi(gray, b.rect()).map_err(fail)?;
-    let mut out = Mat::default();
-    let side = n as i32;
-    imgproc::resize(
-        &roi,
-        &mut out,
-        Size::new(side, side),
-        0.0,
-        0.0,
-        imgproc::INTER_AREA,
-    )
-    .map_err(fail)?;
-    Ok(Crop(out))
 }

@@ -1,21 +1,20 @@
-//! The face-box schedule of spec §2 as a state machine fed detection answers in frame order:
-//! which frames are tries, when a new box replaces the old one (IoU), the face rate, and when
-//! a video without a face yet can stop being searched. Kept apart from the pipeline so its
-//! rules are tested without video.
+//! The face schedule of spec §2 as a state machine fed detection answers in frame order:
+//! which frames are tries, when a new geometry replaces the old one (the face method's rule;
+//! IoU for the Haar box), the face rate, and when a video without a face yet can stop being
+//! searched. Kept apart from the pipeline so its rules are tested without video.
 
+use super::face_method::Geometry;
 use super::BoxChange;
-use crate::face::FaceBox;
 use crate::spec::SpecParams;
 
 /// The face-box schedule of spec §2, fed detection answers in frame order.
 pub(super) struct Schedule {
     pub(super) redetect: u64,
     pub(super) min_rate: f64,
-    pub(super) iou_keep: f64,
     /// Most frames a video may have (the length limit), for the early no-face stop.
     pub(super) budget: u64,
     pub(super) first_face: Option<u64>,
-    pub(super) current: Option<FaceBox>,
+    pub(super) current: Option<Geometry>,
     pub(super) tries: u64,
     pub(super) hits: u64,
     pub(super) boxes: Vec<BoxChange>,
@@ -30,7 +29,6 @@ impl Schedule {
         Schedule {
             redetect: p.redetect_every(fps),
             min_rate: p.min_face_rate,
-            iou_keep: p.iou_keep,
             budget,
             first_face: None,
             current: None,
@@ -47,13 +45,19 @@ impl Schedule {
             .is_some_and(|f0| (idx - f0).is_multiple_of(self.redetect))
     }
 
-    /// Applies the answer of the try at `idx`; true when an existing box was replaced.
-    pub(super) fn apply(&mut self, idx: u64, found: Option<FaceBox>) -> bool {
+    /// Applies the answer of the try at `idx`; true when an existing geometry was replaced.
+    /// `replaces(old, new)` is the face method's rule.
+    pub(super) fn apply(
+        &mut self,
+        idx: u64,
+        found: Option<Geometry>,
+        replaces: impl Fn(&Geometry, &Geometry) -> bool,
+    ) -> bool {
         self.tries += 1;
         let mut changed = false;
         if let Some(b) = found {
             self.hits += 1;
-            if self.current.is_none_or(|old| old.iou(&b) < self.iou_keep) {
+            if self.current.is_none_or(|old| replaces(&old, &b)) {
                 if self.current.is_none() {
                     self.first_face = Some(idx);
                 } else {
@@ -62,7 +66,7 @@ impl Schedule {
                 self.current = Some(b);
                 self.boxes.push(BoxChange {
                     frame: idx,
-                    face: b,
+                    face: b.bounding_box(),
                 });
             }
         } else if self.first_face.is_none() {
@@ -81,6 +85,7 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::face::FaceBox;
 
     fn sched(fps: f64) -> Schedule {
         let p = SpecParams::default();
@@ -93,19 +98,28 @@ mod tests {
         side: 100,
     };
 
+    /// The Haar box's rule: IoU below the spec's 0.85 replaces.
+    fn iou_rule(old: &Geometry, new: &Geometry) -> bool {
+        old.bounding_box().iou(&new.bounding_box()) < SpecParams::default().iou_keep
+    }
+
+    fn at(b: FaceBox) -> Option<Geometry> {
+        Some(Geometry::Box(b))
+    }
+
     #[test]
     fn tries_follow_the_first_face() {
         let mut s = sched(30.0);
-        assert!(!s.apply(0, None));
-        assert!(!s.apply(1, None));
-        assert!(!s.apply(2, Some(B)), "the first box is no change");
+        assert!(!s.apply(0, None, iou_rule));
+        assert!(!s.apply(1, None, iou_rule));
+        assert!(!s.apply(2, at(B), iou_rule), "the first box is no change");
         assert_eq!((s.first_face, s.tries, s.hits), (Some(2), 3, 1));
         assert!(s.is_try(17) && s.is_try(32) && !s.is_try(3) && !s.is_try(16));
         // Jitter (IoU ≥ 0.85) keeps the box; a real move replaces it.
-        assert!(!s.apply(17, Some(FaceBox { x: 12, ..B })));
-        assert!(s.apply(32, Some(FaceBox { x: 40, ..B })));
-        assert!(!s.apply(47, None), "a failed try keeps the box");
-        assert_eq!(s.current, Some(FaceBox { x: 40, ..B }));
+        assert!(!s.apply(17, at(FaceBox { x: 12, ..B }), iou_rule));
+        assert!(s.apply(32, at(FaceBox { x: 40, ..B }), iou_rule));
+        assert!(!s.apply(47, None, iou_rule), "a failed try keeps the box");
+        assert_eq!(s.current, at(FaceBox { x: 40, ..B }));
         assert_eq!(s.boxes.len(), 2);
         assert_eq!((s.tries, s.hits), (6, 3));
     }
@@ -117,7 +131,7 @@ mod tests {
         let mut s = sched(30.0);
         let mut stopped_at = None;
         for i in 0..315 {
-            s.apply(i, None);
+            s.apply(i, None, iou_rule);
             if s.hopeless {
                 stopped_at = Some(i);
                 break;
@@ -140,7 +154,7 @@ mod tests {
         };
         let mut s = Schedule::new(&p, 30.0, 315);
         (0..314).for_each(|i| {
-            s.apply(i, None);
+            s.apply(i, None, iou_rule);
         });
         assert!(!s.hopeless);
     }
