@@ -13,14 +13,14 @@ import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq'
 import type { Logger } from 'pino'
-import { ApiError, encodeError, toApiError } from './api/errors.js'
+import { ApiError, encodeError, toApiError } from './core/errors.js'
 import type { Config } from './core/config.js'
 import { makeLogger } from './core/observability.js'
 import { makePrivateDir, removeStaleDirs } from './core/tempdirs.js'
 import { checkThreadPool } from './core/threadpool.js'
-import { answerOf, type Answer } from './services/answer.js'
+import type { Answer } from './services/answer.js'
 import { CallbackPolicy } from './services/callbacks.js'
-import { Limiter } from './services/executor.js'
+import { Limiter, SyncExecutor } from './services/executor.js'
 import type { InferenceInput } from './services/handler.js'
 import { CALLBACK_QUEUE, INFER_QUEUE, MAX_STALLED, PREFIX, checkPersistence, jobView, redisConnection, type JobData } from './services/queue.js'
 import { Registry } from './services/registry.js'
@@ -40,13 +40,13 @@ interface CallbackData {
 }
 
 /**
- * What a job throws for an error: its stable code and message, as an UnrecoverableError when
- * retrying cannot help (a bad input, an unknown model, a timeout), else a plain Error that
- * BullMQ retries with backoff (model_error, internal).
+ * What a job throws for an error: its stable code and message, as a plain Error that BullMQ
+ * retries with backoff when its code is `retryable` in the error table (model_error, internal),
+ * else as an UnrecoverableError (a bad input, an unknown model, a timeout).
  */
 export function failureFor(err: unknown): Error {
   const e = toApiError(err)
-  return e.status < 500 || e.code === 'timeout' ? new UnrecoverableError(encodeError(e)) : new Error(encodeError(e))
+  return e.retryable ? new Error(encodeError(e)) : new UnrecoverableError(encodeError(e))
 }
 
 export async function startWorker(config: Config, opts: { logger?: Logger } = {}): Promise<RunningWorker> {
@@ -60,6 +60,8 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
   const dir = makePrivateDir(WORKER_DIR_PREFIX)
   // The limiter gives each job REQUEST_TIMEOUT_S and aborts its native task past it.
   const limiter = new Limiter(config.concurrency, Number.POSITIVE_INFINITY, config.requestTimeoutMs)
+  // The same code path as the API's sync mode; videos and vectors share the worker's one limiter.
+  const executor = new SyncExecutor(registry, limiter, limiter)
   const callbacks = new CallbackPolicy(config.callbackHosts, config.callbackSecret)
   const redis = redisConnection(config.redisUrl, { blocking: true })
   const jobs = new Queue<JobData, Answer>(INFER_QUEUE, { connection: redis, prefix: PREFIX })
@@ -71,19 +73,18 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
     log.info('job started')
     let path: string | undefined
     try {
-      const handler = await registry.get(d.model)
-      const bytes = await redis.getBuffer(d.blob)
-      if (!bytes) throw new ApiError('upload_expired', 'the upload expired before a worker took the job (JOB_TTL_S)')
-      let input: InferenceInput
-      if (d.kind === 'video') {
-        path = join(dir, randomUUID())
-        await writeFile(path, bytes, { mode: 0o600 })
-        input = { kind: 'video', path }
-      } else {
-        input = { kind: 'features', values: JSON.parse(bytes.toString('utf8')) as (number | null)[] }
-      }
-      const result = await limiter.run((signal) => handler.infer(input, signal))
-      const answer = answerOf(d.model, handler, result, d.include_features)
+      const answer = await executor.run(
+        d.model,
+        async (): Promise<InferenceInput> => {
+          const bytes = await redis.getBuffer(d.blob)
+          if (!bytes) throw new ApiError('upload_expired', 'the upload expired before a worker took the job (JOB_TTL_S)')
+          if (d.kind !== 'video') return { kind: 'features', values: JSON.parse(bytes.toString('utf8')) as (number | null)[] }
+          path = join(dir, randomUUID())
+          await writeFile(path, bytes, { mode: 0o600 })
+          return { kind: 'video', path }
+        },
+        { includeFeatures: d.include_features },
+      )
       answer.timings_ms = { ...answer.timings_ms, queue: (job.processedOn ?? Date.now()) - job.timestamp }
       log.info({ timings_ms: answer.timings_ms }, 'job succeeded')
       return answer

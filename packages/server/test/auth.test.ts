@@ -55,7 +55,7 @@ describe('bearer auth', () => {
     expect(queue({ CALLBACK_ALLOWED_HOSTS: 'A.example,b.example:8443', CALLBACK_SECRET: TOKEN })()).toMatchObject({ callbackHosts: ['a.example', 'b.example:8443'] })
   })
 
-  it('can make /metrics public', async () => {
+  it('serves /metrics without a token when METRICS_PUBLIC=true', async () => {
     const pub = await serve({ METRICS_PUBLIC: 'true' })
     try {
       const r = await fetch(`${pub.url}/metrics`)

@@ -1,7 +1,7 @@
 // Starting the real service on an ephemeral port for a test: in this process (serve), or as
 // a child process of the built bin whose whole output is captured (spawnService).
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { loadConfig } from '../src/core/config.js'
@@ -11,6 +11,17 @@ export const TOKEN = 'test-token-0123456789abcdefghijklmnopqrstuvwxyz'
 export const OLD_TOKEN = 'old-token-0123456789abcdefghijklmnopqrstuvwxyz!'
 export const DEMO = resolve(__dirname, '../../../models/tabr-demo')
 export const SHARED = resolve(__dirname, '../../../../shared')
+
+/**
+ * Whether a file of the shared fixtures is there. Without it a test skips itself, except under
+ * CI=true, where a missing `../shared` fails the test instead of letting it pass unseen.
+ */
+export function haveShared(ctx: { skip(): void }, path: string): boolean {
+  if (existsSync(path)) return true
+  if (process.env.CI === 'true') throw new Error(`${path} is missing: under CI=true the shared fixtures (../shared) are required`)
+  ctx.skip()
+  return false
+}
 
 export function config(env: Record<string, string> = {}) {
   return loadConfig(

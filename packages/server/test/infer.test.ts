@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import type { Running } from '../src/server.js'
-import { assertNoLeak, auth, call, serve, SHARED } from './helpers.js'
+import { assertNoLeak, auth, call, haveShared, serve, SHARED } from './helpers.js'
 
 const clips = inject('clips')
 
@@ -22,7 +22,7 @@ describe('POST /infer/{model}', () => {
     expect(existsSync(dir)).toBe(false)
   })
 
-  it('takes a multipart field "video"', async () => {
+  it('answers 200 with a prediction, video summary, timings and features for a multipart field "video"', async () => {
     const form = new FormData()
     form.append('video', new Blob([readFileSync(clips.face)]), 'face.mkv')
     const r = await post(s, form, {}, '/infer/tabr-demo?include=features')
@@ -35,7 +35,7 @@ describe('POST /infer/{model}', () => {
     expect(r.json.request_id).toBe(r.headers.get('x-request-id'))
   })
 
-  it('takes a raw video/* or octet-stream body and honours X-Request-Id', async () => {
+  it('answers a raw video/* or octet-stream body alike and echoes X-Request-Id', async () => {
     const bytes = readFileSync(clips.face)
     const a = await post(s, bytes, { 'Content-Type': 'video/x-matroska', 'X-Request-Id': 'abc-123' })
     const b = await post(s, bytes, { 'Content-Type': 'application/octet-stream' })
@@ -46,7 +46,7 @@ describe('POST /infer/{model}', () => {
     expect(a.json.features).toBeUndefined()
   })
 
-  it('takes JSON features (null = missing)', async () => {
+  it('answers a JSON feature vector in which null means a missing value', async () => {
     const r = await post(s, JSON.stringify({ features: Array.from({ length: 90 }, (_, i) => (i % 7 ? 0.1 : null)) }), { 'Content-Type': 'application/json' })
     expect(r.status).toBe(200)
     expect(r.json.prediction.probabilities).toHaveLength(2)
@@ -86,7 +86,7 @@ describe('POST /infer/{model}', () => {
 
   it('gives every error fixture of EXPECTED.md its code through HTTP', async (ctx) => {
     const expected = join(SHARED, 'spec/reference/EXPECTED.md')
-    if (!existsSync(expected)) return ctx.skip()
+    if (!haveShared(ctx, expected)) return
     const big = s
     {
       const rows = readFileSync(expected, 'utf8').split('\n').map((l) => /^\| (\S+\/\S+) \| error (\w+) \|/.exec(l)).filter((m) => m !== null)
@@ -98,7 +98,7 @@ describe('POST /infer/{model}', () => {
     }
   })
 
-  it('lists and describes models without paths', async () => {
+  it('lists and describes models, never showing a file path', async () => {
     const list = await (await fetch(`${s.url}/models`, { headers: auth() })).text()
     assertNoLeak(list)
     expect(JSON.parse(list).models[0]).toMatchObject({ name: 'tabr-demo', task: 'binclass', n_features: 90, inputs: ['video', 'features'] })
@@ -107,7 +107,7 @@ describe('POST /infer/{model}', () => {
     expect((await fetch(`${s.url}/models/nope`, { headers: auth() })).status).toBe(404)
   })
 
-  it('exports metrics with stage durations', async () => {
+  it('exports per-stage duration metrics after an inference', async () => {
     const text = await (await fetch(`${s.url}/metrics`, { headers: auth() })).text()
     expect(text).toMatch(/tabr_stage_duration_seconds_count\{model="tabr-demo",stage="flow"\} [1-9]/)
     expect(text).toMatch(/tabr_http_request_duration_seconds_count\{method="POST",route="\/infer\/:model",status="200"\}/)

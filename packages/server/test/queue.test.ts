@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { UnrecoverableError } from 'bullmq'
-import { ApiError } from '../src/api/errors.js'
+import { ApiError } from '../src/core/errors.js'
 import type { Running } from '../src/server.js'
 import { failureFor } from '../src/worker.js'
 import { auth, call, serve } from './helpers.js'

@@ -132,7 +132,7 @@ describe('Redis persistence (queue mode)', () => {
     }
   })
 
-  it('tolerates a Redis that refuses CONFIG', async () => {
+  it('logs persistence unknown (info, no warning) when Redis refuses CONFIG', async () => {
     const r = await check(['--save', '', '--appendonly', 'no', '--rename-command', 'CONFIG', ''])
     expect(r.verdict).toBe('unknown')
     expect(r.lines.map((l) => [l.level, l.msg])).toEqual([[30, expect.stringMatching(/persistence unknown/)]])

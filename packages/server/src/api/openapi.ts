@@ -2,7 +2,7 @@
 // It is written per execution mode, so a client is offered only what the running service
 // takes: `Prefer: respond-async`, `callback_url` and 202 exist in queue mode only (sync mode
 // refuses a callback_url with 422). The error code enum is errors.ts's one list.
-import { ERROR_CODES } from './errors.js'
+import { ERROR_CODES } from '../core/errors.js'
 
 const error = (description: string) => ({
   description,

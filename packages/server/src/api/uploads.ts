@@ -17,7 +17,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { join } from 'node:path'
 import express, { type Request, type RequestHandler } from 'express'
 import multer from 'multer'
-import { ApiError } from './errors.js'
+import { ApiError } from '../core/errors.js'
 import type { InferenceInput } from '../services/handler.js'
 
 /** JSON bodies (a feature vector) are small. */

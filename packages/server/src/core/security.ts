@@ -10,7 +10,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import type { Request, RequestHandler } from 'express'
 import passport from 'passport'
 import { Strategy as BearerStrategy } from 'passport-http-bearer'
-import { ApiError } from '../api/errors.js'
+import { ApiError } from './errors.js'
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest()
 

@@ -4,7 +4,7 @@
 // out (no SSRF). Receivers verify `X-Signature: sha256=<hex HMAC-SHA256(CALLBACK_SECRET, raw
 // body)>` and may de-duplicate on `X-Job-Id`.
 import { createHmac } from 'node:crypto'
-import { ApiError } from '../api/errors.js'
+import { ApiError } from '../core/errors.js'
 
 export class CallbackPolicy {
   constructor(

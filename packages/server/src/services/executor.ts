@@ -1,7 +1,24 @@
-// The sync executor: admits CONCURRENCY inferences at once, lets up to MAX_PENDING wait, and
-// answers 503 + Retry-After beyond that. Each inference has REQUEST_TIMEOUT_S from admission:
-// past it the caller gets 504 at once, the slot is freed and the native task is aborted.
-import { ApiError } from '../api/errors.js'
+// The executors: how one inference runs to its answer. SyncExecutor runs it in this process
+// (the API in sync mode, and every queue worker for its jobs: one code path for both);
+// QueueExecutor (queue-executor.ts) hands it to a worker through Redis. The Limiter admits
+// CONCURRENCY inferences at once, lets up to MAX_PENDING wait, and answers 503 + Retry-After
+// beyond that. Each inference has REQUEST_TIMEOUT_S from admission: past it the caller gets
+// 504 at once, the slot is freed and the native task is aborted.
+import { ApiError } from '../core/errors.js'
+import { answerOf, type Answer } from './answer.js'
+import type { InferenceInput } from './handler.js'
+import type { Registry } from './registry.js'
+
+export interface RunOptions {
+  includeFeatures: boolean
+  requestId: string
+  callbackUrl?: string
+}
+
+/** Runs one inference of a named model to its answer, or rejects with an ApiError. */
+export interface Executor {
+  run(model: string, input: InferenceInput, opts: RunOptions): Promise<Answer>
+}
 
 type Waiter = () => void
 
@@ -61,5 +78,25 @@ export class Limiter {
   private release() {
     this.active--
     this.queue.shift()?.()
+  }
+}
+
+/**
+ * Runs inferences in this process: the model's handler, under the video limiter or the
+ * feature-vector limiter (a vector costs under a millisecond and must not wait behind videos).
+ * `input` may be a function, called once the model is known (a worker reads its upload then).
+ */
+export class SyncExecutor implements Executor {
+  constructor(
+    private readonly registry: Registry,
+    private readonly videoLimiter: Limiter,
+    private readonly featureLimiter: Limiter,
+  ) {}
+
+  async run(model: string, input: InferenceInput | (() => Promise<InferenceInput>), opts: Pick<RunOptions, 'includeFeatures'>): Promise<Answer> {
+    const handler = await this.registry.get(model)
+    const given = typeof input === 'function' ? await input() : input
+    const admit = given.kind === 'features' ? this.featureLimiter : this.videoLimiter
+    return answerOf(model, handler, await admit.run((signal) => handler.infer(given, signal)), opts.includeFeatures)
   }
 }

@@ -8,9 +8,10 @@ import { readFile } from 'node:fs/promises'
 import { FlowProducer, Queue, QueueEvents } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
-import { ApiError, apiErrorOf, decodeError } from '../api/errors.js'
+import { ApiError, apiErrorOf, decodeError } from '../core/errors.js'
 import type { Config } from '../core/config.js'
 import type { Answer } from './answer.js'
+import type { Executor, RunOptions } from './executor.js'
 import type { InferenceInput } from './handler.js'
 import {
   CALLBACK_ATTEMPTS,
@@ -37,13 +38,9 @@ interface Waiter {
   reject(e: ApiError): void
 }
 
-export interface SubmitOptions {
-  includeFeatures: boolean
-  requestId: string
-  callbackUrl?: string
-}
+export type SubmitOptions = RunOptions
 
-export class QueueExecutor {
+export class QueueExecutor implements Executor {
   private readonly redis: Redis
   /** QueueEvents' blocking connection (BullMQ leaves a connection it was given open). */
   private readonly eventsRedis: Redis
@@ -160,6 +157,11 @@ export class QueueExecutor {
       throw e
     }
     return id
+  }
+
+  /** The sync contract through the queue: submits the job and waits for its answer. */
+  async run(model: string, input: InferenceInput, opts: RunOptions): Promise<Answer> {
+    return this.wait(await this.submit(model, input, opts))
   }
 
   /** Waits for a job (at most REQUEST_TIMEOUT_S): its result, or the ApiError it ended with. */

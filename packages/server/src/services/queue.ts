@@ -16,7 +16,7 @@
 import { Redis, type RedisOptions } from 'ioredis'
 import type { Job, JobsOptions } from 'bullmq'
 import type { Logger } from 'pino'
-import { decodeError, type CodedError } from '../api/errors.js'
+import { decodeError, type CodedError } from '../core/errors.js'
 import { inferBody, type Answer, type InferBody } from './answer.js'
 
 export const PREFIX = 'tabr'

@@ -4,7 +4,7 @@
 import { existsSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { ConfigError, type RegistryEntry } from '../core/config.js'
-import { ApiError } from '../api/errors.js'
+import { ApiError, modelNotFound } from '../core/errors.js'
 import type { HandlerFactory, HandlerOptions, ModelHandler, ModelInfo } from './handler.js'
 import { tabrHandler } from './handlers/tabr.js'
 
@@ -63,14 +63,15 @@ export class Registry {
     return this.opts.lazy || [...this.slots.values()].every((s) => s.ready)
   }
 
-  has(name: string): boolean {
-    return this.slots.has(name)
+  /** Refuses (404 model_not_found) a name the registry does not hold, without loading it. */
+  assertKnown(name: string): void {
+    if (!this.slots.has(name)) throw modelNotFound(name)
   }
 
   /** The loaded handler of a model (loading it first in lazy mode); 404 when unknown. */
   async get(name: string): Promise<ModelHandler> {
     const slot = this.slots.get(name)
-    if (!slot) throw new ApiError('model_not_found', `no model named ${JSON.stringify(name)}`)
+    if (!slot) throw modelNotFound(name)
     if (!slot.ready) {
       if (!this.opts.lazy) throw new ApiError('not_ready', 'the model is still loading', { 'Retry-After': '1' })
       await this.ensure(slot).catch(() => {

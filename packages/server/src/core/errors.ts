@@ -1,48 +1,55 @@
-// Every error code the service answers with, and its HTTP status, defined once (ERROR_STATUS:
-// ApiError only takes these codes, and the OpenAPI enum is built from them). One middleware
-// turns every error into `{"error": {"code", "message", "request_id"}}`. Native errors map by
-// their stable `code`; the 4xx errors of Express's own parts (body-parser, the router's
-// parameter decoding) by their HTTP status and type, with our own message, never theirs;
-// anything else becomes a bare 500 `internal` (logged, never shown).
-import type { ErrorRequestHandler } from 'express'
+// Every error code the service answers with, defined once: its HTTP status and whether a queue
+// job that ends with it is worth retrying (ERROR_TABLE). ApiError only takes these codes; the
+// error middleware (api/error-middleware.ts), the worker's retry decision and the OpenAPI enum
+// all read this table, and nothing here knows about HTTP requests, so services may import it.
+// Native errors map by their stable `code`; the 4xx errors of Express's own parts
+// (body-parser, the router's parameter decoding) by their HTTP status and type, with our own
+// message, never theirs; anything else becomes a bare 500 `internal` (logged, never shown).
+interface ErrorSpec {
+  /** The HTTP status it is answered with. */
+  readonly status: number
+  /** A queue job that ends with it is retried (with backoff): it may not happen twice. */
+  readonly retryable: boolean
+}
 
-/** Each code and the HTTP status it is answered with. */
-export const ERROR_STATUS = {
-  bad_request: 400,
-  unauthorized: 401,
-  not_found: 404,
-  model_not_found: 404,
-  job_not_found: 404,
-  method_not_allowed: 405,
-  request_timeout: 408,
-  upload_expired: 410,
-  payload_too_large: 413,
-  unsupported_media_type: 415,
-  invalid_video: 422,
-  video_too_long: 422,
-  video_too_short: 422,
-  frame_too_large: 422,
-  video_too_large: 422,
-  no_face: 422,
-  invalid_features: 422,
-  callback_not_allowed: 422,
-  model_error: 500,
-  internal: 500,
-  overloaded: 503,
-  not_ready: 503,
-  queue_unavailable: 503,
-  timeout: 504,
-  aborted: 504,
-} as const
+/** Each code: its HTTP status, and whether a queue job failing with it is retried. */
+export const ERROR_TABLE = {
+  bad_request: { status: 400, retryable: false },
+  unauthorized: { status: 401, retryable: false },
+  not_found: { status: 404, retryable: false },
+  model_not_found: { status: 404, retryable: false },
+  job_not_found: { status: 404, retryable: false },
+  method_not_allowed: { status: 405, retryable: false },
+  request_timeout: { status: 408, retryable: false },
+  upload_expired: { status: 410, retryable: false },
+  payload_too_large: { status: 413, retryable: false },
+  unsupported_media_type: { status: 415, retryable: false },
+  invalid_video: { status: 422, retryable: false },
+  video_too_long: { status: 422, retryable: false },
+  video_too_short: { status: 422, retryable: false },
+  frame_too_large: { status: 422, retryable: false },
+  video_too_large: { status: 422, retryable: false },
+  no_face: { status: 422, retryable: false },
+  invalid_features: { status: 422, retryable: false },
+  callback_not_allowed: { status: 422, retryable: false },
+  model_error: { status: 500, retryable: true },
+  internal: { status: 500, retryable: true },
+  overloaded: { status: 503, retryable: true },
+  not_ready: { status: 503, retryable: true },
+  queue_unavailable: { status: 503, retryable: true },
+  timeout: { status: 504, retryable: false },
+  aborted: { status: 504, retryable: true },
+} as const satisfies Record<string, ErrorSpec>
 
-export type ErrorCode = keyof typeof ERROR_STATUS
+export type ErrorCode = keyof typeof ERROR_TABLE
 
-export const ERROR_CODES = Object.keys(ERROR_STATUS) as ErrorCode[]
+export const ERROR_CODES = Object.keys(ERROR_TABLE) as ErrorCode[]
 
-const isCode = (c: unknown): c is ErrorCode => typeof c === 'string' && Object.hasOwn(ERROR_STATUS, c)
+const isCode = (c: unknown): c is ErrorCode => typeof c === 'string' && Object.hasOwn(ERROR_TABLE, c)
 
 export class ApiError extends Error {
   readonly status: number
+  readonly retryable: boolean
 
   constructor(
     readonly code: ErrorCode,
@@ -50,7 +57,8 @@ export class ApiError extends Error {
     readonly headers: Record<string, string> = {},
   ) {
     super(message)
-    this.status = ERROR_STATUS[code]
+    this.status = ERROR_TABLE[code].status
+    this.retryable = ERROR_TABLE[code].retryable
   }
 }
 
@@ -84,6 +92,9 @@ export function decodeError(reason: string | undefined): CodedError {
   }
   return { code: 'internal', message: 'the job was interrupted on every attempt' }
 }
+
+/** The error a request gets for a model name the registry does not hold (404). */
+export const modelNotFound = (name: string) => new ApiError('model_not_found', `no model named ${JSON.stringify(name)}`)
 
 export const apiErrorOf = (e: CodedError) => new ApiError(e.code, e.message)
 
@@ -121,14 +132,4 @@ export function toApiError(err: unknown): ApiError {
     return new ApiError(...(HTTP_STATUS[status] ?? ['bad_request', 'the request cannot be read']))
   }
   return new ApiError('internal', 'internal error')
-}
-
-export const errorMiddleware: ErrorRequestHandler = (err, req, res, next) => {
-  // Too late for an error body: Express's final handler closes the connection.
-  if (res.headersSent) return next(err)
-  const e = toApiError(err)
-  if (e.code === 'internal') req.log?.error({ err }, 'internal error')
-  for (const [k, v] of Object.entries(e.headers)) res.setHeader(k, v)
-  res.locals.errorCode = e.code
-  res.status(e.status).json({ error: { code: e.code, message: e.message, request_id: req.id } })
 }

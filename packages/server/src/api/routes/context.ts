@@ -1,0 +1,39 @@
+// What every route module is given (the service's parts, built once by app.ts) and the typed
+// `res.locals` a request carries: the upload middleware sets `input`, the infer route `model`,
+// `jobId` and `timings`, the error middleware `errorCode`; the request log reads them all.
+import type { RequestHandler, Response } from 'express'
+import type { Config } from '../../core/config.js'
+import type { ErrorCode } from '../../core/errors.js'
+import type { Metrics } from '../../core/observability.js'
+import type { Answer } from '../../services/answer.js'
+import type { CallbackPolicy } from '../../services/callbacks.js'
+import type { SyncExecutor } from '../../services/executor.js'
+import type { InferenceInput } from '../../services/handler.js'
+import type { QueueExecutor } from '../../services/queue-executor.js'
+import type { Registry } from '../../services/registry.js'
+
+export interface Locals {
+  model?: string
+  input?: InferenceInput
+  jobId?: string
+  timings?: Record<string, number>
+  errorCode?: ErrorCode
+}
+
+/** A response whose `locals` are the ones above. */
+export type ApiResponse = Response<unknown, Locals>
+
+export interface RouteContext {
+  config: Config
+  registry: Registry
+  sync: SyncExecutor
+  /** Queue mode only. */
+  queue?: QueueExecutor
+  metrics: Metrics
+  callbacks: CallbackPolicy
+  auth: RequestHandler
+  uploadDir: string
+  openapi: object
+  /** Records an answer's stage durations (and the request's total, when given). */
+  observe(a: Answer, totalMs?: number): void
+}

@@ -1,0 +1,54 @@
+// POST /infer/{model}: cheap refusals first (unknown model, queue down, bad callback_url) so a
+// refused upload is never read; then the body becomes an input (uploads.ts) and an executor
+// answers it: the SyncExecutor in this process, or the QueueExecutor through a worker, which
+// answers 202 + Location at once when the client sent `Prefer: respond-async`.
+import type { Express, NextFunction, Request } from 'express'
+import { ApiError } from '../../core/errors.js'
+import type { Answer } from '../../services/answer.js'
+import { inferBody } from '../../services/answer.js'
+import { bodyToInput } from '../uploads.js'
+import type { ApiResponse, RouteContext } from './context.js'
+
+/** RFC 7240: `Prefer: respond-async` (possibly among other preferences). */
+const prefersAsync = (req: Request) => /(^|[\s,;])respond-async($|[\s,;=])/i.test(String(req.headers.prefer ?? ''))
+
+type InferRequest = Request<{ model: string }>
+
+export function inferRoutes(app: Express, ctx: RouteContext): void {
+  const { config, registry, sync, queue, callbacks, auth, uploadDir, observe } = ctx
+  const checkCallback = (raw: unknown): string => {
+    if (!queue) throw new ApiError('callback_not_allowed', 'callback_url: callbacks need EXECUTION_MODE=queue')
+    return callbacks.check(raw)
+  }
+
+  const refuseEarly = (req: InferRequest, _res: ApiResponse, next: NextFunction) => {
+    registry.assertKnown(req.params.model)
+    queue?.assertAvailable()
+    if (req.query.callback_url !== undefined) checkCallback(req.query.callback_url)
+    next()
+  }
+
+  const infer = async (req: InferRequest, res: ApiResponse, next: NextFunction) => {
+    try {
+      const started = performance.now()
+      const model = (res.locals.model = req.params.model)
+      const input = res.locals.input!
+      const rawCallback = req.query.callback_url ?? (req.body as { callback_url?: unknown } | undefined)?.callback_url
+      const opts = { includeFeatures: req.query.include === 'features', requestId: req.id as string, callbackUrl: rawCallback === undefined ? undefined : checkCallback(rawCallback) }
+      let answer: Answer
+      if (queue) {
+        const id = (res.locals.jobId = await queue.submit(model, input, opts))
+        if (prefersAsync(req)) return void res.status(202).location(`/jobs/${id}`).setHeader('Preference-Applied', 'respond-async').json({ job_id: id, status: 'queued' })
+        answer = await queue.wait(id)
+      } else answer = await sync.run(model, input, opts)
+      const total = performance.now() - started
+      res.locals.timings = { ...answer.timings_ms, total }
+      if (!queue) observe(answer, total)
+      res.json(inferBody(answer, req.id as string, total))
+    } catch (err) {
+      next(err)
+    }
+  }
+
+  app.post('/infer/:model', auth, refuseEarly, bodyToInput(uploadDir, { maxBytes: config.maxUploadBytes, timeoutMs: config.requestTimeoutMs }), infer)
+}
