@@ -196,12 +196,20 @@ pub fn channel_names() -> Vec<String> {
     names
 }
 
-/// Feature names `{channel}.{stat}`, channel-major (spec §5).
+/// Feature names `{channel}.{stat}`, channel-major (spec §5), built once per process.
+pub fn feature_name_list() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        channel_names()
+            .iter()
+            .flat_map(|c| STAT_NAMES.iter().map(move |s| format!("{c}.{s}")))
+            .collect()
+    })
+}
+
+/// The feature names as an owned list (see [`feature_name_list`]).
 pub fn feature_names() -> Vec<String> {
-    channel_names()
-        .iter()
-        .flat_map(|c| STAT_NAMES.iter().map(move |s| format!("{c}.{s}")))
-        .collect()
+    feature_name_list().to_vec()
 }
 
 /// Server-wide limits over every model's [`SpecParams`] (`MAX_VIDEO_SECONDS`,

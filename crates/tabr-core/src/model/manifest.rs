@@ -150,7 +150,7 @@ impl Manifest {
                 spec::N_FEATURES
             )));
         }
-        if self.feature_names != spec::feature_names() {
+        if self.feature_names != spec::feature_name_list() {
             return Err(bad(
                 "feature_names differ from the feature spec's names or order",
             ));
