@@ -156,6 +156,19 @@ describe('Redis persistence (queue mode)', () => {
   })
 })
 
+describe('model load warnings', () => {
+  it('ORT_PROVIDER=auto on a CPU-only runtime: the service logs the fallback as one JSON warning naming the model, and nothing raw', async () => {
+    const svc = await spawnService({ ORT_PROVIDER: 'auto' })
+    try {
+      const records = svc.output.map((l) => JSON.parse(l) as { level: number; model?: string; msg?: string })
+      const w = records.find((r) => /CUDA execution provider cannot start/.test(r.msg ?? ''))
+      expect(w).toMatchObject({ level: 40, model: 'tabr-demo' })
+    } finally {
+      await svc.stop()
+    }
+  })
+})
+
 describe('the libuv thread pool', () => {
   it('is sized by the launcher from CONCURRENCY and FEATURE_CONCURRENCY, and an explicit smaller UV_THREADPOOL_SIZE is warned about', async () => {
     const warned = (output: string[]) => output.some((l) => /"level":40/.test(l) && /libuv thread pool/.test(l))

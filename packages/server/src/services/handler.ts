@@ -56,6 +56,8 @@ export interface HandlerOptions {
   ortProvider: string
   /** Server-wide caps over the model's own extraction params (MAX_VIDEO_SECONDS, …). */
   limits: VideoLimits
+  /** Where a handler reports what loading had to settle for (the service's log). */
+  warn?: (model: string, message: string) => void
 }
 
 export type HandlerFactory = (name: string, opts: HandlerOptions) => ModelHandler

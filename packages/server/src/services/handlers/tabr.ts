@@ -17,6 +17,9 @@ export class TabrHandler implements ModelHandler {
   async load(dir: string): Promise<void> {
     const { maxSeconds, maxPixels, maxDecodedPixels } = this.opts.limits
     this.model = await loadModel(dir, { provider: this.opts.ortProvider, maxSeconds, maxPixels, maxDecodedPixels })
+    // The addon prints nothing; what loading settled for (e.g. ORT_PROVIDER=auto on the CPU)
+    // goes to the service's log.
+    for (const w of this.model.warnings) this.opts.warn?.(this.name, w)
     const i = this.model.info
     this.info = {
       name: this.name,
@@ -54,7 +57,7 @@ export class TabrHandler implements ModelHandler {
         duration_s: meta.durationS,
         width: meta.width,
         height: meta.height,
-        face_detect_rate: meta.detectTries ? meta.detectHits / meta.detectTries : 0,
+        face_detect_rate: meta.faceDetectRate,
       },
       timings_ms: { decode: t.decode, face: t.face, flow: t.flow, poc: t.poc, predict: r.predictMs },
       features: { names: r.features.names, values: Array.from(r.features.values) },
