@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use opencv::core::{Mat, Size};
-use opencv::imgproc;
-use tabr_core::extract::{Flow, OpenCvFarneback};
+use opencv::core::Mat;
+use tabr_core::extract::{FaceMethod, Flow, Geometry, HaarBox, OpenCvFarneback};
 use tabr_core::synth::{write_clip, ClipSpec, Movement, Part};
 use tabr_core::video::Decoder;
 use tabr_core::{CancelFlag, Extractor, SpecParams};
@@ -73,7 +72,7 @@ fn floor_child(clip: &Path) {
     }
     let decode_s = t.elapsed().as_secs_f64();
     // The crops the extractor used: boxes from the metadata, area-resized to the ROI size.
-    let n = SpecParams::default().roi_size as i32;
+    let n = SpecParams::default().roi_size;
     let box_at = |i: u64| {
         f.meta
             .boxes
@@ -82,20 +81,10 @@ fn floor_child(clip: &Path) {
             .find(|b| b.frame <= i)
             .map(|b| b.face)
     };
-    let crop = |m: &Mat, b: tabr_core::face::FaceBox| {
-        let roi = Mat::roi(m, b.rect()).expect("roi");
-        let mut out = Mat::default();
-        imgproc::resize(
-            &roi,
-            &mut out,
-            Size::new(n, n),
-            0.0,
-            0.0,
-            imgproc::INTER_AREA,
-        )
-        .expect("resize");
-        out
-    };
+    // The extractor's own crop (the Haar box method), not a copy of it.
+    let haar = HaarBox::new(tabr_core::face::FaceDetector::builtin().expect("cascade"));
+    let crop =
+        |m: &Mat, b: tabr_core::face::FaceBox| haar.crop(m, &Geometry::Box(b), n).expect("crop");
     let pairs: Vec<(Mat, Mat)> = (1..frames.len() as u64)
         .filter_map(|i| {
             box_at(i).filter(|_| i > f.meta.boxes[0].frame).map(|b| {

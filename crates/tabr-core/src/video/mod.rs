@@ -169,7 +169,7 @@ impl<'a> Decoder<'a> {
                     }
                 }
                 Ok(()) => {}
-                Err(ff::Error::Eof) => return false,
+                // The end of the data, or data that cannot be read: nothing exists there.
                 Err(_) => return false,
             }
         }
