@@ -1,9 +1,32 @@
 //! Bytes input is decoded from memory: no file is written, in any outcome, and the numbers
-//! equal those of the same clip read from its path.
+//! equal those of the same clip read from its path. An abort that lands mid-run (the flow
+//! has really computed a pair) stops the run early and leaves nothing behind either.
 //! Runs in its own process (its own test binary) because it points TMPDIR at a fresh folder.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use opencv::core::Mat;
+use tabr_core::extract::{Flow, OpenCvFarneback};
 use tabr_core::synth::{write_clip, ClipSpec};
 use tabr_core::{CancelFlag, ErrorCode, Extractor};
+
+/// The reference flow, which also pulls the abort cord once it has computed its first pair:
+/// the abort then reaches a run that is decoding and computing, not one that never began.
+#[derive(Debug)]
+struct AbortAfterFirstPair {
+    cancel: CancelFlag,
+    pairs: AtomicUsize,
+}
+
+impl Flow for AbortAfterFirstPair {
+    fn compute(&self, a: &Mat, b: &Mat, out: &mut Mat) -> tabr_core::Result<()> {
+        OpenCvFarneback.compute(a, b, out)?;
+        self.pairs.fetch_add(1, Ordering::SeqCst);
+        self.cancel.cancel();
+        Ok(())
+    }
+}
 
 #[test]
 fn bytes_input_writes_no_file_and_equals_path_input() {
@@ -50,5 +73,25 @@ fn bytes_input_writes_no_file_and_equals_path_input() {
     cancel.cancel();
     let err = ex.extract_bytes(&bytes, &cancel).expect_err("aborted");
     assert_eq!(err.code(), ErrorCode::Aborted);
-    assert_eq!(left(), 0, "no file written on abort");
+    assert_eq!(left(), 0, "no file written on an abort before the start");
+
+    let cancel = CancelFlag::new();
+    let flow = Arc::new(AbortAfterFirstPair {
+        cancel: cancel.clone(),
+        pairs: AtomicUsize::new(0),
+    });
+    let ex = Extractor::new()
+        .expect("extractor")
+        .with_flow(flow.clone());
+    let err = ex
+        .extract_bytes(&bytes, &cancel)
+        .expect_err("aborted mid-run");
+    assert_eq!(err.code(), ErrorCode::Aborted);
+    let pairs = flow.pairs.load(Ordering::SeqCst);
+    assert!(pairs >= 1, "the run really started: {pairs} pairs computed");
+    assert!(
+        pairs < 19,
+        "the run stopped early: {pairs} of 19 pairs computed"
+    );
+    assert_eq!(left(), 0, "no file written on an abort mid-run");
 }
