@@ -9,12 +9,11 @@
 pub mod manifest;
 pub mod preprocess;
 pub mod runtime;
+mod sessions;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 
-use ort::session::builder::GraphOptimizationLevel;
-use ort::session::Session;
 use ort::value::Tensor;
 use serde::Serialize;
 
@@ -26,6 +25,7 @@ use crate::video::VideoSource;
 pub use manifest::{FeatureSpec, Manifest, Task};
 pub use preprocess::Preprocess;
 pub use runtime::Provider;
+use sessions::Sessions;
 
 /// How to load a model.
 #[derive(Debug, Clone)]
@@ -105,76 +105,6 @@ pub struct VideoPrediction {
     pub predict_ms: f64,
 }
 
-/// A pool of ONNX sessions: calls take one, run, and give it back.
-struct Sessions {
-    bytes: Arc<[u8]>,
-    opts: LoadOptions,
-    cuda: bool,
-    idle: Mutex<(Vec<Session>, usize)>,
-    ready: Condvar,
-}
-
-impl Sessions {
-    fn open(bytes: &[u8], opts: &LoadOptions, cuda: bool) -> Result<Session> {
-        let fail = |_| {
-            Error::new(
-                ErrorCode::ModelError,
-                "model.onnx cannot be loaded by ONNX Runtime",
-            )
-        };
-        let mut b = Session::builder()
-            .map_err(fail)?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(fail)?
-            .with_intra_threads(opts.intra_threads.max(1))
-            .map_err(fail)?;
-        if cuda {
-            let ep = ort::execution_providers::CUDAExecutionProvider::default()
-                .build()
-                .error_on_failure();
-            b = b.with_execution_providers([ep]).map_err(|_| {
-                Error::new(
-                    ErrorCode::ModelError,
-                    "the CUDA execution provider failed to start",
-                )
-            })?;
-        }
-        b.commit_from_memory(bytes).map_err(fail)
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&mut Session) -> Result<R>) -> Result<R> {
-        let poisoned = |_| Error::internal("session pool lock poisoned");
-        let mut s = {
-            let mut g = self.idle.lock().map_err(poisoned)?;
-            loop {
-                if let Some(s) = g.0.pop() {
-                    break s;
-                }
-                if g.1 < self.opts.sessions.max(1) {
-                    g.1 += 1;
-                    drop(g);
-                    match Self::open(&self.bytes, &self.opts, self.cuda) {
-                        Ok(s) => break s,
-                        Err(e) => {
-                            if let Ok(mut g) = self.idle.lock() {
-                                g.1 -= 1;
-                            }
-                            return Err(e);
-                        }
-                    }
-                }
-                g = self.ready.wait(g).map_err(poisoned)?;
-            }
-        };
-        let out = f(&mut s);
-        if let Ok(mut g) = self.idle.lock() {
-            g.0.push(s);
-        }
-        self.ready.notify_one();
-        out
-    }
-}
-
 /// A loaded model.
 pub struct Model {
     info: ModelInfo,
@@ -226,36 +156,7 @@ impl Model {
         let bytes: Arc<[u8]> = std::fs::read(&onnx)
             .map_err(|_| model_error("model.onnx cannot be read"))?
             .into();
-        // A CPU session first: it validates the graph, so a broken file is never blamed on CUDA.
-        let cpu = Sessions::open(&bytes, opts, false)?;
-        check_io(&cpu, &m)?;
-        let mut warnings = Vec::new();
-        let (first, cuda) = match opts.provider {
-            Provider::Cpu => (cpu, false),
-            Provider::Cuda | Provider::Auto => match Sessions::open(&bytes, opts, true) {
-                Ok(gpu) => (gpu, true),
-                Err(_) if opts.provider == Provider::Auto => {
-                    warnings.push(
-                        "ORT_PROVIDER=auto: the CUDA execution provider cannot start here, using the CPU"
-                            .to_string(),
-                    );
-                    (cpu, false)
-                }
-                Err(_) => {
-                    return Err(model_error(
-                        "ORT_PROVIDER=cuda, but the CUDA execution provider cannot start in the loaded ONNX Runtime \
-                         (it needs a GPU build of ONNX Runtime with CUDA and cuDNN: point ORT_DYLIB_PATH at one)",
-                    ))
-                }
-            },
-        };
-        let sessions = Sessions {
-            bytes,
-            opts: opts.clone(),
-            cuda,
-            idle: Mutex::new((vec![first], 1)),
-            ready: Condvar::new(),
-        };
+        let (sessions, warnings) = Sessions::start(bytes, opts, &m)?;
         let info = ModelInfo {
             name: m.name.clone(),
             version: m.version.clone(),
@@ -263,7 +164,7 @@ impl Model {
             labels: m.labels.clone(),
             n_features: m.n_features,
             features: m.features.clone(),
-            provider: if cuda { "cuda" } else { "cpu" }.into(),
+            provider: if sessions.cuda() { "cuda" } else { "cpu" }.into(),
         };
         let model = Model {
             info,
@@ -470,16 +371,4 @@ impl Model {
         }
         Ok(worst)
     }
-}
-
-fn check_io(s: &Session, m: &Manifest) -> Result<()> {
-    if !s.inputs.iter().any(|i| i.name == m.onnx.input)
-        || !s.outputs.iter().any(|o| o.name == m.onnx.output)
-    {
-        return Err(model_error(format!(
-            "model.onnx must take {:?} and give {:?}",
-            m.onnx.input, m.onnx.output
-        )));
-    }
-    Ok(())
 }
