@@ -25,9 +25,10 @@ export declare class Model {
   predict(features: Float32Array | Array<number | null>, signal?: AbortSignal | undefined | null): Promise<Prediction>
   /**
    * Extracts a video's features (with the model's spec and face cascade) and predicts, in
-   * one native task. `input` is a path or the video's bytes.
+   * one native task. `input` is a path or the video's bytes; the feature values cross into
+   * JS only when `options.features` asks for them.
    */
-  predictVideo(input: string | Buffer, signal?: AbortSignal | undefined | null): Promise<VideoPrediction>
+  predictVideo(input: string | Buffer, options?: PredictVideoOptions | undefined | null, signal?: AbortSignal | undefined | null): Promise<VideoPrediction>
 }
 
 /** The stable error codes a rejection's `code` can take. */
@@ -194,6 +195,15 @@ export interface Prediction {
   value?: number
 }
 
+/** Options of `predictVideo`. */
+export interface PredictVideoOptions {
+  /**
+   * Also return the 90 feature values (default false: only the prediction and the meta
+   * cross into JS; `featureNames()` names the values).
+   */
+  features?: boolean
+}
+
 /** Per-stage wall time in milliseconds (`flow` and `poc` are summed over pool workers). */
 export interface StageTimings {
   /** Reading and gray conversion. */
@@ -215,8 +225,10 @@ export declare const VERSION: string
 export interface VideoPrediction {
   /** The prediction. */
   prediction: Prediction
-  /** The features and what the extractor saw. */
-  features: ExtractResult
+  /** What the extractor saw. */
+  meta: ExtractMeta
+  /** The feature values, in `featureNames()` order, when `options.features` asked for them. */
+  features?: Float32Array
   /** Milliseconds spent in preprocessing and the model. */
   predictMs: number
 }

@@ -199,40 +199,43 @@ pub(crate) fn cancel_flag(
 }
 
 pub(crate) fn to_js(f: Features) -> ExtractResult {
-    let m = f.meta;
-    let t = m.timings_ms;
     ExtractResult {
         values: Float32Array::new(f.values),
         names: tabr_core::feature_names(),
-        meta: ExtractMeta {
-            frames: m.frames as u32,
-            pairs: m.pairs as u32,
-            fps: m.fps,
-            width: m.width,
-            height: m.height,
-            duration_s: m.duration_s,
-            detect_tries: m.detect_tries as u32,
-            detect_hits: m.detect_hits as u32,
-            face_detect_rate: m.face_detect_rate,
-            box_changes: m.box_changes as u32,
-            decode_errors: m.decode_errors as u32,
-            boxes: m
-                .boxes
-                .iter()
-                .map(|b| FaceBoxChange {
-                    frame: b.frame as u32,
-                    x: b.face.x,
-                    y: b.face.y,
-                    side: b.face.side,
-                })
-                .collect(),
-            timings_ms: StageTimings {
-                decode: t.decode,
-                face: t.face,
-                flow: t.flow,
-                poc: t.poc,
-                total: t.total,
-            },
+        meta: meta_js(f.meta),
+    }
+}
+
+pub(crate) fn meta_js(m: tabr_core::Meta) -> ExtractMeta {
+    let t = m.timings_ms;
+    ExtractMeta {
+        frames: m.frames as u32,
+        pairs: m.pairs as u32,
+        fps: m.fps,
+        width: m.width,
+        height: m.height,
+        duration_s: m.duration_s,
+        detect_tries: m.detect_tries as u32,
+        detect_hits: m.detect_hits as u32,
+        face_detect_rate: m.face_detect_rate,
+        box_changes: m.box_changes as u32,
+        decode_errors: m.decode_errors as u32,
+        boxes: m
+            .boxes
+            .iter()
+            .map(|b| FaceBoxChange {
+                frame: b.frame as u32,
+                x: b.face.x,
+                y: b.face.y,
+                side: b.face.side,
+            })
+            .collect(),
+        timings_ms: StageTimings {
+            decode: t.decode,
+            face: t.face,
+            flow: t.flow,
+            poc: t.poc,
+            total: t.total,
         },
     }
 }

@@ -10,7 +10,7 @@ use tabr_core::model::{
     VideoPrediction as CoreVideoPrediction,
 };
 
-use crate::{cancel_flag, to_js, ExtractResult, Input, Job};
+use crate::{cancel_flag, meta_js, ExtractMeta, Input, Job};
 
 /// Options of `loadModel`.
 #[napi(object)]
@@ -76,13 +76,24 @@ pub struct Prediction {
     pub value: Option<f64>,
 }
 
+/// Options of `predictVideo`.
+#[napi(object)]
+#[derive(Default)]
+pub struct PredictVideoOptions {
+    /// Also return the 90 feature values (default false: only the prediction and the meta
+    /// cross into JS; `featureNames()` names the values).
+    pub features: Option<bool>,
+}
+
 /// `predictVideo`'s answer.
 #[napi(object)]
 pub struct VideoPrediction {
     /// The prediction.
     pub prediction: Prediction,
-    /// The features and what the extractor saw.
-    pub features: ExtractResult,
+    /// What the extractor saw.
+    pub meta: ExtractMeta,
+    /// The feature values, in `featureNames()` order, when `options.features` asked for them.
+    pub features: Option<Float32Array>,
     /// Milliseconds spent in preprocessing and the model.
     pub predict_ms: f64,
 }
@@ -105,10 +116,12 @@ fn prediction_js(p: CorePrediction) -> Prediction {
     }
 }
 
-fn video_js(out: CoreVideoPrediction) -> VideoPrediction {
+fn video_js((out, with_features): (CoreVideoPrediction, bool)) -> VideoPrediction {
+    let f = out.features;
     VideoPrediction {
         prediction: prediction_js(out.prediction),
-        features: to_js(out.features),
+        meta: meta_js(f.meta),
+        features: with_features.then(|| Float32Array::new(f.values)),
         predict_ms: out.predict_ms,
     }
 }
@@ -183,21 +196,27 @@ impl Model {
     }
 
     /// Extracts a video's features (with the model's spec and face cascade) and predicts, in
-    /// one native task. `input` is a path or the video's bytes.
+    /// one native task. `input` is a path or the video's bytes; the feature values cross into
+    /// JS only when `options.features` asks for them.
     #[napi(
-        ts_args_type = "input: string | Buffer, signal?: AbortSignal | undefined | null",
+        ts_args_type = "input: string | Buffer, options?: PredictVideoOptions | undefined | null, signal?: AbortSignal | undefined | null",
         ts_return_type = "Promise<VideoPrediction>"
     )]
     pub fn predict_video(
         &self,
         env: Env,
         input: Either<String, Buffer>,
+        options: Option<PredictVideoOptions>,
         signal: Option<Object<'_>>,
-    ) -> Result<AsyncTask<Job<CoreVideoPrediction, VideoPrediction>>> {
+    ) -> Result<AsyncTask<Job<(CoreVideoPrediction, bool), VideoPrediction>>> {
         let (cancel, signal) = cancel_flag(&env, signal)?;
         let input = Input::from(input);
         let m = self.inner.clone();
-        let run = move || m.predict_video(input.source(), &cancel);
+        let with_features = options.unwrap_or_default().features.unwrap_or(false);
+        let run = move || {
+            m.predict_video(input.source(), &cancel)
+                .map(|out| (out, with_features))
+        };
         Ok(AsyncTask::with_optional_signal(
             Job::new(run, video_js),
             signal,

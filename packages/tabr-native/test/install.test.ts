@@ -40,8 +40,8 @@ const model = await loadModel(demo)
 const out = { version: VERSION, featureSpecs: FEATURE_SPECS, provider: model.info.provider, videos: [] }
 for (const v of videos) {
   const f = await extractFeatures(v)
-  const p = await model.predictVideo(v)
-  out.videos.push({ values: Array.from(f.values), names: f.names, prediction: p.prediction, videoValues: Array.from(p.features.values) })
+  const p = await model.predictVideo(v, { features: true })
+  out.videos.push({ values: Array.from(f.values), names: f.names, prediction: p.prediction, videoValues: Array.from(p.features) })
 }
 out.addon = mapped((p) => p.endsWith('.node') && p.includes('tabr-native'))
 out.runtime = mapped((p) => p.includes('libonnxruntime.so'))

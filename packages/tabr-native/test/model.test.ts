@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, cpSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
-import { loadModel, type Model } from '../index.js'
+import { extractFeatures, featureNames, loadModel, type Model } from '../index.js'
 import { codeOf, demoDir, pkgDir, plainEnv, run } from './helpers.js'
 
 const clips = inject('clips')
@@ -66,12 +66,19 @@ describe('loadModel', () => {
     const fromPath = await model.predictVideo(clips.demoMouth)
     expect(fromPath.prediction.label).toBe('micro_movement')
     expect((await model.predictVideo(clips.demoStill)).prediction.label).toBe('none')
-    expect(fromPath.features.values.length).toBe(90)
-    expect(fromPath.features.meta.faceDetectRate).toBe(1)
+    expect(fromPath.meta.faceDetectRate).toBe(1)
+    expect(fromPath.features, 'the values stay native unless asked for').toBeUndefined()
     expect(fromPath.predictMs).toBeGreaterThan(0)
     const fromBytes = await model.predictVideo(readFileSync(clips.demoMouth))
     expect(fromBytes.prediction).toEqual(fromPath.prediction)
     expect(await codeOf(model.predictVideo(clips.noFace))).toBe('no_face')
+  })
+
+  it('returns the feature values with a video prediction when asked, equal to extractFeatures with the same spec', async () => {
+    const asked = await model.predictVideo(clips.demoMouth, { features: true })
+    expect(asked.features).toBeInstanceOf(Float32Array)
+    expect(Array.from(asked.features!)).toEqual(Array.from((await extractFeatures(clips.demoMouth, { cascade: join(demoDir, 'face_cascade.xml') })).values))
+    expect(featureNames()).toHaveLength(asked.features!.length)
   })
 })
 

@@ -14,14 +14,15 @@ export interface Answer {
   features?: InferenceResult['features']
 }
 
-export function answerOf(model: string, handler: ModelHandler, r: InferenceResult, includeFeatures: boolean): Answer {
+/** The handler's result as an answer (its features are there only when they were asked for). */
+export function answerOf(model: string, handler: ModelHandler, r: InferenceResult): Answer {
   return {
     model,
     model_version: handler.describe().version,
     prediction: r.prediction,
     ...(r.video ? { video: r.video } : {}),
     timings_ms: r.timings_ms,
-    ...(includeFeatures && r.features ? { features: r.features } : {}),
+    ...(r.features ? { features: r.features } : {}),
   }
 }
 

@@ -97,6 +97,6 @@ export class SyncExecutor implements Executor {
     const handler = await this.registry.get(model)
     const given = typeof input === 'function' ? await input() : input
     const admit = given.kind === 'features' ? this.featureLimiter : this.videoLimiter
-    return answerOf(model, handler, await admit.run((signal) => handler.infer(given, signal)), opts.includeFeatures)
+    return answerOf(model, handler, await admit.run((signal) => handler.infer(given, signal, { includeFeatures: opts.includeFeatures })))
   }
 }

@@ -24,11 +24,17 @@ export interface VideoSummary {
   face_detect_rate: number
 }
 
+export interface InferOptions {
+  /** Return the feature vector with the prediction (`?include=features`). */
+  includeFeatures: boolean
+}
+
 export interface InferenceResult {
   prediction: Prediction
   video?: VideoSummary
   /** Stage milliseconds: decode, face, flow, poc, predict (and total, set by the executor). */
   timings_ms: Record<string, number>
+  /** Set only when InferOptions.includeFeatures asked for it. */
   features?: { names: string[]; values: number[] }
 }
 
@@ -46,8 +52,11 @@ export interface ModelInfo {
 export interface ModelHandler {
   /** Loads the model directory (once). Throws with a clear message on a bad directory. */
   load(dir: string): Promise<void>
-  /** Runs one inference; `signal` aborts native work (timeouts). */
-  infer(input: InferenceInput, signal: AbortSignal): Promise<InferenceResult>
+  /**
+   * Runs one inference; `signal` aborts native work (timeouts). The feature values are
+   * returned only when `opts.includeFeatures` asks for them (they stay native otherwise).
+   */
+  infer(input: InferenceInput, signal: AbortSignal, opts: InferOptions): Promise<InferenceResult>
   /** Public metadata (never a filesystem path). Valid after load. */
   describe(): ModelInfo
 }

@@ -2,8 +2,11 @@
 // predictVideo (extraction and prediction in one native task), JSON features through predict.
 // The server-wide limits (MAX_VIDEO_SECONDS, MAX_FRAME_PIXELS, MAX_DECODED_MEGAPIXELS) are
 // given to the native load, which applies the smaller of each and the manifest's own param.
-import { loadModel, type Model } from '@org/tabr-native'
-import type { HandlerFactory, HandlerOptions, InferenceInput, InferenceResult, ModelHandler, ModelInfo } from '../handler.js'
+import { featureNames, loadModel, type Model } from '@org/tabr-native'
+import type { HandlerFactory, HandlerOptions, InferenceInput, InferenceResult, InferOptions, ModelHandler, ModelInfo } from '../handler.js'
+
+/** The 90 names, built once per process: they name the values of every response that asks for them. */
+const FEATURE_NAMES = featureNames()
 
 export class TabrHandler implements ModelHandler {
   private model?: Model
@@ -38,7 +41,7 @@ export class TabrHandler implements ModelHandler {
     return this.model
   }
 
-  async infer(input: InferenceInput, signal: AbortSignal): Promise<InferenceResult> {
+  async infer(input: InferenceInput, signal: AbortSignal, opts: InferOptions): Promise<InferenceResult> {
     if (input.kind === 'features') {
       const t = performance.now()
       // A typed array crosses into native code in one copy (null → NaN = missing).
@@ -46,8 +49,8 @@ export class TabrHandler implements ModelHandler {
       const prediction = await this.m.predict(row, signal)
       return { prediction, timings_ms: { predict: performance.now() - t } }
     }
-    const r = await this.m.predictVideo(input.path, signal)
-    const meta = r.features.meta
+    const r = await this.m.predictVideo(input.path, { features: opts.includeFeatures }, signal)
+    const meta = r.meta
     const t = meta.timingsMs
     return {
       prediction: r.prediction,
@@ -60,7 +63,7 @@ export class TabrHandler implements ModelHandler {
         face_detect_rate: meta.faceDetectRate,
       },
       timings_ms: { decode: t.decode, face: t.face, flow: t.flow, poc: t.poc, predict: r.predictMs },
-      features: { names: r.features.names, values: Array.from(r.features.values) },
+      ...(r.features ? { features: { names: FEATURE_NAMES, values: Array.from(r.features) } } : {}),
     }
   }
 
