@@ -80,9 +80,7 @@ fn bytes_input_writes_no_file_and_equals_path_input() {
         cancel: cancel.clone(),
         pairs: AtomicUsize::new(0),
     });
-    let ex = Extractor::new()
-        .expect("extractor")
-        .with_flow(flow.clone());
+    let ex = Extractor::new().expect("extractor").with_flow(flow.clone());
     let err = ex
         .extract_bytes(&bytes, &cancel)
         .expect_err("aborted mid-run");
