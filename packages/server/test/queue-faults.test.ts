@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Running } from '../src/server.js'
+import { BLOB_PATTERN, blobKey } from '../src/services/queue.js'
 import { binDir } from '../../tabr-native/test/setup.js'
 import { auth, serve } from './helpers.js'
 import { queueEnv, startReceiver, startRedis, startWorker, until, verifySignature, type RedisServer, type WorkerProcess } from './queue-helpers.js'
@@ -88,7 +89,7 @@ describe('queue mode under faults', () => {
       await new Promise((r) => setTimeout(r, 1500)) // a duplicate would arrive now
       expect(receiver.received.map((c) => c.jobId).sort()).toEqual([...ids].sort())
       for (const c of receiver.received) expect(verifySignature(c.body, c.signature)).toBe(true)
-      expect(await redis.keys('tabr:blob:*')).toEqual([])
+      expect(await redis.keys(BLOB_PATTERN)).toEqual([])
       console.log(`worker SIGKILLed mid-job: its job succeeded on the other worker ${takeover} ms later (JOB_LOCK_S=5)`)
     } finally {
       await receiver.close()
@@ -112,7 +113,7 @@ describe('queue mode under faults', () => {
   it('answers 504 when no worker takes the job in time, and drops the job and its upload', async () => {
     const short = await serve(queueEnv(redis.url, { REQUEST_TIMEOUT_S: '1' }))
     const jobKeys = () => redis.keys('tabr:infer:*-*-*-*-*')
-    const blobs = () => redis.keys('tabr:blob:*')
+    const blobs = () => redis.keys(BLOB_PATTERN)
     const [before, blobsBefore] = [(await jobKeys()).length, (await blobs()).length]
     try {
       const t = Date.now()
@@ -133,7 +134,7 @@ describe('queue mode under faults', () => {
       const r = await fetch(`${brief.url}/infer/tabr-demo`, { ...features(), headers: { ...features().headers, Prefer: 'respond-async' } })
       const id = ((await r.json()) as Json).job_id as string
       expect((await getJob(brief, id)).status).toBe('queued')
-      await until(async () => (await redis.keys(`tabr:blob:${id}`)).length === 0, 5000, 'the upload to expire in Redis')
+      await until(async () => (await redis.keys(blobKey(id))).length === 0, 5000, 'the upload to expire in Redis')
       workers.push(await startWorker(queueEnv(redis.url)))
       const failed = await until(async () => {
         const j = await getJob(brief, id)

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { UnrecoverableError } from 'bullmq'
 import { ApiError } from '../src/core/errors.js'
 import type { Running } from '../src/server.js'
+import { BLOB_PATTERN } from '../src/services/queue.js'
 import { failureFor } from '../src/worker.js'
 import { auth, call, serve } from './helpers.js'
 import { queueEnv, startReceiver, startRedis, startWorker, until, verifySignature, type RedisServer, type WorkerProcess } from './queue-helpers.js'
@@ -170,7 +171,7 @@ describe('queue mode', () => {
   })
 
   it('leaves no upload in Redis once jobs have ended', async () => {
-    await until(async () => (await redis.keys('tabr:blob:*')).length === 0, 5000, 'no blob keys')
+    await until(async () => (await redis.keys(BLOB_PATTERN)).length === 0, 5000, 'no blob keys')
     expect(worker.lines.filter((l) => l.msg === 'job started').length).toBeGreaterThan(5)
   })
 })
