@@ -4,15 +4,12 @@
 
 use std::time::Instant;
 
-use opencv::core::{Mat, MatTraitConst, MatTraitConstManual, Vec2f};
-use opencv::video;
+use opencv::core::MatTraitConst;
 
 use crate::error::{Error, Result};
+use crate::flow::{Flow, FlowFrame};
 use crate::poc::{with_thread_engine, Patch};
-use crate::spec::{PixelRect, FARNEBACK, N_CHANNELS, REGIONS};
-
-/// A canonical face crop: 8-bit gray, `roi_size`².
-pub(super) struct Crop(pub(super) Mat);
+use crate::spec::{PixelRect, N_CHANNELS, REGIONS};
 
 /// One pair's channels (or its error) and the time its stages took.
 pub(super) struct PairOut {
@@ -22,39 +19,8 @@ pub(super) struct PairOut {
     pub(super) poc_ns: u64,
 }
 
-/// Dense optical flow from one 8-bit crop to the next: the seam where another implementation
-/// of spec §4's flow plugs in without touching the pipeline. `out` is `CV_32FC2`, the crops'
-/// size, (u, v) per pixel.
-pub trait Flow: Send + Sync + std::fmt::Debug {
-    /// Computes the flow from `a` to `b` into `out`.
-    fn compute(&self, a: &Mat, b: &Mat, out: &mut Mat) -> Result<()>;
-}
-
-/// OpenCV's `calcOpticalFlowFarneback` with the spec's [`FARNEBACK`] arguments: the reference.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct OpenCvFarneback;
-
-impl Flow for OpenCvFarneback {
-    fn compute(&self, a: &Mat, b: &Mat, out: &mut Mat) -> Result<()> {
-        let p = FARNEBACK;
-        video::calc_optical_flow_farneback(
-            a,
-            b,
-            out,
-            p.pyr_scale,
-            p.levels,
-            p.winsize,
-            p.iterations,
-            p.poly_n,
-            p.poly_sigma,
-            p.flags,
-        )
-        .map_err(|_| Error::internal("optical flow failed"))
-    }
-}
-
 thread_local! {
-    static FLOW: std::cell::RefCell<Mat> = std::cell::RefCell::new(Mat::default());
+    static FLOW: std::cell::RefCell<Vec<[f32; 2]>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// One pair's channels on a pool worker (its flow buffer is per thread); a panic becomes
@@ -62,8 +28,8 @@ thread_local! {
 pub(super) fn pair_job(
     index: usize,
     flow: &dyn Flow,
-    a: &Crop,
-    b: &Crop,
+    a: &FlowFrame,
+    b: &FlowFrame,
     rects: &[PixelRect; 8],
 ) -> PairOut {
     let mut flow_ns = 0;
@@ -93,23 +59,19 @@ pub(super) fn pair_job(
 /// Spec §4: flow, global POC, residual |flow| and region POCs of one pair.
 fn pair_channels(
     method: &dyn Flow,
-    a: &Crop,
-    b: &Crop,
+    a: &FlowFrame,
+    b: &FlowFrame,
     rects: &[PixelRect; 8],
-    flow: &mut Mat,
+    uv: &mut Vec<[f32; 2]>,
     flow_ns: &mut u64,
     poc_ns: &mut u64,
 ) -> Result<[f64; N_CHANNELS]> {
-    let fail = |_| Error::internal("optical flow failed");
+    let n = a.crop().cols() as usize;
+    uv.resize(n * n, [0.0; 2]);
     let t0 = Instant::now();
-    method.compute(&a.0, &b.0, flow)?;
+    method.compute(a, b, uv)?;
     let t1 = Instant::now();
-    let n = a.0.cols() as usize;
-    let (pa, pb) = (
-        a.0.data_bytes().map_err(fail)?,
-        b.0.data_bytes().map_err(fail)?,
-    );
-    let uv: &[Vec2f] = flow.data_typed::<Vec2f>().map_err(fail)?;
+    let (pa, pb) = (a.pixels()?, b.pixels()?);
     let mut ch = [0.0; N_CHANNELS];
     with_thread_engine(|e| {
         let g = e.poc(

@@ -33,10 +33,10 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::face::{FaceBox, FaceDetector};
+pub use crate::flow::{Flow, FlowMethod, OpenCvFarneback};
 use crate::spec::{SpecParams, N_CHANNELS, N_FEATURES};
 use crate::stats::summarize;
 use crate::video::{Decoder, VideoSource};
-pub use channels::{Flow, OpenCvFarneback};
 pub use face_method::{FaceMethod, Geometry, HaarBox};
 use pipeline::{ms, Pipeline};
 use schedule::Schedule;

@@ -9,11 +9,12 @@ use std::time::Instant;
 use crossbeam_channel::Receiver;
 use opencv::core::Mat;
 
-use super::channels::{pair_job, Crop, PairOut};
+use super::channels::{pair_job, PairOut};
 use super::face_method::Geometry;
 use super::schedule::Schedule;
 use super::{pool, Extractor, StageTimings};
 use crate::error::{Error, Result};
+use crate::flow::FlowFrame;
 use crate::spec::{PixelRect, N_CHANNELS, REGIONS};
 
 enum Msg {
@@ -37,7 +38,7 @@ pub(super) struct Pipeline<'a> {
     pending: VecDeque<(u64, Arc<Mat>)>,
     detections: HashMap<u64, Result<Option<Geometry>>>,
     pub(super) prev_gray: Option<Arc<Mat>>,
-    prev_crop: Option<Arc<Crop>>,
+    prev_crop: Option<Arc<FlowFrame>>,
     pub(super) series: Vec<[f64; N_CHANNELS]>,
     pub(super) timings: StageTimings,
     submitted: usize,
@@ -80,7 +81,7 @@ impl<'a> Pipeline<'a> {
                 self.schedule
                     .apply(idx, found, |a, b| face.replaces(a, b, params));
                 if let Some(g) = self.schedule.current {
-                    self.prev_crop = Some(Arc::new(Crop(face.crop(&gray, &g, self.n)?)));
+                    self.prev_crop = Some(Arc::new(FlowFrame::new(face.crop(&gray, &g, self.n)?)));
                     self.prev_gray = Some(gray);
                 }
             }
@@ -137,7 +138,7 @@ impl<'a> Pipeline<'a> {
                 .schedule
                 .current
                 .ok_or_else(|| Error::internal("a frame after the first face has no box"))?;
-            let crop = |frame: &Mat| self.ex.face.crop(frame, &geo, self.n).map(Crop);
+            let crop = |frame: &Mat| self.ex.face.crop(frame, &geo, self.n).map(FlowFrame::new);
             let cur = Arc::new(crop(&g)?);
             let prev = match (&self.prev_crop, changed, &self.prev_gray) {
                 (Some(pc), false, _) => pc.clone(),

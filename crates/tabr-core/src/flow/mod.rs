@@ -1,0 +1,178 @@
+//! Dense optical flow between two face crops (spec §4): the [`Flow`] seam and its two
+//! implementations, our [`Farneback`] (the default) and OpenCV's call ([`OpenCvFarneback`],
+//! the reference, kept selectable so conformance can compare both and users can fall back).
+//!
+//! A crop travels as a [`FlowFrame`]: the crop and whatever a method computes of it once and
+//! keeps for the crop's second pair (our Farnebäck keeps the pyramid of polynomial
+//! expansions, so each frame is expanded once, not twice).
+
+mod farneback;
+mod filters;
+
+use std::any::Any;
+use std::sync::OnceLock;
+
+use opencv::core::{Mat, MatTraitConst, MatTraitConstManual, Vec2f};
+use opencv::video;
+
+pub use farneback::{Farneback, Pyramid};
+
+use crate::error::{Error, Result};
+use crate::spec::FARNEBACK;
+
+/// Dense flow from one 8-bit crop to the next, `(u, v)` per pixel in row order: the seam
+/// where another implementation of spec §4's flow plugs in without touching the pipeline.
+pub trait Flow: Send + Sync + std::fmt::Debug {
+    /// Computes the flow from `a` to `b` (crops of the same size) into `out` (one entry per
+    /// pixel).
+    fn compute(&self, a: &FlowFrame, b: &FlowFrame, out: &mut [[f32; 2]]) -> Result<()>;
+}
+
+/// Which flow implementation an extractor uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FlowMethod {
+    /// Our Farnebäck ([`Farneback`]): OpenCV's numbers, several times faster on a sequence.
+    #[default]
+    Rust,
+    /// OpenCV's `calcOpticalFlowFarneback`: the reference.
+    OpenCv,
+}
+
+impl FlowMethod {
+    /// Every name [`FlowMethod::parse`] accepts.
+    pub const NAMES: [&'static str; 2] = ["rust", "opencv"];
+
+    /// `rust` or `opencv`.
+    pub fn parse(name: &str) -> Result<FlowMethod> {
+        match name {
+            "rust" => Ok(FlowMethod::Rust),
+            "opencv" => Ok(FlowMethod::OpenCv),
+            _ => Err(Error::new(
+                crate::ErrorCode::ModelError,
+                format!("flow must be one of {:?}", FlowMethod::NAMES),
+            )),
+        }
+    }
+
+    /// The method's name (as [`FlowMethod::parse`] reads it).
+    pub fn name(self) -> &'static str {
+        match self {
+            FlowMethod::Rust => "rust",
+            FlowMethod::OpenCv => "opencv",
+        }
+    }
+
+    /// The implementation, with the spec's parameters.
+    pub fn build(self) -> std::sync::Arc<dyn Flow> {
+        match self {
+            FlowMethod::Rust => std::sync::Arc::new(
+                Farneback::new(FARNEBACK).expect("the spec's Farnebäck parameters are supported"),
+            ),
+            FlowMethod::OpenCv => std::sync::Arc::new(OpenCvFarneback),
+        }
+    }
+}
+
+/// A crop on its way through the flow, with what a flow method keeps of it between pairs.
+pub struct FlowFrame {
+    crop: Mat,
+    kept: OnceLock<Option<Box<dyn Any + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for FlowFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowFrame").finish_non_exhaustive()
+    }
+}
+
+impl FlowFrame {
+    /// A crop (8-bit, one channel, continuous).
+    pub fn new(crop: Mat) -> FlowFrame {
+        FlowFrame {
+            crop,
+            kept: OnceLock::new(),
+        }
+    }
+
+    /// The crop.
+    pub fn crop(&self) -> &Mat {
+        &self.crop
+    }
+
+    /// The crop's pixels, row after row.
+    pub fn pixels(&self) -> Result<&[u8]> {
+        self.crop
+            .data_bytes()
+            .map_err(|_| Error::internal("a crop is not a continuous 8-bit image"))
+    }
+
+    /// What `make` computes of this crop, computed once (the crop's other pair gets the same
+    /// value; a pair running at the same time waits for it).
+    pub fn keep<T: Any + Send + Sync>(
+        &self,
+        make: impl FnOnce(&FlowFrame) -> Result<T>,
+    ) -> Result<&T> {
+        let mut failed = None;
+        let kept = self.kept.get_or_init(|| match make(self) {
+            Ok(v) => Some(Box::new(v) as Box<dyn Any + Send + Sync>),
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        });
+        match kept.as_ref().and_then(|b| b.downcast_ref::<T>()) {
+            Some(v) => Ok(v),
+            None => Err(failed.unwrap_or_else(|| Error::internal("a crop's flow data is missing"))),
+        }
+    }
+}
+
+/// OpenCV's `calcOpticalFlowFarneback` with the spec's [`FARNEBACK`] arguments: the reference.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenCvFarneback;
+
+thread_local! {
+    static CV_FLOW: std::cell::RefCell<Mat> = std::cell::RefCell::new(Mat::default());
+}
+
+impl Flow for OpenCvFarneback {
+    fn compute(&self, a: &FlowFrame, b: &FlowFrame, out: &mut [[f32; 2]]) -> Result<()> {
+        let p = FARNEBACK;
+        let fail = |_| Error::internal("optical flow failed");
+        CV_FLOW.with(|m| {
+            let m = &mut *m.borrow_mut();
+            video::calc_optical_flow_farneback(
+                a.crop(),
+                b.crop(),
+                m,
+                p.pyr_scale,
+                p.levels,
+                p.winsize,
+                p.iterations,
+                p.poly_n,
+                p.poly_sigma,
+                p.flags,
+            )
+            .map_err(fail)?;
+            let uv: &[Vec2f] = m.data_typed::<Vec2f>().map_err(fail)?;
+            if uv.len() != out.len() {
+                return Err(Error::internal("flow output of the wrong size"));
+            }
+            for (o, v) in out.iter_mut().zip(uv) {
+                *o = [v[0], v[1]];
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Flow for Farneback {
+    fn compute(&self, a: &FlowFrame, b: &FlowFrame, out: &mut [[f32; 2]]) -> Result<()> {
+        let pyramid = |f: &FlowFrame| -> Result<Pyramid> {
+            let (w, h) = (f.crop.cols() as usize, f.crop.rows() as usize);
+            Ok(self.pyramid(f.pixels()?, w, h))
+        };
+        let (pa, pb) = (a.keep(pyramid)?, b.keep(pyramid)?);
+        self.flow(pa, pb, out)
+    }
+}
