@@ -8,20 +8,19 @@
 //! (`decode.rs`). Nothing here fails a build.
 
 mod decode;
+mod flow;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use opencv::core::Mat;
-use tabr_core::extract::{FaceMethod, Flow, Geometry, HaarBox, OpenCvFarneback};
+use tabr_core::flow::FlowMethod;
 use tabr_core::synth::{write_clip, ClipSpec, Movement, Part};
-use tabr_core::video::Decoder;
-use tabr_core::{CancelFlag, Extractor, SpecParams};
+use tabr_core::{CancelFlag, Extractor};
 
-const RUNS: usize = 7;
+pub(crate) const RUNS: usize = 7;
 
-fn median(mut xs: Vec<f64>) -> f64 {
+pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
     if n % 2 == 1 {
@@ -54,53 +53,15 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Child mode: single-thread decode + Farnebäck over the extraction's own crops, printed as
-/// "decode_s flow_s".
+/// Child mode: single-thread decode + our Farnebäck over the extraction's own crop pairs,
+/// printed as "decode_s flow_s".
 fn floor_child(clip: &Path) {
     let _ = opencv::core::set_num_threads(1);
-    let ex = Extractor::new().expect("extractor");
-    let f = ex
-        .extract_path(clip, &CancelFlag::new())
-        .expect("clip has features");
-    let mut dec =
-        Decoder::open(tabr_core::VideoSource::Path(clip), &SpecParams::default()).expect("open");
-    let mut frames = Vec::new();
-    let mut gray = Mat::default();
     let t = Instant::now();
-    while dec.next_gray(&mut gray).expect("decode") {
-        frames.push(gray.clone());
-    }
+    let frames = flow::crop_sequence(clip);
     let decode_s = t.elapsed().as_secs_f64();
-    // The crops the extractor used: boxes from the metadata, area-resized to the ROI size.
-    let n = SpecParams::default().roi_size;
-    let box_at = |i: u64| {
-        f.meta
-            .boxes
-            .iter()
-            .rev()
-            .find(|b| b.frame <= i)
-            .map(|b| b.face)
-    };
-    // The extractor's own crop (the Haar box method), not a copy of it.
-    let haar = HaarBox::new(tabr_core::face::FaceDetector::builtin().expect("cascade"));
-    let crop =
-        |m: &Mat, b: tabr_core::face::FaceBox| haar.crop(m, &Geometry::Box(b), n).expect("crop");
-    let pairs: Vec<(Mat, Mat)> = (1..frames.len() as u64)
-        .filter_map(|i| {
-            box_at(i).filter(|_| i > f.meta.boxes[0].frame).map(|b| {
-                (
-                    crop(&frames[i as usize - 1], b),
-                    crop(&frames[i as usize], b),
-                )
-            })
-        })
-        .collect();
-    let mut flow = Mat::default();
-    let t = Instant::now();
-    for (a, b) in &pairs {
-        OpenCvFarneback.compute(a, b, &mut flow).expect("flow");
-    }
-    println!("{decode_s} {}", t.elapsed().as_secs_f64());
+    let flow_s = flow::run_sequence(&frames, FlowMethod::Rust.build().as_ref());
+    println!("{decode_s} {flow_s}");
 }
 
 /// Child mode: one extraction, then the peak RSS in MB.
@@ -290,11 +251,21 @@ fn model_bench(clips: &[(String, PathBuf)]) {
     }
 }
 
+fn d18_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4")
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("--floor") => return floor_child(Path::new(&args[2])),
         Some("--rss") => return rss_child(Path::new(&args[2])),
+        // Only the per-pair flow table, for a clip given or d18.
+        Some("--flow") => {
+            let clip = args.get(2).map(PathBuf::from).unwrap_or_else(d18_path);
+            return flow::flow_bench(&clip.display().to_string(), &clip);
+        }
         _ => {}
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -334,9 +305,9 @@ fn main() {
         }
     };
     let mut clips: Vec<(String, PathBuf)> = Vec::new();
-    let d18 = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4");
+    let d18 = d18_path();
     if d18.is_file() {
+        flow::flow_bench("d18", &d18);
         clips.push(("d18 480×480 30fps 7.2s".into(), d18));
     } else {
         eprintln!("SKIPPED d18: ../shared/fixtures not found");

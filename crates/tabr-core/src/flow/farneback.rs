@@ -94,72 +94,101 @@ impl PolyKernel {
     }
 
     /// The five coefficients (y, x, x², y², xy terms in OpenCV's order) of every pixel of
-    /// `src` (`w`×`h`, replicated borders) into `dst`.
-    fn expand(&self, src: &[f32], w: usize, h: usize, row: &mut Vec<f32>, dst: &mut Vec<[f32; 5]>) {
+    /// `src` (`w`×`h`, replicated borders) into `dst`. Same arithmetic as OpenCV's (f32
+    /// vertical sums, f64 horizontal sums, taps in the same order), laid out in planes so the
+    /// loops run over contiguous slices and vectorise.
+    fn expand(&self, src: &[f32], w: usize, h: usize, s: &mut ExpandScratch, dst: &mut Planes) {
         let n = self.n;
-        dst.resize(w * h, [0.0; 5]);
-        row.resize((w + 2 * n) * 3, 0.0);
+        let pw = w + 2 * n;
+        for p in dst.iter_mut() {
+            p.resize(w * h, 0.0);
+        }
+        for v in [&mut s.v0, &mut s.v1, &mut s.v2] {
+            v.resize(pw, 0.0);
+        }
+        for b in s.b.iter_mut() {
+            b.resize(w, 0.0);
+        }
         for y in 0..h {
             // Vertical part: for every column, Σ g, Σ x·g (odd), Σ x²·g over the rows.
             {
-                let (g0, s0) = (self.g[0], &src[y * w..(y + 1) * w]);
-                let mid = &mut row[n * 3..(n + w) * 3];
+                let (v0, v1, v2) = (&mut s.v0[n..][..w], &mut s.v1[n..][..w], &mut s.v2[n..][..w]);
+                let (g0, s0) = (self.g[0], &src[y * w..][..w]);
                 for x in 0..w {
-                    mid[x * 3] = s0[x] * g0;
-                    mid[x * 3 + 1] = 0.0;
-                    mid[x * 3 + 2] = 0.0;
+                    v0[x] = s0[x] * g0;
+                    v1[x] = 0.0;
+                    v2[x] = 0.0;
                 }
                 for k in 1..=n {
                     let (g0, g1, g2) = (self.g[k], self.xg[k], self.xxg[k]);
                     let up = y.saturating_sub(k);
                     let down = (y + k).min(h - 1);
-                    let (a, b) = (&src[up * w..(up + 1) * w], &src[down * w..(down + 1) * w]);
+                    let (a, b) = (&src[up * w..][..w], &src[down * w..][..w]);
                     for x in 0..w {
                         let p = a[x] + b[x];
-                        mid[x * 3] += g0 * p;
-                        mid[x * 3 + 1] += g1 * (b[x] - a[x]);
-                        mid[x * 3 + 2] += g2 * p;
+                        v0[x] += g0 * p;
+                        v1[x] += g1 * (b[x] - a[x]);
+                        v2[x] += g2 * p;
                     }
                 }
             }
-            // Replicated borders, then the horizontal part in f64.
-            for x in 0..n {
-                for c in 0..3 {
-                    row[x * 3 + c] = row[n * 3 + c];
-                    row[(n + w + x) * 3 + c] = row[(n + w - 1) * 3 + c];
+            // Replicated borders.
+            for v in [&mut s.v0, &mut s.v1, &mut s.v2] {
+                let (first, last) = (v[n], v[n + w - 1]);
+                v[..n].fill(first);
+                v[n + w..].fill(last);
+            }
+            // Horizontal part, in f64.
+            let [b1, b2, b3, b4, b5, b6] = &mut s.b;
+            let (b1, b2, b3) = (&mut b1[..w], &mut b2[..w], &mut b3[..w]);
+            let (b4, b5, b6) = (&mut b4[..w], &mut b5[..w], &mut b6[..w]);
+            let (v0, v1, v2) = (&s.v0[..pw], &s.v1[..pw], &s.v2[..pw]);
+            let g0 = self.g[0];
+            for x in 0..w {
+                b1[x] = f64::from(v0[x + n] * g0);
+                b2[x] = 0.0;
+                b3[x] = f64::from(v1[x + n] * g0);
+                b4[x] = 0.0;
+                b5[x] = f64::from(v2[x + n] * g0);
+                b6[x] = 0.0;
+            }
+            for k in 1..=n {
+                let (gk, xgk, xxgk) = (self.g[k], self.xg[k], self.xxg[k]);
+                let (gd, xxgd) = (f64::from(gk), f64::from(xxgk));
+                let (r0, l0) = (&v0[n + k..][..w], &v0[n - k..][..w]);
+                let (r1, l1) = (&v1[n + k..][..w], &v1[n - k..][..w]);
+                let (r2, l2) = (&v2[n + k..][..w], &v2[n - k..][..w]);
+                for x in 0..w {
+                    let tg = f64::from(r0[x] + l0[x]);
+                    b1[x] += tg * gd;
+                    b4[x] += tg * xxgd;
+                    b2[x] += f64::from((r0[x] - l0[x]) * xgk);
+                    b3[x] += f64::from((r1[x] + l1[x]) * gk);
+                    b6[x] += f64::from((r1[x] - l1[x]) * xgk);
+                    b5[x] += f64::from((r2[x] + l2[x]) * gk);
                 }
             }
-            let out = &mut dst[y * w..(y + 1) * w];
-            for (x, o) in out.iter_mut().enumerate() {
-                let c = (x + n) * 3;
-                let g0 = self.g[0];
-                let mut b1 = f64::from(row[c] * g0);
-                let mut b2 = 0.0f64;
-                let mut b3 = f64::from(row[c + 1] * g0);
-                let mut b4 = 0.0f64;
-                let mut b5 = f64::from(row[c + 2] * g0);
-                let mut b6 = 0.0f64;
-                for k in 1..=n {
-                    let (r, l) = (c + k * 3, c - k * 3);
-                    let tg = f64::from(row[r] + row[l]);
-                    let gk = self.g[k];
-                    b1 += tg * f64::from(gk);
-                    b4 += tg * f64::from(self.xxg[k]);
-                    b2 += f64::from((row[r] - row[l]) * self.xg[k]);
-                    b3 += f64::from((row[r + 1] + row[l + 1]) * gk);
-                    b6 += f64::from((row[r + 1] - row[l + 1]) * self.xg[k]);
-                    b5 += f64::from((row[r + 2] + row[l + 2]) * gk);
-                }
-                *o = [
-                    (b3 * self.ig11) as f32,
-                    (b2 * self.ig11) as f32,
-                    (b1 * self.ig03 + b5 * self.ig33) as f32,
-                    (b1 * self.ig03 + b4 * self.ig33) as f32,
-                    (b6 * self.ig55) as f32,
-                ];
+            let [d0, d1, d2, d3, d4] = dst;
+            let (d0, d1, d2) = (&mut d0[y * w..][..w], &mut d1[y * w..][..w], &mut d2[y * w..][..w]);
+            let (d3, d4) = (&mut d3[y * w..][..w], &mut d4[y * w..][..w]);
+            for x in 0..w {
+                d0[x] = (b3[x] * self.ig11) as f32;
+                d1[x] = (b2[x] * self.ig11) as f32;
+                d2[x] = (b1[x] * self.ig03 + b5[x] * self.ig33) as f32;
+                d3[x] = (b1[x] * self.ig03 + b4[x] * self.ig33) as f32;
+                d4[x] = (b6[x] * self.ig55) as f32;
             }
         }
     }
+}
+
+/// The expansion's per-thread row buffers: three vertical sums with borders, six horizontal.
+#[derive(Default)]
+struct ExpandScratch {
+    v0: Vec<f32>,
+    v1: Vec<f32>,
+    v2: Vec<f32>,
+    b: [Vec<f64>; 6],
 }
 
 /// One pyramid level of a frame: its size and its polynomial expansion.
@@ -167,8 +196,11 @@ impl PolyKernel {
 struct Level {
     w: usize,
     h: usize,
-    r: Vec<[f32; 5]>,
+    r: Planes,
 }
+
+/// Five planes of one value per pixel (the expansion's coefficients, or the systems).
+type Planes = [Vec<f32>; 5];
 
 /// A frame's pyramid of polynomial expansions, finest level first: what [`Farneback::flow`]
 /// needs of each frame, computed once per frame.
@@ -205,7 +237,7 @@ struct FrameScratch {
     blurred: Vec<f32>,
     level: Vec<f32>,
     rows: Vec<f32>,
-    row: Vec<f32>,
+    expand: ExpandScratch,
 }
 
 /// Per-thread buffers of the per-pair half.
@@ -213,9 +245,12 @@ struct FrameScratch {
 struct PairScratch {
     flow: Vec<f32>,
     prev: Vec<f32>,
-    m: Vec<[f32; 5]>,
-    vsum: Vec<[f64; 5]>,
+    m: Planes,
+    vsum: [Vec<f64>; 5],
+    sums: [Vec<f64>; 5],
     rows: Vec<f32>,
+    wx: Vec<f32>,
+    wy: Vec<f32>,
 }
 
 thread_local! {
@@ -287,7 +322,7 @@ impl Farneback {
                 level.w = lp.w;
                 level.h = lp.h;
                 self.poly
-                    .expand(&s.level, lp.w, lp.h, &mut s.row, &mut level.r);
+                    .expand(&s.level, lp.w, lp.h, &mut s.expand, &mut level.r);
             }
         });
     }
@@ -333,7 +368,9 @@ impl Farneback {
                         }
                     }
                 }
-                update_matrices(l0, l1, &s.flow, &mut s.m);
+                edge_weights(w, &mut s.wx);
+                edge_weights(h, &mut s.wy);
+                update_matrices(l0, l1, &s.flow, &s.wx, &s.wy, &mut s.m);
                 let iters = self.p.iterations as usize;
                 for i in 0..iters {
                     blur_solve(
@@ -342,10 +379,11 @@ impl Farneback {
                         h,
                         self.p.winsize as usize,
                         &mut s.vsum,
+                        &mut s.sums,
                         &mut s.flow,
                     );
                     if i + 1 < iters {
-                        update_matrices(l0, l1, &s.flow, &mut s.m);
+                        update_matrices(l0, l1, &s.flow, &s.wx, &s.wy, &mut s.m);
                     }
                 }
                 prev_size = Some((w, h));
@@ -358,136 +396,292 @@ impl Farneback {
     }
 }
 
-/// Each pixel's 2×2 system (G11, G12, G22, h1, h2) from expansion `r0` at the pixel and `r1`
-/// at the pixel displaced by the flow (bilinear), weighted down near the edges.
-fn update_matrices(l0: &Level, l1: &Level, flow: &[f32], m: &mut Vec<[f32; 5]>) {
+/// OpenCV's `cvFloor` for the flow's sample positions.
+#[inline(always)]
+fn floor_i32(v: f32) -> i32 {
+    let i = v as i32;
+    i - i32::from((i as f32) > v)
+}
+
+/// OpenCV's down-weighting near the edges, per coordinate: the product of the weights from
+/// both ends (at most one differs from 1 on levels of 10 pixels or more).
+fn edge_weights(n: usize, out: &mut Vec<f32>) {
+    out.clear();
+    out.extend((0..n).map(|i| {
+        (if i < BORDER { BORDER_WEIGHT[i] } else { 1.0 })
+            * (if i + BORDER >= n { BORDER_WEIGHT[n - i - 1] } else { 1.0 })
+    }));
+}
+
+/// Each pixel's 2×2 system (G11, G12, G22, h1, h2) from expansion `l0` at the pixel and `l1`
+/// at the pixel displaced by the flow (bilinear), weighted down near the edges (`wx`, `wy`;
+/// a weight of exactly 1 leaves the values as they are, as OpenCV's unweighted interior).
+/// Rows go eight pixels at a time through AVX2 where the CPU has it (same operations in the
+/// same order, so the same numbers), the rest through the scalar loop.
+fn update_matrices(l0: &Level, l1: &Level, flow: &[f32], wx: &[f32], wy: &[f32], m: &mut Planes) {
     let (w, h) = (l0.w, l0.h);
-    m.resize(w * h, [0.0; 5]);
-    let (r0s, r1s) = (&l0.r, &l1.r);
+    for p in m.iter_mut() {
+        p.resize(w * h, 0.0);
+    }
+    #[cfg(target_arch = "x86_64")]
+    let wide = w >= 8 && h >= 2 && std::arch::is_x86_feature_detected!("avx2");
     for y in 0..h {
-        for x in 0..w {
-            let i = y * w + x;
-            let (dx, dy) = (flow[2 * i], flow[2 * i + 1]);
-            let (mut fx, mut fy) = (x as f32 + dx, y as f32 + dy);
-            let (x1, y1) = (fx.floor(), fy.floor());
-            fx -= x1;
-            fy -= y1;
-            let r0 = &r0s[i];
-            let (mut r2, mut r3, mut r4, mut r5, mut r6);
-            if x1 >= 0.0 && y1 >= 0.0 && (x1 as usize) < w - 1 && (y1 as usize) < h - 1 {
-                let j = y1 as usize * w + x1 as usize;
-                let (p00, p01, p10, p11) = (&r1s[j], &r1s[j + 1], &r1s[j + w], &r1s[j + w + 1]);
-                let a00 = (1.0 - fx) * (1.0 - fy);
-                let a01 = fx * (1.0 - fy);
-                let a10 = (1.0 - fx) * fy;
-                let a11 = fx * fy;
-                let lerp = |c: usize| a00 * p00[c] + a01 * p01[c] + a10 * p10[c] + a11 * p11[c];
-                r2 = lerp(0);
-                r3 = lerp(1);
-                r4 = (r0[2] + lerp(2)) * 0.5;
-                r5 = (r0[3] + lerp(3)) * 0.5;
-                r6 = (r0[4] + lerp(4)) * 0.25;
-            } else {
-                r2 = 0.0;
-                r3 = 0.0;
-                r4 = r0[2];
-                r5 = r0[3];
-                r6 = r0[4] * 0.5;
+        let frow = &flow[y * w * 2..][..w * 2];
+        #[allow(unused_mut)]
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: AVX2 is present (checked above); the kernel's gathers stay within the
+            // planes (indices of pixels outside the sampling area are replaced by 0, and w, h ≥ 2).
+            #[allow(unsafe_code)]
+            unsafe {
+                done = avx2::update_row(y, w, h, l0, l1, frow, wx, wy[y], m);
             }
-            r2 = (r0[0] - r2) * 0.5;
-            r3 = (r0[1] - r3) * 0.5;
-            r2 += r4 * dy + r6 * dx;
-            r3 += r6 * dy + r5 * dx;
-            if x < BORDER || x >= w - BORDER || y < BORDER || y >= h - BORDER {
-                let edge = |i: usize, n: usize| {
-                    (if i < BORDER { BORDER_WEIGHT[i] } else { 1.0 })
-                        * (if i + BORDER >= n {
-                            BORDER_WEIGHT[n - i - 1]
-                        } else {
-                            1.0
-                        })
-                };
-                let scale = edge(x, w) * edge(y, h);
-                r2 *= scale;
-                r3 *= scale;
-                r4 *= scale;
-                r5 *= scale;
-                r6 *= scale;
-            }
-            m[i] = [
-                r4 * r4 + r6 * r6,
-                (r4 + r5) * r6,
-                r5 * r5 + r6 * r6,
-                r4 * r2 + r6 * r3,
-                r6 * r2 + r5 * r3,
-            ];
         }
+        update_row(y, done, w, h, l0, l1, frow, wx, wy[y], m);
     }
 }
 
-/// Averages the systems over a `win`×`win` box (replicated borders, running sums in f64) and
-/// solves each pixel's regularised 2×2 system into `flow`.
+/// The scalar system update for pixels `from..w` of row `y`.
+#[allow(clippy::too_many_arguments)]
+fn update_row(
+    y: usize,
+    from: usize,
+    w: usize,
+    h: usize,
+    l0: &Level,
+    l1: &Level,
+    frow: &[f32],
+    wx: &[f32],
+    wyv: f32,
+    m: &mut Planes,
+) {
+    let r1 = &l1.r;
+    for x in from..w {
+        let i = y * w + x;
+        let (dx, dy) = (frow[2 * x], frow[2 * x + 1]);
+        let (fx, fy) = (x as f32 + dx, y as f32 + dy);
+        let (x1, y1) = (floor_i32(fx), floor_i32(fy));
+        let (fx, fy) = (fx - x1 as f32, fy - y1 as f32);
+        let r0 = |c: usize| l0.r[c][i];
+        let (mut r2, mut r3, mut r4, mut r5, mut r6);
+        if (x1 as u32) < (w - 1) as u32 && (y1 as u32) < (h - 1) as u32 {
+            let j = y1 as usize * w + x1 as usize;
+            let a00 = (1.0 - fx) * (1.0 - fy);
+            let a01 = fx * (1.0 - fy);
+            let a10 = (1.0 - fx) * fy;
+            let a11 = fx * fy;
+            let lerp = |c: usize| {
+                let p = &r1[c];
+                a00 * p[j] + a01 * p[j + 1] + a10 * p[j + w] + a11 * p[j + w + 1]
+            };
+            r2 = lerp(0);
+            r3 = lerp(1);
+            r4 = (r0(2) + lerp(2)) * 0.5;
+            r5 = (r0(3) + lerp(3)) * 0.5;
+            r6 = (r0(4) + lerp(4)) * 0.25;
+        } else {
+            r2 = 0.0;
+            r3 = 0.0;
+            r4 = r0(2);
+            r5 = r0(3);
+            r6 = r0(4) * 0.5;
+        }
+        r2 = (r0(0) - r2) * 0.5;
+        r3 = (r0(1) - r3) * 0.5;
+        r2 += r4 * dy + r6 * dx;
+        r3 += r6 * dy + r5 * dx;
+        let scale = wx[x] * wyv;
+        r2 *= scale;
+        r3 *= scale;
+        r4 *= scale;
+        r5 *= scale;
+        r6 *= scale;
+        m[0][i] = r4 * r4 + r6 * r6;
+        m[1][i] = (r4 + r5) * r6;
+        m[2][i] = r5 * r5 + r6 * r6;
+        m[3][i] = r4 * r2 + r6 * r3;
+        m[4][i] = r6 * r2 + r5 * r3;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    //! The system update eight pixels at a time. The bilinear samples of the other frame's
+    //! expansion are gathers, which no compiler vectorises from the scalar loop; this kernel
+    //! is what makes the update several times cheaper. No FMA: every product and sum is
+    //! rounded as in the scalar loop, so both give the same bits.
+    use std::arch::x86_64::*;
+
+    use super::{Level, Planes};
+
+    /// Pixels `0..w − w % 8` of row `y`; returns how many it did.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, `w, h ≥ 2`, the planes must hold `w·h` values and `frow`
+    /// `2w`, `wx` `w`.
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn update_row(
+        y: usize,
+        w: usize,
+        h: usize,
+        l0: &Level,
+        l1: &Level,
+        frow: &[f32],
+        wx: &[f32],
+        wyv: f32,
+        m: &mut Planes,
+    ) -> usize {
+        let n = w - w % 8;
+        let row = y * w;
+        let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+        let (one, half, quarter) = (_mm256_set1_ps(1.0), _mm256_set1_ps(0.5), _mm256_set1_ps(0.25));
+        let yv = _mm256_set1_ps(y as f32);
+        let (wm1, hm1, minus1) = (
+            _mm256_set1_epi32(w as i32 - 1),
+            _mm256_set1_epi32(h as i32 - 1),
+            _mm256_set1_epi32(-1),
+        );
+        let wv = _mm256_set1_epi32(w as i32);
+        let wyv = _mm256_set1_ps(wyv);
+        let r1: [*const f32; 5] = std::array::from_fn(|c| l1.r[c].as_ptr());
+        let r0: [*const f32; 5] = std::array::from_fn(|c| l0.r[c].as_ptr().add(row));
+        let out: [*mut f32; 5] = std::array::from_fn(|c| m[c].as_mut_ptr().add(row));
+        let mut x = 0;
+        while x < n {
+            // (dx, dy) pairs → two vectors of eight.
+            let f0 = _mm256_loadu_ps(frow.as_ptr().add(2 * x));
+            let f1 = _mm256_loadu_ps(frow.as_ptr().add(2 * x + 8));
+            let order = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
+            let dx = order(_mm256_shuffle_ps::<0b10_00_10_00>(f0, f1));
+            let dy = order(_mm256_shuffle_ps::<0b11_01_11_01>(f0, f1));
+            let fx = _mm256_add_ps(_mm256_add_ps(_mm256_set1_ps(x as f32), lanes), dx);
+            let fy = _mm256_add_ps(yv, dy);
+            let (x1f, y1f) = (_mm256_floor_ps(fx), _mm256_floor_ps(fy));
+            let (x1, y1) = (_mm256_cvttps_epi32(x1f), _mm256_cvttps_epi32(y1f));
+            let (fx, fy) = (_mm256_sub_ps(fx, x1f), _mm256_sub_ps(fy, y1f));
+            let inside_i = _mm256_and_si256(
+                _mm256_and_si256(_mm256_cmpgt_epi32(x1, minus1), _mm256_cmpgt_epi32(wm1, x1)),
+                _mm256_and_si256(_mm256_cmpgt_epi32(y1, minus1), _mm256_cmpgt_epi32(hm1, y1)),
+            );
+            let inside = _mm256_castsi256_ps(inside_i);
+            let j = _mm256_and_si256(
+                _mm256_add_epi32(_mm256_mullo_epi32(y1, wv), x1),
+                inside_i,
+            );
+            let (gx, gy) = (_mm256_sub_ps(one, fx), _mm256_sub_ps(one, fy));
+            let a00 = _mm256_mul_ps(gx, gy);
+            let a01 = _mm256_mul_ps(fx, gy);
+            let a10 = _mm256_mul_ps(gx, fy);
+            let a11 = _mm256_mul_ps(fx, fy);
+            let lerp = |c: usize| {
+                let p = r1[c];
+                let p00 = _mm256_i32gather_ps::<4>(p, j);
+                let p01 = _mm256_i32gather_ps::<4>(p.add(1), j);
+                let p10 = _mm256_i32gather_ps::<4>(p.add(w), j);
+                let p11 = _mm256_i32gather_ps::<4>(p.add(w + 1), j);
+                let s = _mm256_add_ps(_mm256_mul_ps(a00, p00), _mm256_mul_ps(a01, p01));
+                let s = _mm256_add_ps(s, _mm256_mul_ps(a10, p10));
+                _mm256_add_ps(s, _mm256_mul_ps(a11, p11))
+            };
+            let r0v = |c: usize| _mm256_loadu_ps(r0[c].add(x));
+            let (q0, q1, q2, q3, q4) = (r0v(0), r0v(1), r0v(2), r0v(3), r0v(4));
+            let zero = _mm256_setzero_ps();
+            let r2 = _mm256_blendv_ps(zero, lerp(0), inside);
+            let r3 = _mm256_blendv_ps(zero, lerp(1), inside);
+            let r4 = _mm256_blendv_ps(q2, _mm256_mul_ps(_mm256_add_ps(q2, lerp(2)), half), inside);
+            let r5 = _mm256_blendv_ps(q3, _mm256_mul_ps(_mm256_add_ps(q3, lerp(3)), half), inside);
+            let r6 = _mm256_blendv_ps(
+                _mm256_mul_ps(q4, half),
+                _mm256_mul_ps(_mm256_add_ps(q4, lerp(4)), quarter),
+                inside,
+            );
+            let r2 = _mm256_mul_ps(_mm256_sub_ps(q0, r2), half);
+            let r3 = _mm256_mul_ps(_mm256_sub_ps(q1, r3), half);
+            let r2 = _mm256_add_ps(r2, _mm256_add_ps(_mm256_mul_ps(r4, dy), _mm256_mul_ps(r6, dx)));
+            let r3 = _mm256_add_ps(r3, _mm256_add_ps(_mm256_mul_ps(r6, dy), _mm256_mul_ps(r5, dx)));
+            let scale = _mm256_mul_ps(_mm256_loadu_ps(wx.as_ptr().add(x)), wyv);
+            let (r2, r3) = (_mm256_mul_ps(r2, scale), _mm256_mul_ps(r3, scale));
+            let (r4, r5, r6) = (
+                _mm256_mul_ps(r4, scale),
+                _mm256_mul_ps(r5, scale),
+                _mm256_mul_ps(r6, scale),
+            );
+            let sq = |a: __m256, b: __m256| _mm256_add_ps(_mm256_mul_ps(a, a), _mm256_mul_ps(b, b));
+            let dot = |a: __m256, b: __m256, c: __m256, d: __m256| {
+                _mm256_add_ps(_mm256_mul_ps(a, b), _mm256_mul_ps(c, d))
+            };
+            _mm256_storeu_ps(out[0].add(x), sq(r4, r6));
+            _mm256_storeu_ps(out[1].add(x), _mm256_mul_ps(_mm256_add_ps(r4, r5), r6));
+            _mm256_storeu_ps(out[2].add(x), sq(r5, r6));
+            _mm256_storeu_ps(out[3].add(x), dot(r4, r2, r6, r3));
+            _mm256_storeu_ps(out[4].add(x), dot(r6, r2, r5, r3));
+            x += 8;
+        }
+        n
+    }
+}
+
+/// Averages the systems over a `win`×`win` box (replicated borders, running sums in f64, as
+/// OpenCV's) and solves each pixel's regularised 2×2 system into `flow`.
 fn blur_solve(
-    m: &[[f32; 5]],
+    m: &Planes,
     w: usize,
     h: usize,
     win: usize,
-    vsum: &mut Vec<[f64; 5]>,
+    vsum: &mut [Vec<f64>; 5],
+    sums: &mut [Vec<f64>; 5],
     flow: &mut [f32],
 ) {
     let r = win / 2;
+    let pad = r + 1;
     let scale = 1.0 / (win * win) as f64;
-    // vsum holds the vertical box sums of every column, padded by r + 1 on each side.
-    vsum.clear();
-    vsum.resize(w + 2 * (r + 1), [0.0; 5]);
-    let mid = r + 1;
-    let row = |y: usize| &m[y * w..(y + 1) * w];
-    for (x, v) in row(0).iter().enumerate() {
-        for c in 0..5 {
-            vsum[mid + x][c] = f64::from(v[c] * (r + 2) as f32);
+    for c in 0..5 {
+        let (v, p) = (&mut vsum[c], &m[c]);
+        v.clear();
+        v.resize(w + 2 * pad, 0.0);
+        let mid = &mut v[pad..][..w];
+        for (o, &a) in mid.iter_mut().zip(&p[..w]) {
+            *o = f64::from(a * (r + 2) as f32);
         }
-    }
-    for y in 1..r {
-        for (x, v) in row(y.min(h - 1)).iter().enumerate() {
-            for c in 0..5 {
-                vsum[mid + x][c] += f64::from(v[c]);
+        for y in 1..r {
+            let src = &p[y.min(h - 1) * w..][..w];
+            for (o, &a) in mid.iter_mut().zip(src) {
+                *o += f64::from(a);
             }
         }
+        sums[c].resize(w, 0.0);
     }
     for y in 0..h {
-        let (old, new) = (row(y.saturating_sub(r + 1)), row((y + r).min(h - 1)));
-        for x in 0..w {
-            for c in 0..5 {
-                vsum[mid + x][c] += f64::from(new[x][c] - old[x][c]);
-            }
-        }
-        for x in 0..=r {
-            vsum[mid - 1 - x] = vsum[mid];
-            vsum[mid + w + x] = vsum[mid + w - 1];
-        }
-        let mut s = [0.0f64; 5];
+        let (old, new) = (y.saturating_sub(r + 1) * w, (y + r).min(h - 1) * w);
         for c in 0..5 {
-            s[c] = vsum[mid][c] * (r + 2) as f64;
-        }
-        for x in 1..r {
-            for c in 0..5 {
-                s[c] += vsum[mid + x][c];
+            let v = &mut vsum[c];
+            let (a, b) = (&m[c][old..][..w], &m[c][new..][..w]);
+            for ((o, &oa), &nb) in v[pad..][..w].iter_mut().zip(a).zip(b) {
+                *o += f64::from(nb - oa);
+            }
+            let (first, last) = (v[pad], v[pad + w - 1]);
+            v[..pad].fill(first);
+            v[pad + w..].fill(last);
+            let mut s = v[pad] * (r + 2) as f64;
+            for x in 1..r {
+                s += v[pad + x];
+            }
+            let out = &mut sums[c][..w];
+            for (x, o) in out.iter_mut().enumerate() {
+                s += v[pad + x + r] - v[pad + x - r - 1];
+                *o = s * scale;
             }
         }
-        let out = &mut flow[y * w * 2..(y + 1) * w * 2];
+        let [g11, g12, g22, h1, h2] = &*sums;
+        let (g11, g12, g22, h1, h2) = (&g11[..w], &g12[..w], &g22[..w], &h1[..w], &h2[..w]);
+        let out = &mut flow[y * w * 2..][..w * 2];
         for x in 0..w {
-            let (add, sub) = (vsum[mid + x + r], vsum[mid + x - r - 1]);
-            for c in 0..5 {
-                s[c] += add[c] - sub[c];
-            }
-            let g11 = s[0] * scale;
-            let g12 = s[1] * scale;
-            let g22 = s[2] * scale;
-            let h1 = s[3] * scale;
-            let h2 = s[4] * scale;
-            let idet = 1.0 / (g11 * g22 - g12 * g12 + 1e-3);
-            out[2 * x] = ((g11 * h2 - g12 * h1) * idet) as f32;
-            out[2 * x + 1] = ((g22 * h1 - g12 * h2) * idet) as f32;
+            let idet = 1.0 / (g11[x] * g22[x] - g12[x] * g12[x] + 1e-3);
+            out[2 * x] = ((g11[x] * h2[x] - g12[x] * h1[x]) * idet) as f32;
+            out[2 * x + 1] = ((g22[x] * h1[x] - g12[x] * h2[x]) * idet) as f32;
         }
     }
 }

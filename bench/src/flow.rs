@@ -1,0 +1,107 @@
+//! Farnebäck per pair: OpenCV's call against ours on the real crop pairs of a clip, one
+//! thread, in the same run. Ours is timed two ways: over the sequence as the extractor runs
+//! it (each frame's pyramid computed once and shared by its two pairs) and cold (both
+//! pyramids computed for every pair, the cost of an isolated pair).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use opencv::core::Mat;
+use tabr_core::extract::{FaceMethod, Geometry, HaarBox};
+use tabr_core::flow::{Flow, FlowFrame, FlowMethod};
+use tabr_core::video::Decoder;
+use tabr_core::{CancelFlag, Extractor, SpecParams};
+
+use crate::{median, RUNS};
+
+/// The extraction's crops of `clip` as the pipeline pairs them: `(previous, current)` per
+/// pair, the previous crop shared with the pair before unless the face box changed.
+pub(crate) type Pairs = Vec<(Arc<Mat>, Arc<Mat>)>;
+
+/// Decodes `clip` on this thread and cuts the extractor's own crops (boxes from its meta).
+pub(crate) fn crop_sequence(clip: &Path) -> Pairs {
+    let ex = Extractor::new().expect("extractor");
+    let f = ex
+        .extract_path(clip, &CancelFlag::new())
+        .expect("clip has features");
+    let mut dec =
+        Decoder::open(tabr_core::VideoSource::Path(clip), &SpecParams::default()).expect("open");
+    let mut frames = Vec::new();
+    let mut gray = Mat::default();
+    while dec.next_gray(&mut gray).expect("decode") {
+        frames.push(gray.clone());
+    }
+    let n = SpecParams::default().roi_size;
+    let haar = HaarBox::new(tabr_core::face::FaceDetector::builtin().expect("cascade"));
+    let crop = |m: &Mat, b| Arc::new(haar.crop(m, &Geometry::Box(b), n).expect("crop"));
+    let first = f.meta.boxes[0].frame;
+    let mut pairs = Vec::new();
+    let mut prev: Option<(Arc<Mat>, tabr_core::face::FaceBox)> = None;
+    for i in first + 1..frames.len() as u64 {
+        let b = f.meta.boxes.iter().rev().find(|b| b.frame <= i).expect("box").face;
+        let cur = crop(&frames[i as usize], b);
+        let before = match &prev {
+            Some((p, pb)) if *pb == b => p.clone(),
+            _ => crop(&frames[i as usize - 1], b),
+        };
+        pairs.push((before, cur.clone()));
+        prev = Some((cur, b));
+    }
+    pairs
+}
+
+/// Seconds to run `flow` over every pair in order on this thread, each frame's per-crop work
+/// shared by its two pairs as in the extractor.
+pub(crate) fn run_sequence(pairs: &Pairs, flow: &dyn Flow) -> f64 {
+    let mut out = vec![[0.0f32; 2]; 128 * 128];
+    let t = Instant::now();
+    let mut last: Option<(Arc<Mat>, Arc<FlowFrame>)> = None;
+    for (a, b) in pairs {
+        let fa = match &last {
+            Some((m, f)) if Arc::ptr_eq(m, a) => f.clone(),
+            _ => Arc::new(FlowFrame::new(a.as_ref().clone())),
+        };
+        let fb = Arc::new(FlowFrame::new(b.as_ref().clone()));
+        out.resize(a.rows() as usize * a.cols() as usize, [0.0; 2]);
+        flow.compute(&fa, &fb, &mut out).expect("flow");
+        last = Some((b.clone(), fb));
+    }
+    t.elapsed().as_secs_f64()
+}
+
+/// Seconds for every pair computed cold (no per-crop work shared).
+fn run_cold(pairs: &Pairs, flow: &dyn Flow) -> f64 {
+    let mut out = vec![[0.0f32; 2]; 128 * 128];
+    let t = Instant::now();
+    for (a, b) in pairs {
+        let (fa, fb) = (FlowFrame::new(a.as_ref().clone()), FlowFrame::new(b.as_ref().clone()));
+        flow.compute(&fa, &fb, &mut out).expect("flow");
+    }
+    t.elapsed().as_secs_f64()
+}
+
+use opencv::core::MatTraitConst;
+
+/// The table: ms per 128² pair, one thread, medians of [`RUNS`] passes over the clip's pairs.
+pub(crate) fn flow_bench(name: &str, clip: &Path) {
+    let _ = opencv::core::set_num_threads(1);
+    let pairs = crop_sequence(clip);
+    let (ours, cv) = (FlowMethod::Rust.build(), FlowMethod::OpenCv.build());
+    let n = pairs.len() as f64;
+    let per_pair = |f: &dyn Fn() -> f64| median((0..RUNS).map(|_| f() * 1e3 / n).collect());
+    // Warm both (thread-local buffers, OpenCV's lazy init).
+    run_sequence(&pairs, ours.as_ref());
+    run_sequence(&pairs, cv.as_ref());
+    let opencv_ms = per_pair(&|| run_sequence(&pairs, cv.as_ref()));
+    let seq_ms = per_pair(&|| run_sequence(&pairs, ours.as_ref()));
+    let cold_ms = per_pair(&|| run_cold(&pairs, ours.as_ref()));
+    println!("\n## Farnebäck per 128² pair ({name}, {} real crop pairs, one thread, {RUNS} runs, medians)\n", pairs.len());
+    println!("| OpenCV ms | ours ms (sequence) | ratio | ours ms (cold pair) | ratio |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {opencv_ms:.3} | {seq_ms:.3} | {:.2}× | {cold_ms:.3} | {:.2}× |",
+        opencv_ms / seq_ms,
+        opencv_ms / cold_ms
+    );
+}
