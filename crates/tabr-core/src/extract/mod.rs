@@ -15,8 +15,9 @@
 //!
 //! Layout: this module holds the public types and [`Extractor::extract`] (decode loop and the
 //! final statistics); `schedule` the face-box rules of §2, `pipeline` the in-flight frames and
-//! pool jobs, `channels` the per-pair maths of §4 behind the [`Flow`] seam (OpenCV's
-//! Farnebäck today; another implementation plugs in with [`Extractor::with_flow`]).
+//! pool jobs, `channels` the per-pair maths of §4 behind the [`Flow`] seam (our Farnebäck by
+//! default, OpenCV's on request, see [`crate::flow`]; another implementation plugs in with
+//! [`Extractor::with_flow`]).
 
 mod channels;
 mod face_method;
@@ -159,13 +160,19 @@ impl Extractor {
         Ok(Self::with(FaceDetector::builtin()?, SpecParams::default()))
     }
 
-    /// An extractor with a given detector and parameters (and OpenCV's Farnebäck for flow).
+    /// An extractor with a given detector and parameters, and the default flow
+    /// ([`FlowMethod::Rust`], our Farnebäck; [`Extractor::with_flow_method`] picks OpenCV's).
     pub fn with(detector: Arc<FaceDetector>, params: SpecParams) -> Extractor {
         Extractor {
             face: Arc::new(HaarBox::new(detector)),
-            flow: Arc::new(OpenCvFarneback),
+            flow: FlowMethod::default().build(),
             params,
         }
+    }
+
+    /// The same extractor with one of the built-in flow implementations.
+    pub fn with_flow_method(self, method: FlowMethod) -> Extractor {
+        self.with_flow(method.build())
     }
 
     /// The same extractor with another face method.

@@ -97,6 +97,7 @@ impl PolyKernel {
     /// `src` (`w`×`h`, replicated borders) into `dst`. Same arithmetic as OpenCV's (f32
     /// vertical sums, f64 horizontal sums, taps in the same order), laid out in planes so the
     /// loops run over contiguous slices and vectorise.
+    #[inline(always)]
     fn expand(&self, src: &[f32], w: usize, h: usize, s: &mut ExpandScratch, dst: &mut Planes) {
         let n = self.n;
         let pw = w + 2 * n;
@@ -314,17 +315,39 @@ impl Farneback {
         out.levels.resize_with(plan.len(), Level::default);
         FRAME.with(|s| {
             let s = &mut *s.borrow_mut();
-            s.img.clear();
-            s.img.extend(img[..w * h].iter().map(|&v| f32::from(v)));
-            for (lp, level) in plan.iter().zip(out.levels.iter_mut()) {
-                blur(&s.img, w, h, &lp.kernel, &mut s.tmp, &mut s.blurred);
-                resize(&s.blurred, w, h, 1, &mut s.level, lp.w, lp.h, &mut s.rows);
-                level.w = lp.w;
-                level.h = lp.h;
-                self.poly
-                    .expand(&s.level, lp.w, lp.h, &mut s.expand, &mut level.r);
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 is present; the body is plain safe Rust compiled for it.
+                #[allow(unsafe_code)]
+                unsafe {
+                    self.pyramid_avx2(img, w, h, &plan, s, out)
+                };
+                return;
             }
+            self.pyramid_body(img, w, h, &plan, s, out);
         });
+    }
+
+    /// [`Farneback::pyramid_body`] compiled for AVX2 (wider vectors, the same operations).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(unsafe_code)]
+    unsafe fn pyramid_avx2(&self, img: &[u8], w: usize, h: usize, plan: &[LevelPlan], s: &mut FrameScratch, out: &mut Pyramid) {
+        self.pyramid_body(img, w, h, plan, s, out)
+    }
+
+    #[inline(always)]
+    fn pyramid_body(&self, img: &[u8], w: usize, h: usize, plan: &[LevelPlan], s: &mut FrameScratch, out: &mut Pyramid) {
+        s.img.clear();
+        s.img.extend(img[..w * h].iter().map(|&v| f32::from(v)));
+        for (lp, level) in plan.iter().zip(out.levels.iter_mut()) {
+            blur(&s.img, w, h, &lp.kernel, &mut s.tmp, &mut s.blurred);
+            resize(&s.blurred, w, h, 1, &mut s.level, lp.w, lp.h, &mut s.rows);
+            level.w = lp.w;
+            level.h = lp.h;
+            self.poly
+                .expand(&s.level, lp.w, lp.h, &mut s.expand, &mut level.r);
+        }
     }
 
     /// [`Farneback::pyramid_into`] into a new pyramid.
@@ -350,49 +373,74 @@ impl Farneback {
         }
         PAIR.with(|s| {
             let s = &mut *s.borrow_mut();
-            let mut prev_size: Option<(usize, usize)> = None;
-            for k in (0..a.levels.len()).rev() {
-                let (l0, l1) = (&a.levels[k], &b.levels[k]);
-                let (w, h) = (l0.w, l0.h);
-                match prev_size {
-                    None => {
-                        s.flow.clear();
-                        s.flow.resize(w * h * 2, 0.0);
-                    }
-                    Some((pw, ph)) => {
-                        std::mem::swap(&mut s.flow, &mut s.prev);
-                        resize(&s.prev, pw, ph, 2, &mut s.flow, w, h, &mut s.rows);
-                        let up = (1.0 / self.p.pyr_scale) as f32;
-                        for v in s.flow.iter_mut() {
-                            *v *= up;
-                        }
-                    }
-                }
-                edge_weights(w, &mut s.wx);
-                edge_weights(h, &mut s.wy);
-                update_matrices(l0, l1, &s.flow, &s.wx, &s.wy, &mut s.m);
-                let iters = self.p.iterations as usize;
-                for i in 0..iters {
-                    blur_solve(
-                        &s.m,
-                        w,
-                        h,
-                        self.p.winsize as usize,
-                        &mut s.vsum,
-                        &mut s.sums,
-                        &mut s.flow,
-                    );
-                    if i + 1 < iters {
-                        update_matrices(l0, l1, &s.flow, &s.wx, &s.wy, &mut s.m);
-                    }
-                }
-                prev_size = Some((w, h));
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 is present; the body is plain safe Rust compiled for it.
+                #[allow(unsafe_code)]
+                unsafe {
+                    self.levels_avx2(a, b, s)
+                };
+            } else {
+                self.levels(a, b, s);
             }
+            #[cfg(not(target_arch = "x86_64"))]
+            self.levels(a, b, s);
             for (o, f) in out.iter_mut().zip(s.flow.chunks_exact(2)) {
                 *o = [f[0], f[1]];
             }
         });
         Ok(())
+    }
+
+    /// [`Farneback::levels`] compiled for AVX2 (wider vectors, the same operations).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(unsafe_code)]
+    unsafe fn levels_avx2(&self, a: &Pyramid, b: &Pyramid, s: &mut PairScratch) {
+        self.levels(a, b, s)
+    }
+
+    /// Coarse to fine over the levels; the finest level's flow is left in `s.flow`.
+    #[inline(always)]
+    fn levels(&self, a: &Pyramid, b: &Pyramid, s: &mut PairScratch) {
+        let mut prev_size: Option<(usize, usize)> = None;
+        for k in (0..a.levels.len()).rev() {
+            let (l0, l1) = (&a.levels[k], &b.levels[k]);
+            let (w, h) = (l0.w, l0.h);
+            match prev_size {
+                None => {
+                    s.flow.clear();
+                    s.flow.resize(w * h * 2, 0.0);
+                }
+                Some((pw, ph)) => {
+                    std::mem::swap(&mut s.flow, &mut s.prev);
+                    resize(&s.prev, pw, ph, 2, &mut s.flow, w, h, &mut s.rows);
+                    let up = (1.0 / self.p.pyr_scale) as f32;
+                    for v in s.flow.iter_mut() {
+                        *v *= up;
+                    }
+                }
+            }
+            edge_weights(w, &mut s.wx);
+            edge_weights(h, &mut s.wy);
+            update_matrices(l0, l1, &s.flow, &s.wx, &s.wy, &mut s.m);
+            let iters = self.p.iterations as usize;
+            for i in 0..iters {
+                blur_solve(
+                    &s.m,
+                    w,
+                    h,
+                    self.p.winsize as usize,
+                    &mut s.vsum,
+                    &mut s.sums,
+                    &mut s.flow,
+                );
+                if i + 1 < iters {
+                    update_matrices(l0, l1, &s.flow, &s.wx, &s.wy, &mut s.m);
+                }
+            }
+            prev_size = Some((w, h));
+        }
     }
 }
 
@@ -576,12 +624,21 @@ mod avx2 {
             let a01 = _mm256_mul_ps(fx, gy);
             let a10 = _mm256_mul_ps(gx, fy);
             let a11 = _mm256_mul_ps(fx, fy);
+            let (jlo, jhi) = (_mm256_castsi256_si128(j), _mm256_extracti128_si256::<1>(j));
+            // The two horizontal neighbours are adjacent: one 8-byte gather fetches both, so
+            // a row of corners costs two 4-element gathers instead of two 8-element ones.
+            let corners = |p: *const f32| {
+                let lo = _mm256_castpd_ps(_mm256_i32gather_pd::<4>(p.cast(), jlo));
+                let hi = _mm256_castpd_ps(_mm256_i32gather_pd::<4>(p.cast(), jhi));
+                (
+                    order(_mm256_shuffle_ps::<0b10_00_10_00>(lo, hi)),
+                    order(_mm256_shuffle_ps::<0b11_01_11_01>(lo, hi)),
+                )
+            };
             let lerp = |c: usize| {
                 let p = r1[c];
-                let p00 = _mm256_i32gather_ps::<4>(p, j);
-                let p01 = _mm256_i32gather_ps::<4>(p.add(1), j);
-                let p10 = _mm256_i32gather_ps::<4>(p.add(w), j);
-                let p11 = _mm256_i32gather_ps::<4>(p.add(w + 1), j);
+                let (p00, p01) = corners(p);
+                let (p10, p11) = corners(p.add(w));
                 let s = _mm256_add_ps(_mm256_mul_ps(a00, p00), _mm256_mul_ps(a01, p01));
                 let s = _mm256_add_ps(s, _mm256_mul_ps(a10, p10));
                 _mm256_add_ps(s, _mm256_mul_ps(a11, p11))
@@ -626,6 +683,7 @@ mod avx2 {
 
 /// Averages the systems over a `win`×`win` box (replicated borders, running sums in f64, as
 /// OpenCV's) and solves each pixel's regularised 2×2 system into `flow`.
+#[inline(always)]
 fn blur_solve(
     m: &Planes,
     w: usize,
@@ -665,14 +723,26 @@ fn blur_solve(
             let (first, last) = (v[pad], v[pad + w - 1]);
             v[..pad].fill(first);
             v[pad + w..].fill(last);
-            let mut s = v[pad] * (r + 2) as f64;
+        }
+        // Horizontal running sums, the five channels side by side: five independent chains
+        // the CPU overlaps (one channel after another would wait on each add's latency).
+        let [v0, v1, v2, v3, v4] = &*vsum;
+        let vs = [&v0[..w + 2 * pad], &v1[..w + 2 * pad], &v2[..w + 2 * pad], &v3[..w + 2 * pad], &v4[..w + 2 * pad]];
+        let mut acc = [0.0f64; 5];
+        for c in 0..5 {
+            acc[c] = vs[c][pad] * (r + 2) as f64;
             for x in 1..r {
-                s += v[pad + x];
+                acc[c] += vs[c][pad + x];
             }
-            let out = &mut sums[c][..w];
-            for (x, o) in out.iter_mut().enumerate() {
-                s += v[pad + x + r] - v[pad + x - r - 1];
-                *o = s * scale;
+        }
+        let [s0, s1, s2, s3, s4] = &mut *sums;
+        let outs = [&mut s0[..w], &mut s1[..w], &mut s2[..w], &mut s3[..w], &mut s4[..w]];
+        for x in 0..w {
+            for c in 0..5 {
+                acc[c] += vs[c][pad + x + r] - vs[c][pad + x - r - 1];
+            }
+            for c in 0..5 {
+                outs[c][x] = acc[c] * scale;
             }
         }
         let [g11, g12, g22, h1, h2] = &*sums;

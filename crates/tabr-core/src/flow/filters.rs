@@ -59,6 +59,7 @@ fn reflect101(i: isize, len: usize) -> usize {
 
 /// Separable blur of `src` (`w`×`h`) with the symmetric `kernel` in both directions, rows
 /// first, borders reflect-101 (OpenCV's `GaussianBlur` default). `tmp` and `dst` are resized.
+#[inline(always)]
 pub(super) fn blur(
     src: &[f32],
     w: usize,
@@ -77,26 +78,29 @@ pub(super) fn blur(
         for (i, p) in padded.iter_mut().enumerate() {
             *p = row[reflect101(i as isize - r as isize, w)];
         }
-        let out = &mut tmp[y * w..(y + 1) * w];
+        let out = &mut tmp[y * w..][..w];
         if kernel.len() <= 5 {
             // OpenCV's small symmetric row filter: centre, then pairs.
-            for (x, o) in out.iter_mut().enumerate() {
-                let centre = x + r;
-                let mut s = padded[centre] * c[0];
-                for k in 1..=r {
-                    s += c[k] * (padded[centre - k] + padded[centre + k]);
+            let centre = &padded[r..][..w];
+            for (o, &v) in out.iter_mut().zip(centre) {
+                *o = v * c[0];
+            }
+            for k in 1..=r {
+                let (left, right) = (&padded[r - k..][..w], &padded[r + k..][..w]);
+                for x in 0..w {
+                    out[x] += c[k] * (left[x] + right[x]);
                 }
-                *o = s;
             }
         } else {
             // OpenCV's general row filter: taps in order from the left.
-            for (x, o) in out.iter_mut().enumerate() {
-                let taps = &padded[x..x + kernel.len()];
-                let mut s = kernel[0] * taps[0];
-                for k in 1..kernel.len() {
-                    s += kernel[k] * taps[k];
+            for (o, &v) in out.iter_mut().zip(&padded[..w]) {
+                *o = kernel[0] * v;
+            }
+            for (k, &kk) in kernel.iter().enumerate().skip(1) {
+                let taps = &padded[k..][..w];
+                for x in 0..w {
+                    out[x] += kk * taps[x];
                 }
-                *o = s;
             }
         }
     }
@@ -145,6 +149,7 @@ pub(super) fn linear_taps(src: usize, dst: usize) -> Vec<(usize, f32)> {
 /// `resize(.., INTER_LINEAR)` does for floats: a copy at the same size, the 2×2 mean for an
 /// exact halving, else bilinear with [`linear_taps`].
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub(super) fn resize(
     src: &[f32],
     sw: usize,
