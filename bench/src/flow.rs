@@ -39,7 +39,14 @@ pub(crate) fn crop_sequence(clip: &Path) -> Pairs {
     let mut pairs = Vec::new();
     let mut prev: Option<(Arc<Mat>, tabr_core::face::FaceBox)> = None;
     for i in first + 1..frames.len() as u64 {
-        let b = f.meta.boxes.iter().rev().find(|b| b.frame <= i).expect("box").face;
+        let b = f
+            .meta
+            .boxes
+            .iter()
+            .rev()
+            .find(|b| b.frame <= i)
+            .expect("box")
+            .face;
         let cur = crop(&frames[i as usize], b);
         let before = match &prev {
             Some((p, pb)) if *pb == b => p.clone(),
@@ -75,13 +82,18 @@ fn run_cold(pairs: &Pairs, flow: &dyn Flow) -> f64 {
     let mut out = vec![[0.0f32; 2]; 128 * 128];
     let t = Instant::now();
     for (a, b) in pairs {
-        let (fa, fb) = (FlowFrame::new(a.as_ref().clone()), FlowFrame::new(b.as_ref().clone()));
+        let (fa, fb) = (
+            FlowFrame::new(a.as_ref().clone()),
+            FlowFrame::new(b.as_ref().clone()),
+        );
         flow.compute(&fa, &fb, &mut out).expect("flow");
     }
     t.elapsed().as_secs_f64()
 }
 
-use opencv::core::MatTraitConst;
+use opencv::core::{MatTraitConst, MatTraitConstManual};
+use tabr_core::flow::Farneback;
+use tabr_core::spec::FARNEBACK;
 
 /// The table: ms per 128² pair, one thread, medians of [`RUNS`] passes over the clip's pairs.
 pub(crate) fn flow_bench(name: &str, clip: &Path) {
@@ -109,7 +121,53 @@ pub(crate) fn flow_bench(name: &str, clip: &Path) {
     let (opencv_ms, seq_ms, cold_ms) = (median(cv_ms), median(seq_ms), median(cold_ms));
     let (seq_x, cold_x) = (median(seq_x), median(cold_x));
     println!("\n## Farnebäck per 128² pair ({name}, {} real crop pairs, one thread, {RUNS} runs, medians)\n", pairs.len());
-    println!("| OpenCV ms | ours ms (sequence) | OpenCV / ours | ours ms (cold pair) | OpenCV / ours |");
+    println!(
+        "| OpenCV ms | ours ms (sequence) | OpenCV / ours | ours ms (cold pair) | OpenCV / ours |"
+    );
     println!("|---|---|---|---|---|");
     println!("| {opencv_ms:.3} | {seq_ms:.3} | {seq_x:.2}× | {cold_ms:.3} | {cold_x:.2}× |");
+    // Where ours spends it: the per-frame pyramid and the per-pair solve, apart.
+    let fb = Farneback::new(FARNEBACK).expect("spec parameters");
+    let crops: Vec<&Mat> = pairs.iter().map(|(_, b)| b.as_ref()).collect();
+    let (mut pyr_ms, mut solve_ms) = (Vec::new(), Vec::new());
+    let mut out = vec![[0.0f32; 2]; 128 * 128];
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        let pyramids: Vec<_> = crops
+            .iter()
+            .map(|m| fb.pyramid(m.data_bytes().expect("crop"), 128, 128))
+            .collect();
+        pyr_ms.push(t.elapsed().as_secs_f64() * 1e3 / crops.len() as f64);
+        let t = Instant::now();
+        for w in pyramids.windows(2) {
+            fb.flow(&w[0], &w[1], &mut out).expect("flow");
+        }
+        solve_ms.push(t.elapsed().as_secs_f64() * 1e3 / (crops.len() - 1) as f64);
+    }
+    println!(
+        "\nours, apart: pyramid {:.3} ms per frame, solve {:.3} ms per pair",
+        median(pyr_ms),
+        median(solve_ms)
+    );
+}
+
+/// Profiling aid: only our per-pair solve, over and over (`tabr-bench --flow-solve`).
+pub(crate) fn solve_only(clip: &Path) {
+    let pairs = crop_sequence(clip);
+    let fb = Farneback::new(FARNEBACK).expect("spec parameters");
+    let pyramids: Vec<_> = pairs
+        .iter()
+        .map(|(_, b)| fb.pyramid(b.data_bytes().expect("crop"), 128, 128))
+        .collect();
+    let mut out = vec![[0.0f32; 2]; 128 * 128];
+    let t = Instant::now();
+    for _ in 0..10 {
+        for w in pyramids.windows(2) {
+            fb.flow(&w[0], &w[1], &mut out).expect("flow");
+        }
+    }
+    println!(
+        "solve {:.3} ms per pair",
+        t.elapsed().as_secs_f64() * 1e3 / (10.0 * (pyramids.len() - 1) as f64)
+    );
 }

@@ -261,6 +261,7 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("--floor") => return floor_child(Path::new(&args[2])),
         Some("--rss") => return rss_child(Path::new(&args[2])),
+        Some("--flow-solve") => return flow::solve_only(&d18_path()),
         // Only the per-pair flow table, for a clip given or d18.
         Some("--flow") => {
             let clip = args.get(2).map(PathBuf::from).unwrap_or_else(d18_path);

@@ -90,6 +90,11 @@ export interface ExtractOptions {
    * 1920 × 1080 × 60 × 10.5); more is `video_too_large`.
    */
   maxDecodedPixels?: number
+  /**
+   * Optical flow implementation: `rust` (default, ours) or `opencv` (the reference); both
+   * give the spec's numbers.
+   */
+  flow?: 'rust' | 'opencv'
 }
 
 /** The POC-ABS v1 feature vector of one video. */
@@ -162,6 +167,11 @@ export interface LoadModelOptions {
    * `MAX_DECODED_MEGAPIXELS` × 10⁶).
    */
   maxDecodedPixels?: number
+  /**
+   * Optical flow implementation: `rust` (default, ours) or `opencv` (the reference); both
+   * give the spec's numbers.
+   */
+  flow?: 'rust' | 'opencv'
 }
 
 /** The model directory formats `loadModel` reads (e.g. `tabr-model/1`). */

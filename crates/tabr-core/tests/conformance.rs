@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use tabr_core::flow::FlowMethod;
 use tabr_core::{feature_names, CancelFlag, Extractor};
 
 const ABS_TOL: f64 = 1e-3;
@@ -53,8 +54,9 @@ fn parse_expected(md: &Path) -> Vec<(String, Outcome)> {
 }
 
 /// Checks one reference set; returns the failures as lines.
-fn check_set(expected_md: &Path, media_root: &Path) -> (usize, Vec<String>) {
-    let extractor = Extractor::new().expect("extractor");
+fn check_set(expected_md: &Path, media_root: &Path, flow: FlowMethod) -> (usize, Vec<String>) {
+    let extractor = Extractor::new().expect("extractor").with_flow_method(flow);
+    println!("flow: {}", flow.name());
     let names = feature_names();
     let mut failures = Vec::new();
     let cases = parse_expected(expected_md);
@@ -69,9 +71,11 @@ fn check_set(expected_md: &Path, media_root: &Path) -> (usize, Vec<String>) {
             (Outcome::Error(code), Err(e)) if e.code().as_str() == code => {
                 println!("ok    {media}: {code}");
             }
-            (Outcome::Error(code), Err(e)) => {
-                failures.push(format!("{media}: want {code}, got {}", e.code()))
-            }
+            (Outcome::Error(code), Err(e)) => failures.push(format!(
+                "[{}] {media}: want {code}, got {}",
+                flow.name(),
+                e.code()
+            )),
             (Outcome::Error(code), Ok(_)) => {
                 failures.push(format!("{media}: want {code}, got features"))
             }
@@ -167,16 +171,21 @@ fn shared_fixtures_match_the_reference() {
         eprintln!("SKIPPED: ../shared/spec/reference not found (set TABR_SHARED); conformance not checked");
         return;
     };
-    let (n, failures) = check_set(
-        &shared.join("spec/reference/EXPECTED.md"),
-        &shared.join("fixtures"),
-    );
-    assert!(
-        failures.is_empty(),
-        "{} of {n} fixtures differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    // Both flows: ours (the default) and OpenCV's (the reference implementation).
+    for flow in [FlowMethod::Rust, FlowMethod::OpenCv] {
+        let (n, failures) = check_set(
+            &shared.join("spec/reference/EXPECTED.md"),
+            &shared.join("fixtures"),
+            flow,
+        );
+        assert!(
+            failures.is_empty(),
+            "flow {}: {} of {n} fixtures differ:\n{}",
+            flow.name(),
+            failures.len(),
+            failures.join("\n")
+        );
+    }
 }
 
 #[test]
@@ -189,7 +198,11 @@ fn extra_reference_sets_match() {
         let (md_dir, root) = set
             .split_once(':')
             .expect("TABR_EXTRA_REFERENCE entries are dir:media_root");
-        let (n, failures) = check_set(&Path::new(md_dir).join("EXPECTED.md"), Path::new(root));
+        let (n, failures) = check_set(
+            &Path::new(md_dir).join("EXPECTED.md"),
+            Path::new(root),
+            FlowMethod::default(),
+        );
         assert!(
             failures.is_empty(),
             "{set}: {} of {n} differ:\n{}",

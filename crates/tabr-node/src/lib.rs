@@ -27,6 +27,10 @@ pub struct ExtractOptions {
     /// Most pixels decoded for the video, frames × pixels per frame (default
     /// 1920 × 1080 × 60 × 10.5); more is `video_too_large`.
     pub max_decoded_pixels: Option<f64>,
+    /// Optical flow implementation: `rust` (default, ours) or `opencv` (the reference); both
+    /// give the spec's numbers.
+    #[napi(ts_type = "'rust' | 'opencv'")]
+    pub flow: Option<String>,
 }
 
 /// Per-stage wall time in milliseconds (`flow` and `poc` are summed over pool workers).
@@ -265,7 +269,13 @@ fn build_extractor(options: &ExtractOptions) -> tabr_core::Result<Extractor> {
         params.max_decoded_pixels = count_option(p);
     }
     params.validate()?;
-    Ok(Extractor::with(detector, params))
+    let flow = options
+        .flow
+        .as_deref()
+        .map(tabr_core::flow::FlowMethod::parse)
+        .transpose()?
+        .unwrap_or_default();
+    Ok(Extractor::with(detector, params).with_flow_method(flow))
 }
 
 /// A JS number option that counts something (pixels): negative and NaN become 0, which the

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use tabr_core::flow::FlowMethod;
 use tabr_core::model::{
     LoadOptions, Model as CoreModel, Prediction as CorePrediction, Provider,
     VideoPrediction as CoreVideoPrediction,
@@ -35,6 +36,10 @@ pub struct LoadModelOptions {
     /// Cap on the pixels decoded for one video, frames × pixels per frame (the service's
     /// `MAX_DECODED_MEGAPIXELS` × 10⁶).
     pub max_decoded_pixels: Option<f64>,
+    /// Optical flow implementation: `rust` (default, ours) or `opencv` (the reference); both
+    /// give the spec's numbers.
+    #[napi(ts_type = "'rust' | 'opencv'")]
+    pub flow: Option<String>,
 }
 
 /// The feature spec a model was trained on.
@@ -264,6 +269,7 @@ pub fn load_model(
         max_pixels: o.max_pixels.map(crate::count_option),
         max_decoded_pixels: o.max_decoded_pixels.map(crate::count_option),
     };
+    let flow = o.flow.as_deref().map(FlowMethod::parse);
     let run = move || {
         let opts = LoadOptions {
             ort_dylib_path: dylib,
@@ -272,6 +278,7 @@ pub fn load_model(
             sessions,
             verify_golden,
             limits,
+            flow: flow.transpose()?.unwrap_or_default(),
         };
         CoreModel::load(Path::new(&dir), &opts).map(Arc::new)
     };

@@ -52,7 +52,7 @@ export function failureFor(err: unknown): Error {
 export async function startWorker(config: Config, opts: { logger?: Logger } = {}): Promise<RunningWorker> {
   const logger = opts.logger ?? makeLogger(config.logLevel)
   checkThreadPool(config.concurrency, 0, logger)
-  const registry = new Registry(config.registry, { ortProvider: config.ortProvider, limits: config.limits, warn: (model, msg) => logger.warn({ model }, msg), lazy: false })
+  const registry = new Registry(config.registry, { ortProvider: config.ortProvider, flow: config.flow, limits: config.limits, warn: (model, msg) => logger.warn({ model }, msg), lazy: false })
   await registry.loadAll()
   const stale = removeStaleDirs(WORKER_DIR_PREFIX)
   if (stale.removed.length) logger.info({ folders: stale.removed }, 'removed the temp folders of workers that no longer run')

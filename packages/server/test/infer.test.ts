@@ -151,3 +151,35 @@ describe('server-wide video limits (a cap over each manifest param)', () => {
     }
   })
 })
+
+describe('FLOW: the optical flow implementation', () => {
+  it("answers the same prediction with ours (default) and OpenCV's, and features within the conformance tolerance", async () => {
+    const answers = []
+    for (const env of [{}, { FLOW: 'opencv' }]) {
+      const s = await serve(env)
+      try {
+        const r = await post(s, readFileSync(clips.face), { 'Content-Type': 'video/x-matroska' }, '/infer/tabr-demo?include=features')
+        expect(r.status).toBe(200)
+        answers.push(r.json)
+      } finally {
+        await s.shutdown()
+      }
+    }
+    const [ours, opencv] = answers
+    expect(ours.prediction.label).toBe(opencv.prediction.label)
+    for (const [i, v] of (ours.features.values as number[]).entries()) {
+      const ref = opencv.features.values[i] as number
+      expect(Math.abs(v - ref), ours.features.names[i]).toBeLessThanOrEqual(Math.max(1e-3, 1e-2 * Math.abs(ref)))
+    }
+  })
+
+  it('defaults to rust and refuses another value in one line', async () => {
+    const { loadConfig, ConfigError } = await import('../src/core/config.js')
+    const { TOKEN } = await import('./helpers.js')
+    const load = (env: Record<string, string> = {}) => loadConfig({ AI_API_TOKEN: TOKEN, ...env }, { dotenv: false })
+    expect(load().flow).toBe('rust')
+    expect(load({ FLOW: 'opencv' }).flow).toBe('opencv')
+    expect(() => load({ FLOW: 'fast' })).toThrow(ConfigError)
+    expect(() => load({ FLOW: 'fast' })).toThrow(/^FLOW: /)
+  })
+})

@@ -63,6 +63,21 @@ describe('extractFeatures', () => {
     const e = thrown(() => extractFeatures(clips.face, { cascade: '/secret/place/cascade.xml' }))
     expect(e.code).toBe('model_error')
     expect(e.message).not.toContain('/secret')
+    const f = thrown(() => extractFeatures(clips.face, { flow: 'fastest' as 'rust' }))
+    expect(f.code).toBe('model_error')
+    expect(f.message).toContain('rust')
+  })
+
+  it("gives the spec's numbers with either flow: ours (the default) and OpenCV's agree within the conformance tolerance", async () => {
+    const [ours, opencv, byDefault] = await Promise.all([
+      extractFeatures(clips.face, { flow: 'rust' }),
+      extractFeatures(clips.face, { flow: 'opencv' }),
+      extractFeatures(clips.face),
+    ])
+    expect(Array.from(byDefault.values)).toEqual(Array.from(ours.values))
+    const worst = Math.max(...Array.from(ours.values, (v, i) => Math.abs(v - opencv.values[i]) / Math.max(1e-1, Math.abs(opencv.values[i]))))
+    expect(worst).toBeLessThan(1e-2)
+    expect(ours.meta.timingsMs.flow).toBeGreaterThan(0)
   })
 
   it('names no path in messages', async () => {

@@ -113,7 +113,11 @@ impl PolyKernel {
         for y in 0..h {
             // Vertical part: for every column, Σ g, Σ x·g (odd), Σ x²·g over the rows.
             {
-                let (v0, v1, v2) = (&mut s.v0[n..][..w], &mut s.v1[n..][..w], &mut s.v2[n..][..w]);
+                let (v0, v1, v2) = (
+                    &mut s.v0[n..][..w],
+                    &mut s.v1[n..][..w],
+                    &mut s.v2[n..][..w],
+                );
                 let (g0, s0) = (self.g[0], &src[y * w..][..w]);
                 for x in 0..w {
                     v0[x] = s0[x] * g0;
@@ -170,7 +174,11 @@ impl PolyKernel {
                 }
             }
             let [d0, d1, d2, d3, d4] = dst;
-            let (d0, d1, d2) = (&mut d0[y * w..][..w], &mut d1[y * w..][..w], &mut d2[y * w..][..w]);
+            let (d0, d1, d2) = (
+                &mut d0[y * w..][..w],
+                &mut d1[y * w..][..w],
+                &mut d2[y * w..][..w],
+            );
             let (d3, d4) = (&mut d3[y * w..][..w], &mut d4[y * w..][..w]);
             for x in 0..w {
                 d0[x] = (b3[x] * self.ig11) as f32;
@@ -332,12 +340,28 @@ impl Farneback {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     #[allow(unsafe_code)]
-    unsafe fn pyramid_avx2(&self, img: &[u8], w: usize, h: usize, plan: &[LevelPlan], s: &mut FrameScratch, out: &mut Pyramid) {
+    unsafe fn pyramid_avx2(
+        &self,
+        img: &[u8],
+        w: usize,
+        h: usize,
+        plan: &[LevelPlan],
+        s: &mut FrameScratch,
+        out: &mut Pyramid,
+    ) {
         self.pyramid_body(img, w, h, plan, s, out)
     }
 
     #[inline(always)]
-    fn pyramid_body(&self, img: &[u8], w: usize, h: usize, plan: &[LevelPlan], s: &mut FrameScratch, out: &mut Pyramid) {
+    fn pyramid_body(
+        &self,
+        img: &[u8],
+        w: usize,
+        h: usize,
+        plan: &[LevelPlan],
+        s: &mut FrameScratch,
+        out: &mut Pyramid,
+    ) {
         s.img.clear();
         s.img.extend(img[..w * h].iter().map(|&v| f32::from(v)));
         for (lp, level) in plan.iter().zip(out.levels.iter_mut()) {
@@ -457,7 +481,11 @@ fn edge_weights(n: usize, out: &mut Vec<f32>) {
     out.clear();
     out.extend((0..n).map(|i| {
         (if i < BORDER { BORDER_WEIGHT[i] } else { 1.0 })
-            * (if i + BORDER >= n { BORDER_WEIGHT[n - i - 1] } else { 1.0 })
+            * (if i + BORDER >= n {
+                BORDER_WEIGHT[n - i - 1]
+            } else {
+                1.0
+            })
     }));
 }
 
@@ -585,7 +613,11 @@ mod avx2 {
         let n = w - w % 8;
         let row = y * w;
         let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
-        let (one, half, quarter) = (_mm256_set1_ps(1.0), _mm256_set1_ps(0.5), _mm256_set1_ps(0.25));
+        let (one, half, quarter) = (
+            _mm256_set1_ps(1.0),
+            _mm256_set1_ps(0.5),
+            _mm256_set1_ps(0.25),
+        );
         let yv = _mm256_set1_ps(y as f32);
         let (wm1, hm1, minus1) = (
             _mm256_set1_epi32(w as i32 - 1),
@@ -602,7 +634,9 @@ mod avx2 {
             // (dx, dy) pairs → two vectors of eight.
             let f0 = _mm256_loadu_ps(frow.as_ptr().add(2 * x));
             let f1 = _mm256_loadu_ps(frow.as_ptr().add(2 * x + 8));
-            let order = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
+            let order = |v: __m256| {
+                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+            };
             let dx = order(_mm256_shuffle_ps::<0b10_00_10_00>(f0, f1));
             let dy = order(_mm256_shuffle_ps::<0b11_01_11_01>(f0, f1));
             let fx = _mm256_add_ps(_mm256_add_ps(_mm256_set1_ps(x as f32), lanes), dx);
@@ -615,10 +649,7 @@ mod avx2 {
                 _mm256_and_si256(_mm256_cmpgt_epi32(y1, minus1), _mm256_cmpgt_epi32(hm1, y1)),
             );
             let inside = _mm256_castsi256_ps(inside_i);
-            let j = _mm256_and_si256(
-                _mm256_add_epi32(_mm256_mullo_epi32(y1, wv), x1),
-                inside_i,
-            );
+            let j = _mm256_and_si256(_mm256_add_epi32(_mm256_mullo_epi32(y1, wv), x1), inside_i);
             let (gx, gy) = (_mm256_sub_ps(one, fx), _mm256_sub_ps(one, fy));
             let a00 = _mm256_mul_ps(gx, gy);
             let a01 = _mm256_mul_ps(fx, gy);
@@ -657,8 +688,14 @@ mod avx2 {
             );
             let r2 = _mm256_mul_ps(_mm256_sub_ps(q0, r2), half);
             let r3 = _mm256_mul_ps(_mm256_sub_ps(q1, r3), half);
-            let r2 = _mm256_add_ps(r2, _mm256_add_ps(_mm256_mul_ps(r4, dy), _mm256_mul_ps(r6, dx)));
-            let r3 = _mm256_add_ps(r3, _mm256_add_ps(_mm256_mul_ps(r6, dy), _mm256_mul_ps(r5, dx)));
+            let r2 = _mm256_add_ps(
+                r2,
+                _mm256_add_ps(_mm256_mul_ps(r4, dy), _mm256_mul_ps(r6, dx)),
+            );
+            let r3 = _mm256_add_ps(
+                r3,
+                _mm256_add_ps(_mm256_mul_ps(r6, dy), _mm256_mul_ps(r5, dx)),
+            );
             let scale = _mm256_mul_ps(_mm256_loadu_ps(wx.as_ptr().add(x)), wyv);
             let (r2, r3) = (_mm256_mul_ps(r2, scale), _mm256_mul_ps(r3, scale));
             let (r4, r5, r6) = (
@@ -727,7 +764,13 @@ fn blur_solve(
         // Horizontal running sums, the five channels side by side: five independent chains
         // the CPU overlaps (one channel after another would wait on each add's latency).
         let [v0, v1, v2, v3, v4] = &*vsum;
-        let vs = [&v0[..w + 2 * pad], &v1[..w + 2 * pad], &v2[..w + 2 * pad], &v3[..w + 2 * pad], &v4[..w + 2 * pad]];
+        let vs = [
+            &v0[..w + 2 * pad],
+            &v1[..w + 2 * pad],
+            &v2[..w + 2 * pad],
+            &v3[..w + 2 * pad],
+            &v4[..w + 2 * pad],
+        ];
         let mut acc = [0.0f64; 5];
         for c in 0..5 {
             acc[c] = vs[c][pad] * (r + 2) as f64;
@@ -736,7 +779,13 @@ fn blur_solve(
             }
         }
         let [s0, s1, s2, s3, s4] = &mut *sums;
-        let outs = [&mut s0[..w], &mut s1[..w], &mut s2[..w], &mut s3[..w], &mut s4[..w]];
+        let outs = [
+            &mut s0[..w],
+            &mut s1[..w],
+            &mut s2[..w],
+            &mut s3[..w],
+            &mut s4[..w],
+        ];
         for x in 0..w {
             for c in 0..5 {
                 acc[c] += vs[c][pad + x + r] - vs[c][pad + x - r - 1];

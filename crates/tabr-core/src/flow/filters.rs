@@ -75,8 +75,10 @@ pub(super) fn blur(
     let mut padded = vec![0.0f32; w + 2 * r];
     for y in 0..h {
         let row = &src[y * w..(y + 1) * w];
-        for (i, p) in padded.iter_mut().enumerate() {
-            *p = row[reflect101(i as isize - r as isize, w)];
+        padded[r..r + w].copy_from_slice(row);
+        for i in 0..r {
+            padded[r - 1 - i] = row[reflect101(-1 - i as isize, w)];
+            padded[r + w + i] = row[reflect101((w + i) as isize, w)];
         }
         let out = &mut tmp[y * w..][..w];
         if kernel.len() <= 5 {

@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::error::{Error, ErrorCode, Result};
 use crate::extract::{CancelFlag, Extractor, Features};
 use crate::face::FaceDetector;
+use crate::flow::FlowMethod;
 use crate::spec::Limits;
 use crate::video::VideoSource;
 pub use manifest::{FeatureSpec, Manifest, Task};
@@ -42,6 +43,8 @@ pub struct LoadOptions {
     pub verify_golden: bool,
     /// The service's limits over the manifest's length, frame size and decoding work.
     pub limits: Limits,
+    /// The flow implementation of the model's extractor (both give the spec's numbers).
+    pub flow: FlowMethod,
 }
 
 impl Default for LoadOptions {
@@ -53,6 +56,7 @@ impl Default for LoadOptions {
             sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             verify_golden: true,
             limits: Limits::default(),
+            flow: FlowMethod::default(),
         }
     }
 }
@@ -150,7 +154,7 @@ impl Model {
         let detector = FaceDetector::from_option(cascade.as_deref())?;
         let params = m.features.params.capped(&opts.limits);
         params.validate()?;
-        let extractor = Extractor::with(detector, params);
+        let extractor = Extractor::with(detector, params).with_flow_method(opts.flow);
 
         runtime::init(opts.ort_dylib_path.as_deref())?;
         let bytes: Arc<[u8]> = std::fs::read(&onnx)

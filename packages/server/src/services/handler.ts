@@ -63,6 +63,8 @@ export interface ModelHandler {
 
 export interface HandlerOptions {
   ortProvider: string
+  /** The flow implementation the models' extractors use (FLOW). */
+  flow?: 'rust' | 'opencv'
   /** Server-wide caps over the model's own extraction params (MAX_VIDEO_SECONDS, …). */
   limits: VideoLimits
   /** Where a handler reports what loading had to settle for (the service's log). */

@@ -19,7 +19,7 @@ export class TabrHandler implements ModelHandler {
 
   async load(dir: string): Promise<void> {
     const { maxSeconds, maxPixels, maxDecodedPixels } = this.opts.limits
-    this.model = await loadModel(dir, { provider: this.opts.ortProvider, maxSeconds, maxPixels, maxDecodedPixels })
+    this.model = await loadModel(dir, { provider: this.opts.ortProvider, flow: this.opts.flow, maxSeconds, maxPixels, maxDecodedPixels })
     // The addon prints nothing; what loading settled for (e.g. ORT_PROVIDER=auto on the CPU)
     // goes to the service's log.
     for (const w of this.model.warnings) this.opts.warn?.(this.name, w)
