@@ -171,3 +171,20 @@ pub(crate) fn solve_only(clip: &Path) {
         t.elapsed().as_secs_f64() * 1e3 / (10.0 * (pyramids.len() - 1) as f64)
     );
 }
+
+/// Profiling aid: only our per-frame pyramid, over and over (`tabr-bench --flow-pyramid`).
+pub(crate) fn pyramid_only(clip: &Path) {
+    let pairs = crop_sequence(clip);
+    let fb = Farneback::new(FARNEBACK).expect("spec parameters");
+    let mut p = tabr_core::flow::Pyramid::default();
+    let t = Instant::now();
+    for _ in 0..10 {
+        for (_, b) in &pairs {
+            fb.pyramid_into(b.data_bytes().expect("crop"), 128, 128, &mut p);
+        }
+    }
+    println!(
+        "pyramid {:.3} ms per frame",
+        t.elapsed().as_secs_f64() * 1e3 / (10.0 * pairs.len() as f64)
+    );
+}

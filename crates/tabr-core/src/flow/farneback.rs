@@ -143,35 +143,44 @@ impl PolyKernel {
                 v[..n].fill(first);
                 v[n + w..].fill(last);
             }
-            // Horizontal part, in f64.
+            // Horizontal part, in f64: four columns at a time with AVX2 (the six sums stay in
+            // registers), the rest one by one; both add the same terms in the same order.
+            let (v0, v1, v2) = (&s.v0[..pw], &s.v1[..pw], &s.v2[..pw]);
+            #[allow(unused_mut)]
+            let mut done = 0;
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 is present; the kernel reads v*[x0 .. x0 + 4 + 2n] for
+                // x0 + 4 ≤ w, within the padded rows of w + 2n values, and writes b*[..w].
+                #[allow(unsafe_code)]
+                unsafe {
+                    done = avx2::hsums(self, v0, v1, v2, w, &mut s.b);
+                }
+            }
             let [b1, b2, b3, b4, b5, b6] = &mut s.b;
             let (b1, b2, b3) = (&mut b1[..w], &mut b2[..w], &mut b3[..w]);
             let (b4, b5, b6) = (&mut b4[..w], &mut b5[..w], &mut b6[..w]);
-            let (v0, v1, v2) = (&s.v0[..pw], &s.v1[..pw], &s.v2[..pw]);
             let g0 = self.g[0];
-            for x in 0..w {
-                b1[x] = f64::from(v0[x + n] * g0);
-                b2[x] = 0.0;
-                b3[x] = f64::from(v1[x + n] * g0);
-                b4[x] = 0.0;
-                b5[x] = f64::from(v2[x + n] * g0);
-                b6[x] = 0.0;
-            }
-            for k in 1..=n {
-                let (gk, xgk, xxgk) = (self.g[k], self.xg[k], self.xxg[k]);
-                let (gd, xxgd) = (f64::from(gk), f64::from(xxgk));
-                let (r0, l0) = (&v0[n + k..][..w], &v0[n - k..][..w]);
-                let (r1, l1) = (&v1[n + k..][..w], &v1[n - k..][..w]);
-                let (r2, l2) = (&v2[n + k..][..w], &v2[n - k..][..w]);
-                for x in 0..w {
-                    let tg = f64::from(r0[x] + l0[x]);
-                    b1[x] += tg * gd;
-                    b4[x] += tg * xxgd;
-                    b2[x] += f64::from((r0[x] - l0[x]) * xgk);
-                    b3[x] += f64::from((r1[x] + l1[x]) * gk);
-                    b6[x] += f64::from((r1[x] - l1[x]) * xgk);
-                    b5[x] += f64::from((r2[x] + l2[x]) * gk);
+            for x in done..w {
+                let c = x + n;
+                let (mut a1, mut a3, mut a5) = (
+                    f64::from(v0[c] * g0),
+                    f64::from(v1[c] * g0),
+                    f64::from(v2[c] * g0),
+                );
+                let (mut a2, mut a4, mut a6) = (0.0f64, 0.0f64, 0.0f64);
+                for k in 1..=n {
+                    let (gk, xgk) = (self.g[k], self.xg[k]);
+                    let (r, l) = (c + k, c - k);
+                    let tg = f64::from(v0[r] + v0[l]);
+                    a1 += tg * f64::from(gk);
+                    a4 += tg * f64::from(self.xxg[k]);
+                    a2 += f64::from((v0[r] - v0[l]) * xgk);
+                    a3 += f64::from((v1[r] + v1[l]) * gk);
+                    a6 += f64::from((v1[r] - v1[l]) * xgk);
+                    a5 += f64::from((v2[r] + v2[l]) * gk);
                 }
+                (b1[x], b2[x], b3[x], b4[x], b5[x], b6[x]) = (a1, a2, a3, a4, a5, a6);
             }
             let [d0, d1, d2, d3, d4] = dst;
             let (d0, d1, d2) = (
@@ -590,7 +599,62 @@ mod avx2 {
     //! rounded as in the scalar loop, so both give the same bits.
     use std::arch::x86_64::*;
 
-    use super::{Level, Planes};
+    use super::{Level, Planes, PolyKernel};
+
+    /// The expansion's six horizontal sums for columns `0..w − w % 4`, four at a time;
+    /// returns how many columns it did.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `v0`, `v1`, `v2` hold `w + 2n` values, `b` six of `w`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn hsums(
+        k: &PolyKernel,
+        v0: &[f32],
+        v1: &[f32],
+        v2: &[f32],
+        w: usize,
+        b: &mut [Vec<f64>; 6],
+    ) -> usize {
+        let n = k.n;
+        let done = w - w % 4;
+        let (p0, p1, p2) = (v0.as_ptr(), v1.as_ptr(), v2.as_ptr());
+        let out: [*mut f64; 6] = std::array::from_fn(|i| b[i].as_mut_ptr());
+        let g0 = _mm_set1_ps(k.g[0]);
+        let mut x = 0;
+        while x < done {
+            let c = x + n;
+            let mut a1 = _mm256_cvtps_pd(_mm_mul_ps(_mm_loadu_ps(p0.add(c)), g0));
+            let mut a3 = _mm256_cvtps_pd(_mm_mul_ps(_mm_loadu_ps(p1.add(c)), g0));
+            let mut a5 = _mm256_cvtps_pd(_mm_mul_ps(_mm_loadu_ps(p2.add(c)), g0));
+            let (mut a2, mut a4, mut a6) = (
+                _mm256_setzero_pd(),
+                _mm256_setzero_pd(),
+                _mm256_setzero_pd(),
+            );
+            for t in 1..=n {
+                let (gk, xgk) = (_mm_set1_ps(k.g[t]), _mm_set1_ps(k.xg[t]));
+                let (gd, xxgd) = (
+                    _mm256_set1_pd(f64::from(k.g[t])),
+                    _mm256_set1_pd(f64::from(k.xxg[t])),
+                );
+                let (r0, l0) = (_mm_loadu_ps(p0.add(c + t)), _mm_loadu_ps(p0.add(c - t)));
+                let (r1, l1) = (_mm_loadu_ps(p1.add(c + t)), _mm_loadu_ps(p1.add(c - t)));
+                let (r2, l2) = (_mm_loadu_ps(p2.add(c + t)), _mm_loadu_ps(p2.add(c - t)));
+                let tg = _mm256_cvtps_pd(_mm_add_ps(r0, l0));
+                a1 = _mm256_add_pd(a1, _mm256_mul_pd(tg, gd));
+                a4 = _mm256_add_pd(a4, _mm256_mul_pd(tg, xxgd));
+                a2 = _mm256_add_pd(a2, _mm256_cvtps_pd(_mm_mul_ps(_mm_sub_ps(r0, l0), xgk)));
+                a3 = _mm256_add_pd(a3, _mm256_cvtps_pd(_mm_mul_ps(_mm_add_ps(r1, l1), gk)));
+                a6 = _mm256_add_pd(a6, _mm256_cvtps_pd(_mm_mul_ps(_mm_sub_ps(r1, l1), xgk)));
+                a5 = _mm256_add_pd(a5, _mm256_cvtps_pd(_mm_mul_ps(_mm_add_ps(r2, l2), gk)));
+            }
+            for (o, a) in out.iter().zip([a1, a2, a3, a4, a5, a6]) {
+                _mm256_storeu_pd(o.add(x), a);
+            }
+            x += 4;
+        }
+        done
+    }
 
     /// Pixels `0..w − w % 8` of row `y`; returns how many it did.
     ///
