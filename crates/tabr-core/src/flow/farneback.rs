@@ -720,9 +720,40 @@ mod avx2 {
             let a10 = _mm256_mul_ps(gx, fy);
             let a11 = _mm256_mul_ps(fx, fy);
             let (jlo, jhi) = (_mm256_castsi256_si128(j), _mm256_extracti128_si256::<1>(j));
+            // Usually the eight samples lie on one row, within 16 columns of each other (the
+            // flow is smooth): then two plain loads and two in-register permutes fetch a
+            // row of corners. Otherwise gathers do; both fetch the same values.
+            let y10 = _mm256_cvtsi256_si32(y1);
+            let base = _mm256_cvtsi256_si32(x1) - 4;
+            let off = _mm256_sub_epi32(x1, _mm256_set1_epi32(base));
+            let ok = _mm256_and_si256(
+                _mm256_and_si256(inside_i, _mm256_cmpeq_epi32(y1, _mm256_set1_epi32(y10))),
+                _mm256_and_si256(
+                    _mm256_cmpgt_epi32(off, minus1),
+                    _mm256_cmpgt_epi32(_mm256_set1_epi32(16), off),
+                ),
+            );
+            let window = _mm256_movemask_ps(_mm256_castsi256_ps(ok)) == 0xFF
+                && base >= 0
+                && base as usize + 17 <= w;
+            let upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(off, _mm256_set1_epi32(7)));
+            let pick = |lo: __m256, hi: __m256| {
+                _mm256_blendv_ps(
+                    _mm256_permutevar8x32_ps(lo, off),
+                    _mm256_permutevar8x32_ps(hi, off),
+                    upper,
+                )
+            };
             // The two horizontal neighbours are adjacent: one 8-byte gather fetches both, so
             // a row of corners costs two 4-element gathers instead of two 8-element ones.
             let corners = |p: *const f32| {
+                if window {
+                    let q = p.add(y10 as usize * w + base as usize);
+                    return (
+                        pick(_mm256_loadu_ps(q), _mm256_loadu_ps(q.add(8))),
+                        pick(_mm256_loadu_ps(q.add(1)), _mm256_loadu_ps(q.add(9))),
+                    );
+                }
                 let lo = _mm256_castpd_ps(_mm256_i32gather_pd::<4>(p.cast(), jlo));
                 let hi = _mm256_castpd_ps(_mm256_i32gather_pd::<4>(p.cast(), jhi));
                 (
