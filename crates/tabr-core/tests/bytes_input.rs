@@ -6,22 +6,22 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use opencv::core::Mat;
-use tabr_core::extract::{Flow, OpenCvFarneback};
+use tabr_core::flow::{Flow, FlowFrame, FlowMethod};
 use tabr_core::synth::{write_clip, ClipSpec};
 use tabr_core::{CancelFlag, ErrorCode, Extractor};
 
-/// The reference flow, which also pulls the abort cord once it has computed its first pair:
+/// The default flow, which also pulls the abort cord once it has computed its first pair:
 /// the abort then reaches a run that is decoding and computing, not one that never began.
 #[derive(Debug)]
 struct AbortAfterFirstPair {
+    inner: Arc<dyn Flow>,
     cancel: CancelFlag,
     pairs: AtomicUsize,
 }
 
 impl Flow for AbortAfterFirstPair {
-    fn compute(&self, a: &Mat, b: &Mat, out: &mut Mat) -> tabr_core::Result<()> {
-        OpenCvFarneback.compute(a, b, out)?;
+    fn compute(&self, a: &FlowFrame, b: &FlowFrame, out: &mut [[f32; 2]]) -> tabr_core::Result<()> {
+        self.inner.compute(a, b, out)?;
         self.pairs.fetch_add(1, Ordering::SeqCst);
         self.cancel.cancel();
         Ok(())
@@ -77,6 +77,7 @@ fn bytes_input_writes_no_file_and_equals_path_input() {
 
     let cancel = CancelFlag::new();
     let flow = Arc::new(AbortAfterFirstPair {
+        inner: FlowMethod::default().build(),
         cancel: cancel.clone(),
         pairs: AtomicUsize::new(0),
     });

@@ -87,10 +87,10 @@ pub(super) fn blur(
             for (o, &v) in out.iter_mut().zip(centre) {
                 *o = v * c[0];
             }
-            for k in 1..=r {
+            for (k, &ck) in c.iter().enumerate().skip(1) {
                 let (left, right) = (&padded[r - k..][..w], &padded[r + k..][..w]);
                 for x in 0..w {
-                    out[x] += c[k] * (left[x] + right[x]);
+                    out[x] += ck * (left[x] + right[x]);
                 }
             }
         } else {
@@ -112,11 +112,10 @@ pub(super) fn blur(
         for (x, o) in out.iter_mut().enumerate() {
             *o = centre[x] * c[0];
         }
-        for k in 1..=r {
+        for (k, &ck) in c.iter().enumerate().skip(1) {
             let up = reflect101(y as isize - k as isize, h);
             let down = reflect101((y + k) as isize, h);
             let (a, b) = (&tmp[up * w..(up + 1) * w], &tmp[down * w..(down + 1) * w]);
-            let ck = c[k];
             for x in 0..w {
                 out[x] += ck * (a[x] + b[x]);
             }
