@@ -17,7 +17,7 @@
 
 use std::cell::RefCell;
 
-use super::filters::{blur, gaussian_kernel, resize};
+use super::filters::{blur, gaussian_kernel, resize, ResizeScratch};
 use crate::error::{Error, Result};
 use crate::spec::FarnebackParams;
 
@@ -252,9 +252,10 @@ pub struct Farneback {
 struct FrameScratch {
     img: Vec<f32>,
     tmp: Vec<f32>,
+    padded: Vec<f32>,
     blurred: Vec<f32>,
     level: Vec<f32>,
-    rows: Vec<f32>,
+    resize: ResizeScratch,
     expand: ExpandScratch,
 }
 
@@ -266,7 +267,7 @@ struct PairScratch {
     m: Planes,
     vsum: [Vec<f64>; 5],
     sums: [Vec<f64>; 5],
-    rows: Vec<f32>,
+    resize: ResizeScratch,
     wx: Vec<f32>,
     wy: Vec<f32>,
 }
@@ -374,8 +375,16 @@ impl Farneback {
         s.img.clear();
         s.img.extend(img[..w * h].iter().map(|&v| f32::from(v)));
         for (lp, level) in plan.iter().zip(out.levels.iter_mut()) {
-            blur(&s.img, w, h, &lp.kernel, &mut s.tmp, &mut s.blurred);
-            resize(&s.blurred, w, h, 1, &mut s.level, lp.w, lp.h, &mut s.rows);
+            blur(
+                &s.img,
+                w,
+                h,
+                &lp.kernel,
+                &mut s.tmp,
+                &mut s.padded,
+                &mut s.blurred,
+            );
+            resize(&s.blurred, w, h, 1, &mut s.level, lp.w, lp.h, &mut s.resize);
             level.w = lp.w;
             level.h = lp.h;
             self.poly
@@ -447,7 +456,7 @@ impl Farneback {
                 }
                 Some((pw, ph)) => {
                     std::mem::swap(&mut s.flow, &mut s.prev);
-                    resize(&s.prev, pw, ph, 2, &mut s.flow, w, h, &mut s.rows);
+                    resize(&s.prev, pw, ph, 2, &mut s.flow, w, h, &mut s.resize);
                     let up = (1.0 / self.p.pyr_scale) as f32;
                     for v in s.flow.iter_mut() {
                         *v *= up;

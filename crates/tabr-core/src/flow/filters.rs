@@ -58,7 +58,8 @@ fn reflect101(i: isize, len: usize) -> usize {
 }
 
 /// Separable blur of `src` (`w`×`h`) with the symmetric `kernel` in both directions, rows
-/// first, borders reflect-101 (OpenCV's `GaussianBlur` default). `tmp` and `dst` are resized.
+/// first, borders reflect-101 (OpenCV's `GaussianBlur` default). `tmp`, `padded` and `dst` are
+/// resized.
 #[inline(always)]
 pub(super) fn blur(
     src: &[f32],
@@ -66,13 +67,14 @@ pub(super) fn blur(
     h: usize,
     kernel: &[f32],
     tmp: &mut Vec<f32>,
+    padded: &mut Vec<f32>,
     dst: &mut Vec<f32>,
 ) {
     let r = kernel.len() / 2;
     let c = &kernel[r..];
     tmp.resize(w * h, 0.0);
     dst.resize(w * h, 0.0);
-    let mut padded = vec![0.0f32; w + 2 * r];
+    padded.resize(w + 2 * r, 0.0);
     for y in 0..h {
         let row = &src[y * w..(y + 1) * w];
         padded[r..r + w].copy_from_slice(row);
@@ -123,27 +125,36 @@ pub(super) fn blur(
     }
 }
 
+/// A resize's per-thread buffers: the taps of both axes, the horizontally resized source
+/// rows and which of them are done.
+#[derive(Default)]
+pub(super) struct ResizeScratch {
+    xs: Vec<(usize, f32)>,
+    ys: Vec<(usize, f32)>,
+    rows: Vec<f32>,
+    done: Vec<bool>,
+}
+
 /// Source index and weight of the second tap for each destination coordinate of a bilinear
 /// resize from `src` to `dst` samples (OpenCV's `INTER_LINEAR` mapping, edges clamped).
-pub(super) fn linear_taps(src: usize, dst: usize) -> Vec<(usize, f32)> {
+fn linear_taps(src: usize, dst: usize, out: &mut Vec<(usize, f32)>) {
     // OpenCV's scale is the inverse of dst/src, which is not always src/dst to the last bit.
     let scale = 1.0 / (dst as f64 / src as f64);
-    (0..dst)
-        .map(|d| {
-            let f = ((d as f64 + 0.5) * scale - 0.5) as f32;
-            let mut s = f.floor();
-            let mut a = f - s;
-            if s < 0.0 {
-                s = 0.0;
-                a = 0.0;
-            }
-            if s as usize >= src - 1 {
-                s = (src - 1) as f32;
-                a = 0.0;
-            }
-            (s as usize, a)
-        })
-        .collect()
+    out.clear();
+    out.extend((0..dst).map(|d| {
+        let f = ((d as f64 + 0.5) * scale - 0.5) as f32;
+        let mut s = f.floor();
+        let mut a = f - s;
+        if s < 0.0 {
+            s = 0.0;
+            a = 0.0;
+        }
+        if s as usize >= src - 1 {
+            s = (src - 1) as f32;
+            a = 0.0;
+        }
+        (s as usize, a)
+    }));
 }
 
 /// Resizes a `cn`-channel interleaved plane from `sw`×`sh` to `dw`×`dh` as OpenCV's
@@ -159,7 +170,7 @@ pub(super) fn resize(
     dst: &mut Vec<f32>,
     dw: usize,
     dh: usize,
-    rows: &mut Vec<f32>,
+    s: &mut ResizeScratch,
 ) {
     dst.resize(dw * dh * cn, 0.0);
     if sw == dw && sh == dh {
@@ -181,11 +192,13 @@ pub(super) fn resize(
         }
         return;
     }
-    let xs = linear_taps(sw, dw);
-    let ys = linear_taps(sh, dh);
+    linear_taps(sw, dw, &mut s.xs);
+    linear_taps(sh, dh, &mut s.ys);
+    let ResizeScratch { xs, ys, rows, done } = s;
     // Horizontal pass into one buffer row per source row used, then the vertical pass.
     rows.resize(sh * dw * cn, 0.0);
-    let mut done = vec![false; sh];
+    done.clear();
+    done.resize(sh, false);
     let mut hrow = |sy: usize, rows: &mut Vec<f32>| {
         if done[sy] {
             return;
@@ -200,7 +213,7 @@ pub(super) fn resize(
             }
         }
     };
-    for &(sy, _) in &ys {
+    for &(sy, _) in ys.iter() {
         hrow(sy, rows);
         hrow((sy + 1).min(sh - 1), rows);
     }
