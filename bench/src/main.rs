@@ -121,17 +121,7 @@ fn bench_clip(name: &str, clip: &Path, cores: usize) -> Row {
         ex.extract_path(clip, &CancelFlag::new()).expect("features");
     }
     let seq_cps = 8.0 / t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| {
-                for _ in 0..2 {
-                    ex.extract_path(clip, &CancelFlag::new()).expect("features");
-                }
-            });
-        }
-    });
-    let conc_cps = 8.0 / t.elapsed().as_secs_f64();
+    let conc_cps = four_at_once(&ex, clip);
     Row {
         name: name.into(),
         frames: warm.meta.frames,
@@ -251,6 +241,60 @@ fn model_bench(clips: &[(String, PathBuf)]) {
     }
 }
 
+/// Clips/s with 8 extractions of `clip`, 4 at once (sharing the one pair pool).
+fn four_at_once(ex: &Extractor, clip: &Path) -> f64 {
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..2 {
+                    ex.extract_path(clip, &CancelFlag::new()).expect("features");
+                }
+            });
+        }
+    });
+    8.0 / t.elapsed().as_secs_f64()
+}
+
+/// d18 with each flow, in alternated rounds: wall and CPU seconds of one extraction, and
+/// clips/s with 4 extractions at once (8 clips), medians.
+fn flows_table(clip: &Path) {
+    let flows = [FlowMethod::Rust, FlowMethod::OpenCv];
+    let exs: Vec<Extractor> = flows
+        .iter()
+        .map(|&f| Extractor::new().expect("extractor").with_flow_method(f))
+        .collect();
+    for ex in &exs {
+        ex.extract_path(clip, &CancelFlag::new()).expect("features");
+    }
+    let mut got = vec![(Vec::new(), Vec::new(), Vec::new()); flows.len()];
+    for _ in 0..3 {
+        for (ex, g) in exs.iter().zip(got.iter_mut()) {
+            let (c0, t0) = (cpu_seconds(), Instant::now());
+            ex.extract_path(clip, &CancelFlag::new()).expect("features");
+            g.0.push(t0.elapsed().as_secs_f64());
+            g.1.push(cpu_seconds() - c0);
+            g.2.push(four_at_once(ex, clip));
+        }
+    }
+    let rows: Vec<(f64, f64, f64)> = got
+        .into_iter()
+        .map(|(w, c, r)| (median(w), median(c), median(r)))
+        .collect();
+    println!("\n## d18 extraction with each flow (3 alternated rounds, medians)\n");
+    println!("| flow | wall s | CPU s | clips/s ×4 |\n|---|---|---|---|");
+    for (f, r) in flows.iter().zip(&rows) {
+        println!("| {} | {:.3} | {:.3} | {:.2} |", f.name(), r.0, r.1, r.2);
+    }
+    let (a, b) = (rows[0], rows[1]);
+    println!(
+        "| rust / opencv | {:.2} | {:.2} | {:.2}× |",
+        a.0 / b.0,
+        a.1 / b.1,
+        a.2 / b.2
+    );
+}
+
 fn d18_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4")
@@ -310,6 +354,7 @@ fn main() {
     let d18 = d18_path();
     if d18.is_file() {
         flow::flow_bench("d18", &d18);
+        flows_table(&d18);
         clips.push(("d18 480×480 30fps 7.2s".into(), d18));
     } else {
         eprintln!("SKIPPED d18: ../shared/fixtures not found");

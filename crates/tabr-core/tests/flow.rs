@@ -10,8 +10,7 @@ use std::sync::{Arc, Mutex};
 use opencv::core::{
     Mat, MatTraitConst, MatTraitConstManual, MatTraitManual, Scalar, Vec2f, CV_8UC1,
 };
-use opencv::video;
-use tabr_core::flow::{Farneback, Flow, FlowFrame, OpenCvFarneback};
+use tabr_core::flow::{opencv_farneback, Farneback, Flow, FlowFrame, OpenCvFarneback};
 use tabr_core::spec::{FarnebackParams, FARNEBACK};
 use tabr_core::{CancelFlag, Extractor};
 
@@ -121,19 +120,7 @@ fn opencv_flow(a: &[u8], b: &[u8], w: usize, h: usize, p: FarnebackParams) -> Ve
         m
     };
     let mut f = Mat::default();
-    video::calc_optical_flow_farneback(
-        &mat(a),
-        &mat(b),
-        &mut f,
-        p.pyr_scale,
-        p.levels,
-        p.winsize,
-        p.iterations,
-        p.poly_n,
-        p.poly_sigma,
-        p.flags,
-    )
-    .expect("opencv flow");
+    opencv_farneback(&mat(a), &mat(b), &p, &mut f).expect("opencv flow");
     assert_eq!(f.rows() as usize, h);
     f.data_typed::<Vec2f>()
         .expect("flow")

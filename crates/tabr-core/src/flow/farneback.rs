@@ -521,6 +521,16 @@ fn update_matrices(l0: &Level, l1: &Level, flow: &[f32], wx: &[f32], wy: &[f32],
     let wide = w >= 8 && h >= 2 && std::arch::is_x86_feature_detected!("avx2");
     for y in 0..h {
         let frow = &flow[y * w * 2..][..w * 2];
+        let job = RowJob {
+            y,
+            w,
+            h,
+            l0,
+            l1,
+            frow,
+            wx,
+            wyv: wy[y],
+        };
         #[allow(unused_mut)]
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
@@ -529,27 +539,31 @@ fn update_matrices(l0: &Level, l1: &Level, flow: &[f32], wx: &[f32], wy: &[f32],
             // planes (indices of pixels outside the sampling area are replaced by 0, and w, h ≥ 2).
             #[allow(unsafe_code)]
             unsafe {
-                done = avx2::update_row(y, w, h, l0, l1, frow, wx, wy[y], m);
+                done = avx2::update_row(&job, m);
             }
         }
-        update_row(y, done, w, h, l0, l1, frow, wx, wy[y], m);
+        update_row(&job, done, m);
     }
 }
 
-/// The scalar system update for pixels `from..w` of row `y`.
-#[allow(clippy::too_many_arguments)]
-fn update_row(
+/// One row of a system update: the row, the level's size, both expansions, the row's flow
+/// and the edge weights.
+#[derive(Clone, Copy)]
+struct RowJob<'a> {
     y: usize,
-    from: usize,
     w: usize,
     h: usize,
-    l0: &Level,
-    l1: &Level,
-    frow: &[f32],
-    wx: &[f32],
+    l0: &'a Level,
+    l1: &'a Level,
+    frow: &'a [f32],
+    wx: &'a [f32],
     wyv: f32,
-    m: &mut Planes,
-) {
+}
+
+/// The scalar system update for pixels `from..w` of row `y`.
+fn update_row(job: &RowJob<'_>, from: usize, m: &mut Planes) {
+    let (y, w, h, frow, wx, wyv) = (job.y, job.w, job.h, job.frow, job.wx, job.wyv);
+    let (l0, l1) = (job.l0, job.l1);
     let r1 = &l1.r;
     for x in from..w {
         let i = y * w + x;
@@ -608,7 +622,7 @@ mod avx2 {
     //! rounded as in the scalar loop, so both give the same bits.
     use std::arch::x86_64::*;
 
-    use super::{Level, Planes, PolyKernel};
+    use super::{Planes, PolyKernel, RowJob};
 
     /// The expansion's six horizontal sums for columns `0..w − w % 4`, four at a time;
     /// returns how many columns it did.
@@ -671,18 +685,17 @@ mod avx2 {
     /// The CPU must support AVX2, `w, h ≥ 2`, the planes must hold `w·h` values and `frow`
     /// `2w`, `wx` `w`.
     #[target_feature(enable = "avx2")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn update_row(
-        y: usize,
-        w: usize,
-        h: usize,
-        l0: &Level,
-        l1: &Level,
-        frow: &[f32],
-        wx: &[f32],
-        wyv: f32,
-        m: &mut Planes,
-    ) -> usize {
+    pub(super) unsafe fn update_row(job: &RowJob<'_>, m: &mut Planes) -> usize {
+        let RowJob {
+            y,
+            w,
+            h,
+            l0,
+            l1,
+            frow,
+            wx,
+            wyv,
+        } = *job;
         let n = w - w % 8;
         let row = y * w;
         let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);

@@ -18,7 +18,7 @@ use opencv::video;
 pub use farneback::{Farneback, Pyramid};
 
 use crate::error::{Error, Result};
-use crate::spec::FARNEBACK;
+use crate::spec::{FarnebackParams, FARNEBACK};
 
 /// Dense flow from one 8-bit crop to the next, `(u, v)` per pixel in row order: the seam
 /// where another implementation of spec §4's flow plugs in without touching the pipeline.
@@ -135,25 +135,30 @@ thread_local! {
     static CV_FLOW: std::cell::RefCell<Mat> = std::cell::RefCell::new(Mat::default());
 }
 
+/// OpenCV's `calcOpticalFlowFarneback` of two 8-bit images with the given parameters, into a
+/// `CV_32FC2` `out`.
+pub fn opencv_farneback(a: &Mat, b: &Mat, p: &FarnebackParams, out: &mut Mat) -> Result<()> {
+    video::calc_optical_flow_farneback(
+        a,
+        b,
+        out,
+        p.pyr_scale,
+        p.levels,
+        p.winsize,
+        p.iterations,
+        p.poly_n,
+        p.poly_sigma,
+        p.flags,
+    )
+    .map_err(|_| Error::internal("optical flow failed"))
+}
+
 impl Flow for OpenCvFarneback {
     fn compute(&self, a: &FlowFrame, b: &FlowFrame, out: &mut [[f32; 2]]) -> Result<()> {
-        let p = FARNEBACK;
         let fail = |_| Error::internal("optical flow failed");
         CV_FLOW.with(|m| {
             let m = &mut *m.borrow_mut();
-            video::calc_optical_flow_farneback(
-                a.crop(),
-                b.crop(),
-                m,
-                p.pyr_scale,
-                p.levels,
-                p.winsize,
-                p.iterations,
-                p.poly_n,
-                p.poly_sigma,
-                p.flags,
-            )
-            .map_err(fail)?;
+            opencv_farneback(a.crop(), b.crop(), &FARNEBACK, m)?;
             let uv: &[Vec2f] = m.data_typed::<Vec2f>().map_err(fail)?;
             if uv.len() != out.len() {
                 return Err(Error::internal("flow output of the wrong size"));
