@@ -21,8 +21,28 @@ use super::filters::{blur, gaussian_kernel, resize, ResizeScratch};
 use crate::error::{Error, Result};
 use crate::spec::FarnebackParams;
 
-/// Rows of the blur/solve pass between two updates of the systems (OpenCV updates in
-/// stripes; every row's update only reads its own flow, so any stripe gives the same numbers).
+/// Runs `$fast`, an AVX2 build (`#[target_feature(enable = "avx2")]`) of the safe `$slow`,
+/// where the CPU has AVX2; `$slow` elsewhere.
+macro_rules! with_avx2 {
+    ($fast:expr, $slow:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present; the callee is plain safe Rust compiled for it.
+            #[allow(unsafe_code)]
+            unsafe {
+                $fast
+            }
+        } else {
+            $slow
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        $slow
+    }};
+}
+
+/// Pixels from an edge whose systems are weighted down. (OpenCV updates the systems in
+/// stripes while its box filter runs; a row's update reads only that row's final flow, so
+/// updating after the whole pass, as here, gives the same numbers.)
 const BORDER: usize = 5;
 /// OpenCV's down-weighting of the systems within five pixels of an edge.
 const BORDER_WEIGHT: [f32; BORDER] = [0.14, 0.14, 0.4472, 0.4472, 0.4472];
@@ -333,16 +353,10 @@ impl Farneback {
         out.levels.resize_with(plan.len(), Level::default);
         FRAME.with(|s| {
             let s = &mut *s.borrow_mut();
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: AVX2 is present; the body is plain safe Rust compiled for it.
-                #[allow(unsafe_code)]
-                unsafe {
-                    self.pyramid_avx2(img, w, h, &plan, s, out)
-                };
-                return;
-            }
-            self.pyramid_body(img, w, h, &plan, s, out);
+            with_avx2!(
+                self.pyramid_avx2(img, w, h, &plan, s, out),
+                self.pyramid_body(img, w, h, &plan, s, out)
+            );
         });
     }
 
@@ -415,18 +429,7 @@ impl Farneback {
         }
         PAIR.with(|s| {
             let s = &mut *s.borrow_mut();
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: AVX2 is present; the body is plain safe Rust compiled for it.
-                #[allow(unsafe_code)]
-                unsafe {
-                    self.levels_avx2(a, b, s)
-                };
-            } else {
-                self.levels(a, b, s);
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            self.levels(a, b, s);
+            with_avx2!(self.levels_avx2(a, b, s), self.levels(a, b, s));
             for (o, f) in out.iter_mut().zip(s.flow.chunks_exact(2)) {
                 *o = [f[0], f[1]];
             }
