@@ -267,6 +267,15 @@ pub struct Farneback {
     poly: PolyKernel,
 }
 
+/// One frame for the per-frame half: its pixels, size and the levels to build.
+#[derive(Clone, Copy)]
+struct FrameJob<'a> {
+    img: &'a [u8],
+    w: usize,
+    h: usize,
+    plan: &'a [LevelPlan],
+}
+
 /// Per-thread buffers of the per-frame half.
 #[derive(Default)]
 struct FrameScratch {
@@ -353,9 +362,15 @@ impl Farneback {
         out.levels.resize_with(plan.len(), Level::default);
         FRAME.with(|s| {
             let s = &mut *s.borrow_mut();
+            let job = FrameJob {
+                img,
+                w,
+                h,
+                plan: &plan,
+            };
             with_avx2!(
-                self.pyramid_avx2(img, w, h, &plan, s, out),
-                self.pyramid_body(img, w, h, &plan, s, out)
+                self.pyramid_avx2(job, s, out),
+                self.pyramid_body(job, s, out)
             );
         });
     }
@@ -364,30 +379,17 @@ impl Farneback {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     #[allow(unsafe_code)]
-    unsafe fn pyramid_avx2(
-        &self,
-        img: &[u8],
-        w: usize,
-        h: usize,
-        plan: &[LevelPlan],
-        s: &mut FrameScratch,
-        out: &mut Pyramid,
-    ) {
-        self.pyramid_body(img, w, h, plan, s, out)
+    unsafe fn pyramid_avx2(&self, job: FrameJob<'_>, s: &mut FrameScratch, out: &mut Pyramid) {
+        self.pyramid_body(job, s, out)
     }
 
     #[inline(always)]
-    fn pyramid_body(
-        &self,
-        img: &[u8],
-        w: usize,
-        h: usize,
-        plan: &[LevelPlan],
-        s: &mut FrameScratch,
-        out: &mut Pyramid,
-    ) {
-        s.img.clear();
-        s.img.extend(img[..w * h].iter().map(|&v| f32::from(v)));
+    fn pyramid_body(&self, job: FrameJob<'_>, s: &mut FrameScratch, out: &mut Pyramid) {
+        let FrameJob { img, w, h, plan } = job;
+        s.img.resize(w * h, 0.0);
+        for (o, &v) in s.img.iter_mut().zip(&img[..w * h]) {
+            *o = f32::from(v);
+        }
         for (lp, level) in plan.iter().zip(out.levels.iter_mut()) {
             blur(
                 &s.img,
