@@ -21,6 +21,11 @@ pub(crate) type Pairs = Vec<(Arc<Mat>, Arc<Mat>)>;
 
 /// Decodes `clip` on this thread and cuts the extractor's own crops (boxes from its meta).
 pub(crate) fn crop_sequence(clip: &Path) -> Pairs {
+    crop_sequence_timed(clip).0
+}
+
+/// [`crop_sequence`], and the seconds the decoding to gray took (alone, on this thread).
+pub(crate) fn crop_sequence_timed(clip: &Path) -> (Pairs, f64) {
     let ex = Extractor::new().expect("extractor");
     let f = ex
         .extract_path(clip, &CancelFlag::new())
@@ -29,9 +34,11 @@ pub(crate) fn crop_sequence(clip: &Path) -> Pairs {
         Decoder::open(tabr_core::VideoSource::Path(clip), &SpecParams::default()).expect("open");
     let mut frames = Vec::new();
     let mut gray = Mat::default();
+    let t = Instant::now();
     while dec.next_gray(&mut gray).expect("decode") {
         frames.push(gray.clone());
     }
+    let decode_s = t.elapsed().as_secs_f64();
     let n = SpecParams::default().roi_size;
     let haar = HaarBox::new(tabr_core::face::FaceDetector::builtin().expect("cascade"));
     let crop = |m: &Mat, b| Arc::new(haar.crop(m, &Geometry::Box(b), n).expect("crop"));
@@ -55,7 +62,7 @@ pub(crate) fn crop_sequence(clip: &Path) -> Pairs {
         pairs.push((before, cur.clone()));
         prev = Some((cur, b));
     }
-    pairs
+    (pairs, decode_s)
 }
 
 /// Seconds to run `flow` over every pair in order on this thread, each frame's per-crop work

@@ -57,9 +57,7 @@ fn peak_rss_mb() -> f64 {
 /// printed as "decode_s flow_s".
 fn floor_child(clip: &Path) {
     let _ = opencv::core::set_num_threads(1);
-    let t = Instant::now();
-    let frames = flow::crop_sequence(clip);
-    let decode_s = t.elapsed().as_secs_f64();
+    let (frames, decode_s) = flow::crop_sequence_timed(clip);
     let flow_s = flow::run_sequence(&frames, FlowMethod::Rust.build().as_ref());
     println!("{decode_s} {flow_s}");
 }
