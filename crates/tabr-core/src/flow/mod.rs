@@ -6,8 +6,31 @@
 //! keeps for the crop's second pair (our Farnebäck keeps the pyramid of polynomial
 //! expansions, so each frame is expanded once, not twice).
 
+/// Runs `$fast`, an AVX2 build (`#[target_feature(enable = "avx2")]`) of the safe `$slow`,
+/// where the CPU has AVX2; `$slow` elsewhere.
+macro_rules! with_avx2 {
+    ($fast:expr, $slow:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present; the callee is plain safe Rust compiled for it.
+            #[allow(unsafe_code)]
+            unsafe {
+                $fast
+            }
+        } else {
+            $slow
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        $slow
+    }};
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod farneback;
 mod filters;
+mod poly;
+mod system;
 
 use std::any::Any;
 use std::sync::OnceLock;

@@ -1,0 +1,227 @@
+//! The two AVX2 kernels of our Farnebäck, called only where the CPU has AVX2 (the callers
+//! check; the rest of both halves gets its AVX2 build through `with_avx2!`).
+//!
+//! - `update_row`: the system update eight pixels at a time. Its bilinear samples of the
+//!   other frame's expansion are scattered reads no compiler vectorises from the scalar loop:
+//!   in-register permutes of two loads fetch them when a row's samples lie close together,
+//!   gathers otherwise. This kernel makes the update several times cheaper.
+//! - `hsums`: the expansion's f64 horizontal sums, four columns at a time in registers.
+//!
+//! No FMA: every product and sum is rounded as in the scalar code, so both give the same bits.
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+use super::farneback::Planes;
+use super::poly::PolyKernel;
+use super::system::RowJob;
+
+/// The expansion's six horizontal sums for columns `0..w − w % 4`, four at a time;
+/// returns how many columns it did.
+///
+/// # Safety
+/// The CPU must support AVX2; `v0`, `v1`, `v2` hold `w + 2n` values, `b` six of `w`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn hsums(
+    k: &PolyKernel,
+    v0: &[f32],
+    v1: &[f32],
+    v2: &[f32],
+    w: usize,
+    b: &mut [Vec<f64>; 6],
+) -> usize {
+    let n = k.n;
+    let done = w - w % 4;
+    let (p0, p1, p2) = (v0.as_ptr(), v1.as_ptr(), v2.as_ptr());
+    let out: [*mut f64; 6] = std::array::from_fn(|i| b[i].as_mut_ptr());
+    let g0 = _mm_set1_ps(k.g[0]);
+    let mut x = 0;
+    while x < done {
+        let c = x + n;
+        let mut a1 = _mm256_cvtps_pd(_mm_mul_ps(_mm_loadu_ps(p0.add(c)), g0));
+        let mut a3 = _mm256_cvtps_pd(_mm_mul_ps(_mm_loadu_ps(p1.add(c)), g0));
+        let mut a5 = _mm256_cvtps_pd(_mm_mul_ps(_mm_loadu_ps(p2.add(c)), g0));
+        let (mut a2, mut a4, mut a6) = (
+            _mm256_setzero_pd(),
+            _mm256_setzero_pd(),
+            _mm256_setzero_pd(),
+        );
+        for t in 1..=n {
+            let (gk, xgk) = (_mm_set1_ps(k.g[t]), _mm_set1_ps(k.xg[t]));
+            let (gd, xxgd) = (
+                _mm256_set1_pd(f64::from(k.g[t])),
+                _mm256_set1_pd(f64::from(k.xxg[t])),
+            );
+            let (r0, l0) = (_mm_loadu_ps(p0.add(c + t)), _mm_loadu_ps(p0.add(c - t)));
+            let (r1, l1) = (_mm_loadu_ps(p1.add(c + t)), _mm_loadu_ps(p1.add(c - t)));
+            let (r2, l2) = (_mm_loadu_ps(p2.add(c + t)), _mm_loadu_ps(p2.add(c - t)));
+            let tg = _mm256_cvtps_pd(_mm_add_ps(r0, l0));
+            a1 = _mm256_add_pd(a1, _mm256_mul_pd(tg, gd));
+            a4 = _mm256_add_pd(a4, _mm256_mul_pd(tg, xxgd));
+            a2 = _mm256_add_pd(a2, _mm256_cvtps_pd(_mm_mul_ps(_mm_sub_ps(r0, l0), xgk)));
+            a3 = _mm256_add_pd(a3, _mm256_cvtps_pd(_mm_mul_ps(_mm_add_ps(r1, l1), gk)));
+            a6 = _mm256_add_pd(a6, _mm256_cvtps_pd(_mm_mul_ps(_mm_sub_ps(r1, l1), xgk)));
+            a5 = _mm256_add_pd(a5, _mm256_cvtps_pd(_mm_mul_ps(_mm_add_ps(r2, l2), gk)));
+        }
+        for (o, a) in out.iter().zip([a1, a2, a3, a4, a5, a6]) {
+            _mm256_storeu_pd(o.add(x), a);
+        }
+        x += 4;
+    }
+    done
+}
+
+/// Pixels `0..w − w % 8` of row `y`; returns how many it did.
+///
+/// # Safety
+/// The CPU must support AVX2, `w, h ≥ 2`, the planes must hold `w·h` values and `frow`
+/// `2w`, `wx` `w`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn update_row(job: &RowJob<'_>, m: &mut Planes) -> usize {
+    let RowJob {
+        y,
+        w,
+        h,
+        l0,
+        l1,
+        frow,
+        wx,
+        wyv,
+    } = *job;
+    let n = w - w % 8;
+    let row = y * w;
+    let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+    let (one, half, quarter) = (
+        _mm256_set1_ps(1.0),
+        _mm256_set1_ps(0.5),
+        _mm256_set1_ps(0.25),
+    );
+    let yv = _mm256_set1_ps(y as f32);
+    let (wm1, hm1, minus1) = (
+        _mm256_set1_epi32(w as i32 - 1),
+        _mm256_set1_epi32(h as i32 - 1),
+        _mm256_set1_epi32(-1),
+    );
+    let wv = _mm256_set1_epi32(w as i32);
+    let wyv = _mm256_set1_ps(wyv);
+    let r1: [*const f32; 5] = std::array::from_fn(|c| l1.r[c].as_ptr());
+    let r0: [*const f32; 5] = std::array::from_fn(|c| l0.r[c].as_ptr().add(row));
+    let out: [*mut f32; 5] = std::array::from_fn(|c| m[c].as_mut_ptr().add(row));
+    let mut x = 0;
+    while x < n {
+        // (dx, dy) pairs → two vectors of eight.
+        let f0 = _mm256_loadu_ps(frow.as_ptr().add(2 * x));
+        let f1 = _mm256_loadu_ps(frow.as_ptr().add(2 * x + 8));
+        let order = |v: __m256| {
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+        };
+        let dx = order(_mm256_shuffle_ps::<0b10_00_10_00>(f0, f1));
+        let dy = order(_mm256_shuffle_ps::<0b11_01_11_01>(f0, f1));
+        let fx = _mm256_add_ps(_mm256_add_ps(_mm256_set1_ps(x as f32), lanes), dx);
+        let fy = _mm256_add_ps(yv, dy);
+        let (x1f, y1f) = (_mm256_floor_ps(fx), _mm256_floor_ps(fy));
+        let (x1, y1) = (_mm256_cvttps_epi32(x1f), _mm256_cvttps_epi32(y1f));
+        let (fx, fy) = (_mm256_sub_ps(fx, x1f), _mm256_sub_ps(fy, y1f));
+        let inside_i = _mm256_and_si256(
+            _mm256_and_si256(_mm256_cmpgt_epi32(x1, minus1), _mm256_cmpgt_epi32(wm1, x1)),
+            _mm256_and_si256(_mm256_cmpgt_epi32(y1, minus1), _mm256_cmpgt_epi32(hm1, y1)),
+        );
+        let inside = _mm256_castsi256_ps(inside_i);
+        let j = _mm256_and_si256(_mm256_add_epi32(_mm256_mullo_epi32(y1, wv), x1), inside_i);
+        let (gx, gy) = (_mm256_sub_ps(one, fx), _mm256_sub_ps(one, fy));
+        let a00 = _mm256_mul_ps(gx, gy);
+        let a01 = _mm256_mul_ps(fx, gy);
+        let a10 = _mm256_mul_ps(gx, fy);
+        let a11 = _mm256_mul_ps(fx, fy);
+        let (jlo, jhi) = (_mm256_castsi256_si128(j), _mm256_extracti128_si256::<1>(j));
+        // Usually the eight samples lie on one row, within 16 columns of each other (the
+        // flow is smooth): then two plain loads and two in-register permutes fetch a
+        // row of corners. Otherwise gathers do; both fetch the same values.
+        let y10 = _mm256_cvtsi256_si32(y1);
+        let base = _mm256_cvtsi256_si32(x1) - 4;
+        let off = _mm256_sub_epi32(x1, _mm256_set1_epi32(base));
+        let ok = _mm256_and_si256(
+            _mm256_and_si256(inside_i, _mm256_cmpeq_epi32(y1, _mm256_set1_epi32(y10))),
+            _mm256_and_si256(
+                _mm256_cmpgt_epi32(off, minus1),
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(16), off),
+            ),
+        );
+        let window = _mm256_movemask_ps(_mm256_castsi256_ps(ok)) == 0xFF
+            && base >= 0
+            && base as usize + 17 <= w;
+        let upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(off, _mm256_set1_epi32(7)));
+        let pick = |lo: __m256, hi: __m256| {
+            _mm256_blendv_ps(
+                _mm256_permutevar8x32_ps(lo, off),
+                _mm256_permutevar8x32_ps(hi, off),
+                upper,
+            )
+        };
+        // The two horizontal neighbours are adjacent: one 8-byte gather fetches both, so
+        // a row of corners costs two 4-element gathers instead of two 8-element ones.
+        let corners = |p: *const f32| {
+            if window {
+                let q = p.add(y10 as usize * w + base as usize);
+                return (
+                    pick(_mm256_loadu_ps(q), _mm256_loadu_ps(q.add(8))),
+                    pick(_mm256_loadu_ps(q.add(1)), _mm256_loadu_ps(q.add(9))),
+                );
+            }
+            let lo = _mm256_castpd_ps(_mm256_i32gather_pd::<4>(p.cast(), jlo));
+            let hi = _mm256_castpd_ps(_mm256_i32gather_pd::<4>(p.cast(), jhi));
+            (
+                order(_mm256_shuffle_ps::<0b10_00_10_00>(lo, hi)),
+                order(_mm256_shuffle_ps::<0b11_01_11_01>(lo, hi)),
+            )
+        };
+        let lerp = |c: usize| {
+            let p = r1[c];
+            let (p00, p01) = corners(p);
+            let (p10, p11) = corners(p.add(w));
+            let s = _mm256_add_ps(_mm256_mul_ps(a00, p00), _mm256_mul_ps(a01, p01));
+            let s = _mm256_add_ps(s, _mm256_mul_ps(a10, p10));
+            _mm256_add_ps(s, _mm256_mul_ps(a11, p11))
+        };
+        let r0v = |c: usize| _mm256_loadu_ps(r0[c].add(x));
+        let (q0, q1, q2, q3, q4) = (r0v(0), r0v(1), r0v(2), r0v(3), r0v(4));
+        let zero = _mm256_setzero_ps();
+        let r2 = _mm256_blendv_ps(zero, lerp(0), inside);
+        let r3 = _mm256_blendv_ps(zero, lerp(1), inside);
+        let r4 = _mm256_blendv_ps(q2, _mm256_mul_ps(_mm256_add_ps(q2, lerp(2)), half), inside);
+        let r5 = _mm256_blendv_ps(q3, _mm256_mul_ps(_mm256_add_ps(q3, lerp(3)), half), inside);
+        let r6 = _mm256_blendv_ps(
+            _mm256_mul_ps(q4, half),
+            _mm256_mul_ps(_mm256_add_ps(q4, lerp(4)), quarter),
+            inside,
+        );
+        let r2 = _mm256_mul_ps(_mm256_sub_ps(q0, r2), half);
+        let r3 = _mm256_mul_ps(_mm256_sub_ps(q1, r3), half);
+        let r2 = _mm256_add_ps(
+            r2,
+            _mm256_add_ps(_mm256_mul_ps(r4, dy), _mm256_mul_ps(r6, dx)),
+        );
+        let r3 = _mm256_add_ps(
+            r3,
+            _mm256_add_ps(_mm256_mul_ps(r6, dy), _mm256_mul_ps(r5, dx)),
+        );
+        let scale = _mm256_mul_ps(_mm256_loadu_ps(wx.as_ptr().add(x)), wyv);
+        let (r2, r3) = (_mm256_mul_ps(r2, scale), _mm256_mul_ps(r3, scale));
+        let (r4, r5, r6) = (
+            _mm256_mul_ps(r4, scale),
+            _mm256_mul_ps(r5, scale),
+            _mm256_mul_ps(r6, scale),
+        );
+        let sq = |a: __m256, b: __m256| _mm256_add_ps(_mm256_mul_ps(a, a), _mm256_mul_ps(b, b));
+        let dot = |a: __m256, b: __m256, c: __m256, d: __m256| {
+            _mm256_add_ps(_mm256_mul_ps(a, b), _mm256_mul_ps(c, d))
+        };
+        _mm256_storeu_ps(out[0].add(x), sq(r4, r6));
+        _mm256_storeu_ps(out[1].add(x), _mm256_mul_ps(_mm256_add_ps(r4, r5), r6));
+        _mm256_storeu_ps(out[2].add(x), sq(r5, r6));
+        _mm256_storeu_ps(out[3].add(x), dot(r4, r2, r6, r3));
+        _mm256_storeu_ps(out[4].add(x), dot(r6, r2, r5, r3));
+        x += 8;
+    }
+    n
+}
