@@ -263,3 +263,60 @@ fn equals_opencv_with_other_parameters() {
         assert_close(&format!("{p:?}"), &a, &b, n, n, p);
     }
 }
+
+/// Counts the crops a flow prepares: `keep` runs its closure once per crop.
+#[derive(Debug, Default)]
+struct CountPrepared {
+    prepared: Mutex<usize>,
+    pairs: Mutex<usize>,
+}
+
+/// What this test's flow keeps of a crop.
+struct Prepared;
+
+impl Flow for CountPrepared {
+    fn compute(&self, a: &FlowFrame, b: &FlowFrame, out: &mut [[f32; 2]]) -> tabr_core::Result<()> {
+        for f in [a, b] {
+            f.keep(|_| {
+                *self.prepared.lock().expect("lock") += 1;
+                Ok(Prepared)
+            })?;
+        }
+        *self.pairs.lock().expect("lock") += 1;
+        OpenCvFarneback.compute(a, b, out)
+    }
+}
+
+#[test]
+fn the_pipeline_prepares_each_crop_once_for_both_of_its_pairs() {
+    use tabr_core::synth::{write_clip, ClipSpec};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = dir.path().join("face.mkv");
+    write_clip(
+        &clip,
+        &ClipSpec {
+            frames: 40,
+            ..ClipSpec::default()
+        },
+    )
+    .expect("clip");
+    let counter = Arc::new(CountPrepared::default());
+    let ex = Extractor::new()
+        .expect("extractor")
+        .with_flow(counter.clone());
+    let f = ex
+        .extract_path(&clip, &CancelFlag::new())
+        .expect("features");
+    let (pairs, prepared) = (
+        *counter.pairs.lock().expect("lock"),
+        *counter.prepared.lock().expect("lock"),
+    );
+    assert_eq!(pairs as u64, f.meta.pairs);
+    // Without sharing it would be 2 per pair; with it, one per frame plus one more crop of the
+    // previous frame at each box change.
+    assert_eq!(
+        prepared as u64,
+        f.meta.pairs + 1 + f.meta.box_changes,
+        "{prepared} crops prepared for {pairs} pairs"
+    );
+}
