@@ -73,6 +73,8 @@ struct FrameJob<'a> {
 /// Per-thread buffers of the per-frame half.
 #[derive(Default)]
 struct FrameScratch {
+    plan: Vec<LevelPlan>,
+    plan_for: Option<(usize, usize, FarnebackParams)>,
     img: Vec<f32>,
     tmp: Vec<f32>,
     padded: Vec<f32>,
@@ -152,10 +154,17 @@ impl Farneback {
     /// The per-frame half: the pyramid of polynomial expansions of an 8-bit `w`×`h` image,
     /// written into `out` (whose buffers are reused).
     pub fn pyramid_into(&self, img: &[u8], w: usize, h: usize, out: &mut Pyramid) {
-        let plan = self.plan(w, h);
-        out.levels.resize_with(plan.len(), Level::default);
         FRAME.with(|s| {
             let s = &mut *s.borrow_mut();
+            // The levels and their kernels depend on the size and the parameters only: built
+            // once per thread, not once per frame.
+            let key = (w, h, self.p);
+            if s.plan_for != Some(key) {
+                s.plan = self.plan(w, h);
+                s.plan_for = Some(key);
+            }
+            let plan = std::mem::take(&mut s.plan);
+            out.levels.resize_with(plan.len(), Level::default);
             let job = FrameJob {
                 img,
                 w,
@@ -166,6 +175,7 @@ impl Farneback {
                 self.pyramid_avx2(job, s, out),
                 self.pyramid_body(job, s, out)
             );
+            s.plan = plan;
         });
     }
 
