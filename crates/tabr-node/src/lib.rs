@@ -269,12 +269,7 @@ fn build_extractor(options: &ExtractOptions) -> tabr_core::Result<Extractor> {
         params.max_decoded_pixels = count_option(p);
     }
     params.validate()?;
-    let flow = options
-        .flow
-        .as_deref()
-        .map(tabr_core::flow::FlowMethod::parse)
-        .transpose()?
-        .unwrap_or_default();
+    let flow = tabr_core::flow::FlowMethod::from_option(options.flow.as_deref())?;
     Ok(Extractor::with(detector, params).with_flow_method(flow))
 }
 

@@ -269,7 +269,7 @@ pub fn load_model(
         max_pixels: o.max_pixels.map(crate::count_option),
         max_decoded_pixels: o.max_decoded_pixels.map(crate::count_option),
     };
-    let flow = o.flow.as_deref().map(FlowMethod::parse);
+    let flow = FlowMethod::from_option(o.flow.as_deref());
     let run = move || {
         let opts = LoadOptions {
             ort_dylib_path: dylib,
@@ -278,7 +278,7 @@ pub fn load_model(
             sessions,
             verify_golden,
             limits,
-            flow: flow.transpose()?.unwrap_or_default(),
+            flow: flow?,
         };
         CoreModel::load(Path::new(&dir), &opts).map(Arc::new)
     };

@@ -77,6 +77,11 @@ impl FlowMethod {
         }
     }
 
+    /// A caller's option: a name, or the default when none is given.
+    pub fn from_option(name: Option<&str>) -> Result<FlowMethod> {
+        name.map_or(Ok(FlowMethod::default()), FlowMethod::parse)
+    }
+
     /// The method's name (as [`FlowMethod::parse`] reads it).
     pub fn name(self) -> &'static str {
         match self {
