@@ -24,11 +24,32 @@ export declare class Model {
    */
   predict(features: Float32Array | Array<number | null>, signal?: AbortSignal | undefined | null): Promise<Prediction>
   /**
+   * Predicts `rows` feature vectors in one run of the network: `features` holds them
+   * row-major (`rows × nFeatures` values, NaN = missing). Each row gets the prediction
+   * `predict` gives it alone. Rejects with `invalid_features` for a length that is not
+   * `rows × nFeatures` or an infinite value (the message names the row).
+   */
+  predictBatch(features: Float32Array, rows: number, signal?: AbortSignal | undefined | null): Promise<BatchPrediction>
+  /**
    * Extracts a video's features (with the model's spec and face cascade) and predicts, in
    * one native task. `input` is a path or the video's bytes; the feature values cross into
    * JS only when `options.features` asks for them.
    */
   predictVideo(input: string | Buffer, options?: PredictVideoOptions | undefined | null, signal?: AbortSignal | undefined | null): Promise<VideoPrediction>
+}
+
+/** `predictBatch`'s answer: one entry per row, in row order, as flat arrays. */
+export interface BatchPrediction {
+  /** Rows predicted. */
+  rows: number
+  /** Most probable label of each row (classifiers). */
+  labels?: Array<string>
+  /** Probabilities, row-major: `rows × labels.length` (classifiers). */
+  probabilities?: Float64Array
+  /** The value of each row (regression). */
+  values?: Float64Array
+  /** Milliseconds spent in preprocessing and the model. */
+  predictMs: number
 }
 
 /** The stable error codes a rejection's `code` can take. */

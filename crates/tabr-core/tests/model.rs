@@ -104,6 +104,62 @@ fn predictions_validate_their_input() {
 }
 
 #[test]
+fn a_batch_predicts_each_row_as_it_would_alone() {
+    let m = Model::load(&demo_dir(), &opts()).expect("loads");
+    // 64 distinct rows: a spread of values, some missing (the imputer fills them).
+    let rows: Vec<Vec<f64>> = (0..64)
+        .map(|r| {
+            (0..90)
+                .map(|i| {
+                    if (r + i) % 17 == 0 {
+                        f64::NAN
+                    } else {
+                        ((r * 31 + i * 7) % 23) as f64 * 0.05 - 0.3
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
+    let batch = m.predict_batch(&refs).expect("batch");
+    assert_eq!(batch.len(), 64);
+    let mut worst = 0.0f64;
+    for (row, got) in rows.iter().zip(&batch) {
+        match (m.predict(row).expect("alone"), got) {
+            (
+                Prediction::Class {
+                    label: la,
+                    probabilities: pa,
+                },
+                Prediction::Class {
+                    label: lb,
+                    probabilities: pb,
+                },
+            ) => {
+                assert_eq!(&la, lb);
+                for (a, b) in pa.iter().zip(pb) {
+                    worst = worst.max((a - b).abs());
+                }
+            }
+            other => panic!("binclass gives classes: {other:?}"),
+        }
+    }
+    assert!(worst <= 1e-6, "batch vs alone: {worst:.2e}");
+    // A bad row refuses the batch and is named.
+    let mut bad = rows.clone();
+    bad[5][2] = f64::INFINITY;
+    let refs: Vec<&[f64]> = bad.iter().map(Vec::as_slice).collect();
+    let e = m.predict_batch(&refs).expect_err("an infinite value");
+    assert_eq!(e.code(), ErrorCode::InvalidFeatures);
+    assert!(
+        e.message().starts_with("row 5: feature 2"),
+        "{}",
+        e.message()
+    );
+    assert!(m.predict_batch(&[]).expect("empty").is_empty());
+}
+
+#[test]
 fn a_missing_value_without_an_imputer_is_invalid_features() {
     // The demo model without its imputer step (and without golden.json, whose rows have
     // missing values this model can no longer fill).

@@ -103,6 +103,46 @@ pub struct VideoPrediction {
     pub predict_ms: f64,
 }
 
+/// `predictBatch`'s answer: one entry per row, in row order, as flat arrays.
+#[napi(object)]
+pub struct BatchPrediction {
+    /// Rows predicted.
+    pub rows: u32,
+    /// Most probable label of each row (classifiers).
+    pub labels: Option<Vec<String>>,
+    /// Probabilities, row-major: `rows × labels.length` (classifiers).
+    pub probabilities: Option<Float64Array>,
+    /// The value of each row (regression).
+    pub values: Option<Float64Array>,
+    /// Milliseconds spent in preprocessing and the model.
+    pub predict_ms: f64,
+}
+
+fn batch_js((predictions, ms): (Vec<CorePrediction>, f64)) -> BatchPrediction {
+    let rows = predictions.len() as u32;
+    let (mut labels, mut probabilities, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    for p in predictions {
+        match p {
+            CorePrediction::Class {
+                label,
+                probabilities: ps,
+            } => {
+                labels.push(label);
+                probabilities.extend(ps);
+            }
+            CorePrediction::Value { value } => values.push(value),
+        }
+    }
+    let class = !labels.is_empty() || values.is_empty();
+    BatchPrediction {
+        rows,
+        labels: class.then_some(labels),
+        probabilities: class.then(|| Float64Array::new(probabilities)),
+        values: (!class).then(|| Float64Array::new(values)),
+        predict_ms: ms,
+    }
+}
+
 fn prediction_js(p: CorePrediction) -> Prediction {
     match p {
         CorePrediction::Class {
@@ -196,6 +236,53 @@ impl Model {
         };
         Ok(AsyncTask::with_optional_signal(
             Job::new(run, prediction_js),
+            signal,
+        ))
+    }
+
+    /// Predicts `rows` feature vectors in one run of the network: `features` holds them
+    /// row-major (`rows × nFeatures` values, NaN = missing). Each row gets the prediction
+    /// `predict` gives it alone. Rejects with `invalid_features` for a length that is not
+    /// `rows × nFeatures` or an infinite value (the message names the row).
+    #[napi(
+        ts_args_type = "features: Float32Array, rows: number, signal?: AbortSignal | undefined | null",
+        ts_return_type = "Promise<BatchPrediction>"
+    )]
+    pub fn predict_batch(
+        &self,
+        env: Env,
+        features: Float32Array,
+        rows: u32,
+        signal: Option<Object<'_>>,
+    ) -> Result<AsyncTask<Job<(Vec<CorePrediction>, f64), BatchPrediction>>> {
+        let n = self.inner.info().n_features;
+        let rows = rows as usize;
+        let flat: Vec<f64> = features.iter().map(|&v| f64::from(v)).collect();
+        let (cancel, signal) = cancel_flag(&env, signal)?;
+        let m = self.inner.clone();
+        let run = move || {
+            if rows == 0 || flat.len() != rows * n {
+                return Err(tabr_core::Error::new(
+                    tabr_core::ErrorCode::InvalidFeatures,
+                    format!(
+                        "expected {rows} rows × {n} feature values, got {} values",
+                        flat.len()
+                    ),
+                ));
+            }
+            if cancel.is_cancelled() {
+                return Err(tabr_core::Error::new(
+                    tabr_core::ErrorCode::Aborted,
+                    "the prediction was aborted by the caller",
+                ));
+            }
+            let t = std::time::Instant::now();
+            let refs: Vec<&[f64]> = flat.chunks_exact(n).collect();
+            let p = m.predict_batch(&refs)?;
+            Ok((p, t.elapsed().as_secs_f64() * 1e3))
+        };
+        Ok(AsyncTask::with_optional_signal(
+            Job::new(run, batch_js),
             signal,
         ))
     }

@@ -55,6 +55,31 @@ describe('loadModel', () => {
     expect(await codeOf(model.predict(new Float32Array(90).fill(Infinity)))).toBe('invalid_features')
   })
 
+  it('predicts a batch in one call: each row as predict gives it alone; a bad row or shape refuses the batch', async () => {
+    const golden = JSON.parse(readFileSync(join(demoDir, 'golden.json'), 'utf8')) as { rows: (number | null)[][] }
+    const rows = golden.rows.length
+    const flat = Float32Array.from(golden.rows.flat(), (v: number | null) => (v === null ? NaN : v))
+    const b = await model.predictBatch(flat, rows)
+    expect(b.rows).toBe(rows)
+    expect(b.values).toBeUndefined()
+    expect(b.labels).toHaveLength(rows)
+    expect(b.probabilities).toBeInstanceOf(Float64Array)
+    expect(b.probabilities).toHaveLength(rows * model.info.labels.length)
+    const d = model.info.labels.length
+    let worst = 0
+    for (let i = 0; i < rows; i++) {
+      const alone = await model.predict(flat.subarray(i * 90, (i + 1) * 90))
+      expect(b.labels![i]).toBe(alone.label)
+      alone.probabilities!.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - b.probabilities![i * d + j]))))
+    }
+    expect(worst).toBeLessThanOrEqual(1e-6)
+    expect(await codeOf(model.predictBatch(flat, rows + 1))).toBe('invalid_features')
+    expect(await codeOf(model.predictBatch(new Float32Array(0), 0))).toBe('invalid_features')
+    const inf = flat.slice()
+    inf[2 * 90 + 7] = Infinity
+    await expect(model.predictBatch(inf, rows)).rejects.toMatchObject({ code: 'invalid_features', message: expect.stringMatching(/^row 2: feature 7/) })
+  })
+
   it('rejects a prediction whose signal was aborted before it ran with aborted', async () => {
     const ac = new AbortController()
     ac.abort()

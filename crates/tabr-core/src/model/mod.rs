@@ -205,17 +205,23 @@ impl Model {
     fn inputs(&self, rows: &[&[f64]]) -> Result<Vec<f32>> {
         let n = self.manifest.n_features;
         let mut out = Vec::with_capacity(rows.len() * n);
-        for row in rows {
+        for (r, row) in rows.iter().enumerate() {
+            // A batch's refusal names the row; a single row's reads as before.
+            let at = if rows.len() > 1 {
+                format!("row {r}: ")
+            } else {
+                String::new()
+            };
             if row.len() != n {
                 return Err(Error::new(
                     ErrorCode::InvalidFeatures,
-                    format!("expected {n} feature values, got {}", row.len()),
+                    format!("{at}expected {n} feature values, got {}", row.len()),
                 ));
             }
             if let Some(i) = row.iter().position(|v| v.is_infinite()) {
                 return Err(Error::new(
                     ErrorCode::InvalidFeatures,
-                    format!("feature {i} is infinite (use NaN or null for missing)"),
+                    format!("{at}feature {i} is infinite (use NaN or null for missing)"),
                 ));
             }
             let x = self.preprocess.apply(row);
@@ -230,7 +236,7 @@ impl Model {
                 return Err(Error::new(
                     ErrorCode::InvalidFeatures,
                     format!(
-                        "feature {i} ({name}) is missing and this model has no imputer to fill it"
+                        "{at}feature {i} ({name}) is missing and this model has no imputer to fill it"
                     ),
                 ));
             }
@@ -271,6 +277,17 @@ impl Model {
     pub fn predict(&self, row: &[f64]) -> Result<Prediction> {
         let logits = self.logits(&[row])?;
         Ok(self.postprocess(&logits[0]))
+    }
+
+    /// Predicts a batch of raw rows in one run of the network (the rows are independent:
+    /// each gets the prediction [`Model::predict`] gives it alone, up to the network's
+    /// float rounding). A bad row refuses the whole batch, naming the row.
+    pub fn predict_batch(&self, rows: &[&[f64]]) -> Result<Vec<Prediction>> {
+        Ok(self
+            .logits(rows)?
+            .iter()
+            .map(|l| self.postprocess(l))
+            .collect())
     }
 
     /// Extracts a video's features (with this model's spec parameters and face cascade) and
