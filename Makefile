@@ -16,7 +16,7 @@ APT_PACKAGES := libopencv-dev clang libclang-dev opencv-data pkg-config ffmpeg r
 .PHONY: help deps apt pnpm node-modules build test test-rust test-node test-python demo-model uv bench run serve worker pack clean
 
 help:
-	@echo "make deps   install apt packages, pnpm and node modules (what is missing)"
+	@echo "make deps   install apt packages, pnpm, node modules and uv (what is missing)"
 	@echo "make build  build the Rust core, CLIs and the Node addon"
 	@echo "make test   deps + build + every test (Rust and Node)"
 	@echo "make bench  benchmark tables (medians and ratios, never pass/fail)"
@@ -26,7 +26,7 @@ help:
 	@echo "make serve  the service from a built tree (settings from the environment / .env)"
 	@echo "make worker a queue-mode worker from a built tree (EXECUTION_MODE=queue, REDIS_URL, ...)"
 
-deps: apt pnpm node-modules
+deps: apt pnpm node-modules uv
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -60,8 +60,12 @@ test-node:
 
 # Python tooling (torch from PyPI): never part of `make test`.
 PY_DEPS := --with torch --with numpy --with scikit-learn --with joblib --with onnx --with onnxruntime --with pandas --with pyarrow
+# uv runs the Python tools and the Open Inference Protocol client test (tritonclient from PyPI).
+# A Debian python3 refuses system-wide pip installs (PEP 668): then into ~/.local, on PATH below.
+export PATH := $(HOME)/.local/bin:$(PATH)
 uv:
-	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+	@command -v uv >/dev/null || python3 -m pip install --quiet uv 2>/dev/null \
+	  || python3 -m pip install --quiet --user --break-system-packages uv
 
 test-python: uv
 	uv run --no-project $(PY_DEPS) --with pytest pytest scripts/tests -q

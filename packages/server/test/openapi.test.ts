@@ -7,11 +7,18 @@ import { describe, expect, it } from 'vitest'
 import { errorCodes } from '@org/tabr-native'
 import { createService } from '../src/app.js'
 import { openapiFor } from '../src/api/openapi.js'
+import { SERVICE_VERSION } from '../src/core/config.js'
 import { config, serve } from './helpers.js'
 
 const files = (dir: string): string[] => readdirSync(dir).flatMap((f) => (statSync(join(dir, f)).isDirectory() ? files(join(dir, f)) : [join(dir, f)]))
 
 describe('OpenAPI', () => {
+  it('names the service by package.json, as GET /v2 does', () => {
+    const pkg = JSON.parse(readFileSync(resolve(__dirname, '../package.json'), 'utf8')) as { version: string }
+    expect(SERVICE_VERSION).toBe(pkg.version)
+    expect(openapiFor('sync').info).toMatchObject({ title: 'tabr-serve', version: pkg.version })
+  })
+
   it('documents every route with exactly its methods', async () => {
     const s = createService(config())
     try {

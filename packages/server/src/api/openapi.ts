@@ -2,6 +2,7 @@
 // It is written per execution mode, so a client is offered only what the running service
 // takes: `Prefer: respond-async`, `callback_url` and 202 exist in queue mode only (sync mode
 // refuses a callback_url with 422). The error code enum is errors.ts's one list.
+import { SERVICE_NAME, SERVICE_VERSION } from '../core/config.js'
 import { ERROR_CODES } from '../core/errors.js'
 
 const error = (description: string) => ({
@@ -14,6 +15,67 @@ const errors = {
 }
 const finalTimings = ['decode', 'face', 'flow', 'poc', 'predict', 'queue', 'total']
 
+/** The Open Inference Protocol's error form: the message alone, with the service's status. */
+const oipError = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/OipError' } } },
+})
+const oipModel = { name: 'name', in: 'path', required: true, schema: { type: 'string' } } as const
+const oipVersion = { name: 'version', in: 'path', required: true, schema: { type: 'string' }, description: "the model's version (GET /v2/models/{name} lists it); another one is 404" } as const
+const oipMetadata = (versioned: boolean) => ({
+  get: {
+    summary: 'Open Inference Protocol: model metadata (input `features` FP32 [-1, n_features]; outputs `probabilities` FP32 [-1, classes] and `label` BYTES [-1], or `value` FP32 [-1, 1])',
+    tags: ['Open Inference Protocol v2'],
+    parameters: versioned ? [oipModel, oipVersion] : [oipModel],
+    responses: { '200': { description: 'metadata', content: { 'application/json': { schema: { $ref: '#/components/schemas/OipModelMetadata' } } } }, '401': oipError('no valid bearer token'), '404': oipError('unknown model or version') },
+  },
+})
+const oipReady = (versioned: boolean) => ({
+  get: {
+    summary: 'Open Inference Protocol: the model is loaded (loads it first with MODEL_LOADING=lazy)',
+    tags: ['Open Inference Protocol v2'],
+    parameters: versioned ? [oipModel, oipVersion] : [oipModel],
+    responses: { '200': { description: 'ready', content: { 'application/json': { schema: { type: 'object', properties: { name: { type: 'string' }, ready: { type: 'boolean' } } } } } }, '401': oipError('no valid bearer token'), '404': oipError('unknown model or version'), '503': oipError('still loading') },
+  },
+})
+const oipInfer = (versioned: boolean) => ({
+  post: {
+    summary: 'Open Inference Protocol: predict a batch of feature vectors in one native call (run by the API process in both execution modes)',
+    description:
+      'The body is a JSON inference request, or (Triton\'s binary tensor data extension) a JSON header of `Inference-Header-Content-Length` bytes followed by the tensors whose inputs give `parameters.binary_data_size`: FP32 little-endian, row-major. Any Content-Type; gzip or deflate Content-Encoding; at most 8 MiB after decoding and MAX_BATCH_ROWS rows. A missing value is NaN in binary data and `null` in JSON `data` (JSON has no NaN; `null` is this service\'s extension). Outputs go as binary data when `parameters.binary_data_output` or an output\'s `parameters.binary_data` asks (the response then carries `Inference-Header-Content-Length`; BYTES elements are a 4-byte little-endian length and UTF-8). `id` is echoed; `outputs` picks a subset in its order.',
+    tags: ['Open Inference Protocol v2'],
+    parameters: versioned ? [oipModel, oipVersion] : [oipModel],
+    requestBody: {
+      required: true,
+      content: {
+        'application/json': { schema: { $ref: '#/components/schemas/OipInferRequest' } },
+        'application/octet-stream': { schema: { type: 'string', format: 'binary' }, description: 'JSON header + binary tensors (Inference-Header-Content-Length)' },
+      },
+    },
+    responses: {
+      '200': {
+        description: 'the outputs',
+        content: { 'application/json': { schema: { $ref: '#/components/schemas/OipInferResponse' } }, 'application/octet-stream': { schema: { type: 'string', format: 'binary' }, description: 'JSON header + binary outputs' } },
+      },
+      '400': oipError('a malformed request: header length, JSON, input name, datatype (FP32 only), shape ([N, n_features], 1 ≤ N ≤ MAX_BATCH_ROWS), data length, binary size, unknown or repeated outputs, the classification extension'),
+      '401': oipError('no valid bearer token'),
+      '404': oipError('unknown model or version'),
+      '408': oipError('the body did not arrive within REQUEST_TIMEOUT_S'),
+      '413': oipError('the body is over 8 MiB (after Content-Encoding)'),
+      '415': oipError('an unsupported Content-Encoding'),
+      '422': oipError('values the model cannot take (infinite; missing without an imputer)'),
+      '500': oipError('the model failed to run'),
+      '503': oipError('overloaded (Retry-After) or not ready'),
+      '504': oipError('timeout (REQUEST_TIMEOUT_S)'),
+    },
+  },
+})
+const oipTensor = {
+  type: 'object',
+  required: ['name', 'datatype', 'shape'],
+  properties: { name: { type: 'string' }, datatype: { type: 'string' }, shape: { type: 'array', items: { type: 'integer' } } },
+} as const
+
 export type ExecutionMode = 'sync' | 'queue'
 
 export const openapiFor = (mode: ExecutionMode) => {
@@ -22,8 +84,8 @@ export const openapiFor = (mode: ExecutionMode) => {
   return {
   openapi: '3.1.0',
   info: {
-    title: 'tabr-serve',
-    version: '0.1.0',
+    title: SERVICE_NAME,
+    version: SERVICE_VERSION,
     description:
       `One short face video in, one TabR prediction out (${mode} mode). Video → face box → Farnebäck flow + phase-only correlation → 90 POC-ABS v1 features → TabR. Errors are \`{"error": {"code", "message", "request_id"}}\` and never contain paths or stack traces. A documented path asked with a method it does not list answers 405 \`method_not_allowed\` with \`Allow\`.`,
   },
@@ -101,6 +163,49 @@ export const openapiFor = (mode: ExecutionMode) => {
           attempts: { type: 'integer', description: 'attempts started (a retried crash or a taken-over job counts again)' },
           result: { $ref: '#/components/schemas/InferResponse', description: 'when succeeded: the 200 body of the submitting request' },
           error: { type: 'object', description: 'when failed', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } },
+        },
+      },
+      OipError: { type: 'object', required: ['error'], properties: { error: { type: 'string' } } },
+      OipModelMetadata: {
+        type: 'object',
+        properties: { name: { type: 'string' }, versions: { type: 'array', items: { type: 'string' } }, platform: { type: 'string' }, inputs: { type: 'array', items: oipTensor }, outputs: { type: 'array', items: oipTensor } },
+      },
+      OipInferRequest: {
+        type: 'object',
+        required: ['inputs'],
+        properties: {
+          id: { type: 'string', maxLength: 256 },
+          parameters: { type: 'object', properties: { binary_data_output: { type: 'boolean' } } },
+          inputs: {
+            type: 'array',
+            minItems: 1,
+            maxItems: 1,
+            items: {
+              type: 'object',
+              required: ['name', 'datatype', 'shape'],
+              properties: {
+                name: { type: 'string', enum: ['features'] },
+                datatype: { type: 'string', enum: ['FP32'] },
+                shape: { type: 'array', items: { type: 'integer' }, minItems: 2, maxItems: 2 },
+                parameters: { type: 'object', properties: { binary_data_size: { type: 'integer' } } },
+                data: { type: 'array', items: { type: ['number', 'null', 'array'] }, description: 'N × n_features values, flat or as rows; null = missing' },
+              },
+            },
+          },
+          outputs: { type: 'array', items: { type: 'object', required: ['name'], properties: { name: { type: 'string' }, parameters: { type: 'object', properties: { binary_data: { type: 'boolean' } } } } } },
+        },
+      },
+      OipInferResponse: {
+        type: 'object',
+        required: ['model_name', 'model_version', 'outputs'],
+        properties: {
+          model_name: { type: 'string' },
+          model_version: { type: 'string' },
+          id: { type: 'string' },
+          outputs: {
+            type: 'array',
+            items: { ...oipTensor, properties: { ...oipTensor.properties, data: { type: 'array', items: { type: ['number', 'string'] } }, parameters: { type: 'object', properties: { binary_data_size: { type: 'integer' } } } } },
+          },
         },
       },
       ModelInfo: {
@@ -208,6 +313,23 @@ export const openapiFor = (mode: ExecutionMode) => {
     '/healthz': { get: { summary: 'The process answers', security: [], responses: { '200': { description: 'ok' } } } },
     '/readyz': { get: { summary: 'Every eagerly loaded model is ready (and Redis, in queue mode)', security: [], responses: { '200': { description: 'ready' }, '503': error('not_ready or queue_unavailable') } } },
     '/metrics': { get: { summary: 'Prometheus metrics (public when METRICS_PUBLIC=true)', responses: { '200': { description: 'text exposition format', content: { 'text/plain': {} } }, '401': errors['401'] } } },
+    '/v2': {
+      get: {
+        summary: 'Open Inference Protocol: server metadata (name, version, extensions)',
+        tags: ['Open Inference Protocol v2'],
+        responses: { '200': { description: 'metadata', content: { 'application/json': { schema: { type: 'object', properties: { name: { type: 'string' }, version: { type: 'string' }, extensions: { type: 'array', items: { type: 'string' } } } } } } }, '401': oipError('no valid bearer token') },
+      },
+    },
+    '/v2/health/live': { get: { summary: 'Open Inference Protocol: the process answers', tags: ['Open Inference Protocol v2'], security: [], responses: { '200': { description: '{"live": true}' } } } },
+    '/v2/health/ready': {
+      get: { summary: 'Open Inference Protocol: every eagerly loaded model is ready (these routes need no Redis)', tags: ['Open Inference Protocol v2'], security: [], responses: { '200': { description: '{"ready": true}' }, '503': oipError('models still loading') } },
+    },
+    '/v2/models/{name}': oipMetadata(false),
+    '/v2/models/{name}/ready': oipReady(false),
+    '/v2/models/{name}/infer': oipInfer(false),
+    '/v2/models/{name}/versions/{version}': oipMetadata(true),
+    '/v2/models/{name}/versions/{version}/ready': oipReady(true),
+    '/v2/models/{name}/versions/{version}/infer': oipInfer(true),
     '/openapi.json': { get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1' } } } },
     '/docs': { get: { summary: 'A page to try the API', security: [], responses: { '200': { description: 'HTML' } } } },
   },

@@ -15,7 +15,7 @@ import { randomUUID } from 'node:crypto'
 import { createWriteStream, unlink } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { join } from 'node:path'
-import express, { type Request, type RequestHandler } from 'express'
+import express, { type NextFunction, type Request, type RequestHandler } from 'express'
 import multer from 'multer'
 import { ApiError } from '../core/errors.js'
 import type { InferenceInput } from '../services/handler.js'
@@ -93,6 +93,49 @@ function closeAfterResponse(req: IncomingMessage, res: ServerResponse) {
   res.once('close', () => void (res.writableFinished ? undefined : socket.destroy()))
 }
 
+/** `done` answers a body's read once; `then` runs on success, before the route goes on. */
+type Done = (err?: unknown, then?: () => void) => void
+
+/**
+ * One body's read under the service's bounds: REQUEST_TIMEOUT_S for the whole read, and
+ * `watch(limit)` on the bytes as they arrive (declared or chunked). `done` answers once: an
+ * error stops the reading (`onStop`), closes the connection after the answer when the body
+ * was not read to its end, and goes to the error middleware; success goes on to the route.
+ */
+function boundedRead(req: Request, res: ServerResponse, next: NextFunction, timeoutMs: number) {
+  let answered = false
+  let stop = () => {}
+  const done: Done = (err, then) => {
+    if (answered) return
+    answered = true
+    clearTimeout(timer)
+    if (err) {
+      stop()
+      if (!req.complete) closeAfterResponse(req, res)
+      return next(err)
+    }
+    then?.()
+    next()
+  }
+  const timer = setTimeout(() => done(new ApiError('request_timeout', `the request body did not arrive within ${timeoutMs / 1000} s (REQUEST_TIMEOUT_S)`)), timeoutMs)
+  res.once('close', () => clearTimeout(timer))
+  return {
+    done,
+    isAnswered: () => answered,
+    onStop: (f: () => void) => void (stop = f),
+    /** Refuses the body past `limit` bytes (false: refused already, by its declared length). */
+    watch(limit: number, refused: ApiError): boolean {
+      if (Number(req.headers['content-length'] ?? 0) > limit) return done(refused), false
+      let seen = 0
+      req.on('data', (chunk: Buffer) => {
+        seen += chunk.length
+        if (seen > limit) done(refused)
+      })
+      return true
+    },
+  }
+}
+
 export function bodyToInput(dir: string, opts: { maxBytes: number; timeoutMs: number }): RequestHandler {
   const { maxBytes, timeoutMs } = opts
   const upload = multer({
@@ -111,27 +154,9 @@ export function bodyToInput(dir: string, opts: { maxBytes: number; timeoutMs: nu
   return (req, res, next) => {
     const files = new RequestFiles(dir, req)
     filesOf.set(req, files)
-    res.once('close', () => {
-      clearTimeout(timer)
-      files.removeAll()
-    })
-
-    let answered = false
-    /** Stops reading the body into its destination (set per body kind). */
-    let stop = () => {}
-    const done = (err?: unknown, input?: InferenceInput) => {
-      if (answered) return
-      answered = true
-      clearTimeout(timer)
-      if (err) {
-        stop()
-        if (!req.complete) closeAfterResponse(req, res)
-        return next(err)
-      }
-      res.locals.input = input
-      next()
-    }
-    const timer = setTimeout(() => done(new ApiError('request_timeout', `the request body did not arrive within ${timeoutMs / 1000} s (REQUEST_TIMEOUT_S)`)), timeoutMs)
+    res.once('close', () => files.removeAll())
+    const read = boundedRead(req, res, next, timeoutMs)
+    const done = (err?: unknown, input?: InferenceInput) => read.done(err, () => (res.locals.input = input))
 
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
     const kind = type === 'multipart/form-data' ? 'multipart' : type.startsWith('video/') || type === 'application/octet-stream' ? 'raw' : type === 'application/json' ? 'json' : undefined
@@ -139,21 +164,14 @@ export function bodyToInput(dir: string, opts: { maxBytes: number; timeoutMs: nu
     const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase()
     if (kind !== 'json' && encoding !== 'identity') return done(new ApiError('unsupported_media_type', 'video uploads are stored as sent: no Content-Encoding'))
 
-    // The size bound, on the bytes as they arrive (chunked bodies declare no length).
     const limit = kind === 'json' ? JSON_LIMIT : kind === 'multipart' ? maxBytes + MULTIPART_OVERHEAD : maxBytes
-    const refused = tooLarge(kind === 'json' ? JSON_LIMIT : maxBytes)
-    if (Number(req.headers['content-length'] ?? 0) > limit) return done(refused)
-    let seen = 0
-    req.on('data', (chunk: Buffer) => {
-      seen += chunk.length
-      if (seen > limit) done(refused)
-    })
+    if (!read.watch(limit, tooLarge(kind === 'json' ? JSON_LIMIT : maxBytes))) return
 
     if (kind === 'multipart') {
-      stop = () => void req.unpipe()
+      read.onStop(() => void req.unpipe())
       return upload(req, res, (err: unknown) => {
         if (err instanceof multer.MulterError) {
-          return done(err.code === 'LIMIT_FILE_SIZE' ? refused : new ApiError('bad_request', `multipart: ${MULTIPART_REFUSALS[err.code] ?? 'the body cannot be read'}`))
+          return done(err.code === 'LIMIT_FILE_SIZE' ? tooLarge(maxBytes) : new ApiError('bad_request', `multipart: ${MULTIPART_REFUSALS[err.code] ?? 'the body cannot be read'}`))
         }
         if (err) return done(new ApiError('bad_request', 'the multipart body cannot be read'))
         if (!req.file) return done(new ApiError('bad_request', 'the multipart field "video" is required'))
@@ -166,17 +184,17 @@ export function bodyToInput(dir: string, opts: { maxBytes: number; timeoutMs: nu
       const name = files.name()!
       const path = join(dir, name)
       const file = createWriteStream(path, { mode: 0o600, flags: 'wx' })
-      stop = () => {
+      read.onStop(() => {
         req.unpipe(file)
         file.destroy()
-      }
+      })
       file.on('error', (err) => {
-        if (!answered) req.log?.error({ code: (err as NodeJS.ErrnoException).code }, 'an upload could not be written')
+        if (!read.isAnswered()) req.log?.error({ code: (err as NodeJS.ErrnoException).code }, 'an upload could not be written')
         done(new ApiError('internal', 'internal error'))
       })
       file.on('close', () => {
         if (!file.writableFinished) return
-        done(...(seen === 0 ? [new ApiError('invalid_video', 'the upload is empty')] : [undefined, { kind: 'video' as const, path }]))
+        done(...(file.bytesWritten === 0 ? [new ApiError('invalid_video', 'the upload is empty')] : [undefined, { kind: 'video' as const, path }]))
       })
       req.on('close', () => {
         if (!req.complete) done(new ApiError('bad_request', 'the upload was interrupted'))
@@ -185,7 +203,7 @@ export function bodyToInput(dir: string, opts: { maxBytes: number; timeoutMs: nu
       return
     }
 
-    stop = () => void req.unpipe()
+    read.onStop(() => void req.unpipe())
     json(req, res, (err?: unknown) => {
       if (err) return done(err)
       const features = (req.body as { features?: unknown })?.features
@@ -193,6 +211,25 @@ export function bodyToInput(dir: string, opts: { maxBytes: number; timeoutMs: nu
         return done(new ApiError('bad_request', 'the JSON body must be {"features": [number | null, ...]}'))
       }
       done(undefined, { kind: 'features', values: features as (number | null)[] })
+    })
+  }
+}
+
+/**
+ * The body of an Open Inference Protocol request as bytes (`res.locals.body`), whatever its
+ * Content-Type (standard clients send none): a JSON header, possibly followed by binary
+ * tensor data. Bounded like every body, in size (`maxBytes`, also after a gzip or deflate
+ * Content-Encoding is undone) and in time.
+ */
+export function rawBody(opts: { maxBytes: number; timeoutMs: number }): RequestHandler {
+  const raw = express.raw({ type: () => true, limit: opts.maxBytes })
+  return (req, res, next) => {
+    const read = boundedRead(req, res, next, opts.timeoutMs)
+    if (!read.watch(opts.maxBytes, tooLarge(opts.maxBytes))) return
+    read.onStop(() => void req.unpipe())
+    raw(req, res, (err?: unknown) => {
+      if (err) return read.done(err)
+      read.done(undefined, () => (res.locals.body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0)))
     })
   }
 }

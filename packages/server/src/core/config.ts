@@ -6,6 +6,11 @@ import { existsSync } from 'node:fs'
 import { config as readDotenv } from 'dotenv'
 import { bool, cleanEnv, makeValidator, num, str, EnvError, EnvMissingError } from 'envalid'
 
+/** What the service calls itself in metadata (OpenAPI, the Open Inference Protocol's `GET /v2`). */
+export const SERVICE_NAME = 'tabr-serve'
+/** The service's version: package.json's (a test holds them equal). */
+export const SERVICE_VERSION = '0.1.0'
+
 /** The `.env.example` placeholder: refused as a token. */
 export const PLACEHOLDER_TOKEN = 'replace-me-with-a-random-token-of-48-characters!'
 
@@ -115,6 +120,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
     MAX_PENDING: num({ default: cores * 4 }),
     FEATURE_CONCURRENCY: num({ default: cores, desc: 'feature-vector (JSON) inferences at once, admitted apart from videos' }),
     FEATURE_MAX_PENDING: num({ default: 256, desc: 'feature-vector inferences that may wait' }),
+    MAX_BATCH_ROWS: num({ default: 1024, desc: 'rows of one Open Inference Protocol request (POST /v2/models/{name}/infer)' }),
     REQUEST_TIMEOUT_S: positive({ default: 30 }),
     SHUTDOWN_TIMEOUT_S: positive({ default: 20 }),
     CORS_ORIGINS: str({ default: '' }),
@@ -142,6 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
   if (!Number.isInteger(c.MAX_PENDING) || c.MAX_PENDING < 0) throw new ConfigError('MAX_PENDING: must be a whole number ≥ 0')
   if (!Number.isInteger(c.FEATURE_CONCURRENCY) || c.FEATURE_CONCURRENCY < 1) throw new ConfigError('FEATURE_CONCURRENCY: must be a whole number ≥ 1')
   if (!Number.isInteger(c.FEATURE_MAX_PENDING) || c.FEATURE_MAX_PENDING < 0) throw new ConfigError('FEATURE_MAX_PENDING: must be a whole number ≥ 0')
+  if (!Number.isInteger(c.MAX_BATCH_ROWS) || c.MAX_BATCH_ROWS < 1 || c.MAX_BATCH_ROWS > 65536) throw new ConfigError('MAX_BATCH_ROWS: must be a whole number from 1 to 65536')
   if (!Number.isInteger(c.MAX_FRAME_PIXELS)) throw new ConfigError('MAX_FRAME_PIXELS: must be a whole number of pixels')
   return {
     tokens: c.AI_API_TOKEN,
@@ -162,6 +169,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
     maxPending: c.MAX_PENDING,
     featureConcurrency: c.FEATURE_CONCURRENCY,
     featureMaxPending: c.FEATURE_MAX_PENDING,
+    maxBatchRows: c.MAX_BATCH_ROWS,
     requestTimeoutMs: c.REQUEST_TIMEOUT_S * 1000,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_S * 1000,
     corsOrigins: c.CORS_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean),

@@ -96,6 +96,9 @@ export function decodeError(reason: string | undefined): CodedError {
 /** The error a request gets for a model name the registry does not hold (404). */
 export const modelNotFound = (name: string) => new ApiError('model_not_found', `no model named ${JSON.stringify(name)}`)
 
+/** The error a request gets for a version the model does not have (404). */
+export const modelVersionNotFound = (name: string, version: string) => new ApiError('model_not_found', `model ${JSON.stringify(name)} has no version ${JSON.stringify(version)}`)
+
 export const apiErrorOf = (e: CodedError) => new ApiError(e.code, e.message)
 
 /** Our messages for the http-errors that body-parser raises, by their `type`. */

@@ -38,6 +38,19 @@ export interface InferenceResult {
   features?: { names: string[]; values: number[] }
 }
 
+/** A batch's predictions, one entry per row in row order, as flat arrays. */
+export interface BatchResult {
+  rows: number
+  /** Classifiers: each row's most probable label. */
+  labels?: string[]
+  /** Classifiers: row-major `rows × labels.length`. */
+  probabilities?: Float64Array
+  /** Regression: each row's value. */
+  values?: Float64Array
+  /** Milliseconds of preprocessing and the model. */
+  predict_ms: number
+}
+
 export interface ModelInfo {
   name: string
   version: string
@@ -57,6 +70,11 @@ export interface ModelHandler {
    * returned only when `opts.includeFeatures` asks for them (they stay native otherwise).
    */
   infer(input: InferenceInput, signal: AbortSignal, opts: InferOptions): Promise<InferenceResult>
+  /**
+   * Predicts `rows` feature vectors, row-major in `values` (NaN = missing), in one native
+   * call; each row gets what `infer` would give it alone.
+   */
+  inferBatch(values: Float32Array, rows: number, signal: AbortSignal): Promise<BatchResult>
   /** Public metadata (never a filesystem path). Valid after load. */
   describe(): ModelInfo
 }

@@ -223,7 +223,12 @@ export class QueueExecutor implements Executor {
 
   async close(): Promise<void> {
     for (const id of [...this.waiters.keys()]) this.settle(id, (w) => w.reject(unavailable()))
-    await Promise.allSettled([this.events.close(), this.flow.close(), this.queue.close()])
+    // BullMQ's close waits for a connection that may never come back: with Redis away the
+    // service would never finish shutting down. Past the deadline the connections are cut.
+    const closed = Promise.allSettled([this.events.close(), this.flow.close(), this.queue.close()])
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([closed, new Promise((r) => (timer = setTimeout(r, DEADLINE_MS)))])
+    clearTimeout(timer)
     this.redis.disconnect()
     this.eventsRedis.disconnect()
   }

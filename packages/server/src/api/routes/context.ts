@@ -1,6 +1,7 @@
 // What every route module is given (the service's parts, built once by app.ts) and the typed
-// `res.locals` a request carries: the upload middleware sets `input`, the infer route `model`,
-// `jobId` and `timings`, the error middleware `errorCode`; the request log reads them all.
+// `res.locals` a request carries: the upload middleware sets `input` (or `body`), the infer
+// routes `model`, `jobId` and `timings`, the error middleware `errorCode`; the request log
+// reads them all.
 import type { RequestHandler, Response } from 'express'
 import type { Config } from '../../core/config.js'
 import type { ErrorCode } from '../../core/errors.js'
@@ -15,6 +16,8 @@ import type { Registry } from '../../services/registry.js'
 export interface Locals {
   model?: string
   input?: InferenceInput
+  /** An Open Inference Protocol request's bytes (uploads.ts `rawBody`). */
+  body?: Buffer
   jobId?: string
   timings?: Record<string, number>
   errorCode?: ErrorCode

@@ -1,9 +1,10 @@
 // The `tabr` handler: a tabr-model/1 directory on @org/tabr-native. Video goes through
-// predictVideo (extraction and prediction in one native task), JSON features through predict.
+// predictVideo (extraction and prediction in one native task), JSON features through predict,
+// feature batches (the Open Inference Protocol) through predictBatch.
 // The server-wide limits (MAX_VIDEO_SECONDS, MAX_FRAME_PIXELS, MAX_DECODED_MEGAPIXELS) are
 // given to the native load, which applies the smaller of each and the manifest's own param.
 import { featureNames, loadModel, type Model } from '@org/tabr-native'
-import type { HandlerFactory, HandlerOptions, InferenceInput, InferenceResult, InferOptions, ModelHandler, ModelInfo } from '../handler.js'
+import type { BatchResult, HandlerFactory, HandlerOptions, InferenceInput, InferenceResult, InferOptions, ModelHandler, ModelInfo } from '../handler.js'
 
 /** The 90 names, built once per process: they name the values of every response that asks for them. */
 const FEATURE_NAMES = featureNames()
@@ -65,6 +66,11 @@ export class TabrHandler implements ModelHandler {
       timings_ms: { decode: t.decode, face: t.face, flow: t.flow, poc: t.poc, predict: r.predictMs },
       ...(r.features ? { features: { names: FEATURE_NAMES, values: Array.from(r.features) } } : {}),
     }
+  }
+
+  async inferBatch(values: Float32Array, rows: number, signal: AbortSignal): Promise<BatchResult> {
+    const b = await this.m.predictBatch(values, rows, signal)
+    return { rows: b.rows, labels: b.labels ?? undefined, probabilities: b.probabilities ?? undefined, values: b.values ?? undefined, predict_ms: b.predictMs }
   }
 
   /** Built once at load: every response names the model version. */
