@@ -11,9 +11,9 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/tabr-serve/target
 export TABR_BIN_DIR ?= $(CARGO_TARGET_DIR)/release
 PNPM_VERSION := 9.15.9
 APT_PACKAGES := libopencv-dev clang libclang-dev opencv-data pkg-config ffmpeg redis-server \
-  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev chromium
 
-.PHONY: help deps apt pnpm node-modules build test test-rust test-node test-python demo-model uv bench run serve worker pack clean
+.PHONY: help deps apt pnpm node-modules build sample test test-rust test-node test-python demo-model uv bench run serve worker pack clean
 
 help:
 	@echo "make deps   install apt packages, pnpm, node modules and uv (what is missing)"
@@ -48,7 +48,15 @@ node-modules: pnpm
 build: deps
 	cargo build --release -p tabr-cli
 	pnpm --filter @org/tabr-native run build
+	pnpm --filter @org/tabr-web run build
 	pnpm --filter @org/tabr-serve run build
+	@$(MAKE) --no-print-directory sample
+
+# A face clip the project draws itself (tabr-synth: a mouth micro-movement of the demo data
+# set), for the first request `make run` prints. .samples/ is ignored by git.
+SAMPLE := .samples/face.mkv
+sample:
+	@[ -f $(SAMPLE) ] || { mkdir -p .samples && $(TABR_BIN_DIR)/tabr-synth --demo-seed 7 --demo-class micro_movement $(SAMPLE); }
 
 test: build test-rust test-node
 
@@ -87,8 +95,10 @@ run: build
 	  echo "Created .env with a new API token (shown once; it stays in .env):"; echo "  $$token"; echo; \
 	fi
 	@port=$$(grep -E '^PORT=' .env | cut -d= -f2); port=$${PORT:-$${port:-8000}}; \
+	echo "Page:  http://127.0.0.1:$$port/app/   (record or upload a face video; the token above)"; \
 	echo "Docs:  http://127.0.0.1:$$port/docs"; \
-	echo "Try:   curl -H \"Authorization: Bearer \$$(grep ^AI_API_TOKEN= .env | cut -d= -f2)\" -F video=@clip.mp4 http://127.0.0.1:$$port/infer/tabr-demo"; echo
+	echo "Try, from this folder, with a clip the build drew ($(SAMPLE)):"; \
+	echo "  curl -H \"Authorization: Bearer \$$(grep ^AI_API_TOKEN= .env | cut -d= -f2)\" -F video=@$(SAMPLE) http://127.0.0.1:$$port/infer/tabr-demo"; echo
 	@$(MAKE) --no-print-directory serve
 
 # make serve: the service in the foreground from a built tree; settings from the environment.

@@ -52,6 +52,9 @@ export interface BatchPrediction {
   predictMs: number
 }
 
+/** Names of the 18 per-pair channels, in series order (e.g. `mouth.abs`). */
+export declare function channelNames(): Array<string>
+
 /** The stable error codes a rejection's `code` can take. */
 export declare function errorCodes(): Array<string>
 
@@ -116,6 +119,8 @@ export interface ExtractOptions {
    * give the spec's numbers.
    */
   flow?: 'rust' | 'opencv'
+  /** Also return the 18 channels of every frame pair (default false). */
+  series?: boolean
 }
 
 /** The POC-ABS v1 feature vector of one video. */
@@ -126,6 +131,8 @@ export interface ExtractResult {
   names: Array<string>
   /** What the extractor saw. */
   meta: ExtractMeta
+  /** The per-pair channels, when `options.series` asked for them. */
+  series?: PairSeries
 }
 
 /** A face box in force from `frame` on. */
@@ -216,6 +223,19 @@ export interface ModelInfo {
   provider: string
 }
 
+/**
+ * The 18 channels of every frame pair, from which the statistics are computed: when and
+ * where the face moved.
+ */
+export interface PairSeries {
+  /** The channel names, e.g. `mouth.abs` (`channelNames()`). */
+  channels: Array<string>
+  /** Each pair's time in seconds: that of its later frame. */
+  tS: Float64Array
+  /** Row-major, `tS.length × channels.length`. */
+  values: Float32Array
+}
+
 /** A prediction: `{label, probabilities}` for classifiers, `{value}` for regression. */
 export interface Prediction {
   /** Most probable label. */
@@ -233,6 +253,8 @@ export interface PredictVideoOptions {
    * cross into JS; `featureNames()` names the values).
    */
   features?: boolean
+  /** Also return the 18 channels of every frame pair (default false). */
+  series?: boolean
 }
 
 /** Per-stage wall time in milliseconds (`flow` and `poc` are summed over pool workers). */
@@ -260,6 +282,8 @@ export interface VideoPrediction {
   meta: ExtractMeta
   /** The feature values, in `featureNames()` order, when `options.features` asked for them. */
   features?: Float32Array
+  /** The per-pair channels, when `options.series` asked for them. */
+  series?: PairSeries
   /** Milliseconds spent in preprocessing and the model. */
   predictMs: number
 }

@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.Model = nativeBinding.Model
+module.exports.channelNames = nativeBinding.channelNames
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.extractFeatures = nativeBinding.extractFeatures
 module.exports.FEATURE_SPECS = nativeBinding.FEATURE_SPECS

@@ -31,7 +31,7 @@ pub use error::{Error, ErrorCode, Result};
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The feature specs this build implements, as `name/version` (a manifest's `features`).
 pub const FEATURE_SPECS: [&str; 1] = [spec::SPEC_ID];
-pub use extract::{BoxChange, CancelFlag, Extractor, Features, Meta, StageTimings};
+pub use extract::{BoxChange, CancelFlag, Extractor, Features, Meta, Series, StageTimings};
 pub use model::manifest::MODEL_FORMATS;
 pub use spec::{feature_names, Limits, SpecParams, N_FEATURES};
 pub use video::VideoSource;

@@ -31,6 +31,28 @@ pub struct ExtractOptions {
     /// give the spec's numbers.
     #[napi(ts_type = "'rust' | 'opencv'")]
     pub flow: Option<String>,
+    /// Also return the 18 channels of every frame pair (default false).
+    pub series: Option<bool>,
+}
+
+/// The 18 channels of every frame pair, from which the statistics are computed: when and
+/// where the face moved.
+#[napi(object)]
+pub struct PairSeries {
+    /// The channel names, e.g. `mouth.abs` (`channelNames()`).
+    pub channels: Vec<String>,
+    /// Each pair's time in seconds: that of its later frame.
+    pub t_s: Float64Array,
+    /// Row-major, `tS.length × channels.length`.
+    pub values: Float32Array,
+}
+
+pub(crate) fn series_js(s: &tabr_core::Series, fps: f64) -> PairSeries {
+    PairSeries {
+        channels: tabr_core::spec::channel_names(),
+        t_s: Float64Array::new(s.times(fps)),
+        values: Float32Array::new(s.values.iter().flatten().copied().collect()),
+    }
 }
 
 /// Per-stage wall time in milliseconds (`flow` and `poc` are summed over pool workers).
@@ -101,6 +123,8 @@ pub struct ExtractResult {
     pub names: Vec<String>,
     /// What the extractor saw.
     pub meta: ExtractMeta,
+    /// The per-pair channels, when `options.series` asked for them.
+    pub series: Option<PairSeries>,
 }
 
 pub(crate) enum Input {
@@ -202,8 +226,9 @@ pub(crate) fn cancel_flag(
     Ok((cancel, signal))
 }
 
-pub(crate) fn to_js(f: Features) -> ExtractResult {
+pub(crate) fn to_js((f, with_series): (Features, bool)) -> ExtractResult {
     ExtractResult {
+        series: with_series.then(|| series_js(&f.series, f.meta.fps)),
         values: Float32Array::new(f.values),
         names: tabr_core::feature_names(),
         meta: meta_js(f.meta),
@@ -300,12 +325,21 @@ pub fn extract_features(
     input: Either<String, Buffer>,
     options: Option<ExtractOptions>,
     signal: Option<Object<'_>>,
-) -> Result<AsyncTask<Job<Features, ExtractResult>>> {
-    let extractor = build_extractor(&options.unwrap_or_default())
+) -> Result<AsyncTask<Job<(Features, bool), ExtractResult>>> {
+    let options = options.unwrap_or_default();
+    let with_series = options.series.unwrap_or(false);
+    let extractor = build_extractor(&options)
         .map_err(|e| reject_with_code(&env, e.code().as_str(), e.message()))?;
     let (cancel, signal) = cancel_flag(&env, signal)?;
     let input = Input::from(input);
-    let job = Job::new(move || extractor.extract(input.source(), &cancel), to_js);
+    let job = Job::new(
+        move || {
+            extractor
+                .extract(input.source(), &cancel)
+                .map(|f| (f, with_series))
+        },
+        to_js,
+    );
     Ok(AsyncTask::with_optional_signal(job, signal))
 }
 
@@ -322,6 +356,12 @@ fn abort_signal(env: &Env, obj: Object<'_>) -> Result<AbortSignal> {
 #[napi]
 pub fn feature_names() -> Vec<String> {
     tabr_core::feature_names()
+}
+
+/// Names of the 18 per-pair channels, in series order (e.g. `mouth.abs`).
+#[napi]
+pub fn channel_names() -> Vec<String> {
+    tabr_core::spec::channel_names()
 }
 
 /// This build's version (the npm package version).

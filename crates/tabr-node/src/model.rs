@@ -11,7 +11,7 @@ use tabr_core::model::{
     VideoPrediction as CoreVideoPrediction,
 };
 
-use crate::{cancel_flag, meta_js, ExtractMeta, Input, Job};
+use crate::{cancel_flag, meta_js, series_js, ExtractMeta, Input, Job, PairSeries};
 
 /// Options of `loadModel`.
 #[napi(object)]
@@ -88,6 +88,8 @@ pub struct PredictVideoOptions {
     /// Also return the 90 feature values (default false: only the prediction and the meta
     /// cross into JS; `featureNames()` names the values).
     pub features: Option<bool>,
+    /// Also return the 18 channels of every frame pair (default false).
+    pub series: Option<bool>,
 }
 
 /// `predictVideo`'s answer.
@@ -99,6 +101,8 @@ pub struct VideoPrediction {
     pub meta: ExtractMeta,
     /// The feature values, in `featureNames()` order, when `options.features` asked for them.
     pub features: Option<Float32Array>,
+    /// The per-pair channels, when `options.series` asked for them.
+    pub series: Option<PairSeries>,
     /// Milliseconds spent in preprocessing and the model.
     pub predict_ms: f64,
 }
@@ -161,12 +165,19 @@ fn prediction_js(p: CorePrediction) -> Prediction {
     }
 }
 
-fn video_js((out, with_features): (CoreVideoPrediction, bool)) -> VideoPrediction {
+fn video_js((out, opts): (CoreVideoPrediction, PredictVideoOptions)) -> VideoPrediction {
     let f = out.features;
     VideoPrediction {
         prediction: prediction_js(out.prediction),
+        series: opts
+            .series
+            .unwrap_or(false)
+            .then(|| series_js(&f.series, f.meta.fps)),
         meta: meta_js(f.meta),
-        features: with_features.then(|| Float32Array::new(f.values)),
+        features: opts
+            .features
+            .unwrap_or(false)
+            .then(|| Float32Array::new(f.values)),
         predict_ms: out.predict_ms,
     }
 }
@@ -300,14 +311,14 @@ impl Model {
         input: Either<String, Buffer>,
         options: Option<PredictVideoOptions>,
         signal: Option<Object<'_>>,
-    ) -> Result<AsyncTask<Job<(CoreVideoPrediction, bool), VideoPrediction>>> {
+    ) -> Result<AsyncTask<Job<(CoreVideoPrediction, PredictVideoOptions), VideoPrediction>>> {
         let (cancel, signal) = cancel_flag(&env, signal)?;
         let input = Input::from(input);
         let m = self.inner.clone();
-        let with_features = options.unwrap_or_default().features.unwrap_or(false);
+        let opts = options.unwrap_or_default();
         let run = move || {
             m.predict_video(input.source(), &cancel)
-                .map(|out| (out, with_features))
+                .map(|out| (out, opts))
         };
         Ok(AsyncTask::with_optional_signal(
             Job::new(run, video_js),

@@ -16,6 +16,7 @@ import { inferRoutes } from './api/routes/infer.js'
 import { jobRoutes } from './api/routes/jobs.js'
 import { modelRoutes } from './api/routes/models.js'
 import { oipRoutes } from './api/routes/oip.js'
+import { webRoutes } from './api/routes/web.js'
 import type { Config } from './core/config.js'
 import { ApiError } from './core/errors.js'
 import { bearerAuth } from './core/security.js'
@@ -94,6 +95,7 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
   inferRoutes(app, ctx)
   jobRoutes(app, ctx)
   oipRoutes(app, ctx)
+  webRoutes(app, ctx, logger)
 
   // Every declared path answers its other methods 405 with Allow (OPTIONS: 204 with Allow).
   const router = (app as unknown as { router: { stack: { route?: { path: string; methods: Record<string, boolean> } }[] } }).router

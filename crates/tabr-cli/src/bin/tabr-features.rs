@@ -72,6 +72,10 @@ struct Args {
     /// Include per-file metadata (JSONL only).
     #[arg(long)]
     meta: bool,
+    /// Include each clip's 18 channels per frame pair, `series: {channels, t_s, values}`:
+    /// when and where the face moved (JSONL only).
+    #[arg(long)]
+    series: bool,
     /// Optical flow implementation.
     #[arg(long, value_enum, default_value_t = FlowArg::Rust)]
     flow: FlowArg,
@@ -119,10 +123,17 @@ fn json_number(v: f32) -> serde_json::Value {
         .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
+/// What goes into each JSONL object beside the values.
+#[derive(Clone, Copy)]
+struct Extras {
+    meta: bool,
+    series: bool,
+}
+
 fn write_row(
     out: &mut dyn Write,
     format: Format,
-    meta: bool,
+    extras: Extras,
     file: &Path,
     r: &tabr_core::Result<Features>,
 ) -> std::io::Result<()> {
@@ -148,10 +159,26 @@ fn write_row(
                         "values".into(),
                         f.values.iter().map(|&v| json_number(v)).collect(),
                     );
-                    if meta {
+                    if extras.meta {
                         obj.insert(
                             "meta".into(),
                             serde_json::to_value(&f.meta).unwrap_or_default(),
+                        );
+                    }
+                    if extras.series {
+                        let values: Vec<serde_json::Value> = f
+                            .series
+                            .values
+                            .iter()
+                            .map(|row| row.iter().map(|&v| json_number(v)).collect())
+                            .collect();
+                        obj.insert(
+                            "series".into(),
+                            serde_json::json!({
+                                "channels": spec::channel_names(),
+                                "t_s": f.series.times(f.meta.fps),
+                                "values": values,
+                            }),
                         );
                     }
                 }
@@ -181,6 +208,13 @@ fn main() -> ExitCode {
     if let Err(e) = params.validate() {
         return usage(e.message().to_string());
     }
+    if args.series && matches!(args.format, Format::Csv) {
+        return usage("--series needs --format jsonl (a series does not fit a CSV row)".into());
+    }
+    let extras = Extras {
+        meta: args.meta,
+        series: args.series,
+    };
     let detector = match FaceDetector::from_option(args.cascade.as_deref()) {
         Ok(d) => d,
         Err(e) => return usage(e.message().to_string()),
@@ -245,7 +279,7 @@ fn main() -> ExitCode {
                 let (written, pending, out) = &mut *st;
                 pending.insert(i, r);
                 while let Some(r) = pending.remove(written) {
-                    if let Err(e) = write_row(out, args.format, args.meta, &files[*written], &r) {
+                    if let Err(e) = write_row(out, args.format, extras, &files[*written], &r) {
                         eprintln!("tabr-features: write failed: {e}");
                         std::process::exit(2);
                     }

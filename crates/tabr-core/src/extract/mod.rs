@@ -106,6 +106,29 @@ pub struct Features {
     pub values: Vec<f32>,
     /// What the extraction saw.
     pub meta: Meta,
+    /// The per-pair channels the statistics were computed from.
+    pub series: Series,
+}
+
+/// The [`N_CHANNELS`] channels of every frame pair (spec §4), named by
+/// [`spec::channel_names`]: the values the statistics summarise, kept so a person can see
+/// when and where the face moved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Series {
+    /// The first frame with a face: pair `k` joins frames `first_frame + k` and
+    /// `first_frame + k + 1`.
+    pub first_frame: u64,
+    /// Per pair, in order, the channel values.
+    pub values: Vec<[f32; N_CHANNELS]>,
+}
+
+impl Series {
+    /// The time of each pair, seconds: that of its later frame, `(first_frame + k + 1) / fps`.
+    pub fn times(&self, fps: f64) -> Vec<f64> {
+        (0..self.values.len() as u64)
+            .map(|k| (self.first_frame + k + 1) as f64 / fps)
+            .collect()
+    }
 }
 
 /// A flag the caller sets to stop an extraction early (it then fails with `aborted`).
@@ -272,9 +295,14 @@ impl Extractor {
         }
         let mut timings = pl.timings;
         timings.total = ms(t0, Instant::now());
+        let series = Series {
+            first_frame: pl.schedule.first_face.unwrap_or(0),
+            values: pl.series.iter().map(|row| row.map(|v| v as f32)).collect(),
+        };
         let st = pl.schedule;
         Ok(Features {
             values,
+            series,
             meta: Meta {
                 frames,
                 pairs: pl.series.len() as u64,

@@ -147,6 +147,16 @@ export const openapiFor = (mode: ExecutionMode) => {
             description: 'with ?include=features',
             properties: { names: { type: 'array', items: { type: 'string' } }, values: { type: 'array', items: { type: 'number' } } },
           },
+          series: {
+            type: 'object',
+            description: 'with ?include=series: the 18 channels of every frame pair, from which the statistics are computed',
+            required: ['channels', 't_s', 'values'],
+            properties: {
+              channels: { type: 'array', items: { type: 'string' }, description: 'e.g. mouth.abs (8 regions × abs, poc; global.head, global.poc)' },
+              t_s: { type: 'array', items: { type: 'number' }, description: "each pair's time in seconds (its later frame)" },
+              values: { type: 'array', items: { type: 'array', items: { type: 'number' } }, description: 'per pair, the values in channels order' },
+            },
+          },
         },
       },
       Job: {
@@ -230,7 +240,7 @@ export const openapiFor = (mode: ExecutionMode) => {
         summary: 'Predict from a video or a feature vector',
         parameters: [
           { name: 'model', in: 'path', required: true, schema: { type: 'string' } },
-          { name: 'include', in: 'query', schema: { type: 'string', enum: ['features'] }, description: 'add the feature names and values' },
+          { name: 'include', in: 'query', schema: { type: 'string', enum: ['features', 'series', 'features,series'] }, description: '`features`: add the feature names and values; `series`: add the 18 channels of every frame pair (when and where the face moved); both, comma-separated' },
           { name: 'X-Request-Id', in: 'header', schema: { type: 'string' }, description: 'echoed; generated when absent' },
           ...(queue
             ? [

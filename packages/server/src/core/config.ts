@@ -2,7 +2,7 @@
 // `.env` is read when present. A bad value stops start-up with one line that names the
 // variable, e.g. MODEL_REGISTRY entry 2 ("x:y"): expected name:handler:dir.
 import { availableParallelism } from 'node:os'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { config as readDotenv } from 'dotenv'
 import { bool, cleanEnv, makeValidator, num, str, EnvError, EnvMissingError } from 'envalid'
 
@@ -21,6 +21,21 @@ export interface RegistryEntry {
 }
 
 export class ConfigError extends Error {}
+
+/** WEB_QUESTIONS_FILE: `{"questions": [1 to 100 non-empty strings of at most 500 characters]}`. */
+function readQuestions(path: string): string[] {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'))
+  } catch {
+    throw new ConfigError('WEB_QUESTIONS_FILE: cannot be read as JSON')
+  }
+  const qs = (parsed as { questions?: unknown } | null)?.questions
+  if (!Array.isArray(qs) || qs.length < 1 || qs.length > 100 || !qs.every((q) => typeof q === 'string' && q.trim().length > 0 && q.length <= 500)) {
+    throw new ConfigError('WEB_QUESTIONS_FILE: expected {"questions": [...]} with 1 to 100 non-empty strings of at most 500 characters')
+  }
+  return qs as string[]
+}
 
 /**
  * Server-wide caps on the extraction, passed to every model load: the effective limit is the
@@ -124,6 +139,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
     REQUEST_TIMEOUT_S: positive({ default: 30 }),
     SHUTDOWN_TIMEOUT_S: positive({ default: 20 }),
     CORS_ORIGINS: str({ default: '' }),
+    WEB_QUESTIONS_FILE: str({ default: '', desc: 'a JSON file {"questions": [...]} the browser client at /app/ asks from (default: its own list)' }),
     LOG_LEVEL: str({ choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' }),
     ORT_PROVIDER: str({ choices: ['cpu', 'cuda', 'auto'], default: 'cpu' }),
     FLOW: str({ choices: ['rust', 'opencv'], default: 'rust', desc: "optical flow: ours (rust) or OpenCV's; both give the spec's numbers" }),
@@ -142,6 +158,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
     },
   })
   const registry = parseRegistry(c.MODEL_REGISTRY)
+  const webQuestions = c.WEB_QUESTIONS_FILE ? readQuestions(c.WEB_QUESTIONS_FILE) : undefined
   const callbackHosts = parseCallbackHosts(c.CALLBACK_ALLOWED_HOSTS)
   if (callbackHosts.length && c.CALLBACK_SECRET.length < 32) throw new ConfigError('CALLBACK_SECRET: callbacks are allowed (CALLBACK_ALLOWED_HOSTS), so a secret of at least 32 characters is needed to sign them')
   if (!Number.isInteger(c.CONCURRENCY) || c.CONCURRENCY < 1) throw new ConfigError('CONCURRENCY: must be a whole number ≥ 1')
@@ -172,6 +189,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
     maxBatchRows: c.MAX_BATCH_ROWS,
     requestTimeoutMs: c.REQUEST_TIMEOUT_S * 1000,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_S * 1000,
+    /** The browser client's questions (WEB_QUESTIONS_FILE), when the researcher gave their own. */
+    webQuestions,
     corsOrigins: c.CORS_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean),
     logLevel: c.LOG_LEVEL,
     ortProvider: c.ORT_PROVIDER as 'cpu' | 'cuda' | 'auto',

@@ -12,6 +12,7 @@ export interface Answer {
   /** Stage milliseconds; queue mode adds `queue` (waiting for a worker). */
   timings_ms: Record<string, number>
   features?: InferenceResult['features']
+  series?: InferenceResult['series']
 }
 
 /** The handler's result as an answer (its features are there only when they were asked for). */
@@ -23,6 +24,7 @@ export function answerOf(model: string, handler: ModelHandler, r: InferenceResul
     ...(r.video ? { video: r.video } : {}),
     timings_ms: r.timings_ms,
     ...(r.features ? { features: r.features } : {}),
+    ...(r.series ? { series: r.series } : {}),
   }
 }
 
@@ -40,5 +42,6 @@ export function inferBody(a: Answer, requestId: string, totalMs: number): InferB
     ...(a.video ? { video: a.video } : {}),
     timings_ms: { ...a.timings_ms, total: totalMs },
     ...(a.features ? { features: a.features } : {}),
+    ...(a.series ? { series: a.series } : {}),
   }
 }

@@ -11,6 +11,7 @@ import type { Registry } from './registry.js'
 
 export interface RunOptions {
   includeFeatures: boolean
+  includeSeries: boolean
   requestId: string
   callbackUrl?: string
 }
@@ -93,11 +94,11 @@ export class SyncExecutor implements Executor {
     private readonly featureLimiter: Limiter,
   ) {}
 
-  async run(model: string, input: InferenceInput | (() => Promise<InferenceInput>), opts: Pick<RunOptions, 'includeFeatures'>): Promise<Answer> {
+  async run(model: string, input: InferenceInput | (() => Promise<InferenceInput>), opts: Pick<RunOptions, 'includeFeatures' | 'includeSeries'>): Promise<Answer> {
     const handler = await this.registry.get(model)
     const given = typeof input === 'function' ? await input() : input
     const admit = given.kind === 'features' ? this.featureLimiter : this.videoLimiter
-    return answerOf(model, handler, await admit.run((signal) => handler.infer(given, signal, { includeFeatures: opts.includeFeatures })))
+    return answerOf(model, handler, await admit.run((signal) => handler.infer(given, signal, { includeFeatures: opts.includeFeatures, includeSeries: opts.includeSeries })))
   }
 
   /**

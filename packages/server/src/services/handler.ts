@@ -27,6 +27,17 @@ export interface VideoSummary {
 export interface InferOptions {
   /** Return the feature vector with the prediction (`?include=features`). */
   includeFeatures: boolean
+  /** Return the per-pair channels with the prediction (`?include=series`). */
+  includeSeries: boolean
+}
+
+/** The 18 channels of every frame pair (`?include=series`): when and where the face moved. */
+export interface Series {
+  channels: string[]
+  /** Each pair's time, seconds (its later frame). */
+  t_s: number[]
+  /** Per pair, the channel values in `channels` order. */
+  values: number[][]
 }
 
 export interface InferenceResult {
@@ -36,6 +47,8 @@ export interface InferenceResult {
   timings_ms: Record<string, number>
   /** Set only when InferOptions.includeFeatures asked for it. */
   features?: { names: string[]; values: number[] }
+  /** Set only when InferOptions.includeSeries asked for it. */
+  series?: Series
 }
 
 /** A batch's predictions, one entry per row in row order, as flat arrays. */

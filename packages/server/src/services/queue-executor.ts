@@ -131,6 +131,7 @@ export class QueueExecutor implements Executor {
       blob: blobKey(id),
       kind: input.kind,
       include_features: opts.includeFeatures,
+      include_series: opts.includeSeries,
       request_id: opts.requestId,
       ...(opts.callbackUrl ? { callback_url: opts.callbackUrl } : {}),
     }

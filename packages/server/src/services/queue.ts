@@ -36,6 +36,8 @@ export interface JobData {
   blob: string
   kind: 'video' | 'features'
   include_features: boolean
+  /** Absent in jobs of services from before the series existed. */
+  include_series?: boolean
   /** The submitting request's id: the result carries it, as in sync mode. */
   request_id: string
   callback_url?: string

@@ -14,6 +14,14 @@ const prefersAsync = (req: Request) => /(^|[\s,;])respond-async($|[\s,;=])/i.tes
 
 type InferRequest = Request<{ model: string }>
 
+/** What `?include=` may add to the answer: `features`, `series`, or both (comma-separated or repeated). */
+const INCLUDES = new Set(['features', 'series'])
+function includes(raw: unknown): Set<string> {
+  const parts = (raw === undefined ? [] : Array.isArray(raw) ? raw : [raw]).flatMap((v) => (typeof v === 'string' ? v.split(',') : [null]))
+  if (parts.some((p) => p === null || !INCLUDES.has(p.trim()))) throw new ApiError('bad_request', 'include: features, series, or both (comma-separated)')
+  return new Set(parts.map((p) => p!.trim()))
+}
+
 export function inferRoutes(app: Express, ctx: RouteContext): void {
   const { config, registry, sync, queue, callbacks, auth, uploadDir, observe } = ctx
   const checkCallback = (raw: unknown): string => {
@@ -23,6 +31,7 @@ export function inferRoutes(app: Express, ctx: RouteContext): void {
 
   const refuseEarly = (req: InferRequest, _res: ApiResponse, next: NextFunction) => {
     registry.assertKnown(req.params.model)
+    includes(req.query.include)
     queue?.assertAvailable()
     if (req.query.callback_url !== undefined) checkCallback(req.query.callback_url)
     next()
@@ -34,7 +43,8 @@ export function inferRoutes(app: Express, ctx: RouteContext): void {
       const model = (res.locals.model = req.params.model)
       const input = res.locals.input!
       const rawCallback = req.query.callback_url ?? (req.body as { callback_url?: unknown } | undefined)?.callback_url
-      const opts = { includeFeatures: req.query.include === 'features', requestId: req.id as string, callbackUrl: rawCallback === undefined ? undefined : checkCallback(rawCallback) }
+      const include = includes(req.query.include)
+      const opts = { includeFeatures: include.has('features'), includeSeries: include.has('series'), requestId: req.id as string, callbackUrl: rawCallback === undefined ? undefined : checkCallback(rawCallback) }
       let answer: Answer
       if (queue) {
         const id = (res.locals.jobId = await queue.submit(model, input, opts))

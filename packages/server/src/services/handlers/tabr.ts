@@ -3,11 +3,17 @@
 // feature batches (the Open Inference Protocol) through predictBatch.
 // The server-wide limits (MAX_VIDEO_SECONDS, MAX_FRAME_PIXELS, MAX_DECODED_MEGAPIXELS) are
 // given to the native load, which applies the smaller of each and the manifest's own param.
-import { featureNames, loadModel, type Model } from '@org/tabr-native'
-import type { BatchResult, HandlerFactory, HandlerOptions, InferenceInput, InferenceResult, InferOptions, ModelHandler, ModelInfo } from '../handler.js'
+import { featureNames, loadModel, type Model, type PairSeries } from '@org/tabr-native'
+import type { BatchResult, HandlerFactory, HandlerOptions, InferenceInput, InferenceResult, InferOptions, ModelHandler, ModelInfo, Series } from '../handler.js'
 
 /** The 90 names, built once per process: they name the values of every response that asks for them. */
 const FEATURE_NAMES = featureNames()
+
+/** The addon's flat series (pairs × channels, row-major) as JSON rows. */
+function seriesOf(s: PairSeries): Series {
+  const c = s.channels.length
+  return { channels: s.channels, t_s: Array.from(s.tS), values: Array.from(s.tS, (_, k) => Array.from(s.values.subarray(k * c, (k + 1) * c))) }
+}
 
 export class TabrHandler implements ModelHandler {
   private model?: Model
@@ -50,7 +56,7 @@ export class TabrHandler implements ModelHandler {
       const prediction = await this.m.predict(row, signal)
       return { prediction, timings_ms: { predict: performance.now() - t } }
     }
-    const r = await this.m.predictVideo(input.path, { features: opts.includeFeatures }, signal)
+    const r = await this.m.predictVideo(input.path, { features: opts.includeFeatures, series: opts.includeSeries }, signal)
     const meta = r.meta
     const t = meta.timingsMs
     return {
@@ -65,6 +71,7 @@ export class TabrHandler implements ModelHandler {
       },
       timings_ms: { decode: t.decode, face: t.face, flow: t.flow, poc: t.poc, predict: r.predictMs },
       ...(r.features ? { features: { names: FEATURE_NAMES, values: Array.from(r.features) } } : {}),
+      ...(r.series ? { series: seriesOf(r.series) } : {}),
     }
   }
 

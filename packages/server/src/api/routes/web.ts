@@ -1,0 +1,47 @@
+// The browser client (packages/web, built by Vite into its dist/) at /app/, from this origin:
+// the page calls the API with the token it keeps in sessionStorage, and no CDN is involved.
+// `/` redirects there. Two small public JSON files feed the page: /app/config.json (the limits
+// a recording must respect) and /app/questions.json (WEB_QUESTIONS_FILE's questions when the
+// researcher gave some; otherwise the built page's own file). Every /app response carries a
+// strict Content-Security-Policy: scripts, styles and connections from this origin only,
+// recorded video as blob: URLs.
+import { existsSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import express, { type Express } from 'express'
+import type { Logger } from 'pino'
+import type { RouteContext } from './context.js'
+
+const CSP = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data: blob:",
+  "media-src 'self' blob:",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ')
+
+/** The built page's folder (`@org/tabr-web`'s dist/). */
+export const webDir = () => join(dirname(createRequire(import.meta.url).resolve('@org/tabr-web/package.json')), 'dist')
+
+export function webRoutes(app: Express, { config }: RouteContext, logger: Logger): void {
+  const dir = webDir()
+  if (!existsSync(join(dir, 'index.html'))) logger.warn('the browser client is not built (make build): /app/ answers 404')
+  app.use('/app', (_req, res, next) => {
+    res.setHeader('Content-Security-Policy', CSP)
+    res.setHeader('X-Content-Type-Options', 'nosniff')
+    res.setHeader('Referrer-Policy', 'no-referrer')
+    next()
+  })
+  app.get('/', (_req, res) => res.redirect(302, '/app/'))
+  app.get('/app/config.json', (_req, res) => void res.json({ max_video_seconds: config.limits.maxSeconds, max_upload_mb: config.maxUploadBytes / (1024 * 1024) }))
+  if (config.webQuestions) {
+    const questions = config.webQuestions
+    app.get('/app/questions.json', (_req, res) => void res.json({ questions }))
+  }
+  app.use('/app', express.static(dir, { index: 'index.html', redirect: true, dotfiles: 'ignore' }))
+}
