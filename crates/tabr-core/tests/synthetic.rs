@@ -74,3 +74,67 @@ fn mouth_micro_movement_spikes_only_the_mouth() {
         assert!(get(&m, n) < 1.5 * get(&s, n), "{n} peaks");
     }
 }
+
+#[test]
+fn the_series_holds_each_pairs_channels_and_the_statistics_come_from_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = ClipSpec {
+        frames: 90,
+        seed: 3,
+        noise: 0.5,
+        movement: Some(Movement {
+            part: Part::Mouth,
+            start: 40,
+            len: 6,
+            amplitude: 0.6,
+        }),
+        ..ClipSpec::default()
+    };
+    let f = extract(dir.path(), "mouth.mkv", &spec);
+    let s = &f.series;
+    assert_eq!(s.values.len() as u64, f.meta.pairs);
+    assert_eq!(
+        s.first_frame, 0,
+        "the drawn face is found on the first frame"
+    );
+    let t = s.times(f.meta.fps);
+    assert!(
+        (t[0] - 1.0 / 30.0).abs() < 1e-12,
+        "pair 0 is at its later frame"
+    );
+    assert!(t
+        .windows(2)
+        .all(|w| (w[1] - w[0] - 1.0 / 30.0).abs() < 1e-9));
+    // Each channel's mean and max over the series are its `mean` and `max` features.
+    let channels = tabr_core::spec::channel_names();
+    let names = feature_names();
+    for (c, name) in channels.iter().enumerate() {
+        let col: Vec<f64> = s.values.iter().map(|row| f64::from(row[c])).collect();
+        let mean = col.iter().sum::<f64>() / col.len() as f64;
+        let max = col.iter().cloned().fold(f64::MIN, f64::max);
+        let at = |stat: &str| {
+            let i = names
+                .iter()
+                .position(|n| *n == format!("{name}.{stat}"))
+                .expect("named");
+            f64::from(f.values[i])
+        };
+        assert!(
+            (mean - at("mean")).abs() <= 1e-5 * (1.0 + mean.abs()),
+            "{name}.mean"
+        );
+        assert!(
+            (max - at("max")).abs() <= 1e-6 * (1.0 + max.abs()),
+            "{name}.max"
+        );
+    }
+    // The mouth's strongest pair lies in the movement (frames 40–45 → pairs 39–45).
+    let mouth = channels
+        .iter()
+        .position(|c| c == "mouth.abs")
+        .expect("mouth.abs");
+    let peak = (0..s.values.len())
+        .max_by(|&a, &b| s.values[a][mouth].total_cmp(&s.values[b][mouth]))
+        .expect("pairs");
+    assert!((39..=45).contains(&peak), "mouth peak at pair {peak}");
+}

@@ -40,6 +40,26 @@ describe('POST /infer/{model}', () => {
     expect(r.json.request_id).toBe(r.headers.get('x-request-id'))
   })
 
+  it('adds the per-pair series with ?include=series (with or without the features), and refuses an unknown include before reading the upload', async () => {
+    const bytes = readFileSync(clips.face)
+    const r = await post(s, bytes, { 'Content-Type': 'video/x-matroska' }, '/infer/tabr-demo?include=series')
+    expect(r.status).toBe(200)
+    expect(r.json.features).toBeUndefined()
+    const series = r.json.series as { channels: string[]; t_s: number[]; values: number[][] }
+    expect(series.channels).toHaveLength(18)
+    expect(series.t_s).toHaveLength(89)
+    expect(series.values).toHaveLength(89)
+    expect(series.values.every((row) => row.length === 18)).toBe(true)
+    const both = await post(s, bytes, { 'Content-Type': 'video/x-matroska' }, '/infer/tabr-demo?include=features,series')
+    expect(both.json.features.values).toHaveLength(90)
+    expect(both.json.series.values).toEqual(series.values)
+    const mouthMax = Math.max(...series.values.map((row) => row[series.channels.indexOf('mouth.abs')]!))
+    expect(mouthMax).toBeCloseTo(both.json.features.values[both.json.features.names.indexOf('mouth.abs.max')], 5)
+    const bad = await post(s, bytes, { 'Content-Type': 'video/x-matroska' }, '/infer/tabr-demo?include=everything')
+    expect(bad.status).toBe(400)
+    expect(bad.json.error.message).toBe('include: features, series, or both (comma-separated)')
+  })
+
   it('answers a raw video/* or octet-stream body alike and echoes X-Request-Id', async () => {
     const bytes = readFileSync(clips.face)
     const a = await post(s, bytes, { 'Content-Type': 'video/x-matroska', 'X-Request-Id': 'abc-123' })

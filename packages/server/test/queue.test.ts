@@ -56,6 +56,7 @@ describe('queue mode', () => {
     const cases: [string, string, () => RequestInit][] = [
       ['multipart video', '/infer/tabr-demo?include=features', () => ({ method: 'POST', body: video(clips.face) })],
       ['raw video', '/infer/tabr-demo', () => ({ method: 'POST', body: readFileSync(clips.face), headers: { 'Content-Type': 'video/x-matroska' } })],
+      ['raw video, series', '/infer/tabr-demo?include=series', () => ({ method: 'POST', body: readFileSync(clips.face), headers: { 'Content-Type': 'video/x-matroska' } })],
       ['features', '/infer/tabr-demo', () => ({ method: 'POST', body: featuresBody(), headers: { 'Content-Type': 'application/json' } })],
       ['no face', '/infer/tabr-demo', () => ({ method: 'POST', body: video(clips.noFace) })],
       ['one frame', '/infer/tabr-demo', () => ({ method: 'POST', body: video(clips.oneFrame) })],
@@ -74,7 +75,7 @@ describe('queue mode', () => {
       if (a.status === 200) expect(b.json.timings_ms.queue).toBeGreaterThanOrEqual(0)
       statuses.push(a.status)
     }
-    expect(statuses).toEqual([200, 200, 200, 422, 422, 422, 422, 422, 413, 404, 400])
+    expect(statuses).toEqual([200, 200, 200, 200, 422, 422, 422, 422, 422, 413, 404, 400])
   })
 
   it('answers 202 with Location under Prefer: respond-async, then the job succeeds', async () => {

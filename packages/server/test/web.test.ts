@@ -4,7 +4,7 @@
 // page talks to the real service over HTTP. A screenshot of each result is written under
 // test-results/web/ for a person to look at.
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SENTENCES } from '../../web/src/messages.js'
 import { ERROR_CODES } from '../src/core/errors.js'
 import type { Running } from '../src/server.js'
-import { haveShared, serve, SHARED, TOKEN } from './helpers.js'
+import { config, haveShared, serve, SHARED, TOKEN } from './helpers.js'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const FACE_CAMERA = join(SHARED, 'fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4')
@@ -140,4 +140,26 @@ describe('the browser client', () => {
     expect((await fetch(`${s.url}/app/../models`)).status).toBe(401)
     expect((await fetch(`${s.url}/app/%2e%2e/%2e%2e/package.json`)).status).toBe(404)
   })
+
+  it("asks a researcher's questions: WEB_QUESTIONS_FILE, or one question in the URL; a bad file stops start-up", async () => {
+    const file = join(tmp, 'questions.json')
+    writeFileSync(file, JSON.stringify({ questions: ['How did the last meeting go?', 'What is your favourite season?'] }))
+    const own = await serve({ WEB_QUESTIONS_FILE: file })
+    try {
+      expect(await (await fetch(`${own.url}/app/questions.json`)).json()).toEqual({ questions: ['How did the last meeting go?', 'What is your favourite season?'] })
+      const page = await browser.newPage()
+      await page.goto(`${own.url}/app/`)
+      await page.getByLabel('Token from the study team').fill(TOKEN)
+      await page.getByRole('button', { name: 'Continue' }).click()
+      await expect.poll(() => page.getByTestId('question').textContent()).toBe('How did the last meeting go?')
+      await page.goto(`${own.url}/app/?question=${encodeURIComponent('<b>Why</b> now?')}`)
+      // Shown as text, never as markup.
+      await expect.poll(() => page.getByTestId('question').textContent()).toBe('<b>Why</b> now?')
+      await page.close()
+    } finally {
+      await own.shutdown()
+    }
+    writeFileSync(file, JSON.stringify({ questions: [] }))
+    expect(() => config({ WEB_QUESTIONS_FILE: file })).toThrow(/^WEB_QUESTIONS_FILE: expected/)
+  }, 60_000)
 })

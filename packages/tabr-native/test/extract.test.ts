@@ -1,7 +1,7 @@
 // The public entry of @org/tabr-native, exercised as a user would: real addon, real clips.
 import { readFileSync } from 'node:fs'
 import { describe, expect, inject, it } from 'vitest'
-import { errorCodes, extractFeatures, featureNames } from '../index.js'
+import { channelNames, errorCodes, extractFeatures, featureNames } from '../index.js'
 import { codeOf } from './helpers.js'
 
 const clips = inject('clips')
@@ -18,6 +18,26 @@ describe('extractFeatures', () => {
     expect(r.meta.detectHits).toBe(r.meta.detectTries)
     expect(r.meta.boxes.length).toBeGreaterThanOrEqual(1)
     expect(r.meta.timingsMs.total).toBeGreaterThan(0)
+  })
+
+  it('returns the 18 channels of every pair on request, the values the statistics summarise', async () => {
+    const plain = await extractFeatures(clips.face)
+    expect(plain.series).toBeUndefined()
+    const r = await extractFeatures(clips.face, { series: true })
+    const s = r.series!
+    expect(s.channels).toEqual(channelNames())
+    expect(s.channels).toHaveLength(18)
+    expect(s.tS).toBeInstanceOf(Float64Array)
+    expect(s.tS).toHaveLength(r.meta.pairs)
+    expect(s.tS[0]).toBeCloseTo(1 / 30, 12)
+    expect(s.values).toHaveLength(r.meta.pairs * 18)
+    expect(r.values).toEqual(plain.values)
+    // Each channel's max over the pairs is its `max` feature.
+    s.channels.forEach((c, i) => {
+      let max = -Infinity
+      for (let k = 0; k < r.meta.pairs; k++) max = Math.max(max, s.values[k * 18 + i]!)
+      expect(max, c).toBeCloseTo(r.values[r.names.indexOf(`${c}.max`)]!, 5)
+    })
   })
 
   it('keeps the event loop ticking during an extraction', async () => {

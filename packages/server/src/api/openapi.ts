@@ -340,6 +340,21 @@ export const openapiFor = (mode: ExecutionMode) => {
     '/v2/models/{name}/versions/{version}': oipMetadata(true),
     '/v2/models/{name}/versions/{version}/ready': oipReady(true),
     '/v2/models/{name}/versions/{version}/infer': oipInfer(true),
+    '/': { get: { summary: 'Redirects to the browser client, /app/', security: [], responses: { '302': { description: 'Location: /app/' } } } },
+    '/app/config.json': {
+      get: {
+        summary: 'The browser client: the limits a recording must respect (public, no secrets)',
+        security: [],
+        responses: { '200': { description: 'limits', content: { 'application/json': { schema: { type: 'object', properties: { max_video_seconds: { type: 'number' }, max_upload_mb: { type: 'number' } } } } } } },
+      },
+    },
+    '/app/questions.json': {
+      get: {
+        summary: "The browser client's questions: WEB_QUESTIONS_FILE's, else the built page's own list",
+        security: [],
+        responses: { '200': { description: 'questions', content: { 'application/json': { schema: { type: 'object', properties: { questions: { type: 'array', items: { type: 'string' } } } } } } } },
+      },
+    },
     '/openapi.json': { get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1' } } } },
     '/docs': { get: { summary: 'A page to try the API', security: [], responses: { '200': { description: 'HTML' } } } },
   },

@@ -39,9 +39,7 @@ export function webRoutes(app: Express, { config }: RouteContext, logger: Logger
   })
   app.get('/', (_req, res) => res.redirect(302, '/app/'))
   app.get('/app/config.json', (_req, res) => void res.json({ max_video_seconds: config.limits.maxSeconds, max_upload_mb: config.maxUploadBytes / (1024 * 1024) }))
-  if (config.webQuestions) {
-    const questions = config.webQuestions
-    app.get('/app/questions.json', (_req, res) => void res.json({ questions }))
-  }
+  const questions = config.webQuestions
+  app.get('/app/questions.json', (_req, res, next) => (questions ? void res.json({ questions }) : res.sendFile('questions.json', { root: dir }, (err) => err && next())))
   app.use('/app', express.static(dir, { index: 'index.html', redirect: true, dotfiles: 'ignore' }))
 }
