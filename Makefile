@@ -66,8 +66,9 @@ test-rust:
 test-node:
 	pnpm -r run test
 
-# Python tooling (torch from PyPI): never part of `make test`.
-PY_DEPS := --with torch --with numpy --with scikit-learn --with joblib --with onnx --with onnxruntime --with pandas --with pyarrow
+# Python tooling (torch from PyPI): never part of `make test`. Its dependencies are pinned in
+# scripts/requirements.txt (the versions its tests ran with).
+PY_DEPS := --with-requirements scripts/requirements.txt
 # uv runs the Python tools and the Open Inference Protocol client test (tritonclient from PyPI).
 # A Debian python3 refuses system-wide pip installs (PEP 668): then into ~/.local, on PATH below.
 export PATH := $(HOME)/.local/bin:$(PATH)
@@ -75,8 +76,8 @@ uv:
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv 2>/dev/null \
 	  || python3 -m pip install --quiet --user --break-system-packages uv
 
-test-python: uv
-	uv run --no-project $(PY_DEPS) --with pytest pytest scripts/tests -q
+test-python: build uv
+	uv run --no-project $(PY_DEPS) pytest scripts/tests -q
 
 demo-model: build uv
 	uv run --no-project $(PY_DEPS) python scripts/make_demo_model.py

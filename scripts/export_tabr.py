@@ -1,21 +1,27 @@
 # /// script
 # requires-python = ">=3.10"
-# dependencies = ["torch>=2.2", "numpy", "scikit-learn", "joblib", "onnx", "pandas", "pyarrow"]
+# dependencies = [
+#   "torch==2.15.0", "numpy==2.4.6", "scikit-learn==1.9.1", "joblib==1.6.0", "onnx==1.23.2",
+#   "onnxruntime==1.32.0", "pandas==3.1.1", "pyarrow==26.0.1",
+# ]
 # ///
 """Export a trained TabR checkpoint into a portable ``tabr-model/1`` directory.
 
-    uv run scripts/export_tabr.py --checkpoint run/best.ckpt --hparams hparams.json \\
-        --train-x X_train.npy --train-y y_train.npy --preprocess imputer.joblib scaler.joblib \\
-        --labels none,micro_movement --name my-model --version 1.0.0 --out models/my-model
+    uv run scripts/export_tabr.py --checkpoint run/best.ckpt --train-x features.csv \
+        --train-y labels.csv --preprocess preprocess.joblib --labels none,micro_movement \
+        --name my-model --version 1.0.0 --out models/my-model
 
 Inputs: a Lightning ``.ckpt`` (its ``state_dict``; the module prefix is found automatically)
-or a plain state dict; the model hyper-parameters as JSON (the official ``Model`` arguments
-plus ``context_size``; a Lightning checkpoint's ``hyper_parameters`` are used when no file
-is given); the candidate set (raw features, preprocessed here exactly as at serving time);
-joblib preprocessing; names, labels and the feature spec. Output: ``model.onnx`` (candidate
-keys and labels baked in, top-k retrieval in the graph), ``preprocess.json``,
-``manifest.json``, ``golden.json`` and the face cascade. Mismatches are refused with an
-explanation: feature count, class count, missing or unexpected keys.
+or a plain state dict; the model hyper-parameters (a Lightning checkpoint's
+``hyper_parameters``, or ``--hparams``: the official ``Model`` arguments under ``"model"`` plus
+``context_size``); the TabR candidates, i.e. the **raw, un-preprocessed** training split in
+feature order (``tabr-features`` CSV or JSONL as it is, columns matched by name; or
+``.npy``/``.npz``/``.parquet``); their labels; the fitted scikit-learn preprocessing; names,
+labels and the feature spec. Output: ``model.onnx`` (candidate keys and labels baked in, top-k
+retrieval in the graph), ``preprocess.json``, ``manifest.json``, ``golden.json``, the face
+cascade and a ``README.md``; the ONNX file is run with onnxruntime against ``golden.json``
+before success is reported. Every refusal is one ``export_tabr: …`` line and exit status 2.
+See docs/own-model.md for the whole path from clips to a served model.
 """
 from __future__ import annotations
 
@@ -30,6 +36,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from tabr.table import TableError, feature_matrix, is_feature_table, read_labels, read_table  # noqa: E402
+
 FORMAT = "tabr-model/1"
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CASCADE = REPO / "crates/tabr-core/assets/haarcascade_frontalface_default.xml"
@@ -42,6 +50,12 @@ MODEL_ARGS = {
 
 class ExportError(Exception):
     """A refusal with an explanation for the user."""
+
+
+#: TabR's context size when the hyper-parameters give none (the official default).
+DEFAULT_CONTEXT_SIZE = 96
+#: Candidates whose features reach this far from 0 (in mean or spread) were not standardised.
+RAW_SCALE = 10.0
 
 
 def poc_abs_v1_names() -> list[str]:
@@ -70,7 +84,12 @@ def load_array(path: Path, key: str | None = None) -> np.ndarray:
 def load_state_dict(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
     import torch
 
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise ExportError(f"--checkpoint {path}: no such file") from None
+    except Exception as e:  # a file torch cannot read: say what it is, not where it failed
+        raise ExportError(f"--checkpoint {path.name}: not a PyTorch checkpoint ({type(e).__name__})") from None
     hparams = None
     if isinstance(obj, dict) and "state_dict" in obj:
         hparams = obj.get("hyper_parameters")
@@ -107,6 +126,93 @@ def check_keys(state: dict[str, Any], model: Any) -> None:
         raise ExportError("the checkpoint does not match the hyper-parameters:\n  " + "\n  ".join(lines))
 
 
+def note(message: str) -> None:
+    """A default or a choice that changes numbers, stated on stderr."""
+    print(f"export_tabr: note: {message}", file=sys.stderr)
+
+
+def read_json(path: str, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ExportError(f"{what} {path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise ExportError(f"{what} {Path(path).name}: not valid JSON ({e.msg}, line {e.lineno})") from None
+
+
+def load_preprocessors(paths: list[str], n_features: int) -> tuple[list[Any], dict[str, Any]]:
+    import joblib
+
+    from tabr import preprocess as pp
+
+    preprocessors = []
+    for p in paths:
+        try:
+            preprocessors.append(joblib.load(p))
+        except FileNotFoundError:
+            raise ExportError(f"--preprocess {p}: no such file") from None
+        except Exception as e:
+            raise ExportError(f"--preprocess {Path(p).name}: not a joblib file of a fitted scikit-learn object ({type(e).__name__})") from None
+    try:
+        return preprocessors, pp.to_json(preprocessors, n_features)
+    except (ValueError, AttributeError) as e:
+        # An unsupported step (RobustScaler, a uniform QuantileTransformer, …) or an unfitted one.
+        raise ExportError(f"--preprocess: {e}") from None
+
+
+def load_candidates(args: argparse.Namespace, names: list[str], task: str, labels: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
+    """The raw candidates in feature order and their targets; where they came from."""
+    path = Path(args.train_x)
+    if not path.is_file():
+        raise ExportError(f"--train-x {args.train_x}: no such file")
+    try:
+        rows = None
+        if is_feature_table(path):
+            rows, table_names = read_table(path)
+            x_raw = feature_matrix(rows, table_names, names, path.name)
+            source = f"{path.name} (tabr-features, {len(rows)} clips)"
+        else:
+            x_raw = load_array(path, "X_train").astype(np.float64)
+            source = path.name
+        y = read_labels(args.train_y, rows, task == "regression", labels)
+    except TableError as e:
+        raise ExportError(str(e)) from None
+    except ValueError as e:
+        raise ExportError(f"--train-x {path.name}: {e}") from None
+    if x_raw.ndim != 2 or x_raw.shape[1] != len(names):
+        raise ExportError(f"--train-x has shape {x_raw.shape}, expected [n, {len(names)}] (the raw features in feature order)")
+    if len(y) != len(x_raw):
+        raise ExportError(f"--train-x has {len(x_raw)} rows but --train-y has {len(y)}")
+    return x_raw, y, source
+
+
+def fresh_out(out: Path, force: bool) -> None:
+    """An empty output directory: a non-empty one is refused unless --force, which empties it."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise ExportError(f"--out {out}: not empty (pass --force to replace its contents)")
+        for entry in out.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def verify_onnx(out: Path, golden: dict[str, Any], tolerance: float = 1e-4) -> float:
+    """Runs the written ONNX file with onnxruntime on golden.json's preprocessed rows."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+        got = session.run(["logits"], {"x": np.array(golden["preprocessed"], dtype=np.float32)})[0]
+    except Exception as e:
+        raise ExportError(f"the written model.onnx does not run in onnxruntime ({type(e).__name__})") from None
+    worst = float(np.max(np.abs(got - np.array(golden["logits"])))) if len(got) else 0.0
+    if not worst <= tolerance:
+        raise ExportError(f"the written model.onnx gives logits {worst:.2e} away from PyTorch's (tolerance {tolerance:g})")
+    return worst
+
+
 def export(args: argparse.Namespace) -> Path:
     import torch
 
@@ -115,17 +221,32 @@ def export(args: argparse.Namespace) -> Path:
 
     state, ckpt_hparams = load_state_dict(Path(args.checkpoint))
     if args.hparams:
-        hp = json.loads(Path(args.hparams).read_text())
+        hp = read_json(args.hparams, "--hparams")
     elif ckpt_hparams:
         hp = dict(ckpt_hparams)
     else:
         raise ExportError("no hyper-parameters: pass --hparams (the checkpoint has none)")
-    hp = {**hp.get("model", {}), **{k: v for k, v in hp.items() if k != "model"}}
-    context_size = int(hp.pop("context_size", 96))
+    if not isinstance(hp, dict):
+        raise ExportError("the hyper-parameters must be a JSON object: {\"model\": {…Model arguments}, \"context_size\": …}")
+    hp = {**(hp.get("model") or {}), **{k: v for k, v in hp.items() if k != "model"}}
+    if "context_size" in hp:
+        context_size = int(hp.pop("context_size"))
+    else:
+        context_size = DEFAULT_CONTEXT_SIZE
+        note(f"the hyper-parameters have no context_size: using TabR's default, {DEFAULT_CONTEXT_SIZE} (the model must have been trained with it)")
+    unknown = sorted(k for k in hp if k not in MODEL_ARGS)
+    if unknown:
+        note(f"ignoring hyper-parameters that are not Model arguments: {', '.join(unknown)}")
     model_kwargs = {k: v for k, v in hp.items() if k in MODEL_ARGS}
 
-    names = json.loads(Path(args.feature_names).read_text()) if args.feature_names else poc_abs_v1_names()
-    spec = json.loads(args.feature_spec) if args.feature_spec else {"name": "poc-abs", "version": 1, "params": {}}
+    names = read_json(args.feature_names, "--feature-names") if args.feature_names else poc_abs_v1_names()
+    if args.feature_spec:
+        try:
+            spec = json.loads(args.feature_spec)
+        except json.JSONDecodeError:
+            raise ExportError("--feature-spec is not valid JSON") from None
+    else:
+        spec = {"name": "poc-abs", "version": 1, "params": {}}
     n_features = len(names)
     if spec.get("name") == "poc-abs" and spec.get("version") == 1 and n_features != 90:
         raise ExportError(f"poc-abs v1 produces 90 features, but {n_features} feature names were given")
@@ -137,22 +258,20 @@ def export(args: argparse.Namespace) -> Path:
     n_classes = model_kwargs.get("n_classes")
     task = "regression" if n_classes is None else ("binclass" if n_classes == 2 else "multiclass")
     if task != "regression" and len(labels) != n_classes:
-        raise ExportError(f"the model has {n_classes} classes but {len(labels)} labels were given")
+        raise ExportError(f"the model has {n_classes} classes but {len(labels)} labels were given (--labels, in class-index order)")
     if task == "regression" and labels:
         raise ExportError("a regression model takes no labels")
 
-    model = Model(**model_kwargs)
+    try:
+        model = Model(**model_kwargs)
+    except (TypeError, ValueError, KeyError) as e:
+        raise ExportError(f"the hyper-parameters do not build a TabR Model: {e}") from None
     state = strip_prefix(state, set(model.state_dict()))
     check_keys(state, model)
     model.load_state_dict(state)
     model.eval()
 
-    preprocessors = []
-    for p in args.preprocess or []:
-        import joblib
-
-        preprocessors.append(joblib.load(p))
-    pre_json = pp.to_json(preprocessors, n_features)
+    preprocessors, pre_json = load_preprocessors(args.preprocess or [], n_features)
     if not any(step["type"] == "imputer" for step in pre_json["steps"]):
         # Without an imputer a missing value (NaN / null) cannot be filled, so the service
         # refuses such a request instead of guessing; say so now, not at the first refusal.
@@ -162,15 +281,25 @@ def export(args: argparse.Namespace) -> Path:
             file=sys.stderr,
         )
 
-    x_raw = load_array(Path(args.train_x), "X_train").astype(np.float64)
-    y = load_array(Path(args.train_y), "y_train").reshape(-1)
-    if x_raw.ndim != 2 or x_raw.shape[1] != n_features:
-        raise ExportError(f"X_train has shape {x_raw.shape}, expected [n, {n_features}]")
-    if len(y) != len(x_raw):
-        raise ExportError(f"X_train has {len(x_raw)} rows but y_train has {len(y)}")
+    x_raw, y, source = load_candidates(args, names, task, labels)
     if task != "regression":
         if not np.all(np.equal(np.mod(y, 1), 0)) or y.min() < 0 or y.max() >= n_classes:
-            raise ExportError(f"y_train must hold class indices 0..{n_classes - 1}")
+            raise ExportError(f"--train-y must hold class indices 0..{n_classes - 1} (or the --labels themselves)")
+    if context_size > len(x_raw):
+        raise ExportError(f"context_size {context_size} is larger than the {len(x_raw)} candidates")
+    if not args.preprocess and not args.train_x_preprocessed:
+        # The candidates go to the network as they are: right only for a model trained on raw
+        # values. Features far from standardised almost certainly mean a forgotten scaler.
+        with np.errstate(all="ignore"):
+            mean, std = np.nanmean(x_raw, 0), np.nanstd(x_raw, 0)
+        far = int(np.sum((np.abs(mean) > RAW_SCALE) | (std > RAW_SCALE)))
+        if far and not args.raw_inputs:
+            raise ExportError(
+                f"no --preprocess, and {far} of {n_features} candidate features are far from standardised "
+                f"(|mean| or spread > {RAW_SCALE:g}): pass the fitted scaler with --preprocess, or --raw-inputs "
+                "if the model really was trained on raw values"
+            )
+        note("no --preprocess: requests reach the network as raw feature values")
     x_train = x_raw if args.train_x_preprocessed else pp.apply(preprocessors, x_raw)
     if not np.isfinite(x_train).all():
         raise ExportError("the preprocessed candidate set has NaN or infinite values (is an imputer missing?)")
@@ -183,18 +312,29 @@ def export(args: argparse.Namespace) -> Path:
     ).eval()
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    fresh_out(out, args.force)
     dummy = torch.tensor(x_train[:2], dtype=torch.float32)
-    torch.onnx.export(
-        wrapper, (dummy,), out / "model.onnx", input_names=["x"], output_names=["logits"],
-        dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, opset_version=17, dynamo=False,
-    )
+    # The TorchScript-based exporter (dynamo=False): TabR's retrieval (top-k over the baked-in
+    # candidates) exports to plain opset-17 operators with it; torch is pinned to a version
+    # whose exporter the tests ran with (scripts/requirements.txt).
+    import warnings
+
+    with warnings.catch_warnings():
+        # Its deprecation notice and tracer warnings are about the exporter, not the user's model.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper, (dummy,), out / "model.onnx", input_names=["x"], output_names=["logits"],
+            dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, opset_version=17, dynamo=False,
+        )
     (out / "preprocess.json").write_text(json.dumps(pre_json))
     cascade = Path(args.cascade) if args.cascade else DEFAULT_CASCADE
+    if not cascade.is_file():
+        raise ExportError(f"--cascade {cascade}: no such file")
     shutil.copyfile(cascade, out / "face_cascade.xml")
 
     golden = make_golden(wrapper, preprocessors, x_raw, task, labels, seed=args.seed)
     (out / "golden.json").write_text(json.dumps(golden))
+    worst = verify_onnx(out, golden)
     d_out = 1 if task in ("regression", "binclass") else n_classes
     manifest = {
         "format": FORMAT,
@@ -210,7 +350,43 @@ def export(args: argparse.Namespace) -> Path:
         "tabr": {"context_size": wrapper.context_size, "n_candidates": int(len(x_train)), "d_main": model_kwargs.get("d_main")},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / "README.md").write_text(model_readme(manifest, source, y, pre_json, worst, len(golden["rows"])))
     return out
+
+
+def model_readme(m: dict[str, Any], source: str, y: np.ndarray, pre: dict[str, Any], worst: float, n_golden: int) -> str:
+    """The exported directory's README: what it is, what it was made from, how to serve it."""
+    spec = m["features"]
+    if m["task"] == "regression":
+        targets = f"a value (regression; candidate targets from {float(np.min(y)):.4g} to {float(np.max(y)):.4g})"
+    else:
+        counts = ", ".join(f"{lab} {int(np.sum(y == i))}" for i, lab in enumerate(m["labels"]))
+        targets = f"one of {', '.join(m['labels'])} ({m['task']}; candidates per class: {counts})"
+    steps = ", ".join(s["type"] for s in pre["steps"]) or "none (raw feature values)"
+    name = m["name"]
+    return f"""# {name} {m['version']}
+
+A TabR model in the `{m['format']}` format, served by tabr-serve. It predicts {targets}
+from the {m['n_features']} `{spec['name']}` v{spec['version']} features of one face video.
+
+- Candidates (TabR's retrieval set, baked into `model.onnx`): {m['tabr']['n_candidates']} rows of
+  {source}; context size {m['tabr']['context_size']}.
+- Preprocessing (`preprocess.json`, applied by the service before the network): {steps}.
+- Feature spec parameters: `{json.dumps(spec.get('params', {}))}` (the service extracts with them).
+- Checked at export: `model.onnx` in onnxruntime against PyTorch on the {n_golden} rows of
+  `golden.json`, worst logit difference {worst:.1e}; the service checks `golden.json` again at
+  every load.
+
+## Serve it
+
+```sh
+MODEL_REGISTRY={name}:tabr:/path/to/this/folder make serve     # or add it beside others, comma-separated
+curl -H "Authorization: Bearer $TOKEN" -F video=@clip.mp4 http://127.0.0.1:8000/infer/{name}
+```
+
+From Node: `const model = await loadModel('/path/to/this/folder')` (`@org/tabr-native`), then
+`await model.predictVideo('clip.mp4')`.
+"""
 
 
 def outputs_from_logits(logits: np.ndarray, task: str, labels: list[str]) -> list[dict[str, Any]]:
@@ -266,28 +442,41 @@ def make_golden(wrapper: Any, preprocessors: list[Any], x_raw: np.ndarray, task:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True, help="Lightning .ckpt or a plain state dict (.pt/.pth)")
-    ap.add_argument("--hparams", help="JSON: the official Model arguments plus context_size")
-    ap.add_argument("--train-x", required=True, help="candidate features (.npy/.npz/.csv/.parquet)")
-    ap.add_argument("--train-y", required=True, help="candidate labels (class indices or values)")
-    ap.add_argument("--train-x-preprocessed", action="store_true", help="X_train is already preprocessed")
-    ap.add_argument("--preprocess", nargs="*", help="joblib files: imputer, scaler or a Pipeline, in order")
-    ap.add_argument("--feature-names", help="JSON list of feature names (default: poc-abs v1)")
-    ap.add_argument("--feature-spec", help='JSON, default {"name": "poc-abs", "version": 1, "params": {}}')
-    ap.add_argument("--labels", help="comma-separated class labels, in class-index order")
-    ap.add_argument("--cascade", help="face cascade XML (default: OpenCV's frontal face cascade)")
-    ap.add_argument("--name", required=True)
-    ap.add_argument("--version", default="1.0.0")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the golden rows")
-    ap.add_argument("--out", required=True)
+    ap = argparse.ArgumentParser(prog="export_tabr", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, help="the trained weights: a Lightning .ckpt or a plain state dict (.pt/.pth)")
+    ap.add_argument("--hparams", help='JSON file {"model": {the official Model arguments}, "context_size": N}; default: the Lightning checkpoint\'s hyper_parameters')
+    ap.add_argument("--train-x", required=True, help="the TabR candidates: the RAW (un-preprocessed) training split, in feature order; tabr-features CSV/JSONL as it is (columns matched by name; rows with an error refused), or .npy/.npz/.parquet")
+    ap.add_argument("--train-y", required=True, help="their targets: a column of --train-x (e.g. label), a file,label CSV joined by file, or a list in row order (.npy/.npz/.txt/one-column .csv); class labels (mapped through --labels) or class indices 0..k-1, or numbers for regression")
+    ap.add_argument("--train-x-preprocessed", action="store_true", help="--train-x is already preprocessed (it is then used as it is)")
+    ap.add_argument("--preprocess", nargs="*", help="joblib files of the fitted preprocessing, applied in order: SimpleImputer, StandardScaler, MinMaxScaler, QuantileTransformer(output_distribution='normal'), or a Pipeline of them")
+    ap.add_argument("--raw-inputs", action="store_true", help="the model was trained on raw feature values: export without --preprocess even when they are far from standardised")
+    ap.add_argument("--feature-names", help="JSON list of the model's feature names, in its input order (default: the 90 poc-abs v1 names)")
+    ap.add_argument("--feature-spec", help='JSON of the feature spec the features came from (default {"name": "poc-abs", "version": 1, "params": {}})')
+    ap.add_argument("--labels", help="comma-separated class labels, in class-index order (classifiers); none for regression")
+    ap.add_argument("--cascade", help="face cascade XML the service detects faces with (default: OpenCV's frontal face cascade)")
+    ap.add_argument("--name", required=True, help="the model's name: the name MODEL_REGISTRY serves it under (lowercase letters, digits, - or _)")
+    ap.add_argument("--version", default="1.0.0", help="the model's version, shown in every answer (default 1.0.0)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the golden rows (default 0)")
+    ap.add_argument("--out", required=True, help="the model directory to write; must be empty or absent")
+    ap.add_argument("--force", action="store_true", help="replace the contents of a non-empty --out")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     args = ap.parse_args(argv)
+    import re
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", args.name):
+        print("export_tabr: --name must be lowercase letters, digits, - or _ (the name MODEL_REGISTRY serves it under)", file=sys.stderr)
+        return 2
     try:
         out = export(args)
     except ExportError as e:
         print(f"export_tabr: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {out}")
+    except Exception as e:  # never a traceback for a user's input; --debug shows it
+        if args.debug:
+            raise
+        print(f"export_tabr: unexpected error ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); rerun with --debug for details", file=sys.stderr)
+        return 2
+    print(f"wrote {out} (checked: model.onnx in onnxruntime matches PyTorch on golden.json)")
     return 0
 
 

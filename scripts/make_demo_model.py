@@ -1,6 +1,9 @@
 # /// script
 # requires-python = ">=3.10"
-# dependencies = ["torch>=2.2", "numpy", "scikit-learn", "joblib", "onnx", "pandas", "pyarrow"]
+# dependencies = [
+#   "torch==2.15.0", "numpy==2.4.6", "scikit-learn==1.9.1", "joblib==1.6.0", "onnx==1.23.2",
+#   "onnxruntime==1.32.0", "pandas==3.1.1", "pyarrow==26.0.1",
+# ]
 # ///
 """Build ``models/tabr-demo`` from start to finish, deterministically.
 
@@ -150,7 +153,7 @@ def main() -> int:
             "--checkpoint", str(tmp / "model.pt"), "--hparams", str(tmp / "hparams.json"),
             "--train-x", str(tmp / "x_train.npy"), "--train-y", str(tmp / "y_train.npy"),
             "--preprocess", str(tmp / "imputer.joblib"), str(tmp / "scaler.joblib"),
-            "--labels", ",".join(LABELS), "--name", "tabr-demo", "--version", "1.0.0", "--out", args.out,
+            "--labels", ",".join(LABELS), "--name", "tabr-demo", "--version", "1.0.0", "--out", args.out, "--force",
         ])
         if rc:
             return rc

@@ -1,8 +1,6 @@
 """Exporter round trips: a small random TabR → checkpoint → export → ONNX, against PyTorch.
 
-Run (needs torch; outside `make test`):
-    uv run --with torch --with numpy --with scikit-learn --with joblib --with onnx \
-        --with onnxruntime --with pandas --with pytest pytest scripts/tests -q
+Run (needs torch; outside `make test`): make test-python
 """
 from __future__ import annotations
 
@@ -61,7 +59,7 @@ def write_case(tmp: Path, n_classes, num_embeddings=None, lightning=True, prepro
 
 def run_export(tmp: Path, ckpt: Path, labels: str | None, **extra) -> Path:
     argv = ["--checkpoint", str(ckpt), "--hparams", str(tmp / "hp.json"), "--train-x", str(tmp / "x.npy"), "--train-y", str(tmp / "y.npy"),
-            "--preprocess", str(tmp / "pre.joblib"), "--name", "t", "--out", str(tmp / "out")]
+            "--preprocess", str(tmp / "pre.joblib"), "--name", "t", "--out", str(tmp / "out"), "--force"]
     if labels:
         argv += ["--labels", labels]
     for k, v in extra.items():
@@ -169,3 +167,149 @@ def test_warns_when_there_is_no_imputer(tmp_path, capsys):
     assert len(warnings) == 1 and "invalid_features" in warnings[0]
     steps = json.loads((out / "preprocess.json").read_text())["steps"]
     assert [s["type"] for s in steps] == ["standard"]
+
+
+def cli(argv: list[str], capsys) -> tuple[int, str]:
+    """export_tabr's main as a user runs it: the exit status and stderr."""
+    code = export_tabr.main(argv)
+    return code, capsys.readouterr().err
+
+
+def base_argv(tmp: Path, ckpt: Path, **over) -> list[str]:
+    args = {"checkpoint": str(ckpt), "hparams": str(tmp / "hp.json"), "train-x": str(tmp / "x.npy"), "train-y": str(tmp / "y.npy"),
+            "preprocess": str(tmp / "pre.joblib"), "labels": "a,b", "name": "t", "out": str(tmp / "out")}
+    args.update(over)
+    argv = []
+    for k, v in args.items():
+        if v is not None:
+            argv += [f"--{k}", v]
+    return argv
+
+
+def write_table(path: Path, x: np.ndarray, labels: list[str], errors: dict[int, str] | None = None, order: list[int] | None = None) -> None:
+    """x as tabr-features CSV (with a label column), columns in `order`."""
+    names = export_tabr.poc_abs_v1_names()
+    order = order or list(range(len(names)))
+    lines = [",".join(["file", "error", *[names[j] for j in order], "label"])]
+    for i, row in enumerate(x):
+        err = (errors or {}).get(i, "")
+        vals = ["" if err or np.isnan(row[j]) else repr(float(row[j])) for j in order]
+        lines.append(",".join([f"clips/c{i}.mkv", err, *vals, labels[i]]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_takes_tabr_features_csv_with_columns_by_name_and_a_label_column(tmp_path, capsys):
+    ckpt = write_case(tmp_path, 2)
+    x, y = np.load(tmp_path / "x.npy"), np.load(tmp_path / "y.npy")
+    names = ["a", "b"]
+    write_table(tmp_path / "f.csv", x, [names[int(v)] for v in y])
+    code, err = cli(base_argv(tmp_path, ckpt, **{"train-x": str(tmp_path / "f.csv"), "train-y": "label"}), capsys)
+    assert code == 0, err
+    from_npy = tmp_path / "npy"
+    assert cli(base_argv(tmp_path, ckpt, out=str(from_npy)), capsys)[0] == 0
+    # The same candidates give the same model: golden rows and outputs alike.
+    assert json.loads((tmp_path / "out/golden.json").read_text()) == json.loads((from_npy / "golden.json").read_text())
+    # Columns shuffled: matched by name, same result.
+    rng = np.random.default_rng(1)
+    write_table(tmp_path / "g.csv", x, [names[int(v)] for v in y], order=list(rng.permutation(N_FEATURES)))
+    assert cli(base_argv(tmp_path, ckpt, **{"train-x": str(tmp_path / "g.csv"), "train-y": "label", "out": str(tmp_path / "g")}), capsys)[0] == 0
+    assert json.loads((tmp_path / "g/golden.json").read_text()) == json.loads((from_npy / "golden.json").read_text())
+    readme = (tmp_path / "out/README.md").read_text()
+    assert "MODEL_REGISTRY=t:tabr:" in readme and "f.csv (tabr-features, 60 clips)" in readme
+
+
+def test_refuses_failed_rows_by_file_and_unknown_labels(tmp_path, capsys):
+    ckpt = write_case(tmp_path, 2)
+    x, y = np.load(tmp_path / "x.npy"), np.load(tmp_path / "y.npy")
+    write_table(tmp_path / "f.csv", x, ["a" if v == 0 else "b" for v in y], errors={3: "no_face", 17: "invalid_video"})
+    code, err = cli(base_argv(tmp_path, ckpt, **{"train-x": str(tmp_path / "f.csv"), "train-y": "label"}), capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("export_tabr: f.csv: 2 row(s) have an extraction error") and "clips/c3.mkv, clips/c17.mkv" in err
+    write_table(tmp_path / "f.csv", x, ["a" if v == 0 else "maybe" for v in y])
+    code, err = cli(base_argv(tmp_path, ckpt, **{"train-x": str(tmp_path / "f.csv"), "train-y": "label"}), capsys)
+    assert code == 2 and "label 'maybe' is not one of a, b" in err
+    code, err = cli(base_argv(tmp_path, ckpt, **{"train-x": str(tmp_path / "f.csv"), "train-y": "nope"}), capsys)
+    assert code == 2 and "--train-y nope: neither a file nor a column of --train-x" in err
+
+
+@pytest.mark.parametrize("kind", ["robust", "quantile_uniform", "not_joblib"])
+def test_unsupported_preprocessing_is_one_line_and_exit_2(tmp_path, capsys, kind):
+    from sklearn.preprocessing import QuantileTransformer, RobustScaler
+
+    ckpt = write_case(tmp_path, 2)
+    x = np.nan_to_num(np.load(tmp_path / "x.npy"))
+    if kind == "not_joblib":
+        (tmp_path / "pre.joblib").write_text("not a pickle")
+    else:
+        joblib.dump((RobustScaler() if kind == "robust" else QuantileTransformer(n_quantiles=10)).fit(x), tmp_path / "pre.joblib")
+    code, err = cli(base_argv(tmp_path, ckpt), capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("export_tabr: --preprocess"), err
+    assert "Traceback" not in err
+    assert {"robust": "RobustScaler is not supported", "quantile_uniform": "output_distribution='normal'", "not_joblib": "not a joblib file"}[kind] in err
+
+
+def test_states_defaults_and_refuses_a_forgotten_scaler(tmp_path, capsys):
+    ckpt = write_case(tmp_path, 2)
+    hp = json.loads((tmp_path / "hp.json").read_text())
+    del hp["context_size"]
+    (tmp_path / "hp.json").write_text(json.dumps(hp))
+    x = np.load(tmp_path / "x.npy")
+    np.save(tmp_path / "x.npy", np.nan_to_num(x) * 40 + 100)  # far from standardised
+    # No context_size: the default is stated; 60 candidates cannot fill it: refused.
+    code, err = cli(base_argv(tmp_path, ckpt, preprocess=None, **{"raw-inputs": None}), capsys)
+    assert code == 2 and "using TabR's default, 96" in err and "context_size 96 is larger than the 60 candidates" in err
+    hp["context_size"] = 8
+    (tmp_path / "hp.json").write_text(json.dumps(hp))
+    # No --preprocess while the candidates are far from standardised: a forgotten scaler.
+    code, err = cli(base_argv(tmp_path, ckpt, preprocess=None), capsys)
+    assert code == 2 and "far from standardised" in err and "--raw-inputs" in err
+    code, err = cli(base_argv(tmp_path, ckpt, preprocess=None) + ["--raw-inputs"], capsys)
+    assert code == 0 and "requests reach the network as raw feature values" in err
+
+
+def test_out_must_be_fresh_unless_forced_and_help_explains_every_flag(tmp_path, capsys):
+    ckpt = write_case(tmp_path, 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("from an earlier export")
+    code, err = cli(base_argv(tmp_path, ckpt), capsys)
+    assert code == 2 and "not empty (pass --force" in err
+    assert cli(base_argv(tmp_path, ckpt) + ["--force"], capsys)[0] == 0
+    assert not (out / "old.txt").exists() and (out / "README.md").is_file()
+    with pytest.raises(SystemExit):
+        export_tabr.main(["--help"])
+    text = capsys.readouterr().out
+    for flag in ["--checkpoint", "--hparams", "--train-x", "--train-y", "--preprocess", "--raw-inputs", "--labels", "--name", "--version", "--out", "--force", "--cascade", "--seed"]:
+        line = next(line for line in text.splitlines() if line.strip().startswith(flag))
+        rest = text[text.index(line) + len(line.split(flag, 1)[0]) :].split("\n  --")[0]
+        assert len(rest.split()) > 3, f"{flag} has no help"
+
+
+def test_a_model_that_breaks_in_onnxruntime_is_refused(tmp_path, capsys, monkeypatch):
+    ckpt = write_case(tmp_path, 2)
+
+    def tampered(out, golden, tolerance=1e-4):
+        golden = {**golden, "logits": [[v + 1.0 for v in r] for r in golden["logits"]]}
+        return real(out, golden, tolerance)
+
+    real = export_tabr.verify_onnx
+    monkeypatch.setattr(export_tabr, "verify_onnx", tampered)
+    code, err = cli(base_argv(tmp_path, ckpt), capsys)
+    assert code == 2 and "away from PyTorch's" in err
+
+
+def test_dependencies_are_pinned_to_what_runs_here():
+    import importlib.metadata as md
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    pins = dict(line.split("==") for line in (root / "requirements.txt").read_text().splitlines() if line and not line.startswith("#"))
+    for name, version in pins.items():
+        assert md.version(name).split("+")[0] == version, f"{name} {md.version(name)} is installed, requirements.txt pins {version}"
+    for script in ["export_tabr.py", "make_demo_model.py", "train_tabr_example.py"]:
+        header = (root / script).read_text().split("# ///")[1]
+        for dep in re.findall(r'"([A-Za-z0-9_.-]+)==([^"]+)"', header):
+            assert pins.get(dep[0]) == dep[1], f"{script} pins {dep[0]}=={dep[1]}, requirements.txt {pins.get(dep[0])}"
+        quoted = re.findall(r'"([^"]+)"', header)
+        assert quoted and all("==" in q for q in quoted if q[0].isalpha()), f"{script}: every dependency pinned ({quoted})"

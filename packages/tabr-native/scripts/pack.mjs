@@ -1,6 +1,6 @@
 // Release tarballs of @org/tabr-native and its platform packages, offline, never published.
 //
-// The napi-rs layout: the main package holds the generated loader (index.js, index.d.ts) and
+// The napi-rs layout: the main package holds the loader (index.js over the generated binding.js, index.d.ts) and
 // names one platform package per target of its `napi` block in optionalDependencies; each
 // platform package (npm/<platform>/, made by `napi create-npm-dirs`) holds that target's
 // `.node`. package.json lists them as `workspace:*` (pnpm links the folders); this script

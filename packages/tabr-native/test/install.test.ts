@@ -108,6 +108,26 @@ describe('the packed release, installed with npm', () => {
 
   afterAll(() => rmSync(work, { recursive: true, force: true }))
 
+  it('says what to install when the platform package is missing (the main tarball alone)', () => {
+    const alone = join(work, 'alone')
+    mkdirSync(alone)
+    writeFileSync(join(alone, 'package.json'), '{ "name": "tabr-install-alone", "private": true }\n')
+    const env = plainEnv({ ONNXRUNTIME_NODE_INSTALL: 'skip' })
+    for (const k of Object.keys(env)) {
+      if (/^(npm_(lifecycle|package|command|execpath|node_execpath)|npm_config_user_agent|pnpm_)/i.test(k)) delete env[k]
+    }
+    // --omit=optional: exactly what a user who installs the main tarball on its own ends with.
+    const npm = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--omit=optional', tarballs[0]!], { cwd: alone, env })
+    expect(npm.status, npm.stderr).toBe(0)
+    // Without NODE_PATH (pnpm's shims set it to the workspace's store): a user's plain Node.
+    const { NODE_PATH: _, ...userEnv } = plainEnv()
+    const r = run(process.execPath, ['-e', "require('@org/tabr-native')"], { cwd: alone, env: userEnv })
+    expect(r.status).not.toBe(0)
+    expect(r.stderr).toContain(`its addon, the package ${platformName}, is not installed`)
+    expect(r.stderr).toContain(`npm install ./org-tabr-native-${VERSION}.tgz ./org-tabr-native-linux-x64-gnu-${VERSION}.tgz`)
+    expect(r.stderr).not.toContain('wasm32-wasi\n')
+  }, 300_000)
+
   it('packs the loader and the binary into separate packages, as napi-rs lays them out', () => {
     expect(tarballs.map((t) => t.split('/').pop())).toEqual([
       `org-tabr-native-${VERSION}.tgz`,
@@ -116,7 +136,7 @@ describe('the packed release, installed with npm', () => {
     const list = (t: string) => execFileSync('tar', ['-tzf', t], { encoding: 'utf8' }).trim().split('\n').sort()
     const [main, platform] = tarballs.map(list)
     expect(main).toEqual(
-      ['index.d.ts', 'index.js', 'package.json', 'README.md', 'THIRD-PARTY-NOTICES.txt'].map((f) => `package/${f}`).sort(),
+      ['binding.js', 'index.d.ts', 'index.js', 'package.json', 'README.md', 'THIRD-PARTY-NOTICES.txt'].map((f) => `package/${f}`).sort(),
     )
     expect(platform).toEqual(
       [binary, 'package.json', 'README.md', 'THIRD-PARTY-NOTICES.txt'].map((f) => `package/${f}`).sort(),

@@ -27,7 +27,7 @@ describe('one version list', () => {
     expect(pkg.version).toBe(VERSION)
     expect(readJson(join(pkgDir, 'npm/linux-x64-gnu/package.json')).version).toBe(VERSION)
     // The generated loader checks the platform package against the version it was built for.
-    const expected = [...readFileSync(join(pkgDir, 'index.js'), 'utf8').matchAll(/bindingPackageVersion !== '([^']+)'/g)]
+    const expected = [...readFileSync(join(pkgDir, 'binding.js'), 'utf8').matchAll(/bindingPackageVersion !== '([^']+)'/g)]
     expect(expected.length).toBeGreaterThan(0)
     expect(new Set(expected.map((m) => m[1]))).toEqual(new Set([VERSION]))
   })
