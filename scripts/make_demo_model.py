@@ -111,11 +111,11 @@ def train(x: np.ndarray, y: np.ndarray, seed: int):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--per-class", type=int, default=200)
+    ap = argparse.ArgumentParser(prog="make_demo_model", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--per-class", type=int, default=200, help="synthetic clips drawn per class (default 200)")
     ap.add_argument("--keep-features", help="also save the extracted features and labels here (.npz)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(REPO / "models/tabr-demo"))
+    ap.add_argument("--seed", type=int, default=0, help="seed of the split, the initialisation and the batches (default 0)")
+    ap.add_argument("--out", default=str(REPO / "models/tabr-demo"), help="the model directory to (re)write (default models/tabr-demo; its contents are replaced)")
     args = ap.parse_args()
 
     import joblib

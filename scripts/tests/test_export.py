@@ -313,3 +313,21 @@ def test_dependencies_are_pinned_to_what_runs_here():
             assert pins.get(dep[0]) == dep[1], f"{script} pins {dep[0]}=={dep[1]}, requirements.txt {pins.get(dep[0])}"
         quoted = re.findall(r'"([^"]+)"', header)
         assert quoted and all("==" in q for q in quoted if q[0].isalpha()), f"{script}: every dependency pinned ({quoted})"
+
+
+def test_takes_tabr_features_jsonl_with_labels_from_a_file_label_csv(tmp_path, capsys):
+    ckpt = write_case(tmp_path, 2)
+    x, y = np.load(tmp_path / "x.npy"), np.load(tmp_path / "y.npy")
+    names = export_tabr.poc_abs_v1_names()
+    lines = [json.dumps({"spec": "poc-abs", "version": 1, "names": names})]
+    lines += [json.dumps({"file": f"clips/c{i}.mkv", "error": None, "values": [None if np.isnan(v) else float(v) for v in row]}) for i, row in enumerate(x)]
+    (tmp_path / "f.jsonl").write_text("\n".join(lines) + "\n")
+    # Labels by file, in another order than the features.
+    (tmp_path / "labels.csv").write_text("file,label\n" + "".join(f"clips/c{i}.mkv,{'ab'[int(y[i])]}\n" for i in reversed(range(len(y)))))
+    code, err = cli(base_argv(tmp_path, ckpt, **{"train-x": str(tmp_path / "f.jsonl"), "train-y": str(tmp_path / "labels.csv")}), capsys)
+    assert code == 0, err
+    assert cli(base_argv(tmp_path, ckpt, out=str(tmp_path / "npy")), capsys)[0] == 0
+    assert json.loads((tmp_path / "out/golden.json").read_text()) == json.loads((tmp_path / "npy/golden.json").read_text())
+    (tmp_path / "labels.csv").write_text("file,label\nclips/c0.mkv,a\n")
+    code, err = cli(base_argv(tmp_path, ckpt, **{"train-x": str(tmp_path / "f.jsonl"), "train-y": str(tmp_path / "labels.csv")}), capsys)
+    assert code == 2 and "no label for 59 file(s): clips/c1.mkv" in err

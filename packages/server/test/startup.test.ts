@@ -11,7 +11,7 @@ import { createService } from '../src/app.js'
 import { makeLogger } from '../src/core/observability.js'
 import { removeStaleDirs } from '../src/core/tempdirs.js'
 import { checkPersistence, redisConnection } from '../src/services/queue.js'
-import { config, spawnService } from './helpers.js'
+import { auth, config, DEMO, spawnService } from './helpers.js'
 import { queueEnv, startRedis, startWorker, until } from './queue-helpers.js'
 
 /** A pid that was just in use and is not any more. */
@@ -165,6 +165,30 @@ describe('model load warnings', () => {
       expect(w).toMatchObject({ level: 40, model: 'tabr-demo' })
     } finally {
       await svc.stop()
+    }
+  })
+})
+
+describe('a registry name other than the manifest name', () => {
+  it('is served as MODEL_REGISTRY names it, and the difference is logged as one warning', async () => {
+    const svc = await spawnService({ MODEL_REGISTRY: `other-name:tabr:${DEMO}` })
+    try {
+      const records = svc.output.map((l) => JSON.parse(l) as { level: number; model?: string; msg?: string })
+      expect(records.find((r) => /manifest names it/.test(r.msg ?? ''))).toMatchObject({
+        level: 40,
+        model: 'other-name',
+        msg: 'the model directory\'s manifest names it "tabr-demo"; it is served as "other-name" (MODEL_REGISTRY)',
+      })
+      const r = await fetch(`${svc.url}/models/other-name`, { headers: auth() })
+      expect(((await r.json()) as { name: string }).name).toBe('other-name')
+    } finally {
+      await svc.stop()
+    }
+    const same = await spawnService()
+    try {
+      expect(same.output.some((l) => /manifest names it/.test(l))).toBe(false)
+    } finally {
+      await same.stop()
     }
   })
 })

@@ -31,6 +31,8 @@ export class TabrHandler implements ModelHandler {
     // goes to the service's log.
     for (const w of this.model.warnings) this.opts.warn?.(this.name, w)
     const i = this.model.info
+    // MODEL_REGISTRY's name is the one served; a different manifest name is said, not hidden.
+    if (i.name !== this.name) this.opts.warn?.(this.name, `the model directory's manifest names it ${JSON.stringify(i.name)}; it is served as ${JSON.stringify(this.name)} (MODEL_REGISTRY)`)
     this.info = {
       name: this.name,
       version: i.version,
