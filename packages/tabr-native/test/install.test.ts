@@ -57,6 +57,19 @@ import { extractFeatures, loadModel, VERSION, FEATURE_SPECS } from '@org/tabr-na
 ${probeBody}`,
 }
 
+/**
+ * The environment `npm install` runs in: only the variables npm and pnpm set for the script
+ * running this test are dropped (a registry or proxy configured in the environment still
+ * applies), and onnxruntime-node's download step is skipped.
+ */
+function npmEnv(): NodeJS.ProcessEnv {
+  const env = plainEnv({ ONNXRUNTIME_NODE_INSTALL: 'skip' })
+  for (const k of Object.keys(env)) {
+    if (/^(npm_(lifecycle|package|command|execpath|node_execpath)|npm_config_user_agent|pnpm_)/i.test(k)) delete env[k]
+  }
+  return env
+}
+
 describe('the packed release, installed with npm', () => {
   let work: string
   let app: string
@@ -96,12 +109,7 @@ describe('the packed release, installed with npm', () => {
     writeFileSync(join(app, 'package.json'), '{ "name": "tabr-install-test", "private": true }\n')
     writeFileSync(join(app, 'probe.cjs'), probes.require)
     writeFileSync(join(app, 'probe.mjs'), probes.import)
-    // Only the variables npm and pnpm set for the script running this test are dropped: a
-    // registry or proxy configured in the environment still applies.
-    const env = plainEnv({ ONNXRUNTIME_NODE_INSTALL: 'skip' })
-    for (const k of Object.keys(env)) {
-      if (/^(npm_(lifecycle|package|command|execpath|node_execpath)|npm_config_user_agent|pnpm_)/i.test(k)) delete env[k]
-    }
+    const env = npmEnv()
     const npm = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', ...tarballs], { cwd: app, env })
     if (npm.status !== 0) throw new Error(`npm install failed:\n${npm.stderr}`)
   }, 600_000)
@@ -112,10 +120,7 @@ describe('the packed release, installed with npm', () => {
     const alone = join(work, 'alone')
     mkdirSync(alone)
     writeFileSync(join(alone, 'package.json'), '{ "name": "tabr-install-alone", "private": true }\n')
-    const env = plainEnv({ ONNXRUNTIME_NODE_INSTALL: 'skip' })
-    for (const k of Object.keys(env)) {
-      if (/^(npm_(lifecycle|package|command|execpath|node_execpath)|npm_config_user_agent|pnpm_)/i.test(k)) delete env[k]
-    }
+    const env = npmEnv()
     // --omit=optional: exactly what a user who installs the main tarball on its own ends with.
     const npm = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--omit=optional', tarballs[0]!], { cwd: alone, env })
     expect(npm.status, npm.stderr).toBe(0)
