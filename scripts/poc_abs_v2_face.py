@@ -1,0 +1,198 @@
+# /// script
+# requires-python = ">=3.10"
+# dependencies = ["numpy==2.4.6", "onnxruntime==1.32.0"]
+# ///
+"""poc-abs v2's face stage in plain numpy + onnxruntime, sharing no code with the Rust core.
+
+    uv run scripts/poc_abs_v2_face.py ../shared/fixtures/faces/*.mp4 --overlay out/
+
+For each clip: frames from ffmpeg (RGB), the full-range BlazeFace detector on a letterboxed
+192² frame (anchors, box and keypoint decoding, sigmoid scores, weighted suppression, the most
+confident face), the FaceMesh region of interest (the box centre, 1.5 × its longer side, turned
+so the eyes are level), FaceMesh's 468 landmarks mapped back to the frame, and the similarity
+(scale, rotation, translation) that puts seven stable landmarks onto the canonical template of
+a 128² crop. `--overlay DIR` writes, per clip, the first aligned crop with the landmarks used
+as a PNG (through ffmpeg). Prints one JSON line per clip: detection score, box, fit residual.
+
+This is the prototype and the independent route of the v2 spec (docs/spec/poc-abs-v2.md, to be
+written from what it measures): the core's implementation will be checked against it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ASSETS = Path(__file__).resolve().parent.parent / "crates/tabr-core/assets/face"
+DET_SIZE = 192
+MESH_SIZE = 192
+ROI_SIZE = 128
+MIN_SCORE = 0.5
+SUPPRESSION_IOU = 0.3
+ROI_SCALE = 1.5
+#: FaceMesh indices that fix the similarity: the eyes' outer and inner corners (right eye 33,
+#: 133; left eye 362, 263, in the subject's sense), the nose tip (1), the mouth corners (61, 291).
+FIT_POINTS = [33, 133, 362, 263, 1, 61, 291]
+#: Where they go in the canonical crop, as fractions of its side (x right, y down).
+TEMPLATE = np.array([[0.24, 0.38], [0.41, 0.39], [0.59, 0.39], [0.76, 0.38], [0.50, 0.58], [0.37, 0.75], [0.63, 0.75]])
+
+
+def read_frames(clip: Path) -> tuple[list[np.ndarray], int, int]:
+    """Every frame as H×W×3 uint8 RGB (ffmpeg, display rotation applied)."""
+    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height:stream_side_data=rotation", "-of", "json", str(clip)], check=True, capture_output=True, text=True)
+    info = json.loads(probe.stdout)["streams"][0]
+    w, h = info["width"], info["height"]
+    rot = next((abs(int(s.get("rotation", 0))) for s in info.get("side_data_list", []) if "rotation" in s), 0)
+    if rot in (90, 270):
+        w, h = h, w
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(clip), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
+    a = np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
+    return list(a), w, h
+
+
+def warp(img: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear sampling: output pixel (u, v) takes the input at m @ (u, v, 1); zero outside."""
+    v, u = np.mgrid[0:size, 0:size].astype(np.float64)
+    x = m[0, 0] * u + m[0, 1] * v + m[0, 2]
+    y = m[1, 0] * u + m[1, 1] * v + m[1, 2]
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    h, w = img.shape[:2]
+
+    def at(yy, xx):
+        ok = ((xx >= 0) & (xx < w) & (yy >= 0) & (yy < h))[..., None]
+        return np.where(ok, img[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)].astype(np.float64), 0.0)
+
+    return (at(y0, x0) * (1 - fx) * (1 - fy) + at(y0, x0 + 1) * fx * (1 - fy) + at(y0 + 1, x0) * (1 - fx) * fy + at(y0 + 1, x0 + 1) * fx * fy)
+
+
+def anchors() -> np.ndarray:
+    """The full-range model's 2304 anchor centres: a 48 × 48 grid (stride 4), offset 0.5."""
+    n = DET_SIZE // 4
+    ys, xs = np.mgrid[0:n, 0:n]
+    return np.stack([(xs.ravel() + 0.5) / n, (ys.ravel() + 0.5) / n], 1)
+
+
+def detect(sess, frame: np.ndarray) -> dict | None:
+    """The most confident face: box (x0, y0, x1, y1) and 6 keypoints in frame pixels."""
+    h, w = frame.shape[:2]
+    scale = DET_SIZE / max(w, h)
+    pad_x, pad_y = (DET_SIZE - w * scale) / 2, (DET_SIZE - h * scale) / 2
+    # Letterbox: frame pixel centre (x + 0.5) lands at (x + 0.5) * scale + pad.
+    m = np.array([[1 / scale, 0, (0.5 - pad_x) / scale - 0.5], [0, 1 / scale, (0.5 - pad_y) / scale - 0.5]])
+    x = warp(frame, m, DET_SIZE) / 127.5 - 1.0
+    boxes, scores = sess.run(None, {sess.get_inputs()[0].name: x.transpose(2, 0, 1)[None].astype(np.float32)})
+    raw = boxes[0].astype(np.float64)
+    score = 1 / (1 + np.exp(-np.clip(scores[0, :, 0].astype(np.float64), -100, 100)))
+    a = anchors()
+    cx = raw[:, 0] / DET_SIZE + a[:, 0]
+    cy = raw[:, 1] / DET_SIZE + a[:, 1]
+    bw, bh = raw[:, 2] / DET_SIZE, raw[:, 3] / DET_SIZE
+    kp = raw[:, 4:16].reshape(-1, 6, 2) / DET_SIZE + a[:, None, :]
+    keep = np.flatnonzero(score >= MIN_SCORE)
+    if not len(keep):
+        return None
+    box = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
+    # Weighted suppression: the best candidate's cluster (IoU ≥ 0.3) averaged by score.
+    best = keep[np.argmax(score[keep])]
+    b = box[keep]
+    ix = np.clip(np.minimum(b[:, 2], box[best, 2]) - np.maximum(b[:, 0], box[best, 0]), 0, None)
+    iy = np.clip(np.minimum(b[:, 3], box[best, 3]) - np.maximum(b[:, 1], box[best, 1]), 0, None)
+    inter = ix * iy
+    union = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) + (box[best, 2] - box[best, 0]) * (box[best, 3] - box[best, 1]) - inter
+    cluster = keep[inter / union >= SUPPRESSION_IOU]
+    wgt = score[cluster] / score[cluster].sum()
+    mbox = (box[cluster] * wgt[:, None]).sum(0)
+    mkp = (kp[cluster] * wgt[:, None, None]).sum(0)
+    to_px = lambda p: (p * DET_SIZE - [pad_x, pad_y]) / scale  # noqa: E731
+    return {"score": float(score[best]), "box": np.concatenate([to_px(mbox[:2]), to_px(mbox[2:])]), "keypoints": to_px(mkp)}
+
+
+def landmarks(sess, frame: np.ndarray, det: dict) -> np.ndarray:
+    """FaceMesh's 468 points (x, y in frame pixels) in the rotated ROI of a detection."""
+    x0, y0, x1, y1 = det["box"]
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    side = max(x1 - x0, y1 - y0) * ROI_SCALE
+    (rx, ry), (lx, ly) = det["keypoints"][0], det["keypoints"][1]  # the subject's right and left eye
+    theta = math.atan2(ly - ry, lx - rx)  # the eye line's angle in the frame
+    c, s = math.cos(theta), math.sin(theta)
+    k = side / MESH_SIZE
+    # Crop pixel (u, v) ↔ frame: centre + R(θ) · k · (u + 0.5 − 96, v + 0.5 − 96) − 0.5.
+    m = np.array([[c * k, -s * k, cx - 0.5 + (c * (0.5 - MESH_SIZE / 2) - s * (0.5 - MESH_SIZE / 2)) * k],
+                  [s * k, c * k, cy - 0.5 + (s * (0.5 - MESH_SIZE / 2) + c * (0.5 - MESH_SIZE / 2)) * k]])
+    crop = warp(frame, m, MESH_SIZE) / 255.0
+    pts = sess.run(None, {sess.get_inputs()[0].name: crop.transpose(2, 0, 1)[None].astype(np.float32)})[0].reshape(468, 3)[:, :2].astype(np.float64)
+    # FaceMesh's coordinates are crop pixels with the pixel centre at +0.5.
+    return (m[:, :2] @ (pts - 0.5).T).T + m[:, 2]
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The least-squares similarity dst ≈ s·R·src + t (Umeyama, no reflection), as a 2×3 matrix."""
+    ms, md = src.mean(0), dst.mean(0)
+    a, b = src - ms, dst - md
+    u, sv, vt = np.linalg.svd(b.T @ a / len(src))
+    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    r = u @ d @ vt
+    scale = (sv * np.diag(d)).sum() / (a**2).sum(1).mean()
+    return np.hstack([scale * r, (md - scale * r @ ms)[:, None]])
+
+
+def png(path: Path, rgb: np.ndarray) -> None:
+    h, w = rgb.shape[:2]
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-i", "-", str(path)], input=np.clip(rgb, 0, 255).astype(np.uint8).tobytes(), check=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="poc_abs_v2_face", description=__doc__.split("\n\n")[0])
+    ap.add_argument("clips", nargs="+", help="video files")
+    ap.add_argument("--overlay", help="folder for one PNG per clip: the first aligned crop, 4× enlarged, with the fit landmarks")
+    ap.add_argument("--frames", type=int, default=10, help="frames per clip to run (default 10, spread over the clip)")
+    args = ap.parse_args(argv)
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    det_sess = ort.InferenceSession(str(ASSETS / "blazeface_full_range.onnx"), opts, providers=["CPUExecutionProvider"])
+    mesh_sess = ort.InferenceSession(str(ASSETS / "facemesh.onnx"), opts, providers=["CPUExecutionProvider"])
+    for clip in map(Path, args.clips):
+        frames, w, h = read_frames(clip)
+        picks = np.linspace(0, len(frames) - 1, min(args.frames, len(frames))).round().astype(int)
+        found, scores, residuals, first = 0, [], [], None
+        for i in picks:
+            det = detect(det_sess, frames[i])
+            if det is None:
+                continue
+            found += 1
+            scores.append(det["score"])
+            pts = landmarks(mesh_sess, frames[i], det)
+            dst = TEMPLATE * ROI_SIZE
+            fit = similarity(pts[FIT_POINTS], dst)
+            mapped = (fit[:, :2] @ pts[FIT_POINTS].T).T + fit[:, 2]
+            residuals.append(float(np.sqrt(((mapped - dst) ** 2).sum(1).mean())))
+            if first is None:
+                first = (frames[i], fit, pts)
+        print(json.dumps({"clip": clip.name, "size": [w, h], "frames_tried": len(picks), "faces": found,
+                          "score_min": min(scores) if scores else None, "fit_rms_px": float(np.mean(residuals)) if residuals else None}))
+        if args.overlay and first is not None:
+            frame, fit, pts = first
+            inv = np.linalg.inv(np.vstack([fit, [0, 0, 1]]))[:2]
+            big = 4
+            crop = warp(frame, inv @ np.diag([1 / big, 1 / big, 1]), ROI_SIZE * big)
+            canon = (fit[:, :2] @ pts.T).T + fit[:, 2]
+            for j, (x, y) in enumerate(canon * big):
+                r = 3 if j in FIT_POINTS else 1
+                colour = [255, 60, 60] if j in FIT_POINTS else [60, 220, 60]
+                yy, xx = int(round(y)), int(round(x))
+                crop[max(0, yy - r):yy + r + 1, max(0, xx - r):xx + r + 1] = colour
+            Path(args.overlay).mkdir(parents=True, exist_ok=True)
+            png(Path(args.overlay) / f"{clip.stem}.png", crop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
