@@ -24,6 +24,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("clips", nargs="+", help="video files")
     ap.add_argument("--overlay", help="folder for one PNG per clip: the first aligned crop, 4× enlarged, with the fit landmarks")
     ap.add_argument("--frames", type=int, default=10, help="frames per clip to run (default 10, spread over the clip)")
+    ap.add_argument("--gray", action="store_true", help="give the models the gray frame in all three channels (as v1's decoder delivers it) instead of colour")
     args = ap.parse_args(argv)
     import onnxruntime as ort
 
@@ -161,15 +163,23 @@ def main(argv: list[str] | None = None) -> int:
     mesh_sess = ort.InferenceSession(str(ASSETS / "facemesh.onnx"), opts, providers=["CPUExecutionProvider"])
     for clip in map(Path, args.clips):
         frames, w, h = read_frames(clip)
+        if args.gray:
+            # OpenCV's BGR→GRAY weights (v1 §1), replicated into R, G and B.
+            frames = [np.repeat(np.rint(f @ [0.299, 0.587, 0.114])[..., None], 3, 2).astype(np.uint8) for f in frames]
         picks = np.linspace(0, len(frames) - 1, min(args.frames, len(frames))).round().astype(int)
         found, scores, residuals, first = 0, [], [], None
+        t_det = t_mesh = 0.0
         for i in picks:
+            t0 = time.perf_counter()
             det = detect(det_sess, frames[i])
+            t_det += time.perf_counter() - t0
             if det is None:
                 continue
             found += 1
             scores.append(det["score"])
+            t0 = time.perf_counter()
             pts = landmarks(mesh_sess, frames[i], det)
+            t_mesh += time.perf_counter() - t0
             dst = TEMPLATE * ROI_SIZE
             fit = similarity(pts[FIT_POINTS], dst)
             mapped = (fit[:, :2] @ pts[FIT_POINTS].T).T + fit[:, 2]
@@ -177,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             if first is None:
                 first = (frames[i], fit, pts)
         print(json.dumps({"clip": clip.name, "size": [w, h], "frames_tried": len(picks), "faces": found,
-                          "score_min": min(scores) if scores else None, "fit_rms_px": float(np.mean(residuals)) if residuals else None}))
+                          "score_min": min(scores) if scores else None, "fit_rms_px": float(np.mean(residuals)) if residuals else None,
+                          "ms_per_detection": 1e3 * t_det / len(picks), "ms_per_mesh": 1e3 * t_mesh / max(found, 1)}))
         if args.overlay and first is not None:
             frame, fit, pts = first
             inv = np.linalg.inv(np.vstack([fit, [0, 0, 1]]))[:2]
