@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("clips", nargs="+", help="video files")
     ap.add_argument("--overlay", help="folder for one PNG per clip: the first aligned crop, 4× enlarged, with the fit landmarks")
     ap.add_argument("--frames", type=int, default=10, help="frames per clip to run (default 10, spread over the clip)")
+    ap.add_argument("--mean-shape", help="write the mean canonical position of all 468 landmarks over every frame run (JSON), after a generalised Procrustes fit of the seven fit points: what the template and the regions are chosen from")
     ap.add_argument("--gray", action="store_true", help="give the models the gray frame in all three channels (as v1's decoder delivers it) instead of colour")
     args = ap.parse_args(argv)
     import onnxruntime as ort
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     opts.intra_op_num_threads = 1
     det_sess = ort.InferenceSession(str(ASSETS / "blazeface_full_range.onnx"), opts, providers=["CPUExecutionProvider"])
     mesh_sess = ort.InferenceSession(str(ASSETS / "facemesh.onnx"), opts, providers=["CPUExecutionProvider"])
+    all_shapes: list[np.ndarray] = []
     for clip in map(Path, args.clips):
         frames, w, h = read_frames(clip)
         if args.gray:
@@ -168,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             frames = [np.repeat(np.rint(f @ [0.299, 0.587, 0.114])[..., None], 3, 2).astype(np.uint8) for f in frames]
         picks = np.linspace(0, len(frames) - 1, min(args.frames, len(frames))).round().astype(int)
         found, scores, residuals, first = 0, [], [], None
+        shapes = all_shapes
         t_det = t_mesh = 0.0
         for i in picks:
             t0 = time.perf_counter()
@@ -180,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             pts = landmarks(mesh_sess, frames[i], det)
             t_mesh += time.perf_counter() - t0
+            shapes.append(pts)
             dst = TEMPLATE * ROI_SIZE
             fit = similarity(pts[FIT_POINTS], dst)
             mapped = (fit[:, :2] @ pts[FIT_POINTS].T).T + fit[:, 2]
@@ -202,7 +206,27 @@ def main(argv: list[str] | None = None) -> int:
                 crop[max(0, yy - r):yy + r + 1, max(0, xx - r):xx + r + 1] = colour
             Path(args.overlay).mkdir(parents=True, exist_ok=True)
             png(Path(args.overlay) / f"{clip.stem}.png", crop)
+    if args.mean_shape and all_shapes:
+        Path(args.mean_shape).write_text(json.dumps(mean_shape(all_shapes)))
     return 0
+
+
+def mean_shape(shapes: list[np.ndarray], rounds: int = 10) -> dict:
+    """Generalised Procrustes on the fit points: each face's similarity onto the running mean of
+    the fit points, the mean re-estimated, then scaled and placed so that the outer eye corners
+    sit where TEMPLATE puts them. Returns the fit points' mean and every landmark's mean and
+    spread, in canonical pixels."""
+    target = TEMPLATE * ROI_SIZE
+    for _ in range(rounds):
+        fits = [similarity(s[FIT_POINTS], target) for s in shapes]
+        mean = np.mean([(f[:, :2] @ s[FIT_POINTS].T).T + f[:, 2] for f, s in zip(fits, shapes)], 0)
+        # Keep the frame of reference: the mean's outer eye corners onto the template's.
+        anchor = similarity(mean[[0, 3]], (TEMPLATE * ROI_SIZE)[[0, 3]])
+        target = (anchor[:, :2] @ mean.T).T + anchor[:, 2]
+    fits = [similarity(s[FIT_POINTS], target) for s in shapes]
+    canon = np.array([(f[:, :2] @ s.T).T + f[:, 2] for f, s in zip(fits, shapes)])
+    return {"roi_size": ROI_SIZE, "faces": len(shapes), "fit_points": FIT_POINTS, "fit_mean": target.round(3).tolist(),
+            "landmarks_mean": canon.mean(0).round(3).tolist(), "landmarks_sd": canon.std(0).round(3).tolist()}
 
 
 if __name__ == "__main__":
