@@ -62,17 +62,24 @@ function Result({ answer, labels: names, videoUrl }: { answer: Answer; labels?: 
   const [moment, setMoment] = useState<Moment>()
   const p = answer.prediction
   const labels = (p.probabilities ?? []).map((v, i) => [i, v] as const)
-  const seek = (t: number) => {
+  /** Moves the video to `t` seconds (and focus to it when a person asked). */
+  const seek = (t: number, focus = true) => {
     const v = videoEl.current
     if (!v) return
     v.currentTime = Math.min(t, Number.isFinite(v.duration) ? v.duration : t)
-    v.focus()
+    if (focus) v.focus()
   }
   useEffect(() => {
     if (!answer.series || !chartEl.current) return
     const { names, columns } = regionMotion(answer.series)
     const m = strongest(answer.series.t_s, names, columns)
     setMoment(m)
+    // The video opens at the strongest moment (a frame of the face, not a black first frame).
+    const v = videoEl.current
+    if (m && v) {
+      if (v.readyState >= 1) seek(m.t, false)
+      else v.addEventListener('loadedmetadata', () => seek(m.t, false), { once: true })
+    }
     let plot: uPlot | undefined = drawChart(chartEl.current, answer.series.t_s, names, columns, m, seek)
     return () => {
       plot?.destroy()
