@@ -77,6 +77,22 @@ try {
     console.log(`| ${c} | ${r.requests.average.toFixed(0)} | ${r.latency.p50} | ${r.latency.p99} | ${r.non2xx} |`)
   }
 
+  // The Open Inference Protocol's batches against one vector per request, same service.
+  const rows = 64
+  const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [rows, 90], parameters: { binary_data_size: rows * 90 * 4 } }], parameters: { binary_data_output: true } }))
+  const tensor = Buffer.alloc(rows * 90 * 4)
+  for (let i = 0; i < rows * 90; i++) tensor.writeFloatLE(Math.abs(Math.sin(i)), i * 4)
+  const oipBody = Buffer.concat([header, tensor])
+  const oipHeaders = { ...headers, 'inference-header-content-length': String(header.length) }
+  await run({ url: `${url}/v2/models/tabr-demo/infer`, method: 'POST', headers: oipHeaders, body: oipBody, connections: 4, duration: 2 })
+  console.log(`\n## HTTP: feature vectors per second, one per POST /infer (JSON) vs ${rows} per Open Inference Protocol request (binary), c = 4\n`)
+  console.log('| route | requests/s | vectors/s | p50 ms | non-2xx |\n|---|---|---|---|---|')
+  const one = await run({ url: `${url}/infer/tabr-demo`, method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: features, connections: 4, duration: 6 })
+  const batch = await run({ url: `${url}/v2/models/tabr-demo/infer`, method: 'POST', headers: oipHeaders, body: oipBody, connections: 4, duration: 6 })
+  console.log(`| POST /infer/tabr-demo | ${one.requests.average.toFixed(0)} | ${one.requests.average.toFixed(0)} | ${one.latency.p50} | ${one.non2xx} |`)
+  console.log(`| POST /v2/models/tabr-demo/infer, ${rows} rows | ${batch.requests.average.toFixed(0)} | ${(batch.requests.average * rows).toFixed(0)} | ${batch.latency.p50} | ${batch.non2xx} |`)
+  console.log(`| ratio (vectors/s) | | ${((batch.requests.average * rows) / one.requests.average).toFixed(1)}× | | |`)
+
   if (existsSync(d18)) {
     const body = readFileSync(d18)
     console.log('\n## HTTP: the d18 clip (raw video/mp4, FLOW=rust)\n')
