@@ -89,6 +89,7 @@ demo-model: build uv
 
 bench: build
 	cargo run --release -p tabr-bench
+	cargo run --release -p tabr-bench -- --face-mesh
 	node bench/http.mjs
 	node bench/queue.mjs
 

@@ -293,6 +293,58 @@ fn flows_table(clip: &Path) {
     );
 }
 
+/// poc-abs v2's face stage (work in progress) against v1's: one thread, d18's frames, medians
+/// of ms per call: the full-range detector, FaceMesh, and one v1 Haar try (`tabr-bench
+/// --face-mesh`).
+fn face_mesh_bench(clip: &Path) {
+    use tabr_core::face::{self, DetectScratch, FaceDetector};
+    use tabr_core::face_mesh::FaceMesh;
+    let _ = opencv::core::set_num_threads(1);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dylib = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .or_else(|| {
+            tabr_core::model::runtime::find_onnxruntime_node(&root.join("packages/tabr-native"))
+        });
+    let mesh = FaceMesh::load(dylib.as_deref()).expect("the face models load");
+    let params = tabr_core::SpecParams::default();
+    let mut dec = tabr_core::video::Decoder::open(tabr_core::VideoSource::Path(clip), &params)
+        .expect("d18 opens");
+    let mut frames = Vec::new();
+    let mut g = opencv::core::Mat::default();
+    while frames.len() < 30 && dec.next_gray(&mut g).expect("decodes") {
+        frames.push(g.clone());
+    }
+    let haar = FaceDetector::from_option(None).expect("cascade");
+    let mut cc = haar.checkout().expect("classifier");
+    let mut scratch = DetectScratch::default();
+    let (mut det, mut lm, mut hr) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..2 {
+        for f in &frames {
+            let t = Instant::now();
+            let d = mesh.detect(f).expect("runs").expect("a face");
+            det.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            mesh.landmarks(f, &d).expect("landmarks");
+            lm.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            face::detect(&mut cc, f, &params, &mut scratch).expect("haar");
+            hr.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let (d, l, h) = (median(det), median(lm), median(hr));
+    println!(
+        "\n## Face stage per try, d18 frames, one thread (medians of {} calls)\n",
+        frames.len() * 2
+    );
+    println!("| v2 detector ms | v2 FaceMesh ms | v2 together | v1 Haar try ms | v1 / v2 |\n|---|---|---|---|---|");
+    println!(
+        "| {d:.2} | {l:.2} | {:.2} | {h:.2} | {:.1}× |",
+        d + l,
+        h / (d + l)
+    );
+}
+
 fn d18_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4")
@@ -306,6 +358,7 @@ fn main() {
         Some("--flow-solve") => return flow::solve_only(&d18_path()),
         Some("--flow-pyramid") => return flow::pyramid_only(&d18_path()),
         Some("--flow-sequence") => return flow::sequence_only(&d18_path()),
+        Some("--face-mesh") => return face_mesh_bench(&d18_path()),
         // Only the per-pair flow table, for a clip given or d18.
         Some("--flow") => {
             let clip = args.get(2).map(PathBuf::from).unwrap_or_else(d18_path);

