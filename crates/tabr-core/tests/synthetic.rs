@@ -16,24 +16,33 @@ fn extract(dir: &Path, name: &str, spec: &ClipSpec) -> Features {
         .expect("features")
 }
 
-#[test]
-fn mouth_micro_movement_spikes_only_the_mouth() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let still = ClipSpec {
+/// 90 frames of the drawn face with light sensor noise.
+fn still() -> ClipSpec {
+    ClipSpec {
         frames: 90,
         seed: 3,
         noise: 0.5,
         ..ClipSpec::default()
-    };
-    let moving = ClipSpec {
+    }
+}
+
+/// The same clip (same noise) with the mouth moving 0.6 px in frames 40–45.
+fn mouth() -> ClipSpec {
+    ClipSpec {
         movement: Some(Movement {
             part: Part::Mouth,
             start: 40,
             len: 6,
             amplitude: 0.6,
         }),
-        ..still.clone()
-    };
+        ..still()
+    }
+}
+
+#[test]
+fn mouth_micro_movement_spikes_only_the_mouth() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (still, moving) = (still(), mouth());
     let (s, m) = (
         extract(dir.path(), "still.mkv", &still),
         extract(dir.path(), "mouth.mkv", &moving),
@@ -78,19 +87,7 @@ fn mouth_micro_movement_spikes_only_the_mouth() {
 #[test]
 fn the_series_holds_each_pairs_channels_and_the_statistics_come_from_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = ClipSpec {
-        frames: 90,
-        seed: 3,
-        noise: 0.5,
-        movement: Some(Movement {
-            part: Part::Mouth,
-            start: 40,
-            len: 6,
-            amplitude: 0.6,
-        }),
-        ..ClipSpec::default()
-    };
-    let f = extract(dir.path(), "mouth.mkv", &spec);
+    let f = extract(dir.path(), "mouth.mkv", &mouth());
     let s = &f.series;
     assert_eq!(s.values.len() as u64, f.meta.pairs);
     assert_eq!(
