@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use opencv::core::{Mat, MatTraitConst, Point2f, Scalar, Size, BORDER_CONSTANT};
+use opencv::core::{
+    Mat, MatTraitConst, MatTraitConstManual, MatTraitManual, Point2f, Scalar, Size, BORDER_CONSTANT,
+};
 use opencv::imgproc;
 use tabr_core::face_mesh::{apply, scale_angle, similarity, FaceMesh, FIT_POINTS, N_LANDMARKS};
 use tabr_core::video::Decoder;
@@ -202,4 +204,112 @@ fn similarity_is_exact_on_a_known_transform_and_tiny_perturbations_stay_tiny() {
     for (u, v) in m.iter().zip(&m2) {
         assert!((u - v).abs() < 1e-3, "{u} vs {v}");
     }
+}
+
+/// Mean absolute difference of two crops over their central 3/4 (the borders hold what lies
+/// outside the face, which a turn changes by design).
+fn crop_difference(a: &Mat, b: &Mat) -> f64 {
+    let (n, m) = (a.rows() as usize, a.rows() as usize / 8);
+    let (pa, pb) = (a.data_bytes().expect("crop"), b.data_bytes().expect("crop"));
+    let mut sum = 0.0;
+    for y in m..n - m {
+        for x in m..n - m {
+            sum += (f64::from(pa[y * n + x]) - f64::from(pb[y * n + x])).abs();
+        }
+    }
+    sum / ((n - 2 * m) * (n - 2 * m)) as f64
+}
+
+/// `gray` with Gaussian-like sensor noise of σ ≈ `sigma` (a sum of uniforms, seeded).
+fn noisy(gray: &Mat, sigma: f64, seed: u64) -> Mat {
+    let mut out = gray.clone();
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut uniform = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for v in out.data_bytes_mut().expect("pixels") {
+        // The sum of 12 uniforms less 6 has unit variance.
+        let z: f64 = (0..12).map(|_| uniform()).sum::<f64>() - 6.0;
+        *v = (f64::from(*v) + sigma * z).round().clamp(0.0, 255.0) as u8;
+    }
+    out
+}
+
+#[test]
+fn aligned_crops_of_a_turned_face_match_the_upright_one_where_v1s_boxes_do_not() {
+    use std::sync::Arc;
+    use tabr_core::extract::{FaceMethod, HaarBox, LandmarkAligned};
+    use tabr_core::face::FaceDetector;
+
+    let Some(clip) = shared("faces/face_lp_d18_man_neutral_480_liveportrait.mp4") else {
+        return;
+    };
+    let params = SpecParams::default();
+    let v2 = LandmarkAligned::new(Arc::new(mesh()));
+    let v1 = HaarBox::new(FaceDetector::from_option(None).expect("cascade"));
+    let upright = gray_frame(&clip, 30);
+    let crop = |method: &dyn FaceMethod, g: &Mat| {
+        let geo = method.detect(g, &params).expect("runs").expect("a face");
+        method.crop(g, &geo, params.roi_size).expect("crop")
+    };
+    let (a2, a1) = (crop(&v2, &upright), crop(&v1, &upright));
+    for degrees in [15.0, -15.0] {
+        let turned = rotate(&upright, degrees);
+        let d2 = crop_difference(&a2, &crop(&v2, &turned));
+        let d1 = crop_difference(&a1, &crop(&v1, &turned));
+        eprintln!("{degrees}°: mean |Δ| of the crops, v2 {d2:.2}, v1 {d1:.2} gray levels");
+        assert!(d2 < 0.5 * d1, "v2's crop moved {d2:.2}, v1's {d1:.2}");
+        assert!(
+            d2 < 8.0,
+            "v2's crop of the turned face differs by {d2:.2} gray levels"
+        );
+    }
+}
+
+#[test]
+fn landmark_jitter_does_not_replace_the_fit_and_a_real_move_does() {
+    use std::sync::Arc;
+    use tabr_core::extract::{FaceMethod, LandmarkAligned};
+
+    let Some(clip) = shared("faces/face_lp_d18_man_neutral_480_liveportrait.mp4") else {
+        return;
+    };
+    let params = SpecParams::default();
+    let v2 = LandmarkAligned::new(Arc::new(mesh()));
+    let frame = gray_frame(&clip, 30);
+    let fit = |g: &Mat| v2.detect(g, &params).expect("runs").expect("a face");
+    let first = fit(&frame);
+    assert!(
+        !v2.replaces(&first, &fit(&frame), &params),
+        "the same frame twice"
+    );
+    for seed in 1..=5 {
+        let again = fit(&noisy(&frame, 1.0, seed));
+        assert!(
+            !v2.replaces(&first, &again, &params),
+            "sensor noise (σ = 1, seed {seed}) replaced the fit"
+        );
+    }
+    // The picture moved 8 px to the right: a new fit.
+    let m = Mat::from_slice_2d(&[[1.0f64, 0.0, 8.0], [0.0, 1.0, 0.0]]).expect("matrix");
+    let mut moved = Mat::default();
+    imgproc::warp_affine(
+        &frame,
+        &mut moved,
+        &m,
+        Size::new(frame.cols(), frame.rows()),
+        imgproc::INTER_LINEAR,
+        BORDER_CONSTANT,
+        Scalar::all(0.0),
+    )
+    .expect("moves");
+    assert!(
+        v2.replaces(&first, &fit(&moved), &params),
+        "an 8 px move kept the old fit"
+    );
 }

@@ -1,17 +1,19 @@
 //! The face-method seam: the pipeline asks a [`FaceMethod`] where the face is at a frame (its
 //! [`Geometry`]), whether a new answer replaces the one in force, and for the canonical crop a
-//! geometry implies. Spec v1's Haar box ([`HaarBox`]) is the first method; a landmark-aligned
-//! one (a similarity transform) plugs in as another `Geometry` and another implementation,
-//! without touching the schedule or the pipeline.
+//! geometry implies. Spec v1's Haar box ([`HaarBox`]) is the first method; poc-abs v2's
+//! landmark-aligned one ([`LandmarkAligned`], in progress: no spec version selects it yet)
+//! plugs in as another `Geometry` (a similarity) and another implementation, without touching
+//! the schedule or the pipeline.
 
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use opencv::core::{Mat, Size};
+use opencv::core::{Mat, MatTraitConst, Size};
 use opencv::imgproc;
 
 use crate::error::{Error, Result};
 use crate::face::{self, DetectScratch, FaceBox, FaceDetector};
+use crate::face_mesh::{apply, scale_angle, similarity, Affine, FaceMesh, FIT_POINTS};
 use crate::spec::SpecParams;
 
 /// Where the face is at a frame, as a face method places it.
@@ -19,6 +21,14 @@ use crate::spec::SpecParams;
 pub enum Geometry {
     /// Spec v1: an axis-aligned square box at full resolution.
     Box(FaceBox),
+    /// Landmark-aligned (poc-abs v2, in progress): the similarity taking the canonical unit
+    /// square (x right, y down, the crop's corners at 0 and 1) to frame pixels.
+    Aligned {
+        /// Unit square → frame pixels (pixel centres at whole numbers).
+        to_frame: Affine,
+        /// The square box covering the mapped unit square.
+        bbox: FaceBox,
+    },
 }
 
 impl Geometry {
@@ -26,6 +36,7 @@ impl Geometry {
     pub fn bounding_box(&self) -> FaceBox {
         match self {
             Geometry::Box(b) => *b,
+            Geometry::Aligned { bbox, .. } => *bbox,
         }
     }
 }
@@ -86,6 +97,141 @@ impl FaceMethod for HaarBox {
             0.0,
             0.0,
             imgproc::INTER_AREA,
+        )
+        .map_err(fail)?;
+        Ok(out)
+    }
+}
+
+/// Where [`FIT_POINTS`] go in the canonical unit square (provisional: the mean positions the
+/// prototype measured on the face fixtures, made symmetric and shrunk by 0.85 about the
+/// centre so the chin stays inside; the v2 spec will fix them).
+pub const TEMPLATE: [[f64; 2]; 7] = {
+    const P: [[f64; 2]; 7] = [
+        [0.24, 0.38],
+        [0.40, 0.385],
+        [0.60, 0.385],
+        [0.76, 0.38],
+        [0.50, 0.59],
+        [0.34, 0.75],
+        [0.66, 0.75],
+    ];
+    let mut out = [[0.0; 2]; 7];
+    let mut i = 0;
+    while i < 7 {
+        out[i] = [0.5 + 0.85 * (P[i][0] - 0.5), 0.5 + 0.85 * (P[i][1] - 0.5)];
+        i += 1;
+    }
+    out
+};
+
+/// A new fit replaces the one in force when it moves a template point by more than this, in
+/// pixels of the canonical crop (provisional, as [`TEMPLATE`]): landmark jitter below it never
+/// shows as motion.
+pub const ALIGN_KEEP_PX: f64 = 1.0;
+
+/// poc-abs v2's face method (in progress, no spec version uses it yet): the face found by
+/// BlazeFace, placed by FaceMesh's landmarks, and cut as the canonical square the similarity
+/// of [`FIT_POINTS`] onto [`TEMPLATE`] implies: turned and scaled, not only moved.
+#[derive(Debug, Clone)]
+pub struct LandmarkAligned {
+    mesh: Arc<FaceMesh>,
+}
+
+impl LandmarkAligned {
+    /// The method over loaded face models.
+    pub fn new(mesh: Arc<FaceMesh>) -> LandmarkAligned {
+        LandmarkAligned { mesh }
+    }
+}
+
+impl FaceMethod for LandmarkAligned {
+    fn detect(&self, gray: &Mat, _params: &SpecParams) -> Result<Option<Geometry>> {
+        let Some(d) = self.mesh.detect(gray)? else {
+            return Ok(None);
+        };
+        let pts = self.mesh.landmarks(gray, &d)?;
+        let src = FIT_POINTS.map(|i| pts[i]);
+        let to_frame = similarity(&TEMPLATE, &src);
+        let corners = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]].map(|p| apply(&to_frame, p));
+        let (x0, x1) = corners
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p[0]), b.max(p[0])));
+        let (y0, y1) = corners
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p[1]), b.max(p[1])));
+        let side = (x1 - x0).max(y1 - y0);
+        let bbox = FaceBox {
+            x: ((x0 + x1 - side) / 2.0).round() as i32,
+            y: ((y0 + y1 - side) / 2.0).round() as i32,
+            side: side.round().max(1.0) as i32,
+        };
+        Ok(Some(Geometry::Aligned { to_frame, bbox }))
+    }
+
+    fn replaces(&self, old: &Geometry, new: &Geometry, params: &SpecParams) -> bool {
+        let (Geometry::Aligned { to_frame: a, .. }, Geometry::Aligned { to_frame: b, .. }) =
+            (old, new)
+        else {
+            return true;
+        };
+        // Frame pixels per canonical crop pixel, under the fit in force.
+        let k = scale_angle(a).0 / params.roi_size as f64;
+        TEMPLATE.iter().any(|&p| {
+            let (u, v) = (apply(a, p), apply(b, p));
+            (u[0] - v[0]).hypot(u[1] - v[1]) / k > ALIGN_KEEP_PX
+        })
+    }
+
+    fn crop(&self, gray: &Mat, g: &Geometry, n: usize) -> Result<Mat> {
+        let Geometry::Aligned { to_frame: t, .. } = g else {
+            return Err(Error::internal(
+                "a landmark-aligned crop needs an aligned geometry",
+            ));
+        };
+        let fail = |_| Error::internal("cropping the face failed");
+        let nf = n as f64;
+        // Crop pixel (u, v) ↦ the unit square at ((u + 0.5)/n, (v + 0.5)/n) ↦ frame pixels.
+        let mut m = [t[0] / nf, t[1] / nf, 0.0, t[3] / nf, t[4] / nf, 0.0];
+        m[2] = t[2] + 0.5 * (t[0] + t[1]) / nf;
+        m[5] = t[5] + 0.5 * (t[3] + t[4]) / nf;
+        // A face much larger than the crop is first shrunk by a whole factor with area
+        // averaging, so the bilinear warp never skips pixels (no aliasing).
+        let f = (scale_angle(t).0 / nf).floor().max(1.0);
+        let mut small = Mat::default();
+        let (src, m) = if f >= 2.0 {
+            let size = Size::new(
+                (f64::from(gray.cols()) / f).floor() as i32,
+                (f64::from(gray.rows()) / f).floor() as i32,
+            );
+            imgproc::resize(gray, &mut small, size, 0.0, 0.0, imgproc::INTER_AREA).map_err(fail)?;
+            // A frame pixel x lies at (x + 0.5)/f − 0.5 in the shrunk frame.
+            let s = |v: f64| v / f;
+            (
+                &small,
+                [
+                    s(m[0]),
+                    s(m[1]),
+                    (m[2] + 0.5) / f - 0.5,
+                    s(m[3]),
+                    s(m[4]),
+                    (m[5] + 0.5) / f - 0.5,
+                ],
+            )
+        } else {
+            (gray, m)
+        };
+        let mat = Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]]]).map_err(fail)?;
+        let mut out = Mat::default();
+        let side = n as i32;
+        imgproc::warp_affine(
+            src,
+            &mut out,
+            &mat,
+            Size::new(side, side),
+            imgproc::INTER_LINEAR | imgproc::WARP_INVERSE_MAP,
+            opencv::core::BORDER_REPLICATE,
+            opencv::core::Scalar::all(0.0),
         )
         .map_err(fail)?;
         Ok(out)

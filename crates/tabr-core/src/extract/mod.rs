@@ -38,7 +38,7 @@ pub use crate::flow::{Flow, FlowMethod, OpenCvFarneback};
 use crate::spec::{SpecParams, N_CHANNELS, N_FEATURES};
 use crate::stats::summarize;
 use crate::video::{Decoder, VideoSource};
-pub use face_method::{FaceMethod, Geometry, HaarBox};
+pub use face_method::{FaceMethod, Geometry, HaarBox, LandmarkAligned, ALIGN_KEEP_PX, TEMPLATE};
 use pipeline::{ms, Pipeline};
 use schedule::Schedule;
 
