@@ -110,7 +110,8 @@ def detect(sess, frame: np.ndarray) -> dict | None:
     wgt = score[cluster] / score[cluster].sum()
     mbox = (box[cluster] * wgt[:, None]).sum(0)
     mkp = (kp[cluster] * wgt[:, None, None]).sum(0)
-    to_px = lambda p: (p * DET_SIZE - [pad_x, pad_y]) / scale  # noqa: E731
+    # Unit detector coordinates → frame pixels (centres at whole numbers).
+    to_px = lambda p: (p * DET_SIZE - [pad_x, pad_y]) / scale - 0.5  # noqa: E731
     return {"score": float(score[best]), "box": np.concatenate([to_px(mbox[:2]), to_px(mbox[2:])]), "keypoints": to_px(mkp)}
 
 

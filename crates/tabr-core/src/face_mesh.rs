@@ -276,7 +276,13 @@ impl FaceMesh {
                 acc[1] += s * p[1];
             }
         }
-        let to_px = |x: f64, y: f64| [(x / total * n - px) / k, (y / total * n - py) / k];
+        // Unit detector coordinates → frame pixels (centres at whole numbers).
+        let to_px = |x: f64, y: f64| {
+            [
+                (x / total * n - px) / k - 0.5,
+                (y / total * n - py) / k - 0.5,
+            ]
+        };
         let (tl, br) = (to_px(bbox[0], bbox[1]), to_px(bbox[2], bbox[3]));
         let mut keypoints = [[0.0; 2]; 6];
         for (o, p) in keypoints.iter_mut().zip(&kps) {
