@@ -163,9 +163,10 @@ impl std::fmt::Debug for FaceMesh {
     }
 }
 
-/// `side`² pixels of `gray` sampled through `m` (output pixel → frame pixel), bilinear, zero
-/// outside, as the three channels of an NCHW tensor with `v·scale + offset`.
-fn sample(gray: &Mat, m: &Affine, side: usize, scale: f32, offset: f32) -> Result<Vec<f32>> {
+/// The `side`² 8-bit image whose pixel (u, v) is `gray` sampled at `m(u, v)` (frame pixels,
+/// centres at whole numbers), bilinearly (OpenCV's `warpAffine`); `border` is OpenCV's
+/// border mode for samples outside the frame (0 for constant black).
+pub fn warp(gray: &Mat, m: &Affine, side: usize, border: i32) -> Result<Mat> {
     let fail = |_| Error::internal("sampling the face failed");
     let mat = Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]]]).map_err(fail)?;
     let mut out = Mat::default();
@@ -176,11 +177,20 @@ fn sample(gray: &Mat, m: &Affine, side: usize, scale: f32, offset: f32) -> Resul
         &mat,
         Size::new(s, s),
         imgproc::INTER_LINEAR | imgproc::WARP_INVERSE_MAP,
-        BORDER_CONSTANT,
+        border,
         Scalar::all(0.0),
     )
     .map_err(fail)?;
-    let px = out.data_bytes().map_err(fail)?;
+    Ok(out)
+}
+
+/// `side`² pixels of `gray` sampled through `m` (output pixel → frame pixel), bilinear, zero
+/// outside, as the three channels of an NCHW tensor with `v·scale + offset`.
+fn sample(gray: &Mat, m: &Affine, side: usize, scale: f32, offset: f32) -> Result<Vec<f32>> {
+    let out = warp(gray, m, side, BORDER_CONSTANT)?;
+    let px = out
+        .data_bytes()
+        .map_err(|_| Error::internal("sampling the face failed"))?;
     let plane: Vec<f32> = px.iter().map(|&v| f32::from(v) * scale + offset).collect();
     Ok([plane.as_slice(), plane.as_slice(), plane.as_slice()].concat())
 }

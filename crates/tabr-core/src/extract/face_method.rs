@@ -13,7 +13,7 @@ use opencv::imgproc;
 
 use crate::error::{Error, Result};
 use crate::face::{self, DetectScratch, FaceBox, FaceDetector};
-use crate::face_mesh::{apply, scale_angle, similarity, Affine, FaceMesh, FIT_POINTS};
+use crate::face_mesh::{self, apply, scale_angle, similarity, Affine, FaceMesh, FIT_POINTS};
 use crate::spec::SpecParams;
 
 /// Where the face is at a frame, as a face method places it.
@@ -221,19 +221,6 @@ impl FaceMethod for LandmarkAligned {
         } else {
             (gray, m)
         };
-        let mat = Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]]]).map_err(fail)?;
-        let mut out = Mat::default();
-        let side = n as i32;
-        imgproc::warp_affine(
-            src,
-            &mut out,
-            &mat,
-            Size::new(side, side),
-            imgproc::INTER_LINEAR | imgproc::WARP_INVERSE_MAP,
-            opencv::core::BORDER_REPLICATE,
-            opencv::core::Scalar::all(0.0),
-        )
-        .map_err(fail)?;
-        Ok(out)
+        face_mesh::warp(src, &m, n, opencv::core::BORDER_REPLICATE)
     }
 }
