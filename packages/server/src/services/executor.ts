@@ -4,9 +4,9 @@
 // CONCURRENCY inferences at once, lets up to MAX_PENDING wait, and answers 503 + Retry-After
 // beyond that. Each inference has REQUEST_TIMEOUT_S from admission: past it the caller gets
 // 504 at once, the slot is freed and the native task is aborted.
-import { ApiError, modelVersionNotFound } from '../core/errors.js'
+import { ApiError } from '../core/errors.js'
 import { answerOf, type Answer } from './answer.js'
-import type { BatchResult, InferenceInput, ModelInfo } from './handler.js'
+import type { BatchResult, InferenceInput } from './handler.js'
 import type { Registry } from './registry.js'
 
 export interface RunOptions {
@@ -103,13 +103,11 @@ export class SyncExecutor implements Executor {
 
   /**
    * A batch of feature vectors (the Open Inference Protocol), under the feature-vector
-   * limiter; `version` (when given) must be the model's. Both modes run it here: see
-   * api/routes/oip.ts for why it never goes through the queue.
+   * limiter. Both modes run it here: see api/routes/oip.ts for why it never goes through the
+   * queue.
    */
-  async runBatch(model: string, version: string | undefined, values: Float32Array, rows: number): Promise<{ info: ModelInfo; result: BatchResult }> {
+  async runBatch(model: string, values: Float32Array, rows: number): Promise<BatchResult> {
     const handler = await this.registry.get(model)
-    const info = handler.describe()
-    if (version !== undefined && version !== info.version) throw modelVersionNotFound(model, version)
-    return { info, result: await this.featureLimiter.run((signal) => handler.inferBatch(values, rows, signal)) }
+    return this.featureLimiter.run((signal) => handler.inferBatch(values, rows, signal))
   }
 }

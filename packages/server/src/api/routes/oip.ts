@@ -57,7 +57,8 @@ export function oipRoutes(app: Express, { registry, sync, auth, config, metrics 
           const info = await infoOf(req)
           res.locals.model = info.name
           const tensors = parseInferRequest(res.locals.body!, req.headers['inference-header-content-length'], info, config.maxBatchRows)
-          const { result } = await sync.runBatch(info.name, req.params.version, tensors.values, tensors.rows)
+          // The version was checked by infoOf, before the body was parsed.
+          const result = await sync.runBatch(info.name, tensors.values, tensors.rows)
           const { header, binary } = encodeInferResponse(info, tensors, result)
           const total = performance.now() - started
           res.locals.timings = { predict: result.predict_ms, total }
