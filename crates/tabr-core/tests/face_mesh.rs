@@ -4,7 +4,7 @@
 //! ONNX Runtime comes from `ORT_DYLIB_PATH`, or from the `onnxruntime-node` package that
 //! `make build` installs under packages/tabr-native.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use opencv::core::{
     Mat, MatTraitConst, MatTraitConstManual, MatTraitManual, Point2f, Scalar, Size, BORDER_CONSTANT,
@@ -14,31 +14,11 @@ use tabr_core::face_mesh::{apply, scale_angle, similarity, FaceMesh, FIT_POINTS,
 use tabr_core::video::Decoder;
 use tabr_core::{SpecParams, VideoSource};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn shared(rel: &str) -> Option<PathBuf> {
-    let p = repo().join("../shared/fixtures").join(rel);
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{} is missing: under CI=true the shared fixtures are required",
-        p.display()
-    );
-    eprintln!("SKIPPED: {} not found", p.display());
-    None
-}
+mod common;
+use common::{ort_dylib, shared_fixture as shared};
 
 fn mesh() -> FaceMesh {
-    let dylib = std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .or_else(|| {
-            tabr_core::model::runtime::find_onnxruntime_node(&repo().join("packages/tabr-native"))
-        });
-    FaceMesh::load(dylib.as_deref()).expect("the face models load")
+    FaceMesh::load(Some(&ort_dylib())).expect("the face models load")
 }
 
 /// The gray frame `index` of a clip, as the extractor sees it.

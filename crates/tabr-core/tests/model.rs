@@ -10,28 +10,16 @@ use tabr_core::model::{LoadOptions, Model, Prediction, Provider};
 use tabr_core::synth::{demo_clip_spec, write_clip, DEMO_LABELS};
 use tabr_core::{CancelFlag, ErrorCode, VideoSource};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::{ort_dylib, repo};
 
 fn demo_dir() -> PathBuf {
     repo().join("models/tabr-demo")
 }
 
 fn opts() -> LoadOptions {
-    let dylib = std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            tabr_core::model::runtime::find_onnxruntime_node(&repo().join("packages/tabr-native"))
-                .unwrap_or_default()
-        });
-    assert!(
-        dylib.is_file(),
-        "ONNX Runtime not found ({}): run `make build` (onnxruntime-node) or set ORT_DYLIB_PATH",
-        dylib.display()
-    );
     LoadOptions {
-        ort_dylib_path: Some(dylib),
+        ort_dylib_path: Some(ort_dylib()),
         ..LoadOptions::default()
     }
 }
