@@ -40,7 +40,7 @@ ROI_SCALE = 1.5
 #: 133; left eye 362, 263, in the subject's sense), the nose tip (1), the mouth corners (61, 291).
 FIT_POINTS = [33, 133, 362, 263, 1, 61, 291]
 #: Where they go in the canonical crop, as fractions of its side (x right, y down).
-TEMPLATE = np.array([[0.24, 0.38], [0.41, 0.39], [0.59, 0.39], [0.76, 0.38], [0.50, 0.58], [0.37, 0.75], [0.63, 0.75]])
+TEMPLATE = 0.5 + 0.85 * (np.array([[0.24, 0.38], [0.40, 0.385], [0.60, 0.385], [0.76, 0.38], [0.50, 0.59], [0.34, 0.75], [0.66, 0.75]]) - 0.5)
 
 
 def read_frames(clip: Path) -> tuple[list[np.ndarray], int, int]:

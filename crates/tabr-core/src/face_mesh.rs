@@ -11,7 +11,7 @@
 //! a time (a lock per network).
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use opencv::core::{Mat, MatTraitConst, MatTraitConstManual, Scalar, Size, BORDER_CONSTANT};
 use opencv::imgproc;
@@ -62,6 +62,13 @@ pub fn apply(m: &Affine, p: [f64; 2]) -> [f64; 2] {
         m[0] * p[0] + m[1] * p[1] + m[2],
         m[3] * p[0] + m[4] * p[1] + m[5],
     ]
+}
+
+/// The inverse of an invertible affine map.
+pub fn invert(m: &Affine) -> Affine {
+    let det = m[0] * m[4] - m[1] * m[3];
+    let (a, b, d, e) = (m[4] / det, -m[1] / det, -m[3] / det, m[0] / det);
+    [a, b, -(a * m[2] + b * m[5]), d, e, -(d * m[2] + e * m[5])]
 }
 
 /// The least-squares similarity (scale, rotation, translation; no reflection) taking `src`
@@ -203,6 +210,23 @@ impl FaceMesh {
             detector: Net::open(DETECTOR_ONNX, "face detector")?,
             mesh: Net::open(MESH_ONNX, "face landmark model")?,
         })
+    }
+
+    /// The networks, loaded on first use and shared by every extractor of the process (each
+    /// network serves one call at a time; a try costs a few milliseconds). ONNX Runtime is
+    /// the one [`FaceMesh::load`] finds; a failed load is not remembered, so a later call with
+    /// the right library succeeds.
+    pub fn shared(dylib: Option<&Path>) -> Result<Arc<FaceMesh>> {
+        static SHARED: Mutex<Option<Arc<FaceMesh>>> = Mutex::new(None);
+        let mut slot = SHARED
+            .lock()
+            .map_err(|_| Error::internal("face model lock poisoned"))?;
+        if let Some(m) = slot.as_ref() {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(FaceMesh::load(dylib)?);
+        *slot = Some(m.clone());
+        Ok(m)
     }
 
     /// The most confident face of an 8-bit gray frame, or `None`.

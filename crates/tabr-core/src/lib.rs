@@ -1,12 +1,14 @@
 //! # tabr-core
 //!
-//! The native core of tabr-serve: the POC-ABS v1 video feature extractor
-//! (`spec/poc-abs-v1.md`), shared by the HTTP service (through the napi binding) and the
-//! offline `tabr-features` CLI, so training and serving features are the same numbers.
+//! The native core of tabr-serve: the POC-ABS video feature extractor (v1,
+//! `spec/poc-abs-v1.md`; v2, `docs/spec/poc-abs-v2.md`), shared by the HTTP service (through
+//! the napi binding) and the offline `tabr-features` CLI, so training and serving features are
+//! the same numbers.
 //!
-//! Layout: [`spec`] (the contract's data), [`video`] (decode and limits), [`face`] (Haar box
-//! schedule pieces), [`poc`] (phase-only correlation), [`stats`] (the five statistics),
-//! [`extract`] (the streaming pipeline), [`error`] (stable codes).
+//! Layout: [`spec`] (the contracts' data), [`video`] (decode and limits), [`face`] (v1's Haar
+//! box), [`face_mesh`] (v2's face models and alignment), [`poc`] (phase-only correlation),
+//! [`stats`] (the five statistics), [`extract`] (the streaming pipeline), [`flow`]
+//! (Farnebäck), [`model`] (TabR models), [`error`] (stable codes).
 #![deny(missing_docs)]
 
 pub mod error;
@@ -31,8 +33,10 @@ pub use error::{Error, ErrorCode, Result};
 /// This build's version: the workspace version in `Cargo.toml`, which the npm packages carry.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The feature specs this build implements, as `name/version` (a manifest's `features`).
-pub const FEATURE_SPECS: [&str; 1] = [spec::SPEC_ID];
-pub use extract::{BoxChange, CancelFlag, Extractor, Features, Meta, Series, StageTimings};
+pub const FEATURE_SPECS: [&str; spec::Spec::ALL.len()] = [spec::Spec::V1.id(), spec::Spec::V2.id()];
+pub use extract::{
+    BoxChange, CancelFlag, Extractor, FaceAssets, Features, Meta, Series, StageTimings,
+};
 pub use model::manifest::MODEL_FORMATS;
-pub use spec::{feature_names, Limits, SpecParams, N_FEATURES};
+pub use spec::{feature_names, Limits, Spec, SpecParams, N_FEATURES};
 pub use video::VideoSource;

@@ -1,7 +1,9 @@
-//! `tabr-features`: the POC-ABS v1 extractor offline, for building training sets.
+//! `tabr-features`: the POC-ABS extractor offline (v1 by default, v2 with `--spec
+//! poc-abs/2`), for building training sets.
 //!
 //! Files or directories of videos in, one CSV or JSONL line per file out, with a header of
-//! feature names. Files that fail get their stable error code and empty values; the exit
+//! feature names. `--overlay DIR` also writes, per clip, a PNG of v2's first aligned crop with
+//! its landmarks and regions, for a person to check the placement. Files that fail get their stable error code and empty values; the exit
 //! status is 1 if any file failed, 2 on usage errors. Files run in parallel, and the
 //! pair work of all of them shares one pool, exactly as in the service.
 
@@ -13,9 +15,13 @@ use std::sync::Mutex;
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use tabr_core::face::FaceDetector;
+use tabr_core::extract::overlay;
+use tabr_core::face_mesh::FaceMesh;
 use tabr_core::flow::FlowMethod;
-use tabr_core::{feature_names, spec, CancelFlag, Extractor, Features, SpecParams};
+use tabr_core::model::runtime::find_onnxruntime_node;
+use tabr_core::{
+    feature_names, spec, CancelFlag, Extractor, FaceAssets, Features, Spec, SpecParams, VideoSource,
+};
 
 /// Video extensions picked up when walking a directory (explicit files are always taken).
 const VIDEO_EXTENSIONS: [&str; 9] = [
@@ -47,13 +53,25 @@ impl From<FlowArg> for FlowMethod {
     }
 }
 
-/// Extract POC-ABS v1 features from face videos.
+/// Extract POC-ABS features from face videos.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
     /// Video files or directories (walked recursively for video extensions).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
+    /// The feature spec: poc-abs/1 (Haar box) or poc-abs/2 (landmark-aligned; needs ONNX
+    /// Runtime, see --ort-dylib).
+    #[arg(long, default_value = "poc-abs/1")]
+    spec: String,
+    /// ONNX Runtime's shared library for poc-abs/2 (else ORT_DYLIB_PATH, else the
+    /// onnxruntime-node package found from the current folder or this source tree).
+    #[arg(long)]
+    ort_dylib: Option<PathBuf>,
+    /// Write one PNG per clip into this folder: v2's first aligned crop, enlarged, with the
+    /// landmarks, the seven fit points and the eight regions drawn (needs --spec poc-abs/2).
+    #[arg(long)]
+    overlay: Option<PathBuf>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Csv)]
     format: Format,
@@ -63,7 +81,7 @@ struct Args {
     /// Files decoded at once (default: number of cores).
     #[arg(short, long)]
     jobs: Option<usize>,
-    /// A Haar cascade XML to use instead of the built-in frontal face cascade.
+    /// A Haar cascade XML to use instead of the built-in frontal face cascade (poc-abs/1).
     #[arg(long)]
     cascade: Option<PathBuf>,
     /// Spec parameters as JSON (a manifest's `features.params`), e.g. '{"max_seconds": 20}'.
@@ -192,6 +210,68 @@ fn write_row(
     }
 }
 
+/// ONNX Runtime for v2: the flag, else `ORT_DYLIB_PATH` (read by the core), else the
+/// `onnxruntime-node` package nearest the current folder or, for a binary built from this
+/// source tree, the one `make` installed beside the Node binding.
+fn ort_dylib(flag: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_path_buf());
+    }
+    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+        return None;
+    }
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packages/tabr-native");
+    let found = std::env::current_dir()
+        .ok()
+        .and_then(|here| find_onnxruntime_node(&here));
+    found.or_else(|| find_onnxruntime_node(&tree))
+}
+
+/// One PNG name per input: its stem, with its input index where two inputs share a stem.
+fn overlay_file_names(files: &[PathBuf]) -> Vec<String> {
+    let stem = |f: &PathBuf| {
+        f.file_stem()
+            .map_or("clip".into(), |s| s.to_string_lossy().into_owned())
+    };
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for f in files {
+        *seen.entry(stem(f)).or_default() += 1;
+    }
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let s = stem(f);
+            if seen[&s] > 1 {
+                format!("{s}-{i}.png")
+            } else {
+                format!("{s}.png")
+            }
+        })
+        .collect()
+}
+
+/// Draws v2's first aligned crop of `file` into `dir/name`.
+fn write_overlay(
+    dir: &Path,
+    name: &str,
+    file: &Path,
+    params: &SpecParams,
+    dylib: Option<&Path>,
+) -> Result<(), String> {
+    let mesh = FaceMesh::shared(dylib).map_err(|e| e.message().to_string())?;
+    let pic = overlay::first_aligned_face(VideoSource::Path(file), params, mesh)
+        .map_err(|e| e.code().to_string())?
+        .ok_or("no frame has a face")?;
+    let out = std::fs::File::create(dir.join(name)).map_err(|e| e.to_string())?;
+    let mut enc = png::Encoder::new(BufWriter::new(out), pic.width, pic.height);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header()
+        .and_then(|mut w| w.write_image_data(&pic.rgb))
+        .map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let usage = |msg: String| {
@@ -215,8 +295,22 @@ fn main() -> ExitCode {
         meta: args.meta,
         series: args.series,
     };
-    let detector = match FaceDetector::from_option(args.cascade.as_deref()) {
-        Ok(d) => d,
+    let spec = match Spec::parse(&args.spec) {
+        Ok(s) => s,
+        Err(e) => return usage(format!("--spec: {}", e.message())),
+    };
+    if args.overlay.is_some() && spec != Spec::V2 {
+        return usage("--overlay draws poc-abs/2's placement: add --spec poc-abs/2".into());
+    }
+    let dylib = (spec == Spec::V2)
+        .then(|| ort_dylib(args.ort_dylib.as_deref()))
+        .flatten();
+    let assets = FaceAssets {
+        cascade: args.cascade.as_deref(),
+        ort_dylib: dylib.as_deref(),
+    };
+    let extractor = match Extractor::for_spec(spec, params.clone(), assets) {
+        Ok(e) => e.with_flow_method(args.flow.into()),
         Err(e) => return usage(e.message().to_string()),
     };
     let files = match collect_inputs(&args.inputs) {
@@ -238,14 +332,13 @@ fn main() -> ExitCode {
         Format::Jsonl => writeln!(
             out,
             "{}",
-            serde_json::json!({"spec": spec::SPEC_NAME, "version": spec::SPEC_VERSION, "names": names})
+            serde_json::json!({"spec": spec::SPEC_NAME, "version": spec.version(), "names": names})
         ),
     };
     if header.is_err() {
         return ExitCode::from(2);
     }
 
-    let extractor = Extractor::with(detector, params).with_flow_method(args.flow.into());
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -260,6 +353,12 @@ fn main() -> ExitCode {
     } else {
         ProgressBar::hidden()
     };
+    let overlay_names = overlay_file_names(&files);
+    if let Some(dir) = &args.overlay {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return usage(format!("cannot create {}: {e}", dir.display()));
+        }
+    }
     // Results are written in input order: finished files wait in `pending` for their turn.
     let next = AtomicUsize::new(0);
     let failed = AtomicUsize::new(0);
@@ -270,6 +369,14 @@ fn main() -> ExitCode {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(file) = files.get(i) else { break };
                 let r = extractor.extract_path(file, &CancelFlag::new());
+                if let Some(dir) = &args.overlay {
+                    if let Err(msg) =
+                        write_overlay(dir, &overlay_names[i], file, &params, dylib.as_deref())
+                    {
+                        eprintln!("tabr-features: {}: overlay: {msg}", file.display());
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 if let Err(e) = &r {
                     failed.fetch_add(1, Ordering::Relaxed);
                     bar.set_message(format!("{}: {}", file.display(), e.code()));

@@ -1,9 +1,8 @@
 //! The face-method seam: the pipeline asks a [`FaceMethod`] where the face is at a frame (its
 //! [`Geometry`]), whether a new answer replaces the one in force, and for the canonical crop a
 //! geometry implies. Spec v1's Haar box ([`HaarBox`]) is the first method; poc-abs v2's
-//! landmark-aligned one ([`LandmarkAligned`], in progress: no spec version selects it yet)
-//! plugs in as another `Geometry` (a similarity) and another implementation, without touching
-//! the schedule or the pipeline.
+//! landmark-aligned one ([`LandmarkAligned`]) plugs in as another `Geometry` (a similarity)
+//! and another implementation, without touching the schedule or the pipeline.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -13,7 +12,9 @@ use opencv::imgproc;
 
 use crate::error::{Error, Result};
 use crate::face::{self, DetectScratch, FaceBox, FaceDetector};
-use crate::face_mesh::{self, apply, scale_angle, similarity, Affine, FaceMesh, FIT_POINTS};
+use crate::face_mesh::{
+    self, apply, invert, scale_angle, similarity, Affine, FaceMesh, FIT_POINTS,
+};
 use crate::spec::SpecParams;
 
 /// Where the face is at a frame, as a face method places it.
@@ -21,7 +22,7 @@ use crate::spec::SpecParams;
 pub enum Geometry {
     /// Spec v1: an axis-aligned square box at full resolution.
     Box(FaceBox),
-    /// Landmark-aligned (poc-abs v2, in progress): the similarity taking the canonical unit
+    /// Landmark-aligned (poc-abs v2): the similarity taking the canonical unit
     /// square (x right, y down, the crop's corners at 0 and 1) to frame pixels.
     Aligned {
         /// Unit square → frame pixels (pixel centres at whole numbers).
@@ -103,9 +104,9 @@ impl FaceMethod for HaarBox {
     }
 }
 
-/// Where [`FIT_POINTS`] go in the canonical unit square (provisional: the mean positions the
+/// Where [`FIT_POINTS`] go in the canonical unit square (v2 §4.2): the mean positions the
 /// prototype measured on the face fixtures, made symmetric and shrunk by 0.85 about the
-/// centre so the chin stays inside; the v2 spec will fix them).
+/// centre so the chin stays inside (the mean chin then sits at 0.92).
 pub const TEMPLATE: [[f64; 2]; 7] = {
     const P: [[f64; 2]; 7] = [
         [0.24, 0.38],
@@ -126,11 +127,10 @@ pub const TEMPLATE: [[f64; 2]; 7] = {
 };
 
 /// A new fit replaces the one in force when it moves a template point by more than this, in
-/// pixels of the canonical crop (provisional, as [`TEMPLATE`]): landmark jitter below it never
-/// shows as motion.
+/// pixels of the canonical crop (v2 §4.4): landmark jitter below it never shows as motion.
 pub const ALIGN_KEEP_PX: f64 = 1.0;
 
-/// poc-abs v2's face method (in progress, no spec version uses it yet): the face found by
+/// poc-abs v2's face method: the face found by
 /// BlazeFace, placed by FaceMesh's landmarks, and cut as the canonical square the similarity
 /// of [`FIT_POINTS`] onto [`TEMPLATE`] implies: turned and scaled, not only moved.
 #[derive(Debug, Clone)]
@@ -145,8 +145,19 @@ impl LandmarkAligned {
     }
 }
 
-impl FaceMethod for LandmarkAligned {
-    fn detect(&self, gray: &Mat, _params: &SpecParams) -> Result<Option<Geometry>> {
+/// One landmark-aligned fit: the geometry and every FaceMesh landmark in canonical unit
+/// coordinates (what a picture of the placement draws).
+#[derive(Debug, Clone)]
+pub struct AlignedFit {
+    /// The geometry the extractor uses.
+    pub geometry: Geometry,
+    /// The 468 landmarks mapped into the canonical unit square (x right, y down).
+    pub canonical: Vec<[f64; 2]>,
+}
+
+impl LandmarkAligned {
+    /// Finds, places and aligns the face of one gray frame, or `None` without a face.
+    pub fn fit(&self, gray: &Mat) -> Result<Option<AlignedFit>> {
         let Some(d) = self.mesh.detect(gray)? else {
             return Ok(None);
         };
@@ -166,7 +177,17 @@ impl FaceMethod for LandmarkAligned {
             y: ((y0 + y1 - side) / 2.0).round() as i32,
             side: side.round().max(1.0) as i32,
         };
-        Ok(Some(Geometry::Aligned { to_frame, bbox }))
+        let to_unit = invert(&to_frame);
+        Ok(Some(AlignedFit {
+            geometry: Geometry::Aligned { to_frame, bbox },
+            canonical: pts.iter().map(|&p| apply(&to_unit, p)).collect(),
+        }))
+    }
+}
+
+impl FaceMethod for LandmarkAligned {
+    fn detect(&self, gray: &Mat, _params: &SpecParams) -> Result<Option<Geometry>> {
+        Ok(self.fit(gray)?.map(|f| f.geometry))
     }
 
     fn replaces(&self, old: &Geometry, new: &Geometry, params: &SpecParams) -> bool {

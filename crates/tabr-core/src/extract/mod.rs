@@ -1,4 +1,5 @@
-//! The streaming POC-ABS v1 extractor (spec §1–§7).
+//! The streaming POC-ABS extractor (v1 §1–§7; v2 changes only the face method and the
+//! regions, see [`Spec`]).
 //!
 //! The caller's thread decodes and converts to gray. Until the first face it also tries every
 //! frame for a face, in order (where the schedule starts depends on each answer). From then
@@ -21,6 +22,7 @@
 
 mod channels;
 mod face_method;
+pub mod overlay;
 mod pipeline;
 mod schedule;
 
@@ -34,11 +36,14 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::face::{FaceBox, FaceDetector};
+use crate::face_mesh::FaceMesh;
 pub use crate::flow::{Flow, FlowMethod, OpenCvFarneback};
-use crate::spec::{SpecParams, N_CHANNELS, N_FEATURES};
+use crate::spec::{Spec, SpecParams, N_CHANNELS, N_FEATURES};
 use crate::stats::summarize;
 use crate::video::{Decoder, VideoSource};
-pub use face_method::{FaceMethod, Geometry, HaarBox, LandmarkAligned, ALIGN_KEEP_PX, TEMPLATE};
+pub use face_method::{
+    AlignedFit, FaceMethod, Geometry, HaarBox, LandmarkAligned, ALIGN_KEEP_PX, TEMPLATE,
+};
 use pipeline::{ms, Pipeline};
 use schedule::Schedule;
 
@@ -169,38 +174,75 @@ pub fn pool() -> &'static rayon::ThreadPool {
     })
 }
 
-/// The POC-ABS v1 extractor: a face detector and the spec's parameters.
+/// What building an extractor for a spec may use: v1's face cascade (a model's own, else the
+/// built-in one) and, for v2's face networks, the ONNX Runtime library (else `ORT_DYLIB_PATH`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FaceAssets<'a> {
+    /// A Haar cascade XML for v1 instead of the built-in frontal face cascade.
+    pub cascade: Option<&'a Path>,
+    /// ONNX Runtime's shared library, for v2.
+    pub ort_dylib: Option<&'a Path>,
+}
+
+/// The POC-ABS extractor: a spec's face method and regions, its parameters and a flow.
 #[derive(Debug, Clone)]
 pub struct Extractor {
+    spec: Spec,
     face: Arc<dyn FaceMethod>,
     flow: Arc<dyn Flow>,
     params: SpecParams,
 }
 
 impl Extractor {
-    /// An extractor with the built-in cascade and the spec's default parameters.
+    /// A v1 extractor with the built-in cascade and the spec's default parameters.
     pub fn new() -> Result<Extractor> {
         Ok(Self::with(FaceDetector::builtin()?, SpecParams::default()))
     }
 
-    /// An extractor with a given detector and parameters, and the default flow
+    /// A v1 extractor with a given detector and parameters, and the default flow
     /// ([`FlowMethod::Rust`], our Farnebäck; [`Extractor::with_flow_method`] picks OpenCV's).
     pub fn with(detector: Arc<FaceDetector>, params: SpecParams) -> Extractor {
         Extractor {
+            spec: Spec::V1,
             face: Arc::new(HaarBox::new(detector)),
             flow: FlowMethod::default().build(),
             params,
         }
     }
 
+    /// An extractor for `spec`. v2's face networks are loaded once per process and shared; a
+    /// cascade is a v1 asset and is refused for v2 (`model_error`).
+    pub fn for_spec(spec: Spec, params: SpecParams, assets: FaceAssets<'_>) -> Result<Extractor> {
+        match spec {
+            Spec::V1 => Ok(Self::with(
+                FaceDetector::from_option(assets.cascade)?,
+                params,
+            )),
+            Spec::V2 => {
+                if assets.cascade.is_some() {
+                    return Err(Error::new(
+                        ErrorCode::ModelError,
+                        "a face cascade belongs to poc-abs/1; poc-abs/2 finds faces with its own networks",
+                    ));
+                }
+                Ok(Extractor {
+                    spec,
+                    face: Arc::new(LandmarkAligned::new(FaceMesh::shared(assets.ort_dylib)?)),
+                    flow: FlowMethod::default().build(),
+                    params,
+                })
+            }
+        }
+    }
+
+    /// The spec this extractor computes.
+    pub fn spec(&self) -> Spec {
+        self.spec
+    }
+
     /// The same extractor with one of the built-in flow implementations.
     pub fn with_flow_method(self, method: FlowMethod) -> Extractor {
         self.with_flow(method.build())
-    }
-
-    /// The same extractor with another face method.
-    pub fn with_face_method(self, face: Arc<dyn FaceMethod>) -> Extractor {
-        Extractor { face, ..self }
     }
 
     /// The same extractor with another flow implementation.

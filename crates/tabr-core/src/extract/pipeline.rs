@@ -15,7 +15,7 @@ use super::schedule::Schedule;
 use super::{pool, Extractor, StageTimings};
 use crate::error::{Error, Result};
 use crate::flow::FlowFrame;
-use crate::spec::{PixelRect, N_CHANNELS, REGIONS};
+use crate::spec::{PixelRect, N_CHANNELS};
 
 enum Msg {
     Pair(PairOut),
@@ -54,7 +54,7 @@ impl<'a> Pipeline<'a> {
             ex,
             schedule,
             n,
-            rects: Arc::new(REGIONS.map(|r| r.pixel_rect(n))),
+            rects: Arc::new(ex.spec.regions().map(|r| r.pixel_rect(n))),
             pool,
             max_in_flight: pool.current_num_threads() * 4,
             tx,

@@ -18,10 +18,9 @@ use ort::value::Tensor;
 use serde::Serialize;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::extract::{CancelFlag, Extractor, Features};
-use crate::face::FaceDetector;
+use crate::extract::{CancelFlag, Extractor, FaceAssets, Features};
 use crate::flow::FlowMethod;
-use crate::spec::Limits;
+use crate::spec::{Limits, Spec};
 use crate::video::VideoSource;
 pub use manifest::{FeatureSpec, Manifest, Task};
 pub use preprocess::Preprocess;
@@ -151,12 +150,17 @@ impl Model {
         let pre_text = std::fs::read_to_string(&pre)
             .map_err(|_| model_error("preprocess.json cannot be read"))?;
         let preprocess = Preprocess::from_json(&pre_text, m.n_features)?;
-        let detector = FaceDetector::from_option(cascade.as_deref())?;
         let params = m.features.params.capped(&opts.limits);
         params.validate()?;
-        let extractor = Extractor::with(detector, params).with_flow_method(opts.flow);
-
         runtime::init(opts.ort_dylib_path.as_deref())?;
+        let spec = Spec::from_manifest(&m.features.name, m.features.version)
+            .ok_or_else(|| model_error("the manifest's feature spec is not implemented"))?;
+        let assets = FaceAssets {
+            cascade: cascade.as_deref(),
+            ort_dylib: opts.ort_dylib_path.as_deref(),
+        };
+        let extractor = Extractor::for_spec(spec, params, assets)?.with_flow_method(opts.flow);
+
         let bytes: Arc<[u8]> = std::fs::read(&onnx)
             .map_err(|_| model_error("model.onnx cannot be read"))?
             .into();

@@ -1,27 +1,82 @@
-//! The `poc-abs` v1 feature contract: parameters, regions, channels and feature names.
+//! The `poc-abs` feature contracts, v1 (`spec/poc-abs-v1.md`) and v2
+//! (`docs/spec/poc-abs-v2.md`): parameters, regions, channels and feature names.
 //!
-//! Everything here is data from `spec/poc-abs-v1.md`; the maths lives in [`crate::poc`],
-//! [`crate::stats`], [`crate::face`] and [`crate::extract`]. A model's manifest names this
-//! spec as `{"name": "poc-abs", "version": 1, "params": {...}}`, and [`SpecParams`] is that
-//! `params` object: every field is optional and defaults to the spec's value.
+//! Everything here is data from the specs; the maths lives in [`crate::poc`], [`crate::stats`],
+//! [`crate::face`], [`crate::face_mesh`] and [`crate::extract`]. A model's manifest names its
+//! spec as `{"name": "poc-abs", "version": 1 | 2, "params": {...}}` ([`Spec`]), and
+//! [`SpecParams`] is that `params` object: every field is optional and defaults to the spec's
+//! value. The two versions share the channels, statistics and the 90 names; they differ in how
+//! the face is found and cut (v1 a Haar box, v2 a landmark-aligned square) and so in where
+//! the eight regions sit in the crop ([`REGIONS`], [`REGIONS_V2`]).
 
+use crate::error::{Error, ErrorCode, Result};
 use crate::stats::{N_STATS, STAT_NAMES};
 
 mod params;
 pub use params::{Limits, SpecParams, DEFAULT_MAX_DECODED_PIXELS};
 
-/// The spec's name and version, written once: as the manifest fields and as one id.
-macro_rules! spec_identity {
-    ($name:literal, $version:literal) => {
-        /// Spec name as written in manifests.
-        pub const SPEC_NAME: &str = $name;
-        /// Spec version implemented here.
-        pub const SPEC_VERSION: u32 = $version;
-        /// `name/version`, the form [`crate::FEATURE_SPECS`] lists.
-        pub const SPEC_ID: &str = concat!($name, "/", $version);
-    };
+/// The specs' name as written in manifests.
+pub const SPEC_NAME: &str = "poc-abs";
+
+/// A feature spec this build implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Spec {
+    /// poc-abs v1: the Haar cascade's box.
+    #[default]
+    V1,
+    /// poc-abs v2: BlazeFace + FaceMesh, the face aligned by a similarity.
+    V2,
 }
-spec_identity!("poc-abs", 1);
+
+impl Spec {
+    /// Every spec this build implements, oldest first.
+    pub const ALL: [Spec; 2] = [Spec::V1, Spec::V2];
+
+    /// The manifest's `version`.
+    pub const fn version(self) -> u32 {
+        match self {
+            Spec::V1 => 1,
+            Spec::V2 => 2,
+        }
+    }
+
+    /// `name/version`, the form [`crate::FEATURE_SPECS`] lists and the CLI's `--spec` takes.
+    pub const fn id(self) -> &'static str {
+        match self {
+            Spec::V1 => "poc-abs/1",
+            Spec::V2 => "poc-abs/2",
+        }
+    }
+
+    /// The eight regions in the canonical crop, in vector order.
+    pub const fn regions(self) -> &'static [Region; 8] {
+        match self {
+            Spec::V1 => &REGIONS,
+            Spec::V2 => &REGIONS_V2,
+        }
+    }
+
+    /// The spec a manifest's `name` and `version` name.
+    pub fn from_manifest(name: &str, version: u32) -> Option<Spec> {
+        Spec::ALL
+            .into_iter()
+            .find(|s| name == SPEC_NAME && s.version() == version)
+    }
+
+    /// The spec an id such as `poc-abs/2` names; anything else is a `model_error` (the code
+    /// of every bad option, as for the flow method).
+    pub fn parse(id: &str) -> Result<Spec> {
+        Spec::ALL.into_iter().find(|s| s.id() == id).ok_or_else(|| {
+            Error::new(
+                ErrorCode::ModelError,
+                format!(
+                    "unknown feature spec (this build implements {})",
+                    crate::FEATURE_SPECS.join(", ")
+                ),
+            )
+        })
+    }
+}
 
 /// Farnebäck's arguments in spec §4 (OpenCV's `calcOpticalFlowFarneback` with these is the
 /// reference). Fixed by the spec, not tunable per model.
@@ -89,7 +144,7 @@ pub struct Region {
     pub y1: f64,
 }
 
-/// The eight regions, in vector order (spec §3).
+/// v1's eight regions, in vector order (v1 §3), in the Haar box's crop.
 pub const REGIONS: [Region; 8] = [
     Region {
         name: "brow_l",
@@ -146,6 +201,70 @@ pub const REGIONS: [Region; 8] = [
         y0: 0.66,
         x1: 0.74,
         y1: 0.92,
+    },
+];
+
+/// v2's eight regions, in vector order (v2 §6), in the landmark-aligned crop: each is the
+/// box of its landmarks' mean canonical positions over the face fixtures, widened by about 3
+/// crop pixels, rounded out to hundredths and made mirror-symmetric about x = ½. The brows
+/// reach up to see them rise; the eyes hold lids and lashes; the cheeks lie between the eye's
+/// lower lid and the mouth corners' height, outside the nose.
+pub const REGIONS_V2: [Region; 8] = [
+    Region {
+        name: "brow_l",
+        x0: 0.20,
+        y0: 0.22,
+        x1: 0.45,
+        y1: 0.36,
+    },
+    Region {
+        name: "brow_r",
+        x0: 0.55,
+        y0: 0.22,
+        x1: 0.80,
+        y1: 0.36,
+    },
+    Region {
+        name: "eye_l",
+        x0: 0.25,
+        y0: 0.35,
+        x1: 0.44,
+        y1: 0.45,
+    },
+    Region {
+        name: "eye_r",
+        x0: 0.56,
+        y0: 0.35,
+        x1: 0.75,
+        y1: 0.45,
+    },
+    Region {
+        name: "nose",
+        x0: 0.38,
+        y0: 0.44,
+        x1: 0.62,
+        y1: 0.63,
+    },
+    Region {
+        name: "cheek_l",
+        x0: 0.18,
+        y0: 0.47,
+        x1: 0.38,
+        y1: 0.65,
+    },
+    Region {
+        name: "cheek_r",
+        x0: 0.62,
+        y0: 0.47,
+        x1: 0.82,
+        y1: 0.65,
+    },
+    Region {
+        name: "mouth",
+        x0: 0.33,
+        y0: 0.65,
+        x1: 0.67,
+        y1: 0.83,
     },
 ];
 
@@ -222,9 +341,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spec_id_joins_name_and_version() {
-        assert_eq!(SPEC_ID, format!("{SPEC_NAME}/{SPEC_VERSION}"));
-        assert_eq!(crate::FEATURE_SPECS, [SPEC_ID]);
+    fn spec_ids_join_name_and_version() {
+        for s in Spec::ALL {
+            assert_eq!(s.id(), format!("{SPEC_NAME}/{}", s.version()));
+            assert_eq!(Spec::parse(s.id()).unwrap(), s);
+            assert_eq!(Spec::from_manifest(SPEC_NAME, s.version()), Some(s));
+        }
+        assert_eq!(crate::FEATURE_SPECS, Spec::ALL.map(Spec::id));
+        assert!(Spec::parse("poc-abs/3").is_err());
+        assert!(Spec::parse("poc-abs").is_err());
+        assert_eq!(Spec::from_manifest("poc", 1), None);
+    }
+
+    #[test]
+    fn v2_regions_are_mirror_symmetric_and_share_v1s_names() {
+        for (a, b) in REGIONS.iter().zip(&REGIONS_V2) {
+            assert_eq!(a.name, b.name);
+            assert!(
+                0.0 <= b.x0
+                    && b.x0 < b.x1
+                    && b.x1 <= 1.0
+                    && 0.0 <= b.y0
+                    && b.y0 < b.y1
+                    && b.y1 <= 1.0
+            );
+        }
+        let r = &REGIONS_V2;
+        for (l, rr) in [(0, 1), (2, 3), (5, 6)] {
+            assert!(
+                (r[l].x0 - (1.0 - r[rr].x1)).abs() < 1e-12
+                    && (r[l].x1 - (1.0 - r[rr].x0)).abs() < 1e-12
+            );
+            assert_eq!((r[l].y0, r[l].y1), (r[rr].y0, r[rr].y1));
+        }
+        for i in [4, 7] {
+            assert!((r[i].x0 - (1.0 - r[i].x1)).abs() < 1e-12);
+        }
     }
 
     #[test]
