@@ -248,8 +248,8 @@ def export(args: argparse.Namespace) -> Path:
     else:
         spec = {"name": "poc-abs", "version": 1, "params": {}}
     n_features = len(names)
-    if spec.get("name") == "poc-abs" and spec.get("version") == 1 and n_features != 90:
-        raise ExportError(f"poc-abs v1 produces 90 features, but {n_features} feature names were given")
+    if spec.get("name") == "poc-abs" and spec.get("version") in (1, 2) and n_features != 90:
+        raise ExportError(f"poc-abs v{spec['version']} produces 90 features, but {n_features} feature names were given")
     n_num = model_kwargs.setdefault("n_num_features", n_features)
     if n_num != n_features:
         raise ExportError(f"the model takes {n_num} features, the feature spec produces {n_features}")
@@ -450,8 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-x-preprocessed", action="store_true", help="--train-x is already preprocessed (it is then used as it is)")
     ap.add_argument("--preprocess", nargs="*", help="joblib files of the fitted preprocessing, applied in order: SimpleImputer, StandardScaler, MinMaxScaler, QuantileTransformer(output_distribution='normal'), or a Pipeline of them")
     ap.add_argument("--raw-inputs", action="store_true", help="the model was trained on raw feature values: export without --preprocess even when they are far from standardised")
-    ap.add_argument("--feature-names", help="JSON list of the model's feature names, in its input order (default: the 90 poc-abs v1 names)")
-    ap.add_argument("--feature-spec", help='JSON of the feature spec the features came from (default {"name": "poc-abs", "version": 1, "params": {}})')
+    ap.add_argument("--feature-names", help="JSON list of the model's feature names, in its input order (default: the 90 poc-abs names, the same in v1 and v2)")
+    ap.add_argument("--feature-spec", help='JSON of the feature spec the features came from (default {"name": "poc-abs", "version": 1, "params": {}}; {"name": "poc-abs", "version": 2} for features from tabr-features --spec poc-abs/2)')
     ap.add_argument("--labels", help="comma-separated class labels, in class-index order (classifiers); none for regression")
     ap.add_argument("--cascade", help="face cascade XML the service detects faces with (default: OpenCV's frontal face cascade)")
     ap.add_argument("--name", required=True, help="the model's name: the name MODEL_REGISTRY serves it under (lowercase letters, digits, - or _)")

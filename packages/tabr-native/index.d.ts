@@ -59,12 +59,13 @@ export declare function channelNames(): Array<string>
 export declare function errorCodes(): Array<string>
 
 /**
- * Extracts the POC-ABS v1 features of one video, off the event loop.
+ * Extracts the POC-ABS features of one video (v1 unless `options.spec` says otherwise), off
+ * the event loop.
  *
  * `input` is a file path or the video's bytes (decoded from memory; nothing is written).
  * Rejects with an `Error` whose `code` is one of `invalid_video`, `video_too_long`,
- * `video_too_short`, `frame_too_large`, `video_too_large`, `no_face`, `aborted` or
- * `internal`.
+ * `video_too_short`, `frame_too_large`, `video_too_large`, `no_face`, `aborted`,
+ * `model_error` (a bad option, or no usable ONNX Runtime for `poc-abs/2`) or `internal`.
  */
 export declare function extractFeatures(input: string | Buffer, options?: ExtractOptions | undefined | null, signal?: AbortSignal | undefined | null): Promise<ExtractResult>
 
@@ -121,6 +122,16 @@ export interface ExtractOptions {
   flow?: 'rust' | 'opencv'
   /** Also return the 18 channels of every frame pair (default false). */
   series?: boolean
+  /**
+   * The feature spec, `poc-abs/1` (default) or `poc-abs/2` (`FEATURE_SPECS`); v2 runs its
+   * face networks with ONNX Runtime, found as `loadModel` finds it.
+   */
+  spec?: 'poc-abs/1' | 'poc-abs/2'
+  /**
+   * ONNX Runtime's shared library for `poc-abs/2` (default: `ORT_DYLIB_PATH`, else the
+   * `onnxruntime-node` package's).
+   */
+  ortDylibPath?: string
 }
 
 /** The POC-ABS v1 feature vector of one video. */

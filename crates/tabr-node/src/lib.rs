@@ -10,8 +10,7 @@ pub mod model;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use tabr_core::face::FaceDetector;
-use tabr_core::{CancelFlag, Extractor, Features, SpecParams, VideoSource};
+use tabr_core::{CancelFlag, Extractor, FaceAssets, Features, Spec, SpecParams, VideoSource};
 
 /// Options of `extractFeatures`.
 #[napi(object)]
@@ -33,6 +32,13 @@ pub struct ExtractOptions {
     pub flow: Option<String>,
     /// Also return the 18 channels of every frame pair (default false).
     pub series: Option<bool>,
+    /// The feature spec, `poc-abs/1` (default) or `poc-abs/2` (`FEATURE_SPECS`); v2 runs its
+    /// face networks with ONNX Runtime, found as `loadModel` finds it.
+    #[napi(ts_type = "'poc-abs/1' | 'poc-abs/2'")]
+    pub spec: Option<String>,
+    /// ONNX Runtime's shared library for `poc-abs/2` (default: `ORT_DYLIB_PATH`, else the
+    /// `onnxruntime-node` package's).
+    pub ort_dylib_path: Option<String>,
 }
 
 /// The 18 channels of every frame pair, from which the statistics are computed: when and
@@ -282,7 +288,10 @@ pub(crate) fn reject_with_code(env: &Env, code: &str, message: &str) -> Error {
 /// The extractor `extractFeatures`' options ask for; a bad option is a core error with its
 /// code, rejected like every other.
 fn build_extractor(options: &ExtractOptions) -> tabr_core::Result<Extractor> {
-    let detector = FaceDetector::from_option(options.cascade.as_deref().map(std::path::Path::new))?;
+    let spec = options
+        .spec
+        .as_deref()
+        .map_or(Ok(Spec::V1), Spec::parse)?;
     let mut params = SpecParams::default();
     if let Some(s) = options.max_seconds {
         params.max_seconds = s;
@@ -295,7 +304,14 @@ fn build_extractor(options: &ExtractOptions) -> tabr_core::Result<Extractor> {
     }
     params.validate()?;
     let flow = tabr_core::flow::FlowMethod::from_option(options.flow.as_deref())?;
-    Ok(Extractor::with(detector, params).with_flow_method(flow))
+    let dylib = (spec == Spec::V2)
+        .then(|| model::ort_dylib(options.ort_dylib_path.clone()))
+        .flatten();
+    let assets = FaceAssets {
+        cascade: options.cascade.as_deref().map(std::path::Path::new),
+        ort_dylib: dylib.as_deref(),
+    };
+    Ok(Extractor::for_spec(spec, params, assets)?.with_flow_method(flow))
 }
 
 /// A JS number option that counts something (pixels): negative and NaN become 0, which the
@@ -310,12 +326,13 @@ pub(crate) fn count_option(v: f64) -> u64 {
     }
 }
 
-/// Extracts the POC-ABS v1 features of one video, off the event loop.
+/// Extracts the POC-ABS features of one video (v1 unless `options.spec` says otherwise), off
+/// the event loop.
 ///
 /// `input` is a file path or the video's bytes (decoded from memory; nothing is written).
 /// Rejects with an `Error` whose `code` is one of `invalid_video`, `video_too_long`,
-/// `video_too_short`, `frame_too_large`, `video_too_large`, `no_face`, `aborted` or
-/// `internal`.
+/// `video_too_short`, `frame_too_large`, `video_too_large`, `no_face`, `aborted`,
+/// `model_error` (a bad option, or no usable ONNX Runtime for `poc-abs/2`) or `internal`.
 #[napi(
     ts_args_type = "input: string | Buffer, options?: ExtractOptions | undefined | null, signal?: AbortSignal | undefined | null",
     ts_return_type = "Promise<ExtractResult>"

@@ -327,6 +327,15 @@ impl Model {
     }
 }
 
+/// ONNX Runtime's library for `loadModel` and v2's `extractFeatures`: the option, else
+/// `ORT_DYLIB_PATH`, else the `onnxruntime-node` package nearest this addon.
+pub(crate) fn ort_dylib(option: Option<String>) -> Option<PathBuf> {
+    option
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+        .or_else(default_ort_dylib)
+}
+
 /// Where `onnxruntime-node` keeps its runtime, searched upwards from this addon's own file.
 fn default_ort_dylib() -> Option<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
@@ -351,11 +360,7 @@ pub fn load_model(
         Some(p) => Provider::parse(p),
         None => Provider::from_env(),
     };
-    let dylib = o
-        .ort_dylib_path
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
-        .or_else(default_ort_dylib);
+    let dylib = ort_dylib(o.ort_dylib_path);
     let defaults = LoadOptions::default();
     let intra_threads = o
         .intra_threads

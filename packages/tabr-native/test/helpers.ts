@@ -1,11 +1,21 @@
 // Shared test helpers.
 import { spawnSync } from 'node:child_process'
-import { resolve } from 'node:path'
+import { existsSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 
 /** The package folder, the repository root and the demo model. */
 export const pkgDir = resolve(__dirname, '..')
 export const repoRoot = resolve(pkgDir, '../..')
 export const demoDir = resolve(repoRoot, 'models/tabr-demo')
+
+/** A file of ../shared/fixtures (or of `TABR_SHARED`), and whether a test may skip it: only
+ * outside CI, where a missing ../shared is a broken checkout and the test runs and fails. */
+export function sharedFixture(rel: string): { path: string; skip: boolean } {
+  const path = join(process.env.TABR_SHARED ?? resolve(repoRoot, '../shared'), 'fixtures', rel)
+  const skip = !existsSync(path) && process.env.CI !== 'true'
+  if (skip) console.warn(`SKIPPED: ${path} not found (set TABR_SHARED)`)
+  return { path, skip }
+}
 
 /** The `code` a promise rejects with ('resolved' when it does not reject). */
 export async function codeOf(p: Promise<unknown>): Promise<string> {

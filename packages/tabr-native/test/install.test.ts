@@ -9,16 +9,10 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { extractFeatures, loadModel, VERSION } from '../index.js'
-import { demoDir, pkgDir, plainEnv, repoRoot, run } from './helpers.js'
+import { demoDir, pkgDir, plainEnv, repoRoot, run, sharedFixture } from './helpers.js'
 
 const clips = inject('clips')
-const sharedClip = join(
-  process.env.TABR_SHARED ?? resolve(repoRoot, '../shared'),
-  'fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4',
-)
-// Under CI a missing ../shared is a broken checkout: the d18 case then runs and fails.
-const skipShared = !existsSync(sharedClip) && process.env.CI !== 'true'
-if (skipShared) console.warn(`SKIPPED: ${sharedClip} not found (set TABR_SHARED): the d18 clip is not run`)
+const { path: sharedClip, skip: skipShared } = sharedFixture('faces/face_lp_d18_man_neutral_480_liveportrait.mp4')
 const platformName = '@org/tabr-native-linux-x64-gnu'
 const binary = 'tabr-native.linux-x64-gnu.node'
 
@@ -175,7 +169,7 @@ describe('the packed release, installed with npm', () => {
     const [oracle, viaRequire, viaImport] = [await workspaceAnswers(videos), probeOk('require', videos), probeOk('import', videos)]
     for (const out of [viaRequire, viaImport]) {
       expect(out.version).toBe(VERSION)
-      expect(out.featureSpecs).toEqual(['poc-abs/1'])
+      expect(out.featureSpecs).toEqual(['poc-abs/1', 'poc-abs/2'])
       expect(out.provider).toBe('cpu')
       // The addon of the installed platform package, and ONNX Runtime from onnxruntime-node.
       expect(out.addon).toBe(join(app, 'node_modules', platformName, binary))

@@ -33,7 +33,7 @@ describe('one version list', () => {
   })
 
   it('lists the feature specs and model formats the loader accepts', async () => {
-    expect(FEATURE_SPECS).toEqual(['poc-abs/1'])
+    expect(FEATURE_SPECS).toEqual(['poc-abs/1', 'poc-abs/2'])
     expect(MODEL_FORMATS).toEqual(['tabr-model/1'])
     const manifest = readJson(join(demoDir, 'manifest.json'))
     expect(MODEL_FORMATS).toContain(manifest.format)
