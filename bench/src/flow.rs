@@ -74,9 +74,9 @@ pub(crate) fn run_sequence(pairs: &Pairs, flow: &dyn Flow) -> f64 {
     for (a, b) in pairs {
         let fa = match &last {
             Some((m, f)) if Arc::ptr_eq(m, a) => f.clone(),
-            _ => Arc::new(FlowFrame::new(a.as_ref().clone())),
+            _ => Arc::new(FlowFrame::new(a.as_ref().clone()).expect("a crop")),
         };
-        let fb = Arc::new(FlowFrame::new(b.as_ref().clone()));
+        let fb = Arc::new(FlowFrame::new(b.as_ref().clone()).expect("a crop"));
         out.resize(a.rows() as usize * a.cols() as usize, [0.0; 2]);
         flow.compute(&fa, &fb, &mut out).expect("flow");
         last = Some((b.clone(), fb));
@@ -90,8 +90,8 @@ fn run_cold(pairs: &Pairs, flow: &dyn Flow) -> f64 {
     let t = Instant::now();
     for (a, b) in pairs {
         let (fa, fb) = (
-            FlowFrame::new(a.as_ref().clone()),
-            FlowFrame::new(b.as_ref().clone()),
+            FlowFrame::new(a.as_ref().clone()).expect("a crop"),
+            FlowFrame::new(b.as_ref().clone()).expect("a crop"),
         );
         flow.compute(&fa, &fb, &mut out).expect("flow");
     }

@@ -13,7 +13,9 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use opencv::core::{Mat, MatTraitConst, MatTraitConstManual, Scalar, Size, BORDER_CONSTANT};
+use opencv::core::{
+    Mat, MatTraitConst, MatTraitConstManual, MatTraitManual, Scalar, Size, BORDER_CONSTANT,
+};
 use opencv::imgproc;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
@@ -188,6 +190,40 @@ pub fn warp(gray: &Mat, m: &Affine, side: usize, border: i32) -> Result<Mat> {
         Scalar::all(0.0),
     )
     .map_err(fail)?;
+    Ok(out)
+}
+
+/// The `side`² float image whose pixel (u, v) is the 8-bit `gray` sampled at `m(u, v)`
+/// (frame pixels, centres at whole numbers), bilinearly in double precision with the border
+/// replicated, and never rounded: the crop moves continuously with `m`, so landmark noise far
+/// below a pixel changes it by as little (v2 §4.5). OpenCV's `warpAffine` would place samples
+/// on a 1/32-pixel grid and round them to 8 bits, steps a 1e-4 px nudge can cross.
+pub fn warp_exact(gray: &Mat, m: &Affine, side: usize) -> Result<Mat> {
+    let fail = |_| Error::internal("sampling the face failed");
+    let (w, h) = (gray.cols().max(1) as usize, gray.rows().max(1) as usize);
+    let px = gray.data_bytes().map_err(fail)?;
+    if px.len() != w * h {
+        return Err(Error::internal("a frame is not a continuous 8-bit image"));
+    }
+    let s = side as i32;
+    let mut out = Mat::new_rows_cols_with_default(s, s, opencv::core::CV_32FC1, Scalar::all(0.0))
+        .map_err(fail)?;
+    let dst = out.data_typed_mut::<f32>().map_err(fail)?;
+    // An index clamped into the frame (far-off and non-finite positions land on the border).
+    let clamp = |k: f64, n: usize| k.clamp(0.0, (n - 1) as f64) as usize;
+    for (v, row) in dst.chunks_exact_mut(side).enumerate() {
+        for (u, d) in row.iter_mut().enumerate() {
+            let [x, y] = apply(m, [u as f64, v as f64]);
+            let (x0, y0) = (x.floor(), y.floor());
+            let (fx, fy) = (x - x0, y - y0);
+            let (xa, xb) = (clamp(x0, w), clamp(x0 + 1.0, w));
+            let (ya, yb) = (clamp(y0, h), clamp(y0 + 1.0, h));
+            let at = |yy: usize, xx: usize| f64::from(px[yy * w + xx]);
+            let top = (1.0 - fx) * at(ya, xa) + fx * at(ya, xb);
+            let bottom = (1.0 - fx) * at(yb, xa) + fx * at(yb, xb);
+            *d = ((1.0 - fy) * top + fy * bottom) as f32;
+        }
+    }
     Ok(out)
 }
 

@@ -190,7 +190,14 @@ fn similarity_is_exact_on_a_known_transform_and_tiny_perturbations_stay_tiny() {
 /// outside the face, which a turn changes by design).
 fn crop_difference(a: &Mat, b: &Mat) -> f64 {
     let (n, m) = (a.rows() as usize, a.rows() as usize / 8);
-    let (pa, pb) = (a.data_bytes().expect("crop"), b.data_bytes().expect("crop"));
+    // v1's crops are 8-bit, v2's float: both compared as gray levels.
+    let levels = |c: &Mat| {
+        let mut f = Mat::default();
+        c.convert_to(&mut f, opencv::core::CV_32F, 1.0, 0.0)
+            .expect("converts");
+        f.data_typed::<f32>().expect("crop").to_vec()
+    };
+    let (pa, pb) = (levels(a), levels(b));
     let mut sum = 0.0;
     for y in m..n - m {
         for x in m..n - m {

@@ -212,8 +212,13 @@ fn malformed_directories_are_refused_clearly() {
         ),
         (
             "feature spec",
-            Box::new(|d: &Path| edit_manifest(d, |v| v["features"]["version"] = 2.into())),
+            Box::new(|d: &Path| edit_manifest(d, |v| v["features"]["version"] = 3.into())),
             "not implemented by this build",
+        ),
+        (
+            "a v1 face cascade on a v2 model",
+            Box::new(|d: &Path| edit_manifest(d, |v| v["features"]["version"] = 2.into())),
+            "a face cascade belongs to poc-abs/1",
         ),
         (
             "labels",

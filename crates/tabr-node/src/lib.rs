@@ -288,10 +288,7 @@ pub(crate) fn reject_with_code(env: &Env, code: &str, message: &str) -> Error {
 /// The extractor `extractFeatures`' options ask for; a bad option is a core error with its
 /// code, rejected like every other.
 fn build_extractor(options: &ExtractOptions) -> tabr_core::Result<Extractor> {
-    let spec = options
-        .spec
-        .as_deref()
-        .map_or(Ok(Spec::V1), Spec::parse)?;
+    let spec = options.spec.as_deref().map_or(Ok(Spec::V1), Spec::parse)?;
     let mut params = SpecParams::default();
     if let Some(s) = options.max_seconds {
         params.max_seconds = s;

@@ -71,7 +71,7 @@ fn pair_channels(
     let t0 = Instant::now();
     method.compute(a, b, uv)?;
     let t1 = Instant::now();
-    let (pa, pb) = (a.pixels()?, b.pixels()?);
+    let (pa, pb) = (a.pixels(), b.pixels());
     let mut ch = [0.0; N_CHANNELS];
     with_thread_engine(|e| {
         let g = e.poc(

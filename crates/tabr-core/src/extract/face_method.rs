@@ -48,7 +48,7 @@ pub trait FaceMethod: Send + Sync + std::fmt::Debug {
     fn detect(&self, gray: &Mat, params: &SpecParams) -> Result<Option<Geometry>>;
     /// Whether a new answer replaces the geometry in force (jitter is not motion).
     fn replaces(&self, old: &Geometry, new: &Geometry, params: &SpecParams) -> bool;
-    /// The canonical `n`×`n` 8-bit crop that `g` implies on `gray`.
+    /// The canonical `n`×`n` crop that `g` implies on `gray`: 8-bit (v1) or float (v2).
     fn crop(&self, gray: &Mat, g: &Geometry, n: usize) -> Result<Mat>;
 }
 
@@ -161,7 +161,11 @@ impl LandmarkAligned {
         let Some(d) = self.mesh.detect(gray)? else {
             return Ok(None);
         };
-        let pts = self.mesh.landmarks(gray, &d)?;
+        Ok(Some(Self::align(&self.mesh.landmarks(gray, &d)?)))
+    }
+
+    /// The fit (v2 §4.1–4.3) that FaceMesh's 468 landmarks, in frame pixels, imply.
+    pub fn align(pts: &[[f64; 2]]) -> AlignedFit {
         let src = FIT_POINTS.map(|i| pts[i]);
         let to_frame = similarity(&TEMPLATE, &src);
         let corners = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]].map(|p| apply(&to_frame, p));
@@ -178,10 +182,10 @@ impl LandmarkAligned {
             side: side.round().max(1.0) as i32,
         };
         let to_unit = invert(&to_frame);
-        Ok(Some(AlignedFit {
+        AlignedFit {
             geometry: Geometry::Aligned { to_frame, bbox },
             canonical: pts.iter().map(|&p| apply(&to_unit, p)).collect(),
-        }))
+        }
     }
 }
 
@@ -242,6 +246,6 @@ impl FaceMethod for LandmarkAligned {
         } else {
             (gray, m)
         };
-        face_mesh::warp(src, &m, n, opencv::core::BORDER_REPLICATE)
+        face_mesh::warp_exact(src, &m, n)
     }
 }

@@ -245,6 +245,12 @@ impl Extractor {
         self.with_flow(method.build())
     }
 
+    /// The same extractor (spec, regions, parameters) with another face method: the seam a
+    /// test uses to perturb a method's answers.
+    pub fn with_face_method(self, face: Arc<dyn FaceMethod>) -> Extractor {
+        Extractor { face, ..self }
+    }
+
     /// The same extractor with another flow implementation.
     pub fn with_flow(self, flow: Arc<dyn Flow>) -> Extractor {
         Extractor { flow, ..self }

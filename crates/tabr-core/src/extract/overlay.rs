@@ -4,7 +4,7 @@
 //! the picture shows is what the features are computed from. The caller encodes it (the CLI
 //! writes PNG).
 
-use opencv::core::{Mat, MatTraitConstManual, Point, Rect, Scalar, Size};
+use opencv::core::{Mat, MatTraitConst, MatTraitConstManual, Point, Rect, Scalar, Size};
 use opencv::imgproc;
 
 use super::face_method::{FaceMethod, LandmarkAligned};
@@ -66,9 +66,13 @@ fn draw(crop: &Mat, canonical: &[[f64; 2]], n: usize, frame: u64) -> Result<Pict
     let fail = |_| Error::internal("drawing the overlay failed");
     let k = OVERLAY_SCALE as i32;
     let side = n as i32 * k;
+    // v2's crop is float: shown as 8-bit gray levels.
+    let mut crop8 = Mat::default();
+    crop.convert_to(&mut crop8, opencv::core::CV_8U, 1.0, 0.0)
+        .map_err(fail)?;
     let mut big = Mat::default();
     imgproc::resize(
-        crop,
+        &crop8,
         &mut big,
         Size::new(side, side),
         0.0,

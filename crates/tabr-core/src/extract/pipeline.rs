@@ -81,7 +81,7 @@ impl<'a> Pipeline<'a> {
                 self.schedule
                     .apply(idx, found, |a, b| face.replaces(a, b, params));
                 if let Some(g) = self.schedule.current {
-                    self.prev_crop = Some(Arc::new(FlowFrame::new(face.crop(&gray, &g, self.n)?)));
+                    self.prev_crop = Some(Arc::new(FlowFrame::new(face.crop(&gray, &g, self.n)?)?));
                     self.prev_gray = Some(gray);
                 }
             }
@@ -138,7 +138,12 @@ impl<'a> Pipeline<'a> {
                 .schedule
                 .current
                 .ok_or_else(|| Error::internal("a frame after the first face has no box"))?;
-            let crop = |frame: &Mat| self.ex.face.crop(frame, &geo, self.n).map(FlowFrame::new);
+            let crop = |frame: &Mat| {
+                self.ex
+                    .face
+                    .crop(frame, &geo, self.n)
+                    .and_then(FlowFrame::new)
+            };
             let cur = Arc::new(crop(&g)?);
             let prev = match (&self.prev_crop, changed, &self.prev_gray) {
                 (Some(pc), false, _) => pc.clone(),

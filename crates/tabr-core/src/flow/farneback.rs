@@ -64,7 +64,6 @@ pub struct Farneback {
 /// One frame for the per-frame half: its pixels, size and the levels to build.
 #[derive(Clone, Copy)]
 struct FrameJob<'a> {
-    img: &'a [u8],
     w: usize,
     h: usize,
     plan: &'a [LevelPlan],
@@ -151,9 +150,15 @@ impl Farneback {
             .collect()
     }
 
-    /// The per-frame half: the pyramid of polynomial expansions of an 8-bit `w`×`h` image,
-    /// written into `out` (whose buffers are reused).
-    pub fn pyramid_into(&self, img: &[u8], w: usize, h: usize, out: &mut Pyramid) {
+    /// The per-frame half: the pyramid of polynomial expansions of a `w`×`h` image (8-bit
+    /// gray levels, or floats for v2's crops), written into `out` (whose buffers are reused).
+    pub fn pyramid_into<P: Copy + Into<f32>>(
+        &self,
+        img: &[P],
+        w: usize,
+        h: usize,
+        out: &mut Pyramid,
+    ) {
         FRAME.with(|s| {
             let s = &mut *s.borrow_mut();
             // The levels and their kernels depend on the size and the parameters only: built
@@ -163,14 +168,11 @@ impl Farneback {
                 s.plan = self.plan(w, h);
                 s.plan_for = Some(key);
             }
+            s.img.clear();
+            s.img.extend(img[..w * h].iter().map(|&v| v.into()));
             let plan = std::mem::take(&mut s.plan);
             out.levels.resize_with(plan.len(), Level::default);
-            let job = FrameJob {
-                img,
-                w,
-                h,
-                plan: &plan,
-            };
+            let job = FrameJob { w, h, plan: &plan };
             with_avx2!(
                 self.pyramid_avx2(job, s, out),
                 self.pyramid_body(job, s, out)
@@ -189,11 +191,7 @@ impl Farneback {
 
     #[inline(always)]
     fn pyramid_body(&self, job: FrameJob<'_>, s: &mut FrameScratch, out: &mut Pyramid) {
-        let FrameJob { img, w, h, plan } = job;
-        s.img.resize(w * h, 0.0);
-        for (o, &v) in s.img.iter_mut().zip(&img[..w * h]) {
-            *o = f32::from(v);
-        }
+        let FrameJob { w, h, plan } = job;
         for (lp, level) in plan.iter().zip(out.levels.iter_mut()) {
             blur(
                 &s.img,
@@ -213,7 +211,7 @@ impl Farneback {
     }
 
     /// [`Farneback::pyramid_into`] into a new pyramid.
-    pub fn pyramid(&self, img: &[u8], w: usize, h: usize) -> Pyramid {
+    pub fn pyramid<P: Copy + Into<f32>>(&self, img: &[P], w: usize, h: usize) -> Pyramid {
         let mut p = Pyramid::default();
         self.pyramid_into(img, w, h, &mut p);
         p

@@ -101,9 +101,11 @@ impl FlowMethod {
     }
 }
 
-/// A crop on its way through the flow, with what a flow method keeps of it between pairs.
+/// A crop on its way through the flow, with its pixels as floats (v1's crops are 8-bit, v2's
+/// float) and what a flow method keeps of it between pairs.
 pub struct FlowFrame {
     crop: Mat,
+    px: Vec<f32>,
     kept: OnceLock<Option<Box<dyn Any + Send + Sync>>>,
 }
 
@@ -114,12 +116,24 @@ impl std::fmt::Debug for FlowFrame {
 }
 
 impl FlowFrame {
-    /// A crop (8-bit, one channel, continuous).
-    pub fn new(crop: Mat) -> FlowFrame {
-        FlowFrame {
+    /// A square crop: one channel, 8-bit or 32-bit float, continuous.
+    pub fn new(crop: Mat) -> Result<FlowFrame> {
+        let bad = |_| Error::internal("a crop is not a continuous one-channel image");
+        let px = match crop.typ() {
+            opencv::core::CV_8UC1 => crop
+                .data_bytes()
+                .map_err(bad)?
+                .iter()
+                .map(|&v| f32::from(v))
+                .collect(),
+            opencv::core::CV_32FC1 => crop.data_typed::<f32>().map_err(bad)?.to_vec(),
+            _ => return Err(Error::internal("a crop is neither 8-bit nor float gray")),
+        };
+        Ok(FlowFrame {
             crop,
+            px,
             kept: OnceLock::new(),
-        }
+        })
     }
 
     /// The crop.
@@ -128,10 +142,8 @@ impl FlowFrame {
     }
 
     /// The crop's pixels, row after row.
-    pub fn pixels(&self) -> Result<&[u8]> {
-        self.crop
-            .data_bytes()
-            .map_err(|_| Error::internal("a crop is not a continuous 8-bit image"))
+    pub fn pixels(&self) -> &[f32] {
+        &self.px
     }
 
     /// What `make` computes of this crop, computed once (the crop's other pair gets the same
@@ -163,7 +175,7 @@ thread_local! {
     static CV_FLOW: std::cell::RefCell<Mat> = std::cell::RefCell::new(Mat::default());
 }
 
-/// OpenCV's `calcOpticalFlowFarneback` of two 8-bit images with the given parameters, into a
+/// OpenCV's `calcOpticalFlowFarneback` of two 8-bit (or float) images with the given parameters, into a
 /// `CV_32FC2` `out`.
 pub fn opencv_farneback(a: &Mat, b: &Mat, p: &FarnebackParams, out: &mut Mat) -> Result<()> {
     video::calc_optical_flow_farneback(
@@ -203,7 +215,7 @@ impl Flow for Farneback {
     fn compute(&self, a: &FlowFrame, b: &FlowFrame, out: &mut [[f32; 2]]) -> Result<()> {
         let pyramid = |f: &FlowFrame| -> Result<Pyramid> {
             let (w, h) = (f.crop.cols() as usize, f.crop.rows() as usize);
-            Ok(self.pyramid(f.pixels()?, w, h))
+            Ok(self.pyramid(f.pixels(), w, h))
         };
         let (pa, pb) = (a.keep(pyramid)?, b.keep(pyramid)?);
         self.flow(pa, pb, out)

@@ -29,8 +29,9 @@ pub struct PocResult {
 /// A borrowed 8-bit patch: `w`×`h` pixels starting at `data[0]`, rows `stride` apart.
 #[derive(Debug, Clone, Copy)]
 pub struct Patch<'a> {
-    /// Pixel data; the first pixel of the patch is `data[0]`.
-    pub data: &'a [u8],
+    /// Pixel data (gray levels, whole for v1's 8-bit crops); the first pixel of the patch is
+    /// `data[0]`.
+    pub data: &'a [f32],
     /// Distance between rows, in elements.
     pub stride: usize,
     /// Width in pixels.
@@ -41,7 +42,7 @@ pub struct Patch<'a> {
 
 impl<'a> Patch<'a> {
     /// The sub-rectangle `(x, y, w, h)` of a contiguous `stride`-wide image.
-    pub fn sub(image: &'a [u8], stride: usize, x: usize, y: usize, w: usize, h: usize) -> Self {
+    pub fn sub(image: &'a [f32], stride: usize, x: usize, y: usize, w: usize, h: usize) -> Self {
         Self {
             data: &image[y * stride + x..],
             stride,
@@ -50,7 +51,7 @@ impl<'a> Patch<'a> {
         }
     }
 
-    fn row(&self, i: usize) -> &[u8] {
+    fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.stride..i * self.stride + self.w]
     }
 }
@@ -116,10 +117,11 @@ impl Plan2d {
     /// Mean-removed, windowed patch → spectrum in transposed (column-major) layout in `out`.
     fn forward(&mut self, p: &Patch<'_>, which: Which) {
         let (h, w) = (self.h, self.w);
-        let sum: u64 = (0..h)
-            .map(|i| p.row(i).iter().map(|&v| u64::from(v)).sum::<u64>())
+        // In f64 the sum of 8-bit levels is exact, as an integer sum would be.
+        let sum: f64 = (0..h)
+            .map(|i| p.row(i).iter().map(|&v| f64::from(v)).sum::<f64>())
             .sum();
-        let mean = sum as f64 / (h * w) as f64;
+        let mean = sum / (h * w) as f64;
         for i in 0..h {
             let dst = &mut self.t[i * w..(i + 1) * w];
             let win = &self.window[i * w..(i + 1) * w];

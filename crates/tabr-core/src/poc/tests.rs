@@ -5,7 +5,7 @@ use super::*;
 /// A broadband random texture (white noise smoothed by [1 2 1]/4, which removes the
 /// Nyquist band), circularly shifted by (sx, sy) through the Fourier shift theorem: an
 /// exact sub-pixel shift. Values are quantised to 8 bits with a wide contrast.
-fn texture(w: usize, h: usize, sx: f64, sy: f64, seed: u64) -> Vec<u8> {
+fn texture(w: usize, h: usize, sx: f64, sy: f64, seed: u64) -> Vec<f32> {
     let mut s = seed;
     let mut rnd = || {
         s = s
@@ -60,7 +60,7 @@ fn texture(w: usize, h: usize, sx: f64, sy: f64, seed: u64) -> Vec<u8> {
     iw.process(&mut img);
     let norm = (w * h) as f32;
     img.iter()
-        .map(|c| (128.0 + 600.0 * c.re / norm).round().clamp(0.0, 255.0) as u8)
+        .map(|c| (128.0 + 600.0 * c.re / norm).round().clamp(0.0, 255.0))
         .collect()
 }
 
@@ -149,7 +149,7 @@ fn odd_region_shapes_work() {
 
 #[test]
 fn flat_patches_give_zero_peak() {
-    let a = vec![90u8; 32 * 32];
+    let a = vec![90.0f32; 32 * 32];
     let mut e = PocEngine::new();
     let p = Patch::sub(&a, 32, 0, 0, 32, 32);
     let r = e.poc(&p, &p);

