@@ -1,8 +1,8 @@
 # /// script
 # requires-python = ">=3.10"
-# dependencies = ["numpy==2.4.6", "onnxruntime==1.32.0"]
+# dependencies = ["numpy==2.4.6", "onnxruntime==1.32.0", "opencv-python-headless==4.10.0.84"]
 # ///
-"""poc-abs v2's face stage in plain numpy + onnxruntime, sharing no code with the Rust core.
+"""poc-abs v2's face stage in numpy, onnxruntime and OpenCV's Python package, sharing no code with the Rust core.
 
     uv run scripts/poc_abs_v2_face.py ../shared/fixtures/faces/*.mp4 --overlay out/
 
@@ -14,8 +14,10 @@ so the eyes are level), FaceMesh's 468 landmarks mapped back to the frame, and t
 a 128² crop. `--overlay DIR` writes, per clip, the first aligned crop with the landmarks used
 as a PNG (through ffmpeg). Prints one JSON line per clip: detection score, box, fit residual.
 
-This is the prototype and the independent route of the v2 spec (docs/spec/poc-abs-v2.md, to be
-written from what it measures): the core's implementation will be checked against it.
+This is the prototype of the v2 spec (docs/spec/poc-abs-v2.md, written from what it measured)
+and the face stage of its independent route, `poc_abs_v2_reference.py`, which imports it. The
+bilinear sampling is OpenCV's `warpAffine` because the spec makes its fixed-point rounding part of
+the contract; the similarity is the spec's closed form.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 ASSETS = Path(__file__).resolve().parent.parent / "crates/tabr-core/assets/face"
@@ -43,33 +46,34 @@ FIT_POINTS = [33, 133, 362, 263, 1, 61, 291]
 TEMPLATE = 0.5 + 0.85 * (np.array([[0.24, 0.38], [0.40, 0.385], [0.60, 0.385], [0.76, 0.38], [0.50, 0.59], [0.34, 0.75], [0.66, 0.75]]) - 0.5)
 
 
-def read_frames(clip: Path) -> tuple[list[np.ndarray], int, int]:
-    """Every frame as H×W×3 uint8 RGB (ffmpeg, display rotation applied)."""
-    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height:stream_side_data=rotation", "-of", "json", str(clip)], check=True, capture_output=True, text=True)
-    info = json.loads(probe.stdout)["streams"][0]
+def probe(clip: Path) -> dict:
+    """The first video stream's displayed size (rotation applied) and average frame rate (0 when unknown)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height,avg_frame_rate:stream_side_data=rotation", "-of", "json", str(clip)], check=True, capture_output=True, text=True)
+    info = json.loads(out.stdout)["streams"][0]
     w, h = info["width"], info["height"]
     rot = next((abs(int(s.get("rotation", 0))) for s in info.get("side_data_list", []) if "rotation" in s), 0)
     if rot in (90, 270):
         w, h = h, w
-    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(clip), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
+    num, _, den = info.get("avg_frame_rate", "0/0").partition("/")
+    fps = float(num) / float(den) if den and float(den) else 0.0
+    return {"width": w, "height": h, "fps": fps}
+
+
+def read_frames(clip: Path, pix_fmt: str = "rgb24") -> tuple[list[np.ndarray], int, int]:
+    """Every frame as H×W×3 uint8 (RGB, or `bgr24`), in presentation order, none dropped or
+    repeated, display rotation applied, converted by swscale's bicubic path as OpenCV's reader
+    does (ffmpeg)."""
+    info = probe(clip)
+    w, h = info["width"], info["height"]
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(clip), "-map", "0:v:0", "-fps_mode", "passthrough", "-sws_flags", "bicubic",
+                          "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"], check=True, capture_output=True).stdout
     a = np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
     return list(a), w, h
 
 
 def warp(img: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear sampling: output pixel (u, v) takes the input at m @ (u, v, 1); zero outside."""
-    v, u = np.mgrid[0:size, 0:size].astype(np.float64)
-    x = m[0, 0] * u + m[0, 1] * v + m[0, 2]
-    y = m[1, 0] * u + m[1, 1] * v + m[1, 2]
-    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
-    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
-    h, w = img.shape[:2]
-
-    def at(yy, xx):
-        ok = ((xx >= 0) & (xx < w) & (yy >= 0) & (yy < h))[..., None]
-        return np.where(ok, img[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)].astype(np.float64), 0.0)
-
-    return (at(y0, x0) * (1 - fx) * (1 - fy) + at(y0, x0 + 1) * fx * (1 - fy) + at(y0 + 1, x0) * (1 - fx) * fy + at(y0 + 1, x0 + 1) * fx * fy)
+    """Bilinear sampling, OpenCV's fixed point: output pixel (u, v) takes the input at m @ (u, v, 1); zero outside."""
+    return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def anchors() -> np.ndarray:
@@ -86,7 +90,8 @@ def detect(sess, frame: np.ndarray) -> dict | None:
     pad_x, pad_y = (DET_SIZE - w * scale) / 2, (DET_SIZE - h * scale) / 2
     # Letterbox: frame pixel centre (x + 0.5) lands at (x + 0.5) * scale + pad.
     m = np.array([[1 / scale, 0, (0.5 - pad_x) / scale - 0.5], [0, 1 / scale, (0.5 - pad_y) / scale - 0.5]])
-    x = warp(frame, m, DET_SIZE) / 127.5 - 1.0
+    # v2 §2.2, in float32 as the spec fixes it: f32(g) · f32(1/127.5) − 1.
+    x = warp(frame, m, DET_SIZE).astype(np.float32) * (np.float32(1) / np.float32(127.5)) - np.float32(1)
     boxes, scores = sess.run(None, {sess.get_inputs()[0].name: x.transpose(2, 0, 1)[None].astype(np.float32)})
     raw = boxes[0].astype(np.float64)
     score = 1 / (1 + np.exp(-np.clip(scores[0, :, 0].astype(np.float64), -100, 100)))
@@ -127,21 +132,21 @@ def landmarks(sess, frame: np.ndarray, det: dict) -> np.ndarray:
     # Crop pixel (u, v) ↔ frame: centre + R(θ) · k · (u + 0.5 − 96, v + 0.5 − 96) − 0.5.
     m = np.array([[c * k, -s * k, cx - 0.5 + (c * (0.5 - MESH_SIZE / 2) - s * (0.5 - MESH_SIZE / 2)) * k],
                   [s * k, c * k, cy - 0.5 + (s * (0.5 - MESH_SIZE / 2) + c * (0.5 - MESH_SIZE / 2)) * k]])
-    crop = warp(frame, m, MESH_SIZE) / 255.0
+    # v2 §3.3, in float32: f32(g) · f32(1/255).
+    crop = warp(frame, m, MESH_SIZE).astype(np.float32) * (np.float32(1) / np.float32(255))
     pts = sess.run(None, {sess.get_inputs()[0].name: crop.transpose(2, 0, 1)[None].astype(np.float32)})[0].reshape(468, 3)[:, :2].astype(np.float64)
     # FaceMesh's coordinates are crop pixels with the pixel centre at +0.5.
     return (m[:, :2] @ (pts - 0.5).T).T + m[:, 2]
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The least-squares similarity dst ≈ s·R·src + t (Umeyama, no reflection), as a 2×3 matrix."""
+    """The least-squares similarity [a −b c; b a f] taking src onto dst (v2 spec §4.3's closed form on
+    centred points; no reflection), as a 2×3 matrix."""
     ms, md = src.mean(0), dst.mean(0)
-    a, b = src - ms, dst - md
-    u, sv, vt = np.linalg.svd(b.T @ a / len(src))
-    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
-    r = u @ d @ vt
-    scale = (sv * np.diag(d)).sum() / (a**2).sum(1).mean()
-    return np.hstack([scale * r, (md - scale * r @ ms)[:, None]])
+    (x, y), (xd, yd) = (src - ms).T, (dst - md).T
+    norm = (x * x + y * y).sum()
+    a, b = (x * xd + y * yd).sum() / norm, (x * yd - y * xd).sum() / norm
+    return np.array([[a, -b, md[0] - a * ms[0] + b * ms[1]], [b, a, md[1] - b * ms[0] - a * ms[1]]])
 
 
 def png(path: Path, rgb: np.ndarray) -> None:
@@ -167,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     for clip in map(Path, args.clips):
         frames, w, h = read_frames(clip)
         if args.gray:
-            # OpenCV's BGR→GRAY weights (v1 §1), replicated into R, G and B.
-            frames = [np.repeat(np.rint(f @ [0.299, 0.587, 0.114])[..., None], 3, 2).astype(np.uint8) for f in frames]
+            # v1 §1's gray (OpenCV's conversion), replicated into R, G and B.
+            frames = [cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) for f in frames]
         picks = np.linspace(0, len(frames) - 1, min(args.frames, len(frames))).round().astype(int)
         found, scores, residuals, first = 0, [], [], None
         shapes = all_shapes
