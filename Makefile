@@ -13,12 +13,12 @@ PNPM_VERSION := 9.15.9
 APT_PACKAGES := libopencv-dev clang libclang-dev opencv-data pkg-config ffmpeg redis-server \
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev chromium
 
-.PHONY: help deps apt pnpm node-modules build sample test test-rust test-node test-python demo-model face-models uv bench run serve worker pack clean
+.PHONY: help deps apt pnpm node-modules build sample test test-rust test-node test-reference test-python demo-model face-models uv bench run serve worker pack clean
 
 help:
 	@echo "make deps   install apt packages, pnpm, node modules and uv (what is missing)"
 	@echo "make build  build the Rust core, CLIs and the Node addon"
-	@echo "make test   deps + build + every test (Rust and Node)"
+	@echo "make test   deps + build + every test (Rust, Node, the v2 reference)"
 	@echo "make bench  benchmark tables (medians and ratios, never pass/fail)"
 	@echo "make pack   release tarballs of @org/tabr-native and its platform package in dist/npm"
 	@echo "make demo-model / test-python   Python tooling (uv, torch; not in make test)"
@@ -58,7 +58,7 @@ SAMPLE := .samples/face.mkv
 sample:
 	@[ -f $(SAMPLE) ] || { mkdir -p .samples && $(TABR_BIN_DIR)/tabr-synth --demo-seed 7 --demo-class micro_movement $(SAMPLE); }
 
-test: build test-rust test-node
+test: build test-rust test-node test-reference
 
 test-rust:
 	cargo test --release --workspace
@@ -66,7 +66,12 @@ test-rust:
 test-node:
 	pnpm -r run test
 
-# Python tooling (torch from PyPI): never part of `make test`. Its dependencies are pinned in
+# poc-abs v2 against its independent route (scripts/poc_abs_v2_reference.py: numpy, onnxruntime
+# and OpenCV from its PEP 723 header, no torch), on every face fixture: part of `make test`.
+test-reference: build uv
+	uv run --no-project --with pytest==9.2.0 pytest scripts/tests/test_v2_reference.py -q
+
+# The rest of the Python tooling (torch from PyPI): never part of `make test`. Its dependencies are pinned in
 # scripts/requirements.txt (the versions its tests ran with).
 PY_DEPS := --with-requirements scripts/requirements.txt
 # uv runs the Python tools and the Open Inference Protocol client test (tritonclient from PyPI).
@@ -84,8 +89,11 @@ test-python: build uv
 face-models: uv
 	uv run scripts/convert_face_models.py
 
+# The demo models: tabr-demo (v1, synthetic clips) and tabr-demo-v2 (v2, clips made from the
+# face fixtures of ../shared at build time). Torch on the CPU, a few minutes each; committed.
 demo-model: build uv
 	uv run --no-project $(PY_DEPS) python scripts/make_demo_model.py
+	uv run --no-project $(PY_DEPS) python scripts/make_demo_model.py --spec 2
 
 bench: build
 	cargo run --release -p tabr-bench

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use tabr_core::flow::FlowMethod;
 use tabr_core::synth::{write_clip, ClipSpec, Movement, Part};
-use tabr_core::{CancelFlag, Extractor};
+use tabr_core::{CancelFlag, Extractor, Spec};
 
 pub(crate) const RUNS: usize = 7;
 
@@ -137,12 +137,7 @@ fn bench_clip(name: &str, clip: &Path, cores: usize) -> Row {
 fn model_bench(clips: &[(String, PathBuf)]) {
     use tabr_core::model::{LoadOptions, Model, Prediction};
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dylib = std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            tabr_core::model::runtime::find_onnxruntime_node(&root.join("packages/tabr-native"))
-                .unwrap_or_default()
-        });
+    let dylib = ort_dylib().unwrap_or_default();
     let dir = root.join("models/tabr-demo");
     if !dylib.is_file() || !dir.is_dir() {
         eprintln!(
@@ -254,18 +249,40 @@ fn four_at_once(ex: &Extractor, clip: &Path) -> f64 {
     8.0 / t.elapsed().as_secs_f64()
 }
 
-/// d18 with each flow, in alternated rounds: wall and CPU seconds of one extraction, and
-/// clips/s with 4 extractions at once (8 clips), medians.
+/// ONNX Runtime for v2 and the models: `ORT_DYLIB_PATH`, else the one `make build` installs.
+fn ort_dylib() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .or_else(|| {
+            tabr_core::model::runtime::find_onnxruntime_node(&root.join("packages/tabr-native"))
+        })
+}
+
+/// d18 with each spec and flow, in alternated rounds: wall and CPU seconds of one extraction,
+/// and clips/s with 4 extractions at once (8 clips), medians.
 fn flows_table(clip: &Path) {
-    let flows = [FlowMethod::Rust, FlowMethod::OpenCv];
-    let exs: Vec<Extractor> = flows
+    let dylib = ort_dylib();
+    let assets = tabr_core::FaceAssets {
+        cascade: None,
+        ort_dylib: dylib.as_deref(),
+    };
+    let cases: Vec<(Spec, FlowMethod)> = [Spec::V1, Spec::V2]
+        .into_iter()
+        .flat_map(|s| [FlowMethod::Rust, FlowMethod::OpenCv].map(|f| (s, f)))
+        .collect();
+    let exs: Vec<Extractor> = cases
         .iter()
-        .map(|&f| Extractor::new().expect("extractor").with_flow_method(f))
+        .map(|&(s, f)| {
+            Extractor::for_spec(s, tabr_core::SpecParams::default(), assets)
+                .expect("extractor")
+                .with_flow_method(f)
+        })
         .collect();
     for ex in &exs {
         ex.extract_path(clip, &CancelFlag::new()).expect("features");
     }
-    let mut got = vec![(Vec::new(), Vec::new(), Vec::new()); flows.len()];
+    let mut got = vec![(Vec::new(), Vec::new(), Vec::new()); cases.len()];
     for _ in 0..3 {
         for (ex, g) in exs.iter().zip(got.iter_mut()) {
             let (c0, t0) = (cpu_seconds(), Instant::now());
@@ -279,33 +296,39 @@ fn flows_table(clip: &Path) {
         .into_iter()
         .map(|(w, c, r)| (median(w), median(c), median(r)))
         .collect();
-    println!("\n## d18 extraction with each flow (3 alternated rounds, medians)\n");
-    println!("| flow | wall s | CPU s | clips/s ×4 |\n|---|---|---|---|");
-    for (f, r) in flows.iter().zip(&rows) {
-        println!("| {} | {:.3} | {:.3} | {:.2} |", f.name(), r.0, r.1, r.2);
+    println!("\n## d18 extraction with each spec and flow (3 alternated rounds, medians)\n");
+    println!("| spec | flow | wall s | CPU s | clips/s ×4 |\n|---|---|---|---|---|");
+    for ((s, f), r) in cases.iter().zip(&rows) {
+        println!(
+            "| {} | {} | {:.3} | {:.3} | {:.2} |",
+            s.id(),
+            f.name(),
+            r.0,
+            r.1,
+            r.2
+        );
     }
-    let (a, b) = (rows[0], rows[1]);
-    println!(
-        "| rust / opencv | {:.2} | {:.2} | {:.2}× |",
-        a.0 / b.0,
-        a.1 / b.1,
-        a.2 / b.2
-    );
+    for (i, s) in [Spec::V1, Spec::V2].iter().enumerate() {
+        let (a, b) = (rows[2 * i], rows[2 * i + 1]);
+        println!(
+            "| {} | rust / opencv | {:.2} | {:.2} | {:.2}× |",
+            s.id(),
+            a.0 / b.0,
+            a.1 / b.1,
+            a.2 / b.2
+        );
+    }
 }
 
-/// poc-abs v2's face stage (work in progress) against v1's: one thread, d18's frames, medians
-/// of ms per call: the full-range detector, FaceMesh, and one v1 Haar try (`tabr-bench
-/// --face-mesh`).
+/// poc-abs v2's face stage against v1's (`tabr-bench --face-mesh`): one thread, d18's frames,
+/// medians of ms per call (the full-range detector, FaceMesh, one v1 Haar try), then the whole
+/// face stage of one d18 extraction as the schedule runs it: every try and every crop, CPU
+/// seconds on one thread.
 fn face_mesh_bench(clip: &Path) {
     use tabr_core::face::{self, DetectScratch, FaceDetector};
     use tabr_core::face_mesh::FaceMesh;
     let _ = opencv::core::set_num_threads(1);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dylib = std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .or_else(|| {
-            tabr_core::model::runtime::find_onnxruntime_node(&root.join("packages/tabr-native"))
-        });
+    let dylib = ort_dylib();
     let mesh = FaceMesh::load(dylib.as_deref()).expect("the face models load");
     let params = tabr_core::SpecParams::default();
     let mut dec = tabr_core::video::Decoder::open(tabr_core::VideoSource::Path(clip), &params)
@@ -343,6 +366,69 @@ fn face_mesh_bench(clip: &Path) {
         d + l,
         h / (d + l)
     );
+    face_stage_per_clip(clip, std::sync::Arc::new(mesh), haar);
+}
+
+/// The face stage of one whole extraction of `clip`, as the schedule runs it (a try on the
+/// first frame and every `redetect_every` after, a crop of every frame), on this thread: CPU
+/// ms of the tries and of the crops, for v1 and v2 (medians of 3 runs).
+fn face_stage_per_clip(
+    clip: &Path,
+    mesh: std::sync::Arc<tabr_core::face_mesh::FaceMesh>,
+    haar: std::sync::Arc<tabr_core::face::FaceDetector>,
+) {
+    use tabr_core::extract::{FaceMethod, HaarBox, LandmarkAligned};
+    let params = tabr_core::SpecParams::default();
+    let mut dec = tabr_core::video::Decoder::open(tabr_core::VideoSource::Path(clip), &params)
+        .expect("d18 opens");
+    let every = params.redetect_every(dec.fps()) as usize;
+    let mut frames = Vec::new();
+    let mut g = opencv::core::Mat::default();
+    while dec.next_gray(&mut g).expect("decodes") {
+        frames.push(g.clone());
+    }
+    let methods: [(&str, Box<dyn FaceMethod>); 2] = [
+        ("poc-abs/1", Box::new(HaarBox::new(haar))),
+        ("poc-abs/2", Box::new(LandmarkAligned::new(mesh))),
+    ];
+    println!(
+        "\n## Face stage of one d18 extraction ({} frames, a try every {every}), one thread, medians of 3\n",
+        frames.len()
+    );
+    println!(
+        "| spec | tries | tries CPU ms | crops CPU ms | face stage CPU ms |\n|---|---|---|---|---|"
+    );
+    for (name, m) in &methods {
+        let (mut tries_ms, mut crops_ms) = (Vec::new(), Vec::new());
+        let mut n_tries = 0;
+        for _ in 0..3 {
+            let (mut geo, mut t_try, mut t_crop) = (None, 0.0, 0.0);
+            n_tries = 0;
+            for (i, f) in frames.iter().enumerate() {
+                if i % every == 0 {
+                    let c0 = cpu_seconds();
+                    if let Some(found) = m.detect(f, &params).expect("runs") {
+                        if geo
+                            .as_ref()
+                            .is_none_or(|old| m.replaces(old, &found, &params))
+                        {
+                            geo = Some(found);
+                        }
+                    }
+                    t_try += cpu_seconds() - c0;
+                    n_tries += 1;
+                }
+                let g = geo.as_ref().expect("d18 has a face on its first frame");
+                let c0 = cpu_seconds();
+                m.crop(f, g, params.roi_size).expect("crop");
+                t_crop += cpu_seconds() - c0;
+            }
+            tries_ms.push(t_try * 1e3);
+            crops_ms.push(t_crop * 1e3);
+        }
+        let (t, c) = (median(tries_ms), median(crops_ms));
+        println!("| {name} | {n_tries} | {t:.1} | {c:.1} | {:.1} |", t + c);
+    }
 }
 
 fn d18_path() -> PathBuf {

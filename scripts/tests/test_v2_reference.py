@@ -5,7 +5,8 @@ relative).
 
 The fixtures are the face clips whose v1 outcome (../shared/spec/reference/EXPECTED.md) is a
 feature vector, plus the office clip that v1 misses and v2 finds. The reference runs through
-`uv run` so that its PEP 723 header brings OpenCV, which requirements.txt does not pin; both
+`uv run`, its PEP 723 header bringing numpy, onnxruntime and OpenCV, so this module needs only
+pytest and `make test` runs it without the tooling's torch (`make test-reference`). Both
 sides run once for all clips (module fixture), then each clip is its own test. Needs
 `make build` (tabr-features, ONNX Runtime) and ../shared (env TABR_SHARED); without ../shared
 the tests skip, except under CI=true.
