@@ -7,24 +7,13 @@
 //! first size, and the 1000-fps clip was decoded to its last frame.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use tabr_core::synth::{write_clip, ClipSpec};
 use tabr_core::{CancelFlag, ErrorCode, Extractor, SpecParams};
 
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg runs (apt package ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+mod common;
+use common::ffmpeg;
 
 fn with_params(params: SpecParams) -> Extractor {
     Extractor::with(

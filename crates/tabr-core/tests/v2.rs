@@ -19,7 +19,7 @@ use tabr_core::video::Decoder;
 use tabr_core::{CancelFlag, Extractor, FaceAssets, Features, Spec, VideoSource};
 
 mod common;
-use common::{ort_dylib, shared_fixture};
+use common::{ffmpeg, ort_dylib, shared_fixture};
 
 fn extractor(spec: Spec) -> Extractor {
     let dylib = ort_dylib();
@@ -56,19 +56,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     (v[(n - 1) / 2] + v[n / 2]) / 2.0
-}
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg runs (apt: ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// v2's outcome for each fixture of EXPECTED.md: v1's, except where a face is found by one

@@ -1,4 +1,5 @@
-//! What several integration tests need: where the shared fixtures and ONNX Runtime are.
+//! What several integration tests need: where the shared fixtures and ONNX Runtime are, and
+//! ffmpeg for the media they make at test time.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,7 @@ pub fn shared_fixture(rel: &str) -> Option<PathBuf> {
 
 /// The ONNX Runtime library: `ORT_DYLIB_PATH`, or the one `onnxruntime-node` brings, which
 /// `make build` installs under packages/tabr-native.
+#[allow(dead_code)] // not every test crate that includes this module loads ONNX models
 pub fn ort_dylib() -> PathBuf {
     let dylib = std::env::var_os("ORT_DYLIB_PATH")
         .map(PathBuf::from)
@@ -42,4 +44,20 @@ pub fn ort_dylib() -> PathBuf {
         dylib.display()
     );
     dylib
+}
+
+/// Runs ffmpeg (apt package `ffmpeg`) quietly with `args`; a failure fails the test with its
+/// message.
+#[allow(dead_code)] // not every test crate that includes this module makes media
+pub fn ffmpeg(args: &[&str]) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs (apt package ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
