@@ -22,7 +22,7 @@ help:
 	@echo "make bench  benchmark tables (medians and ratios, never pass/fail)"
 	@echo "make pack   release tarballs of @org/tabr-native and its platform package in dist/npm"
 	@echo "make demo-model / test-python   Python tooling (uv, torch; not in make test)"
-	@echo "make run    install, build, create .env with a token, serve the demo model on :8000"
+	@echo "make run    install, build, create .env with a token, serve the demo models on :8000"
 	@echo "make serve  the service from a built tree (settings from the environment / .env)"
 	@echo "make worker a queue-mode worker from a built tree (EXECUTION_MODE=queue, REDIS_URL, ...)"
 
@@ -102,7 +102,7 @@ bench: build
 	node bench/queue.mjs
 
 # make run: from a fresh clone, install and build what is missing, create .env with a random
-# token the first time (printed once, never logged), then serve the demo model on :8000.
+# token the first time (printed once, never logged), then serve the demo models on :8000.
 run: build
 	@if [ ! -f .env ]; then \
 	  token=$$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 48); \
@@ -113,7 +113,8 @@ run: build
 	echo "Page:  http://127.0.0.1:$$port/app/   (record or upload a face video; the token above)"; \
 	echo "Docs:  http://127.0.0.1:$$port/docs"; \
 	echo "Try, from this folder, with a clip the build drew ($(SAMPLE)):"; \
-	echo "  curl -H \"Authorization: Bearer \$$(grep ^AI_API_TOKEN= .env | cut -d= -f2)\" -F video=@$(SAMPLE) http://127.0.0.1:$$port/infer/tabr-demo"; echo
+	echo "  curl -H \"Authorization: Bearer \$$(grep ^AI_API_TOKEN= .env | cut -d= -f2)\" -F video=@$(SAMPLE) http://127.0.0.1:$$port/infer/tabr-demo"; \
+	echo "The same clip through the poc-abs v2 model (landmark-aligned faces): .../infer/tabr-demo-v2"; echo
 	@$(MAKE) --no-print-directory serve
 
 # make serve: the service in the foreground from a built tree; settings from the environment.

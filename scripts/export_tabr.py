@@ -327,10 +327,17 @@ def export(args: argparse.Namespace) -> Path:
             dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, opset_version=17, dynamo=False,
         )
     (out / "preprocess.json").write_text(json.dumps(pre_json))
-    cascade = Path(args.cascade) if args.cascade else DEFAULT_CASCADE
-    if not cascade.is_file():
-        raise ExportError(f"--cascade {cascade}: no such file")
-    shutil.copyfile(cascade, out / "face_cascade.xml")
+    files = {"onnx": "model.onnx", "preprocessing": "preprocess.json", "golden": "golden.json"}
+    if spec.get("version") == 2:
+        # v2 finds faces with the networks built into the service: a cascade is v1's asset.
+        if args.cascade:
+            raise ExportError("--cascade is a poc-abs v1 asset; a poc-abs v2 model finds faces with the service's own networks")
+    else:
+        cascade = Path(args.cascade) if args.cascade else DEFAULT_CASCADE
+        if not cascade.is_file():
+            raise ExportError(f"--cascade {cascade}: no such file")
+        shutil.copyfile(cascade, out / "face_cascade.xml")
+        files["face_cascade"] = "face_cascade.xml"
 
     golden = make_golden(wrapper, preprocessors, x_raw, task, labels, seed=args.seed)
     (out / "golden.json").write_text(json.dumps(golden))
@@ -345,7 +352,7 @@ def export(args: argparse.Namespace) -> Path:
         "features": spec,
         "n_features": n_features,
         "feature_names": names,
-        "files": {"onnx": "model.onnx", "preprocessing": "preprocess.json", "face_cascade": "face_cascade.xml", "golden": "golden.json"},
+        "files": files,
         "onnx": {"input": "x", "output": "logits", "d_out": d_out, "opset": 17},
         "tabr": {"context_size": wrapper.context_size, "n_candidates": int(len(x_train)), "d_main": model_kwargs.get("d_main")},
     }
@@ -453,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--feature-names", help="JSON list of the model's feature names, in its input order (default: the 90 poc-abs names, the same in v1 and v2)")
     ap.add_argument("--feature-spec", help='JSON of the feature spec the features came from (default {"name": "poc-abs", "version": 1, "params": {}}; {"name": "poc-abs", "version": 2} for features from tabr-features --spec poc-abs/2)')
     ap.add_argument("--labels", help="comma-separated class labels, in class-index order (classifiers); none for regression")
-    ap.add_argument("--cascade", help="face cascade XML the service detects faces with (default: OpenCV's frontal face cascade)")
+    ap.add_argument("--cascade", help="poc-abs v1: the face cascade XML the service detects faces with (default: OpenCV's frontal face cascade); refused for v2")
     ap.add_argument("--name", required=True, help="the model's name: the name MODEL_REGISTRY serves it under (lowercase letters, digits, - or _)")
     ap.add_argument("--version", default="1.0.0", help="the model's version, shown in every answer (default 1.0.0)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the golden rows (default 0)")

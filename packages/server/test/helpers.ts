@@ -10,6 +10,7 @@ import { start, type Running } from '../src/server.js'
 export const TOKEN = 'test-token-0123456789abcdefghijklmnopqrstuvwxyz'
 export const OLD_TOKEN = 'old-token-0123456789abcdefghijklmnopqrstuvwxyz!'
 export const DEMO = resolve(__dirname, '../../../models/tabr-demo')
+export const DEMO_V2 = resolve(__dirname, '../../../models/tabr-demo-v2')
 export const SHARED = resolve(__dirname, '../../../../shared')
 
 /**

@@ -1,8 +1,13 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { extractFeatures } from '@org/tabr-native'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import type { Running } from '../src/server.js'
-import { assertNoLeak, auth, call, haveShared, serve, SHARED } from './helpers.js'
+import { assertNoLeak, auth, call, DEMO, DEMO_V2, haveShared, serve, SHARED } from './helpers.js'
+
+const FACE_CLIPS = resolve(__dirname, '../../../scripts/tabr/face_clips.py')
 
 const clips = inject('clips')
 
@@ -202,4 +207,61 @@ describe('FLOW: the optical flow implementation', () => {
     expect(() => load({ FLOW: 'fast' })).toThrow(ConfigError)
     expect(() => load({ FLOW: 'fast' })).toThrow(/^FLOW: /)
   })
+})
+
+describe('a poc-abs v2 model served beside the v1 one', () => {
+  const D18 = join(SHARED, 'fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4')
+  const OFFICE = join(SHARED, 'fixtures/faces/face_asl_book_woman_office_640x480_intel.mkv')
+  let s: Running
+  beforeAll(async () => {
+    s = await serve({ MODEL_REGISTRY: `tabr-demo:tabr:${DEMO},tabr-demo-v2:tabr:${DEMO_V2}` })
+  })
+  afterAll(async () => {
+    await s.shutdown()
+  })
+
+  it('names its feature spec and computes it: the values extractFeatures gives for poc-abs/2', async (ctx) => {
+    if (!haveShared(ctx, D18)) return
+    const info = await call(s, '/models/tabr-demo-v2')
+    expect(info.json).toMatchObject({ name: 'tabr-demo-v2', n_features: 90, features: { name: 'poc-abs', version: 2 } })
+    expect((await call(s, '/models/tabr-demo')).json.features).toMatchObject({ name: 'poc-abs', version: 1 })
+    const r = await post(s, readFileSync(D18), { 'Content-Type': 'video/mp4' }, '/infer/tabr-demo-v2?include=features')
+    expect(r.status).toBe(200)
+    const v2 = await extractFeatures(D18, { spec: 'poc-abs/2' })
+    expect(r.json.features.values).toEqual(Array.from(v2.values))
+    const v1 = await post(s, readFileSync(D18), { 'Content-Type': 'video/mp4' }, '/infer/tabr-demo?include=features')
+    expect(v1.json.features.values).not.toEqual(r.json.features.values)
+  })
+
+  it('finds the face of the office clip, which v1 misses', async (ctx) => {
+    if (!haveShared(ctx, OFFICE)) return
+    const body = readFileSync(OFFICE)
+    const v2 = await post(s, body, { 'Content-Type': 'video/x-matroska' }, '/infer/tabr-demo-v2')
+    expect(v2.status).toBe(200)
+    expect(v2.json.video.face_detect_rate).toBe(1)
+    const v1 = await post(s, body, { 'Content-Type': 'video/x-matroska' })
+    expect([v1.status, v1.json.error.code]).toEqual([422, 'no_face'])
+  })
+
+  it('tells apart fresh clips made from frames it never saw (scripts/tabr/face_clips.py)', async (ctx) => {
+    if (!haveShared(ctx, D18)) return
+    const dir = mkdtempSync(join(tmpdir(), 'tabr-v2-clips-'))
+    try {
+      // A seed the demo model's build never used; the held-out frame of every face fixture.
+      const made = spawnSync(process.env.UV ?? 'uv', ['run', '--quiet', FACE_CLIPS, dir, '--seed', '4242', '--fixtures', join(SHARED, 'fixtures/faces')], { encoding: 'utf8', timeout: 300_000 })
+      if (made.error && (made.error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('uv is not installed: `make uv` installs it')
+      expect(made.status, made.stderr).toBe(0)
+      const files = readdirSync(dir).sort()
+      expect(files).toHaveLength(10)
+      let right = 0
+      for (const f of files) {
+        const r = await post(s, readFileSync(join(dir, f)), { 'Content-Type': 'video/x-matroska' }, '/infer/tabr-demo-v2')
+        expect(r.status, f).toBe(200)
+        if (r.json.prediction.label === /^(.+)_\d+\.mkv$/.exec(f)?.[1]) right++
+      }
+      expect(right, `${right} of ${files.length} right`).toBeGreaterThanOrEqual(8)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 400_000)
 })

@@ -87,7 +87,7 @@ export const openapiFor = (mode: ExecutionMode) => {
     title: SERVICE_NAME,
     version: SERVICE_VERSION,
     description:
-      `One short face video in, one TabR prediction out (${mode} mode). Video → face box → Farnebäck flow + phase-only correlation → 90 POC-ABS v1 features → TabR. Errors are \`{"error": {"code", "message", "request_id"}}\` and never contain paths or stack traces. A documented path asked with a method it does not list answers 405 \`method_not_allowed\` with \`Allow\`.`,
+      `One short face video in, one TabR prediction out (${mode} mode). Video → face (poc-abs v1: a Haar box; v2: landmark-aligned, as the model's features.version says) → Farnebäck flow + phase-only correlation → 90 POC-ABS features → TabR. Errors are \`{"error": {"code", "message", "request_id"}}\` and never contain paths or stack traces. A documented path asked with a method it does not list answers 405 \`method_not_allowed\` with \`Allow\`.`,
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
@@ -269,7 +269,7 @@ export const openapiFor = (mode: ExecutionMode) => {
             'video/*': { schema: { type: 'string', format: 'binary' } },
             'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
             'application/json': {
-              schema: { type: 'object', required: ['features'], properties: { features: { type: 'array', items: { type: ['number', 'null'] }, description: '90 POC-ABS v1 values; null = missing' } } },
+              schema: { type: 'object', required: ['features'], properties: { features: { type: 'array', items: { type: ['number', 'null'] }, description: "90 POC-ABS values of the model's feature spec (GET /models/{model}: features); null = missing" } } },
             },
           },
         },

@@ -49,8 +49,9 @@ export interface VideoLimits {
   maxDecodedPixels: number
 }
 
-/** The demo model, relative to the working directory (the repository root for make run). */
-export const DEFAULT_REGISTRY = 'tabr-demo:tabr:models/tabr-demo'
+/** The demo models (poc-abs v1 and v2), relative to the working directory (the repository root
+ * for make run). */
+export const DEFAULT_REGISTRY = 'tabr-demo:tabr:models/tabr-demo,tabr-demo-v2:tabr:models/tabr-demo-v2'
 
 const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/
 
