@@ -211,16 +211,45 @@ pub fn warp_exact(gray: &Mat, m: &Affine, side: usize) -> Result<Mat> {
     let dst = out.data_typed_mut::<f32>().map_err(fail)?;
     // An index clamped into the frame (far-off and non-finite positions land on the border).
     let clamp = |k: f64, n: usize| k.clamp(0.0, (n - 1) as f64) as usize;
+    let (wl, hl) = ((w - 1) as f64, (h - 1) as f64);
     for (v, row) in dst.chunks_exact_mut(side).enumerate() {
+        let vf = v as f64;
+        // The position of crop pixel (u, v), exactly as `apply` computes it.
+        let at = |u: usize| {
+            let uf = u as f64;
+            (m[0] * uf + m[1] * vf + m[2], m[3] * uf + m[4] * vf + m[5])
+        };
+        // The row's positions lie on a segment: when both ends keep all four neighbours inside
+        // the frame (with a margin far above rounding error), so does every pixel between,
+        // and no index needs clamping; the values are the same either way.
+        let ((xa, ya), (xb, yb)) = (at(0), at(side - 1));
+        const MARGIN: f64 = 1e-6;
+        let inside =
+            |x: f64, y: f64| x >= MARGIN && y >= MARGIN && x < wl - MARGIN && y < hl - MARGIN;
+        if inside(xa, ya) && inside(xb, yb) {
+            for (u, d) in row.iter_mut().enumerate() {
+                let (x, y) = at(u);
+                // Positive here, so truncation is the floor (and no libm call).
+                let (xi, yi) = (x as usize, y as usize);
+                let (fx, fy) = (x - xi as f64, y - yi as f64);
+                let i = yi * w + xi;
+                let (p00, p01) = (f64::from(px[i]), f64::from(px[i + 1]));
+                let (p10, p11) = (f64::from(px[i + w]), f64::from(px[i + w + 1]));
+                let top = (1.0 - fx) * p00 + fx * p01;
+                let bottom = (1.0 - fx) * p10 + fx * p11;
+                *d = ((1.0 - fy) * top + fy * bottom) as f32;
+            }
+            continue;
+        }
         for (u, d) in row.iter_mut().enumerate() {
-            let [x, y] = apply(m, [u as f64, v as f64]);
+            let (x, y) = at(u);
             let (x0, y0) = (x.floor(), y.floor());
             let (fx, fy) = (x - x0, y - y0);
             let (xa, xb) = (clamp(x0, w), clamp(x0 + 1.0, w));
             let (ya, yb) = (clamp(y0, h), clamp(y0 + 1.0, h));
-            let at = |yy: usize, xx: usize| f64::from(px[yy * w + xx]);
-            let top = (1.0 - fx) * at(ya, xa) + fx * at(ya, xb);
-            let bottom = (1.0 - fx) * at(yb, xa) + fx * at(yb, xb);
+            let p = |yy: usize, xx: usize| f64::from(px[yy * w + xx]);
+            let top = (1.0 - fx) * p(ya, xa) + fx * p(ya, xb);
+            let bottom = (1.0 - fx) * p(yb, xa) + fx * p(yb, xb);
             *d = ((1.0 - fy) * top + fy * bottom) as f32;
         }
     }

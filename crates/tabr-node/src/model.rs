@@ -188,6 +188,9 @@ pub struct Model {
     inner: Arc<CoreModel>,
 }
 
+/// The async task of `predictBatch`: the rows' predictions and the predict milliseconds.
+type BatchTask = AsyncTask<Job<(Vec<CorePrediction>, f64), BatchPrediction>>;
+
 #[napi]
 impl Model {
     /// What loading had to settle for, e.g. `ORT_PROVIDER=auto` falling back to the CPU
@@ -265,7 +268,7 @@ impl Model {
         features: Float32Array,
         rows: u32,
         signal: Option<Object<'_>>,
-    ) -> Result<AsyncTask<Job<(Vec<CorePrediction>, f64), BatchPrediction>>> {
+    ) -> Result<BatchTask> {
         let n = self.inner.info().n_features;
         let rows = rows as usize;
         let flat: Vec<f64> = features.iter().map(|&v| f64::from(v)).collect();
