@@ -9,15 +9,17 @@
 For each clip: frames from ffmpeg (RGB), the full-range BlazeFace detector on a letterboxed
 192² frame (anchors, box and keypoint decoding, sigmoid scores, weighted suppression, the most
 confident face), the FaceMesh region of interest (the box centre, 1.5 × its longer side, turned
-so the eyes are level), FaceMesh's 468 landmarks mapped back to the frame, and the similarity
+so the eyes are level), FaceMesh's 468 landmarks mapped back to the frame (and once more from
+the region they imply, as a tracked try looks), and the similarity
 (scale, rotation, translation) that puts seven stable landmarks onto the canonical template of
 a 128² crop. `--overlay DIR` writes, per clip, the first aligned crop with the landmarks used
 as a PNG (through ffmpeg). Prints one JSON line per clip: detection score, box, fit residual.
 
 This is the prototype of the v2 spec (docs/spec/poc-abs-v2.md, written from what it measured)
 and the face stage of its independent route, `poc_abs_v2_reference.py`, which imports it. The
-bilinear sampling is OpenCV's `warpAffine` because the spec makes its fixed-point rounding part of
-the contract; the similarity is the spec's closed form.
+detector's letterbox is OpenCV's `warpAffine` (the spec makes its fixed-point rounding part of
+the contract); FaceMesh's input and the canonical crop are sampled without rounding
+(`bilinear`), as the spec says; the similarity is the spec's closed form.
 """
 from __future__ import annotations
 
@@ -120,23 +122,76 @@ def detect(sess, frame: np.ndarray) -> dict | None:
     return {"score": float(score[best]), "box": np.concatenate([to_px(mbox[:2]), to_px(mbox[2:])]), "keypoints": to_px(mkp)}
 
 
-def landmarks(sess, frame: np.ndarray, det: dict) -> np.ndarray:
-    """FaceMesh's 468 points (x, y in frame pixels) in the rotated ROI of a detection."""
+def region_from_detection(det: dict) -> tuple[float, float, float, float]:
+    """v2 §3.1: FaceMesh's region for a detection, (centre x, centre y, side, angle): the box
+    centre, 1.5 × its longer side, turned so the detector's eye keypoints are level."""
     x0, y0, x1, y1 = det["box"]
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    side = max(x1 - x0, y1 - y0) * ROI_SCALE
     (rx, ry), (lx, ly) = det["keypoints"][0], det["keypoints"][1]  # the subject's right and left eye
-    theta = math.atan2(ly - ry, lx - rx)  # the eye line's angle in the frame
+    return (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * ROI_SCALE, math.atan2(ly - ry, lx - rx)
+
+
+def region_from_landmarks(pts: np.ndarray) -> tuple[float, float, float, float]:
+    """v2 §3.5: the region a face's landmarks imply (where the next try looks first): turned so
+    the eyes' outer corners (33, 263) are level, the landmarks' box in that turned frame, its
+    centre, 1.5 × its longer side."""
+    (rx, ry), (lx, ly) = pts[33], pts[263]
+    theta = math.atan2(ly - ry, lx - rx)
+    c, s = math.cos(theta), math.sin(theta)
+    u, v = c * pts[:, 0] + s * pts[:, 1], -s * pts[:, 0] + c * pts[:, 1]
+    mu, mv = (u.min() + u.max()) / 2, (v.min() + v.max()) / 2
+    side = max(u.max() - u.min(), v.max() - v.min()) * ROI_SCALE
+    return c * mu - s * mv, s * mu + c * mv, side, theta
+
+
+def bilinear(img: np.ndarray, m: np.ndarray, n: int, outside: str) -> np.ndarray:
+    """The n×n float32 image whose pixel (u, v) is `img` (H×W or H×W×C) at m @ (u, v, 1),
+    bilinear in float64 and unrounded (v2 §3.2, §4.5); a neighbour outside the frame is the
+    nearest border pixel (`outside="replicate"`) or 0 (`"zero"`)."""
+    h, w = img.shape[:2]
+    v, u = np.mgrid[0:n, 0:n].astype(np.float64)
+    x, y = m[0, 0] * u + m[0, 1] * v + m[0, 2], m[1, 0] * u + m[1, 1] * v + m[1, 2]
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = x - x0, y - y0
+    g = img.astype(np.float64)
+    if g.ndim == 3:
+        fx, fy = fx[..., None], fy[..., None]
+
+    def at(xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+        xi, yi = np.clip(xx, 0, w - 1).astype(int), np.clip(yy, 0, h - 1).astype(int)
+        px = g[yi, xi]
+        if outside == "zero":
+            out = (xx < 0) | (yy < 0) | (xx > w - 1) | (yy > h - 1)
+            px = np.where(out[..., None] if g.ndim == 3 else out, 0.0, px)
+        return px
+
+    top = (1 - fx) * at(x0, y0) + fx * at(x0 + 1, y0)
+    bottom = (1 - fx) * at(x0, y0 + 1) + fx * at(x0 + 1, y0 + 1)
+    return ((1 - fy) * top + fy * bottom).astype(np.float32)
+
+
+def landmarks_in(sess, frame: np.ndarray, region: tuple[float, float, float, float]) -> tuple[np.ndarray, float]:
+    """FaceMesh's 468 points (x, y in frame pixels) in a region, and its face flag (a logit)."""
+    cx, cy, side, theta = region
     c, s = math.cos(theta), math.sin(theta)
     k = side / MESH_SIZE
     # Crop pixel (u, v) ↔ frame: centre + R(θ) · k · (u + 0.5 − 96, v + 0.5 − 96) − 0.5.
     m = np.array([[c * k, -s * k, cx - 0.5 + (c * (0.5 - MESH_SIZE / 2) - s * (0.5 - MESH_SIZE / 2)) * k],
                   [s * k, c * k, cy - 0.5 + (s * (0.5 - MESH_SIZE / 2) + c * (0.5 - MESH_SIZE / 2)) * k]])
-    # v2 §3.3, in float32: f32(g) · f32(1/255).
-    crop = warp(frame, m, MESH_SIZE).astype(np.float32) * (np.float32(1) / np.float32(255))
-    pts = sess.run(None, {sess.get_inputs()[0].name: crop.transpose(2, 0, 1)[None].astype(np.float32)})[0].reshape(468, 3)[:, :2].astype(np.float64)
+    # v2 §3.2–§3.3: sampled without rounding (zero outside), then in float32 · f32(1/255).
+    crop = bilinear(frame, m, MESH_SIZE, "zero") * (np.float32(1) / np.float32(255))
+    outs = sess.run(None, {sess.get_inputs()[0].name: crop.transpose(2, 0, 1)[None].astype(np.float32)})
+    pts = next(o for o in outs if o.size == 3 * 468).reshape(468, 3)[:, :2].astype(np.float64)
+    flag = float(next(o for o in outs if o.size == 1).ravel()[0])
     # FaceMesh's coordinates are crop pixels with the pixel centre at +0.5.
-    return (m[:, :2] @ (pts - 0.5).T).T + m[:, 2]
+    return (m[:, :2] @ (pts - 0.5).T).T + m[:, 2], flag
+
+
+def landmarks(sess, frame: np.ndarray, det: dict) -> np.ndarray:
+    """A detection's landmarks (v2 §3): FaceMesh's 468 points (x, y in frame pixels) in the
+    detection's region, then again in the region those points imply (§3.5), as a tracked try
+    would look: the second set."""
+    first = landmarks_in(sess, frame, region_from_detection(det))[0]
+    return landmarks_in(sess, frame, region_from_landmarks(first))[0]
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -99,9 +99,9 @@ class FaceMethod(Protocol):
     """What the schedule needs from a spec's face stage: a fit from one frame, whether a new fit
     replaces the one in force, and the canonical crop a fit cuts from a frame."""
 
-    def find(self, gray: np.ndarray) -> np.ndarray | None: ...
-    def replaces(self, old: np.ndarray, new: np.ndarray) -> bool: ...
-    def crop(self, gray: np.ndarray, fit: np.ndarray) -> np.ndarray: ...
+    def find(self, gray: np.ndarray, last: Any) -> Any: ...
+    def replaces(self, old: Any, new: Any) -> bool: ...
+    def crop(self, gray: np.ndarray, fit: Any) -> np.ndarray: ...
 
 
 class HaarBox:
@@ -112,7 +112,7 @@ class HaarBox:
         if self.cascade.empty():
             raise RuntimeError(f"cannot load the Haar cascade {HAAR_CASCADE}")
 
-    def find(self, gray: np.ndarray) -> np.ndarray | None:
+    def find(self, gray: np.ndarray, last: np.ndarray | None) -> np.ndarray | None:
         h, w = gray.shape
         small = gray
         if w > DETECT_WIDTH:
@@ -146,8 +146,18 @@ def apply(t: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ t[:, :2].T + t[:, 2]
 
 
+@dataclass
+class AlignedFit:
+    """v2's answer to a try: the similarity T (2×3, unit square → frame) and the region its
+    landmarks imply, where the next try looks first (§3.5)."""
+
+    t: np.ndarray
+    track: tuple[float, float, float, float]
+
+
 class AlignedLandmarks:
-    """v2 §2–§4: BlazeFace, FaceMesh and the similarity T (2×3, unit square → frame) of the fit points onto the template."""
+    """v2 §2–§5: BlazeFace, FaceMesh and the similarity of the fit points onto the template; after
+    a hit, a try first runs FaceMesh alone in the region the hit's landmarks imply."""
 
     def __init__(self) -> None:
         import onnxruntime as ort
@@ -157,46 +167,35 @@ class AlignedLandmarks:
         self.detector, self.mesh = (ort.InferenceSession(str(face.ASSETS / name), opts, providers=["CPUExecutionProvider"])
                                     for name in ("blazeface_full_range.onnx", "facemesh.onnx"))
 
-    def find(self, gray: np.ndarray) -> np.ndarray | None:
+    def find(self, gray: np.ndarray, last: AlignedFit | None) -> AlignedFit | None:
         rgb = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)  # v2 §1: the gray frame in all three channels
-        det = face.detect(self.detector, rgb)
-        if det is None:
-            return None
-        points = face.landmarks(self.mesh, rgb, det)[face.FIT_POINTS]
-        return face.similarity(face.TEMPLATE, points)
+        points = None
+        if last is not None:  # §5: the tracked region first, kept when FaceMesh's flag is above 0
+            tracked, flag = face.landmarks_in(self.mesh, rgb, last.track)
+            points = tracked if flag > 0 else None
+        if points is None:
+            det = face.detect(self.detector, rgb)
+            if det is None:
+                return None
+            points = face.landmarks(self.mesh, rgb, det)
+        return AlignedFit(face.similarity(face.TEMPLATE, points[face.FIT_POINTS]), face.region_from_landmarks(points))
 
-    def replaces(self, old: np.ndarray, new: np.ndarray) -> bool:
-        moved = np.linalg.norm(apply(new, face.TEMPLATE) - apply(old, face.TEMPLATE), axis=1)
-        return bool((moved / (math.hypot(old[0, 0], old[1, 0]) / ROI_SIZE) > 1).any())
+    def replaces(self, old: AlignedFit, new: AlignedFit) -> bool:
+        moved = np.linalg.norm(apply(new.t, face.TEMPLATE) - apply(old.t, face.TEMPLATE), axis=1)
+        return bool((moved / (math.hypot(old.t[0, 0], old.t[1, 0]) / ROI_SIZE) > 1).any())
 
-    def crop(self, gray: np.ndarray, fit: np.ndarray) -> np.ndarray:
-        n = ROI_SIZE
+    def crop(self, gray: np.ndarray, fit: AlignedFit) -> np.ndarray:
+        n, t = ROI_SIZE, fit.t
         # Crop pixel (u, v) samples the frame at T(((u + ½)/n, (v + ½)/n)).
-        m = fit[:, :2] / n
-        m = np.hstack([m, (fit[:, 2] + m.sum(1) / 2)[:, None]])
-        f = math.floor(math.hypot(fit[0, 0], fit[1, 0]) / n)
+        m = t[:, :2] / n
+        m = np.hstack([m, (t[:, 2] + m.sum(1) / 2)[:, None]])
+        f = math.floor(math.hypot(t[0, 0], t[1, 0]) / n)
         if f >= 2:  # a large face: shrink the frame first, the map becomes (T(·) + ½)/f − ½
             h, w = gray.shape
             gray = cv2.resize(gray, (w // f, h // f), interpolation=cv2.INTER_AREA)
             m = m / f
             m[:, 2] += 0.5 / f - 0.5
-        return bilinear(gray, m, n)
-
-
-def bilinear(gray: np.ndarray, m: np.ndarray, n: int) -> np.ndarray:
-    """v2 §4.5: the n×n float32 image whose pixel (u, v) is `gray` at m @ (u, v, 1), bilinear in
-    float64 with each neighbour's index clamped into the frame (border replicated), unrounded."""
-    h, w = gray.shape
-    v, u = np.mgrid[0:n, 0:n].astype(np.float64)
-    x, y = m[0, 0] * u + m[0, 1] * v + m[0, 2], m[1, 0] * u + m[1, 1] * v + m[1, 2]
-    x0, y0 = np.floor(x), np.floor(y)
-    fx, fy = x - x0, y - y0
-    xa, xb = np.clip(x0, 0, w - 1).astype(int), np.clip(x0 + 1, 0, w - 1).astype(int)
-    ya, yb = np.clip(y0, 0, h - 1).astype(int), np.clip(y0 + 1, 0, h - 1).astype(int)
-    g = gray.astype(np.float64)
-    top = (1 - fx) * g[ya, xa] + fx * g[ya, xb]
-    bottom = (1 - fx) * g[yb, xa] + fx * g[yb, xb]
-    return ((1 - fy) * top + fy * bottom).astype(np.float32)
+        return face.bilinear(gray, m, n, "replicate")
 
 
 # --- v1 §2 / v2 §5: the schedule --------------------------------------------------------------
@@ -206,10 +205,10 @@ class Schedule:
     """The fit in force at every frame from the first face on, and the tries that made it."""
 
     first: int
-    fits: list[np.ndarray]  # fits[t - first]: the fit in force at frame t
+    fits: list[Any]  # fits[t - first]: the fit in force at frame t (the method's answer)
     tries: int
     hits: int
-    changes: list[tuple[int, np.ndarray]]  # (frame, fit) whenever a fit came into force
+    changes: list[tuple[int, Any]]  # (frame, fit) whenever a fit came into force
 
 
 def schedule(frames: list[np.ndarray], fps: float, method: FaceMethod) -> Schedule:
@@ -217,16 +216,18 @@ def schedule(frames: list[np.ndarray], fps: float, method: FaceMethod) -> Schedu
     fit in force only when the method says so; no_face below min_face_rate of all tries."""
     every = max(1, round_half_up(fps * REDETECT_SECONDS))
     tries = hits = 0
-    current: np.ndarray | None = None
+    current: Any = None
     first = -1
-    fits: list[np.ndarray] = []
-    changes: list[tuple[int, np.ndarray]] = []
+    fits: list[Any] = []
+    changes: list[tuple[int, Any]] = []
+    last = None  # the answer of the most recent try that found a face (v2 §5 looks there first)
     for t, gray in enumerate(frames):
         if current is None or (t - first) % every == 0:
             tries += 1
-            found = method.find(gray)
+            found = method.find(gray, last)
             if found is not None:
                 hits += 1
+                last = found
                 if current is None:
                     first = t
                 if current is None or method.replaces(current, found):
@@ -307,7 +308,7 @@ def extract(clip: Path, version: int, method: FaceMethod) -> tuple[list[float], 
         series.append(pair_channels(method.crop(frames[t - 1], fit), method.crop(frames[t], fit), slices))
     values = [v for channel in np.array(series).T for v in statistics(channel)]
     meta = {"frames": len(frames), "pairs": len(series), "fps": fps, "first": sched.first, "tries": sched.tries, "hits": sched.hits,
-            "fits": [{"frame": t, "fit": np.asarray(f, np.float64).round(4).tolist()} for t, f in sched.changes]}
+            "fits": [{"frame": t, "fit": np.asarray(getattr(f, "t", f), np.float64).round(4).tolist()} for t, f in sched.changes]}
     return values, meta
 
 

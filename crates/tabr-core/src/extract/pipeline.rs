@@ -37,6 +37,9 @@ pub(super) struct Pipeline<'a> {
     /// behind it, so boxes apply in frame order exactly as in a serial run.
     pending: VecDeque<(u64, Arc<Mat>)>,
     detections: HashMap<u64, Result<Option<Geometry>>>,
+    /// A try whose frame has arrived but whose previous try is not applied yet: it starts,
+    /// given the most recent hit, as soon as that one is.
+    waiting_try: Option<(u64, Arc<Mat>)>,
     pub(super) prev_gray: Option<Arc<Mat>>,
     prev_crop: Option<Arc<FlowFrame>>,
     pub(super) series: Vec<[f64; N_CHANNELS]>,
@@ -61,6 +64,7 @@ impl<'a> Pipeline<'a> {
             rx,
             pending: VecDeque::new(),
             detections: HashMap::new(),
+            waiting_try: None,
             prev_gray: None,
             prev_crop: None,
             series: Vec::new(),
@@ -77,7 +81,7 @@ impl<'a> Pipeline<'a> {
         if self.schedule.first_face.is_none() {
             // Where the schedule starts depends on each answer: tried in order, right here.
             if !self.schedule.hopeless {
-                let found = face.detect(&gray, params)?;
+                let found = face.detect(&gray, params, self.schedule.last_hit.as_ref())?;
                 self.schedule
                     .apply(idx, found, |a, b| face.replaces(a, b, params));
                 if let Some(g) = self.schedule.current {
@@ -88,14 +92,35 @@ impl<'a> Pipeline<'a> {
             return Ok(());
         }
         if self.schedule.is_try(idx) {
-            let (face, g, tx, params) =
-                (face.clone(), gray.clone(), self.tx.clone(), params.clone());
-            self.pool.spawn(move || {
-                let _ = tx.send(Msg::Detection(idx, face.detect(&g, &params)));
-            });
+            self.waiting_try = Some((idx, gray.clone()));
+            self.start_try();
         }
         self.pending.push_back((idx, gray));
         Ok(())
+    }
+
+    /// Starts the waiting try on the pool once the try before it is applied, with the most
+    /// recent hit. Tries are a re-detection period apart, so the previous one has nearly
+    /// always finished by then: the wait costs no parallelism.
+    fn start_try(&mut self) {
+        let Some((idx, _)) = self.waiting_try else {
+            return;
+        };
+        if !self.schedule.ready_for(idx) {
+            return;
+        }
+        let Some((idx, g)) = self.waiting_try.take() else {
+            return;
+        };
+        let (face, tx, params) = (
+            self.ex.face.clone(),
+            self.tx.clone(),
+            self.ex.params.clone(),
+        );
+        let last = self.schedule.last_hit;
+        self.pool.spawn(move || {
+            let _ = tx.send(Msg::Detection(idx, face.detect(&g, &params, last.as_ref())));
+        });
     }
 
     fn take(&mut self, msg: Msg) -> Result<()> {
@@ -130,6 +155,7 @@ impl<'a> Pipeline<'a> {
                 changed = self
                     .schedule
                     .apply(i, found?, |a, b| face.replaces(a, b, params));
+                self.start_try();
             }
             let Some((i, g)) = self.pending.pop_front() else {
                 break;

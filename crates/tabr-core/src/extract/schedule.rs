@@ -15,6 +15,10 @@ pub(super) struct Schedule {
     pub(super) budget: u64,
     pub(super) first_face: Option<u64>,
     pub(super) current: Option<Geometry>,
+    /// The answer of the most recent try that found a face (what the next try is given).
+    pub(super) last_hit: Option<Geometry>,
+    /// The frame of the most recent try applied.
+    pub(super) last_try: Option<u64>,
     pub(super) tries: u64,
     pub(super) hits: u64,
     pub(super) boxes: Vec<BoxChange>,
@@ -32,11 +36,19 @@ impl Schedule {
             budget,
             first_face: None,
             current: None,
+            last_hit: None,
+            last_try: None,
             tries: 0,
             hits: 0,
             boxes: Vec::new(),
             hopeless: false,
         }
+    }
+
+    /// Whether every try before the try at `idx` has been applied, so that it may start with
+    /// the most recent hit (tries run in frame order, each knowing the one before).
+    pub(super) fn ready_for(&self, idx: u64) -> bool {
+        self.last_try.is_some_and(|t| t + self.redetect >= idx)
     }
 
     /// Whether frame `idx` is a detection try (once the first face is known).
@@ -54,9 +66,11 @@ impl Schedule {
         replaces: impl Fn(&Geometry, &Geometry) -> bool,
     ) -> bool {
         self.tries += 1;
+        self.last_try = Some(idx);
         let mut changed = false;
         if let Some(b) = found {
             self.hits += 1;
+            self.last_hit = Some(b);
             if self.current.is_none_or(|old| replaces(&old, &b)) {
                 if self.current.is_none() {
                     self.first_face = Some(idx);
