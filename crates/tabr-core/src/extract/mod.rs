@@ -4,7 +4,9 @@
 //! The caller's thread decodes and converts to gray. Until the first face it also tries every
 //! frame for a face, in order (where the schedule starts depends on each answer). From then
 //! on the scheduled re-detections run on one process-wide pool (see [`pool`]) while decoding
-//! goes on; frames wait in order for their box, then their crops are cut and each frame pair
+//! goes on, each given the most recent hit (v2 looks there first), so each starts once the one
+//! before it is applied (they are a re-detection period apart: no parallelism is lost);
+//! frames wait in order for their box, then their crops are cut and each frame pair
 //! becomes a pool job that runs Farnebäck, the POCs and the 18 channels. At most one
 //! re-detection period of frames and a few pairs per core are in flight, so memory does not
 //! grow with clip length. Concurrent extractions share the pool and so never run more work
