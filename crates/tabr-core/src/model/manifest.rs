@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::spec::{self, SpecParams};
+use crate::spec::{self, Spec, SpecParams};
 
 /// The directory format this build reads.
 pub const FORMAT: &str = "tabr-model/1";
@@ -41,11 +41,18 @@ impl Task {
 pub struct FeatureSpec {
     /// Spec name (`poc-abs`).
     pub name: String,
-    /// Spec version (1).
+    /// Spec version (1 or 2).
     pub version: u32,
     /// Spec parameters (defaults when empty).
     #[serde(default)]
     pub params: SpecParams,
+}
+
+impl FeatureSpec {
+    /// The spec this build implements under that name and version, if any.
+    pub fn spec(&self) -> Option<Spec> {
+        Spec::from_manifest(&self.name, self.version)
+    }
 }
 
 /// Files of the directory, relative to it.
@@ -133,10 +140,11 @@ impl Manifest {
 
     fn validate(&self) -> Result<()> {
         let f = &self.features;
-        let id = format!("{}/{}", f.name, f.version);
-        if !crate::FEATURE_SPECS.contains(&id.as_str()) {
+        if f.spec().is_none() {
             return Err(bad(format!(
-                "feature spec {id} is not implemented by this build (it implements {})",
+                "feature spec {}/{} is not implemented by this build (it implements {})",
+                f.name,
+                f.version,
                 crate::FEATURE_SPECS.join(", ")
             )));
         }

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::error::{Error, ErrorCode, Result};
 use crate::extract::{CancelFlag, Extractor, FaceAssets, Features};
 use crate::flow::FlowMethod;
-use crate::spec::{Limits, Spec};
+use crate::spec::Limits;
 use crate::video::VideoSource;
 pub use manifest::{FeatureSpec, Manifest, Task};
 pub use preprocess::Preprocess;
@@ -153,7 +153,10 @@ impl Model {
         let params = m.features.params.capped(&opts.limits);
         params.validate()?;
         runtime::init(opts.ort_dylib_path.as_deref())?;
-        let spec = Spec::from_manifest(&m.features.name, m.features.version)
+        // Manifest::load has refused specs this build does not implement.
+        let spec = m
+            .features
+            .spec()
             .ok_or_else(|| model_error("the manifest's feature spec is not implemented"))?;
         let assets = FaceAssets {
             cascade: cascade.as_deref(),
