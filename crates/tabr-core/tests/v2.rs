@@ -273,7 +273,7 @@ impl FaceMethod for Nudged {
             p[0] += s;
             p[1] -= s;
         }
-        Ok(Some(LandmarkAligned::align(&pts).geometry))
+        Ok(Some(LandmarkAligned::align(pts).geometry))
     }
     fn replaces(&self, old: &Geometry, new: &Geometry, params: &SpecParams) -> bool {
         self.inner.replaces(old, new, params)

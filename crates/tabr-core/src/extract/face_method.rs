@@ -152,24 +152,33 @@ pub struct LandmarkAligned {
     mesh: Arc<FaceMesh>,
 }
 
+/// One landmark-aligned fit: the geometry and the FaceMesh landmarks it was fitted to.
+#[derive(Debug, Clone)]
+pub struct AlignedFit {
+    /// The geometry the extractor uses.
+    pub geometry: Geometry,
+    /// The 468 landmarks, frame pixels.
+    pub points: Vec<[f64; 2]>,
+}
+
+impl AlignedFit {
+    /// The landmarks mapped into the canonical unit square (x right, y down): what a picture
+    /// of the placement draws (computed on request; the extractor never needs them).
+    pub fn canonical(&self) -> Vec<[f64; 2]> {
+        let Geometry::Aligned { to_frame, .. } = &self.geometry else {
+            return Vec::new();
+        };
+        let to_unit = invert(to_frame);
+        self.points.iter().map(|&p| apply(&to_unit, p)).collect()
+    }
+}
+
 impl LandmarkAligned {
     /// The method over loaded face models.
     pub fn new(mesh: Arc<FaceMesh>) -> LandmarkAligned {
         LandmarkAligned { mesh }
     }
-}
 
-/// One landmark-aligned fit: the geometry and every FaceMesh landmark in canonical unit
-/// coordinates (what a picture of the placement draws).
-#[derive(Debug, Clone)]
-pub struct AlignedFit {
-    /// The geometry the extractor uses.
-    pub geometry: Geometry,
-    /// The 468 landmarks mapped into the canonical unit square (x right, y down).
-    pub canonical: Vec<[f64; 2]>,
-}
-
-impl LandmarkAligned {
     /// Finds, places and aligns the face of one gray frame, or `None` without a face: with the
     /// detector (v2 §2–§4), as the first try of a clip does.
     pub fn fit(&self, gray: &Mat) -> Result<Option<AlignedFit>> {
@@ -206,13 +215,11 @@ impl LandmarkAligned {
 
     /// v2 §5's try, aligned: [`LandmarkAligned::landmarks_after`] and the fit they imply.
     pub fn fit_after(&self, gray: &Mat, last: Option<&Geometry>) -> Result<Option<AlignedFit>> {
-        Ok(self
-            .landmarks_after(gray, last)?
-            .map(|pts| Self::align(&pts)))
+        Ok(self.landmarks_after(gray, last)?.map(Self::align))
     }
 
     /// The fit (v2 §4.1–4.3) that FaceMesh's 468 landmarks, in frame pixels, imply.
-    pub fn align(pts: &[[f64; 2]]) -> AlignedFit {
+    pub fn align(pts: Vec<[f64; 2]>) -> AlignedFit {
         let src = FIT_POINTS.map(|i| pts[i]);
         let to_frame = similarity(&TEMPLATE, &src);
         let corners = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]].map(|p| apply(&to_frame, p));
@@ -228,14 +235,13 @@ impl LandmarkAligned {
             y: ((y0 + y1 - side) / 2.0).round() as i32,
             side: side.round().max(1.0) as i32,
         };
-        let to_unit = invert(&to_frame);
         AlignedFit {
             geometry: Geometry::Aligned {
                 to_frame,
                 bbox,
-                track: MeshRegion::from_landmarks(pts),
+                track: MeshRegion::from_landmarks(&pts),
             },
-            canonical: pts.iter().map(|&p| apply(&to_unit, p)).collect(),
+            points: pts,
         }
     }
 }

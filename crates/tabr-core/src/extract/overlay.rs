@@ -57,7 +57,7 @@ pub fn first_aligned_face(
         };
         let n = params.roi_size;
         let crop = method.crop(&gray, &fit.geometry, n)?;
-        return draw(&crop, &fit.canonical, n, decoder.frames() - 1).map(Some);
+        return draw(&crop, &fit.canonical(), n, decoder.frames() - 1).map(Some);
     }
     Ok(None)
 }
