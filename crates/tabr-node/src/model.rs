@@ -333,9 +333,8 @@ impl Model {
 /// ONNX Runtime's library for `loadModel` and v2's `extractFeatures`: the option, else
 /// `ORT_DYLIB_PATH`, else the `onnxruntime-node` package nearest this addon.
 pub(crate) fn ort_dylib(option: Option<String>) -> Option<PathBuf> {
-    option
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+    // The addon's own folder is read from /proc only when neither names a library.
+    tabr_core::model::runtime::locate(option.as_deref().map(Path::new), &[])
         .or_else(default_ort_dylib)
 }
 

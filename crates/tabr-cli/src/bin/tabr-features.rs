@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tabr_core::extract::overlay;
 use tabr_core::face_mesh::FaceMesh;
 use tabr_core::flow::FlowMethod;
-use tabr_core::model::runtime::find_onnxruntime_node;
+use tabr_core::model::runtime::locate;
 use tabr_core::{
     feature_names, spec, CancelFlag, Extractor, FaceAssets, Features, Spec, SpecParams, VideoSource,
 };
@@ -210,21 +210,13 @@ fn write_row(
     }
 }
 
-/// ONNX Runtime for v2: the flag, else `ORT_DYLIB_PATH` (read by the core), else the
-/// `onnxruntime-node` package nearest the current folder or, for a binary built from this
-/// source tree, the one `make` installed beside the Node binding.
+/// ONNX Runtime for v2: the flag, else `ORT_DYLIB_PATH`, else the `onnxruntime-node`
+/// package nearest the current folder or, for a binary built from this source tree, the one
+/// `make` installed beside the Node binding.
 fn ort_dylib(flag: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = flag {
-        return Some(p.to_path_buf());
-    }
-    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
-        return None;
-    }
+    let here = std::env::current_dir().unwrap_or_default();
     let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packages/tabr-native");
-    let found = std::env::current_dir()
-        .ok()
-        .and_then(|here| find_onnxruntime_node(&here));
-    found.or_else(|| find_onnxruntime_node(&tree))
+    locate(flag, &[&here, &tree])
 }
 
 /// One PNG name per input: its stem, with its input index where two inputs share a stem.

@@ -69,6 +69,16 @@ pub fn init(dylib: Option<&Path>) -> Result<String> {
     r.clone().map_err(|m| Error::new(ErrorCode::ModelError, m))
 }
 
+/// ONNX Runtime's library, looked for as every caller here does: the one named explicitly,
+/// else the one `ORT_DYLIB_PATH` names, else the `onnxruntime-node` runtime nearest the first
+/// of `near` that has one.
+pub fn locate(explicit: Option<&Path>, near: &[&Path]) -> Option<PathBuf> {
+    explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+        .or_else(|| near.iter().find_map(|d| find_onnxruntime_node(d)))
+}
+
 /// Where the `onnxruntime-node` npm package keeps its runtime, relative to a folder that
 /// holds `node_modules`.
 pub const ONNXRUNTIME_NODE_LIB: &str =

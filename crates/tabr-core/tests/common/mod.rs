@@ -32,12 +32,8 @@ pub fn shared_fixture(rel: &str) -> Option<PathBuf> {
 /// `make build` installs under packages/tabr-native.
 #[allow(dead_code)] // not every test crate that includes this module loads ONNX models
 pub fn ort_dylib() -> PathBuf {
-    let dylib = std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            tabr_core::model::runtime::find_onnxruntime_node(&repo().join("packages/tabr-native"))
-                .unwrap_or_default()
-        });
+    let tabr_native = repo().join("packages/tabr-native");
+    let dylib = tabr_core::model::runtime::locate(None, &[&tabr_native]).unwrap_or_default();
     assert!(
         dylib.is_file(),
         "ONNX Runtime not found ({}): run `make build` (onnxruntime-node) or set ORT_DYLIB_PATH",
