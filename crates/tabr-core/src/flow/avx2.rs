@@ -12,9 +12,8 @@
 
 use std::arch::x86_64::*;
 
-use super::farneback::Planes;
 use super::poly::PolyKernel;
-use super::system::RowJob;
+use super::system::{RowJob, Systems};
 
 /// The expansion's six horizontal sums for columns `0..w − w % 4`, four at a time;
 /// returns how many columns it did.
@@ -77,7 +76,7 @@ pub(super) unsafe fn hsums(
 /// The CPU must support AVX2, `w, h ≥ 2`, the planes must hold `w·h` values and `frow`
 /// `2w`, `wx` `w`.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn update_row(job: &RowJob<'_>, m: &mut Planes) -> usize {
+pub(super) unsafe fn update_row(job: &RowJob<'_>, m: &mut Systems) -> usize {
     let RowJob {
         y,
         w,
@@ -106,7 +105,8 @@ pub(super) unsafe fn update_row(job: &RowJob<'_>, m: &mut Planes) -> usize {
     let wyv = _mm256_set1_ps(wyv);
     let r1: [*const f32; 5] = std::array::from_fn(|c| l1.r[c].as_ptr());
     let r0: [*const f32; 5] = std::array::from_fn(|c| l0.r[c].as_ptr().add(row));
-    let out: [*mut f32; 5] = std::array::from_fn(|c| m[c].as_mut_ptr().add(row));
+    let quad = m.quad.as_mut_ptr().add(row).cast::<f32>();
+    let h2 = m.h2.as_mut_ptr().add(row);
     let mut x = 0;
     while x < n {
         // (dx, dy) pairs → two vectors of eight.
@@ -216,11 +216,29 @@ pub(super) unsafe fn update_row(job: &RowJob<'_>, m: &mut Planes) -> usize {
         let dot = |a: __m256, b: __m256, c: __m256, d: __m256| {
             _mm256_add_ps(_mm256_mul_ps(a, b), _mm256_mul_ps(c, d))
         };
-        _mm256_storeu_ps(out[0].add(x), sq(r4, r6));
-        _mm256_storeu_ps(out[1].add(x), _mm256_mul_ps(_mm256_add_ps(r4, r5), r6));
-        _mm256_storeu_ps(out[2].add(x), sq(r5, r6));
-        _mm256_storeu_ps(out[3].add(x), dot(r4, r2, r6, r3));
-        _mm256_storeu_ps(out[4].add(x), dot(r6, r2, r5, r3));
+        let (g11, g12, g22) = (
+            sq(r4, r6),
+            _mm256_mul_ps(_mm256_add_ps(r4, r5), r6),
+            sq(r5, r6),
+        );
+        let h1 = dot(r4, r2, r6, r3);
+        _mm256_storeu_ps(h2.add(x), dot(r6, r2, r5, r3));
+        // Eight pixels' (G11, G12, G22, h1) side by side: a 4×8 transpose.
+        let (t0, t1) = (_mm256_unpacklo_ps(g11, g12), _mm256_unpackhi_ps(g11, g12));
+        let (t2, t3) = (_mm256_unpacklo_ps(g22, h1), _mm256_unpackhi_ps(g22, h1));
+        let (u0, u1) = (
+            _mm256_shuffle_ps::<0x44>(t0, t2),
+            _mm256_shuffle_ps::<0xEE>(t0, t2),
+        );
+        let (u2, u3) = (
+            _mm256_shuffle_ps::<0x44>(t1, t3),
+            _mm256_shuffle_ps::<0xEE>(t1, t3),
+        );
+        let q = quad.add(4 * x);
+        _mm256_storeu_ps(q, _mm256_permute2f128_ps::<0x20>(u0, u1));
+        _mm256_storeu_ps(q.add(8), _mm256_permute2f128_ps::<0x20>(u2, u3));
+        _mm256_storeu_ps(q.add(16), _mm256_permute2f128_ps::<0x31>(u0, u1));
+        _mm256_storeu_ps(q.add(24), _mm256_permute2f128_ps::<0x31>(u2, u3));
         x += 8;
     }
     n

@@ -19,7 +19,7 @@ use std::cell::RefCell;
 
 use super::filters::{blur, gaussian_kernel, resize, ResizeScratch};
 use super::poly::{ExpandScratch, PolyKernel};
-use super::system::{blur_solve, edge_weights, update_matrices};
+use super::system::{blur_solve, edge_weights, update_matrices, BoxScratch, Systems};
 use crate::error::{Error, Result};
 use crate::spec::FarnebackParams;
 
@@ -88,9 +88,8 @@ struct FrameScratch {
 struct PairScratch {
     flow: Vec<f32>,
     prev: Vec<f32>,
-    m: Planes,
-    vsum: [Vec<f64>; 5],
-    sums: [Vec<f64>; 5],
+    m: Systems,
+    boxes: BoxScratch,
     resize: ResizeScratch,
     wx: Vec<f32>,
     wy: Vec<f32>,
@@ -280,8 +279,7 @@ impl Farneback {
                     w,
                     h,
                     self.p.winsize as usize,
-                    &mut s.vsum,
-                    &mut s.sums,
+                    &mut s.boxes,
                     &mut s.flow,
                 );
                 if i + 1 < iters {

@@ -1,10 +1,33 @@
 //! Farnebäck's per-pair solve: each pixel's 2×2 system from the two expansions (one sampled
 //! at the displaced position), and the box-filtered systems solved for the flow, with
 //! OpenCV's arithmetic (f32 systems, f64 running sums and solve).
+//!
+//! The systems are kept four channels side by side per pixel (G11, G12, G22, h1) and h2
+//! apart ([`Systems`]): the box filter's horizontal running sums are a chain of dependent
+//! adds along the row, and with the four channels in one vector a row costs one chain of
+//! vector adds instead of five scalar ones.
 
 #[cfg(target_arch = "x86_64")]
 use super::avx2;
-use super::farneback::{Level, Planes};
+use super::farneback::Level;
+
+/// Every pixel's 2×2 system: `quad` holds (G11, G12, G22, h1) per pixel, `h2` the fifth
+/// value, both in row order.
+#[derive(Debug, Default)]
+pub(super) struct Systems {
+    pub(super) quad: Vec<[f32; 4]>,
+    pub(super) h2: Vec<f32>,
+}
+
+/// The box filter's per-thread buffers: the vertical running sums (with `pad` replicated
+/// columns either side) and one row of box sums, in the layout of [`Systems`].
+#[derive(Debug, Default)]
+pub(super) struct BoxScratch {
+    vq: Vec<[f64; 4]>,
+    v1: Vec<f64>,
+    sq: Vec<[f64; 4]>,
+    s1: Vec<f64>,
+}
 
 /// Pixels from an edge whose systems are weighted down. (OpenCV updates the systems in
 /// stripes while its box filter runs; a row's update reads only that row's final flow, so
@@ -45,12 +68,11 @@ pub(super) fn update_matrices(
     flow: &[f32],
     wx: &[f32],
     wy: &[f32],
-    m: &mut Planes,
+    m: &mut Systems,
 ) {
     let (w, h) = (l0.w, l0.h);
-    for p in m.iter_mut() {
-        p.resize(w * h, 0.0);
-    }
+    m.quad.resize(w * h, [0.0; 4]);
+    m.h2.resize(w * h, 0.0);
     #[cfg(target_arch = "x86_64")]
     let wide = w >= 8 && h >= 2 && std::arch::is_x86_feature_detected!("avx2");
     for y in 0..h {
@@ -95,7 +117,7 @@ pub(super) struct RowJob<'a> {
 }
 
 /// The scalar system update for pixels `from..w` of row `y`.
-fn update_row(job: &RowJob<'_>, from: usize, m: &mut Planes) {
+fn update_row(job: &RowJob<'_>, from: usize, m: &mut Systems) {
     let (y, w, h, frow, wx, wyv) = (job.y, job.w, job.h, job.frow, job.wx, job.wyv);
     let (l0, l1) = (job.l0, job.l1);
     let r1 = &l1.r;
@@ -139,11 +161,13 @@ fn update_row(job: &RowJob<'_>, from: usize, m: &mut Planes) {
         r4 *= scale;
         r5 *= scale;
         r6 *= scale;
-        m[0][i] = r4 * r4 + r6 * r6;
-        m[1][i] = (r4 + r5) * r6;
-        m[2][i] = r5 * r5 + r6 * r6;
-        m[3][i] = r4 * r2 + r6 * r3;
-        m[4][i] = r6 * r2 + r5 * r3;
+        m.quad[i] = [
+            r4 * r4 + r6 * r6,
+            (r4 + r5) * r6,
+            r5 * r5 + r6 * r6,
+            r4 * r2 + r6 * r3,
+        ];
+        m.h2[i] = r6 * r2 + r5 * r3;
     }
 }
 
@@ -151,85 +175,96 @@ fn update_row(job: &RowJob<'_>, from: usize, m: &mut Planes) {
 /// OpenCV's) and solves each pixel's regularised 2×2 system into `flow`.
 #[inline(always)]
 pub(super) fn blur_solve(
-    m: &Planes,
+    m: &Systems,
     w: usize,
     h: usize,
     win: usize,
-    vsum: &mut [Vec<f64>; 5],
-    sums: &mut [Vec<f64>; 5],
+    s: &mut BoxScratch,
     flow: &mut [f32],
 ) {
     let r = win / 2;
     let pad = r + 1;
     let scale = 1.0 / (win * win) as f64;
-    for c in 0..5 {
-        let (v, p) = (&mut vsum[c], &m[c]);
-        v.clear();
-        v.resize(w + 2 * pad, 0.0);
-        let mid = &mut v[pad..][..w];
-        for (o, &a) in mid.iter_mut().zip(&p[..w]) {
-            *o = f64::from(a * (r + 2) as f32);
-        }
-        for y in 1..r {
-            let src = &p[y.min(h - 1) * w..][..w];
-            for (o, &a) in mid.iter_mut().zip(src) {
-                *o += f64::from(a);
-            }
-        }
-        sums[c].resize(w, 0.0);
+    let BoxScratch { vq, v1, sq, s1 } = s;
+    vq.clear();
+    vq.resize(w + 2 * pad, [0.0; 4]);
+    v1.clear();
+    v1.resize(w + 2 * pad, 0.0);
+    sq.resize(w, [0.0; 4]);
+    s1.resize(w, 0.0);
+    // The vertical sums start as OpenCV's: the first row r + 2 times (the replicated border
+    // above), then rows 1..r.
+    let k = (r + 2) as f32;
+    for (o, a) in vq[pad..][..w].iter_mut().zip(&m.quad[..w]) {
+        *o = a.map(|v| f64::from(v * k));
     }
+    for (o, &a) in v1[pad..][..w].iter_mut().zip(&m.h2[..w]) {
+        *o = f64::from(a * k);
+    }
+    for y in 1..r {
+        let row = y.min(h - 1) * w;
+        for (o, a) in vq[pad..][..w].iter_mut().zip(&m.quad[row..][..w]) {
+            for c in 0..4 {
+                o[c] += f64::from(a[c]);
+            }
+        }
+        for (o, &a) in v1[pad..][..w].iter_mut().zip(&m.h2[row..][..w]) {
+            *o += f64::from(a);
+        }
+    }
+    let kd = (r + 2) as f64;
     for y in 0..h {
+        // Slide the vertical sums down one row: add row y + r, drop row y − r − 1.
         let (old, new) = (y.saturating_sub(r + 1) * w, (y + r).min(h - 1) * w);
-        for c in 0..5 {
-            let v = &mut vsum[c];
-            let (a, b) = (&m[c][old..][..w], &m[c][new..][..w]);
-            for ((o, &oa), &nb) in v[pad..][..w].iter_mut().zip(a).zip(b) {
-                *o += f64::from(nb - oa);
-            }
-            let (first, last) = (v[pad], v[pad + w - 1]);
-            v[..pad].fill(first);
-            v[pad + w..].fill(last);
+        let (a, b) = (
+            m.quad[old..][..w].as_flattened(),
+            m.quad[new..][..w].as_flattened(),
+        );
+        for ((o, &a), &b) in vq[pad..][..w].as_flattened_mut().iter_mut().zip(a).zip(b) {
+            *o += f64::from(b - a);
         }
-        // Horizontal running sums, the five channels side by side: five independent chains
-        // the CPU overlaps (one channel after another would wait on each add's latency).
-        let [v0, v1, v2, v3, v4] = &*vsum;
-        let vs = [
-            &v0[..w + 2 * pad],
-            &v1[..w + 2 * pad],
-            &v2[..w + 2 * pad],
-            &v3[..w + 2 * pad],
-            &v4[..w + 2 * pad],
-        ];
-        let mut acc = [0.0f64; 5];
-        for c in 0..5 {
-            acc[c] = vs[c][pad] * (r + 2) as f64;
-            for x in 1..r {
-                acc[c] += vs[c][pad + x];
-            }
+        let (a, b) = (&m.h2[old..][..w], &m.h2[new..][..w]);
+        for ((o, &a), &b) in v1[pad..][..w].iter_mut().zip(a).zip(b) {
+            *o += f64::from(b - a);
         }
-        let [s0, s1, s2, s3, s4] = &mut *sums;
-        let outs = [
-            &mut s0[..w],
-            &mut s1[..w],
-            &mut s2[..w],
-            &mut s3[..w],
-            &mut s4[..w],
-        ];
-        for x in 0..w {
-            for c in 0..5 {
-                acc[c] += vs[c][pad + x + r] - vs[c][pad + x - r - 1];
+        let (first, last) = (vq[pad], vq[pad + w - 1]);
+        vq[..pad].fill(first);
+        vq[pad + w..].fill(last);
+        let (first, last) = (v1[pad], v1[pad + w - 1]);
+        v1[..pad].fill(first);
+        v1[pad + w..].fill(last);
+        // Horizontal running sums: four channels in one vector, h2 beside them.
+        let mut acc = vq[pad].map(|v| v * kd);
+        let mut acc1 = v1[pad] * kd;
+        for x in 1..r {
+            for c in 0..4 {
+                acc[c] += vq[pad + x][c];
             }
-            for c in 0..5 {
-                outs[c][x] = acc[c] * scale;
-            }
+            acc1 += v1[pad + x];
         }
-        let [g11, g12, g22, h1, h2] = &*sums;
-        let (g11, g12, g22, h1, h2) = (&g11[..w], &g12[..w], &g22[..w], &h1[..w], &h2[..w]);
+        // Column x adds column x + r and drops column x − r − 1 (both shifted by `pad`).
+        let (sq, s1) = (&mut sq[..w], &mut s1[..w]);
+        let (vq_add, vq_sub) = (&vq[pad + r..][..w], &vq[pad - r - 1..][..w]);
+        let (v1_add, v1_sub) = (&v1[pad + r..][..w], &v1[pad - r - 1..][..w]);
+        for (((o, o1), (add, sub)), (add1, sub1)) in sq
+            .iter_mut()
+            .zip(s1.iter_mut())
+            .zip(vq_add.iter().zip(vq_sub))
+            .zip(v1_add.iter().zip(v1_sub))
+        {
+            for c in 0..4 {
+                acc[c] += add[c] - sub[c];
+            }
+            acc1 += add1 - sub1;
+            *o = acc.map(|v| v * scale);
+            *o1 = acc1 * scale;
+        }
         let out = &mut flow[y * w * 2..][..w * 2];
-        for x in 0..w {
-            let idet = 1.0 / (g11[x] * g22[x] - g12[x] * g12[x] + 1e-3);
-            out[2 * x] = ((g11[x] * h2[x] - g12[x] * h1[x]) * idet) as f32;
-            out[2 * x + 1] = ((g22[x] * h1[x] - g12[x] * h2[x]) * idet) as f32;
+        for ((o, &[g11, g12, g22, h1]), &h2) in out.chunks_exact_mut(2).zip(&sq[..w]).zip(&s1[..w])
+        {
+            let idet = 1.0 / (g11 * g22 - g12 * g12 + 1e-3);
+            o[0] = ((g11 * h2 - g12 * h1) * idet) as f32;
+            o[1] = ((g22 * h1 - g12 * h2) * idet) as f32;
         }
     }
 }
