@@ -68,6 +68,11 @@ pub(crate) fn crop_sequence_timed(clip: &Path) -> (Pairs, f64) {
 /// Seconds to run `flow` over every pair in order on this thread, each frame's per-crop work
 /// shared by its two pairs as in the extractor.
 pub(crate) fn run_sequence(pairs: &Pairs, flow: &dyn Flow) -> f64 {
+    run_sequence_with(pairs, flow, &mut |_| {})
+}
+
+/// [`run_sequence`], handing each pair's flow to `on_pair`.
+fn run_sequence_with(pairs: &Pairs, flow: &dyn Flow, on_pair: &mut dyn FnMut(&[[f32; 2]])) -> f64 {
     let mut out = vec![[0.0f32; 2]; 128 * 128];
     let t = Instant::now();
     let mut last: Option<(Arc<Mat>, Arc<FlowFrame>)> = None;
@@ -79,6 +84,7 @@ pub(crate) fn run_sequence(pairs: &Pairs, flow: &dyn Flow) -> f64 {
         let fb = Arc::new(FlowFrame::new(b.as_ref().clone()).expect("a crop"));
         out.resize(a.rows() as usize * a.cols() as usize, [0.0; 2]);
         flow.compute(&fa, &fb, &mut out).expect("flow");
+        on_pair(&out);
         last = Some((b.clone(), fb));
     }
     t.elapsed().as_secs_f64()
@@ -158,6 +164,19 @@ pub(crate) fn flow_bench(name: &str, clip: &Path) {
     );
 }
 
+/// Passes over the clip's pairs a profiling aid times (it prints their median).
+const PASSES: usize = 21;
+
+/// A profiling aid's line: the fastest pass (the steadiest figure on a noisy machine when two
+/// builds are compared) and the median.
+fn report(what: &str, per: &str, ms: Vec<f64>) {
+    let min = ms.iter().copied().fold(f64::INFINITY, f64::min);
+    println!(
+        "{what} {min:.3} ms per {per} fastest, {:.3} median of {PASSES} passes",
+        median(ms)
+    );
+}
+
 /// Profiling aid: only our per-pair solve, over and over (`tabr-bench --flow-solve`).
 pub(crate) fn solve_only(clip: &Path) {
     let pairs = crop_sequence(clip);
@@ -167,16 +186,14 @@ pub(crate) fn solve_only(clip: &Path) {
         .map(|(_, b)| fb.pyramid(b.data_bytes().expect("crop"), 128, 128))
         .collect();
     let mut out = vec![[0.0f32; 2]; 128 * 128];
-    let t = Instant::now();
-    for _ in 0..10 {
+    let ms = (0..PASSES).map(|_| {
+        let t = Instant::now();
         for w in pyramids.windows(2) {
             fb.flow(&w[0], &w[1], &mut out).expect("flow");
         }
-    }
-    println!(
-        "solve {:.3} ms per pair",
-        t.elapsed().as_secs_f64() * 1e3 / (10.0 * (pyramids.len() - 1) as f64)
-    );
+        t.elapsed().as_secs_f64() * 1e3 / (pyramids.len() - 1) as f64
+    });
+    report("solve", "pair", ms.collect());
 }
 
 /// Profiling aid: only our per-frame pyramid, over and over (`tabr-bench --flow-pyramid`).
@@ -184,16 +201,14 @@ pub(crate) fn pyramid_only(clip: &Path) {
     let pairs = crop_sequence(clip);
     let fb = Farneback::new(FARNEBACK).expect("spec parameters");
     let mut p = tabr_core::flow::Pyramid::default();
-    let t = Instant::now();
-    for _ in 0..10 {
+    let ms = (0..PASSES).map(|_| {
+        let t = Instant::now();
         for (_, b) in &pairs {
             fb.pyramid_into(b.data_bytes().expect("crop"), 128, 128, &mut p);
         }
-    }
-    println!(
-        "pyramid {:.3} ms per frame",
-        t.elapsed().as_secs_f64() * 1e3 / (10.0 * pairs.len() as f64)
-    );
+        t.elapsed().as_secs_f64() * 1e3 / pairs.len() as f64
+    });
+    report("pyramid", "frame", ms.collect());
 }
 
 /// Profiling aid: only our flow over the clip's pairs in order, as the extractor runs it
@@ -202,9 +217,20 @@ pub(crate) fn sequence_only(clip: &Path) {
     let pairs = crop_sequence(clip);
     let ours = FlowMethod::Rust.build();
     run_sequence(&pairs, ours.as_ref());
-    let mut ms = Vec::new();
-    for _ in 0..10 {
-        ms.push(run_sequence(&pairs, ours.as_ref()) * 1e3 / pairs.len() as f64);
-    }
-    println!("sequence {:.3} ms per pair", median(ms));
+    let ms = (0..PASSES).map(|_| run_sequence(&pairs, ours.as_ref()) * 1e3 / pairs.len() as f64);
+    report("sequence", "pair", ms.collect());
+}
+
+/// Profiling aid: one digest of our flow's bits over the clip's pairs (`tabr-bench
+/// --flow-digest`), to show that a change meant to be faster gives the same numbers.
+pub(crate) fn digest(clip: &Path) {
+    use std::hash::Hasher;
+    let pairs = crop_sequence(clip);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    run_sequence_with(&pairs, FlowMethod::Rust.build().as_ref(), &mut |out| {
+        for uv in out.iter().flatten() {
+            h.write_u32(uv.to_bits());
+        }
+    });
+    println!("flow digest {:016x} over {} pairs", h.finish(), pairs.len());
 }

@@ -442,6 +442,7 @@ fn main() {
         Some("--flow-solve") => return flow::solve_only(&d18_path()),
         Some("--flow-pyramid") => return flow::pyramid_only(&d18_path()),
         Some("--flow-sequence") => return flow::sequence_only(&d18_path()),
+        Some("--flow-digest") => return flow::digest(&d18_path()),
         Some("--face-mesh") => return face_mesh_bench(&d18_path()),
         // Only d18 with each spec and flow.
         Some("--specs") => return flows_table(&d18_path()),

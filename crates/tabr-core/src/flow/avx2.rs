@@ -90,6 +90,7 @@ pub(super) unsafe fn update_row(job: &RowJob<'_>, m: &mut Systems) -> usize {
     let n = w - w % 8;
     let row = y * w;
     let lanes = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+    let lane_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let (one, half, quarter) = (
         _mm256_set1_ps(1.0),
         _mm256_set1_ps(0.5),
@@ -133,56 +134,74 @@ pub(super) unsafe fn update_row(job: &RowJob<'_>, m: &mut Systems) -> usize {
         let a01 = _mm256_mul_ps(fx, gy);
         let a10 = _mm256_mul_ps(gx, fy);
         let a11 = _mm256_mul_ps(fx, fy);
-        let (jlo, jhi) = (_mm256_castsi256_si128(j), _mm256_extracti128_si256::<1>(j));
-        // Usually the eight samples lie on one row, within 16 columns of each other (the
-        // flow is smooth): then two plain loads and two in-register permutes fetch a
-        // row of corners. Otherwise gathers do; both fetch the same values.
-        let y10 = _mm256_cvtsi256_si32(y1);
-        let base = _mm256_cvtsi256_si32(x1) - 4;
-        let off = _mm256_sub_epi32(x1, _mm256_set1_epi32(base));
-        let ok = _mm256_and_si256(
-            _mm256_and_si256(inside_i, _mm256_cmpeq_epi32(y1, _mm256_set1_epi32(y10))),
-            _mm256_and_si256(
-                _mm256_cmpgt_epi32(off, minus1),
-                _mm256_cmpgt_epi32(_mm256_set1_epi32(16), off),
-            ),
-        );
-        let window = _mm256_movemask_ps(_mm256_castsi256_ps(ok)) == 0xFF
-            && base >= 0
-            && base as usize + 17 <= w;
-        let upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(off, _mm256_set1_epi32(7)));
-        let pick = |lo: __m256, hi: __m256| {
-            _mm256_blendv_ps(
-                _mm256_permutevar8x32_ps(lo, off),
-                _mm256_permutevar8x32_ps(hi, off),
-                upper,
-            )
-        };
-        // The two horizontal neighbours are adjacent: one 8-byte gather fetches both, so
-        // a row of corners costs two 4-element gathers instead of two 8-element ones.
-        let corners = |p: *const f32| {
-            if window {
-                let q = p.add(y10 as usize * w + base as usize);
-                return (
-                    pick(_mm256_loadu_ps(q), _mm256_loadu_ps(q.add(8))),
-                    pick(_mm256_loadu_ps(q.add(1)), _mm256_loadu_ps(q.add(9))),
-                );
+        // The samples of the other frame's expansion. The flow is smooth, so the eight lanes'
+        // sample positions usually lie on one row and one integer shift from their pixels, or
+        // straddle one pixel boundary (a flow near 0 does): then the corners of every lane
+        // are in a 3×3 block of plain vector loads (rows `top..top + ny`, shifts
+        // `shift..shift + nx`), and each lane weighs the block's loads with its bilinear
+        // weights, zero for the loads that are not its corners. The nonzero terms are added
+        // in the scalar code's order (upper left, upper right, lower left, lower right) and
+        // adding a zero term changes nothing, so this gives the scalar code's bits. Anything
+        // else (a rough flow) is gathered.
+        let lane_shift =
+            _mm256_sub_epi32(x1, _mm256_add_epi32(_mm256_set1_epi32(x as i32), lane_ids));
+        let outside_i = _mm256_xor_si256(inside_i, minus1);
+        let (big, small) = (_mm256_set1_epi32(i32::MAX), _mm256_set1_epi32(i32::MIN));
+        let lo = |v: __m256i| hmin_epi32(_mm256_blendv_epi8(v, big, outside_i));
+        let hi = |v: __m256i| hmax_epi32(_mm256_blendv_epi8(v, small, outside_i));
+        let (shift, shift_hi, top, bottom) = (lo(lane_shift), hi(lane_shift), lo(y1), hi(y1));
+        let any_inside = _mm256_movemask_ps(inside) != 0;
+        let block = any_inside && shift_hi - shift <= 1 && bottom - top <= 1;
+        let samples: [__m256; 5] = if block {
+            // Lanes whose corner is one further right (down) than the block's first.
+            let sx =
+                _mm256_castsi256_ps(_mm256_cmpeq_epi32(lane_shift, _mm256_set1_epi32(shift + 1)));
+            let sy = _mm256_castsi256_ps(_mm256_cmpeq_epi32(y1, _mm256_set1_epi32(top + 1)));
+            let wxs = [
+                _mm256_andnot_ps(sx, gx),
+                _mm256_blendv_ps(fx, gx, sx),
+                _mm256_and_ps(sx, fx),
+            ];
+            let wys = [
+                _mm256_andnot_ps(sy, gy),
+                _mm256_blendv_ps(fy, gy, sy),
+                _mm256_and_ps(sy, fy),
+            ];
+            // SAFETY (the loads): an inside lane's corners are pixels, and every load starts
+            // at most 7 values before the first such corner or ends at most 7 after the
+            // last, within the planes' SLACK on either side.
+            let at = (top as isize) * w as isize + x as isize + shift as isize;
+            let (nx, ny) = ((shift_hi - shift + 2) as usize, (bottom - top + 2) as usize);
+            match (nx, ny) {
+                (2, 2) => {
+                    block_samples::<2, 2>(&r1, at, w, [gx, fx, zero_ps()], [gy, fy, zero_ps()])
+                }
+                (3, 2) => block_samples::<3, 2>(&r1, at, w, wxs, wys),
+                (2, 3) => block_samples::<2, 3>(&r1, at, w, wxs, wys),
+                _ => block_samples::<3, 3>(&r1, at, w, wxs, wys),
             }
-            let lo = _mm256_castpd_ps(_mm256_i32gather_pd::<4>(p.cast(), jlo));
-            let hi = _mm256_castpd_ps(_mm256_i32gather_pd::<4>(p.cast(), jhi));
-            (
-                order(_mm256_shuffle_ps::<0b10_00_10_00>(lo, hi)),
-                order(_mm256_shuffle_ps::<0b11_01_11_01>(lo, hi)),
-            )
+        } else {
+            let (jlo, jhi) = (_mm256_castsi256_si128(j), _mm256_extracti128_si256::<1>(j));
+            // The two horizontal neighbours are adjacent: one 8-byte gather fetches both, so
+            // a row of corners costs two 4-element gathers instead of two 8-element ones.
+            let corners = |p: *const f32| {
+                let lo = _mm256_castpd_ps(_mm256_i32gather_pd::<4>(p.cast(), jlo));
+                let hi = _mm256_castpd_ps(_mm256_i32gather_pd::<4>(p.cast(), jhi));
+                (
+                    order(_mm256_shuffle_ps::<0b10_00_10_00>(lo, hi)),
+                    order(_mm256_shuffle_ps::<0b11_01_11_01>(lo, hi)),
+                )
+            };
+            std::array::from_fn(|c| {
+                let p = r1[c];
+                let (p00, p01) = corners(p);
+                let (p10, p11) = corners(p.add(w));
+                let s = _mm256_add_ps(_mm256_mul_ps(a00, p00), _mm256_mul_ps(a01, p01));
+                let s = _mm256_add_ps(s, _mm256_mul_ps(a10, p10));
+                _mm256_add_ps(s, _mm256_mul_ps(a11, p11))
+            })
         };
-        let lerp = |c: usize| {
-            let p = r1[c];
-            let (p00, p01) = corners(p);
-            let (p10, p11) = corners(p.add(w));
-            let s = _mm256_add_ps(_mm256_mul_ps(a00, p00), _mm256_mul_ps(a01, p01));
-            let s = _mm256_add_ps(s, _mm256_mul_ps(a10, p10));
-            _mm256_add_ps(s, _mm256_mul_ps(a11, p11))
-        };
+        let lerp = |c: usize| samples[c];
         let r0v = |c: usize| _mm256_loadu_ps(r0[c].add(x));
         let (q0, q1, q2, q3, q4) = (r0v(0), r0v(1), r0v(2), r0v(3), r0v(4));
         let zero = _mm256_setzero_ps();
@@ -242,4 +261,61 @@ pub(super) unsafe fn update_row(job: &RowJob<'_>, m: &mut Systems) -> usize {
         x += 8;
     }
     n
+}
+
+/// All-zero lanes.
+#[inline(always)]
+unsafe fn zero_ps() -> __m256 {
+    _mm256_setzero_ps()
+}
+
+/// The five expansions' bilinear samples from a block of `NY` rows × `NX` shifts of plain
+/// loads starting `at` values from each plane's first pixel (rows `w` apart): the load at row
+/// `i`, shift `j` weighs `wx[j]·wy[i]`, terms added row by row, left to right.
+///
+/// # Safety
+/// AVX2; every load (8 values from `p + at + i·w + j`) within the planes and their slack.
+#[inline(always)]
+unsafe fn block_samples<const NX: usize, const NY: usize>(
+    r1: &[*const f32; 5],
+    at: isize,
+    w: usize,
+    wx: [__m256; 3],
+    wy: [__m256; 3],
+) -> [__m256; 5] {
+    let mut a = [[_mm256_setzero_ps(); 3]; 3];
+    for i in 0..NY {
+        for j in 0..NX {
+            a[i][j] = _mm256_mul_ps(wx[j], wy[i]);
+        }
+    }
+    std::array::from_fn(|c| {
+        let p = r1[c].offset(at);
+        let mut s = _mm256_mul_ps(a[0][0], _mm256_loadu_ps(p));
+        for i in 0..NY {
+            for j in 0..NX {
+                if i + j > 0 {
+                    let t = _mm256_mul_ps(a[i][j], _mm256_loadu_ps(p.add(i * w + j)));
+                    s = _mm256_add_ps(s, t);
+                }
+            }
+        }
+        s
+    })
+}
+
+/// The smallest of eight lanes.
+#[inline(always)]
+unsafe fn hmin_epi32(v: __m256i) -> i32 {
+    let m = _mm_min_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let m = _mm_min_epi32(m, _mm_shuffle_epi32::<0b01_00_11_10>(m));
+    _mm_cvtsi128_si32(_mm_min_epi32(m, _mm_shuffle_epi32::<0b10_11_00_01>(m)))
+}
+
+/// The largest of eight lanes.
+#[inline(always)]
+unsafe fn hmax_epi32(v: __m256i) -> i32 {
+    let m = _mm_max_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let m = _mm_max_epi32(m, _mm_shuffle_epi32::<0b01_00_11_10>(m));
+    _mm_cvtsi128_si32(_mm_max_epi32(m, _mm_shuffle_epi32::<0b10_11_00_01>(m)))
 }

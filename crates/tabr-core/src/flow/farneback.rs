@@ -31,8 +31,46 @@ pub(super) struct Level {
     pub(super) r: Planes,
 }
 
-/// Five planes of one value per pixel (the expansion's coefficients, or the systems).
-pub(super) type Planes = [Vec<f32>; 5];
+/// The five coefficients of an expansion, a plane each.
+pub(super) type Planes = [Plane; 5];
+
+/// Values a [`Plane`] keeps on either side of its pixels. The system update fetches eight
+/// neighbouring samples with one vector load; for lanes at the image's edge, whose samples
+/// it then discards, such a load may start up to 8 values before the first pixel or end up
+/// to 7 after the last.
+pub(super) const SLACK: usize = 16;
+
+/// One value per pixel in row order, with [`SLACK`] values either side that no result reads.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Plane {
+    buf: Vec<f32>,
+}
+
+impl Plane {
+    /// Makes room for `n` pixels.
+    pub(super) fn resize(&mut self, n: usize) {
+        self.buf.resize(n + 2 * SLACK, 0.0);
+    }
+
+    /// The pixels.
+    pub(super) fn px(&self) -> &[f32] {
+        &self.buf[SLACK..self.buf.len() - SLACK]
+    }
+
+    /// The pixels, to write.
+    pub(super) fn px_mut(&mut self) -> &mut [f32] {
+        let n = self.buf.len();
+        &mut self.buf[SLACK..n - SLACK]
+    }
+
+    /// A pointer to the first pixel, valid for reads from [`SLACK`] values before it to
+    /// [`SLACK`] after the last.
+    /// (Taken from the whole buffer, so reads into the slack stay within its provenance.)
+    pub(super) fn as_ptr(&self) -> *const f32 {
+        assert!(self.buf.len() >= 2 * SLACK, "a plane without its slack");
+        self.buf.as_ptr().wrapping_add(SLACK)
+    }
+}
 
 /// A frame's pyramid of polynomial expansions, finest level first: what [`Farneback::flow`]
 /// needs of each frame, computed once per frame.

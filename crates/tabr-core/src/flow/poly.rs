@@ -4,7 +4,7 @@
 
 #[cfg(target_arch = "x86_64")]
 use super::avx2;
-use super::farneback::Planes;
+use super::farneback::{Plane, Planes};
 
 /// The polynomial expansion's separable kernels and the inverse Gram terms that turn the
 /// correlations into coefficients.
@@ -88,7 +88,7 @@ impl PolyKernel {
         let n = self.n;
         let pw = w + 2 * n;
         for p in dst.iter_mut() {
-            p.resize(w * h, 0.0);
+            p.resize(w * h);
         }
         for v in [&mut s.v0, &mut s.v1, &mut s.v2] {
             v.resize(pw, 0.0);
@@ -168,7 +168,7 @@ impl PolyKernel {
                 }
                 (b1[x], b2[x], b3[x], b4[x], b5[x], b6[x]) = (a1, a2, a3, a4, a5, a6);
             }
-            let [d0, d1, d2, d3, d4] = dst;
+            let [d0, d1, d2, d3, d4] = dst.each_mut().map(Plane::px_mut);
             let (d0, d1, d2) = (
                 &mut d0[y * w..][..w],
                 &mut d1[y * w..][..w],

@@ -127,7 +127,7 @@ fn update_row(job: &RowJob<'_>, from: usize, m: &mut Systems) {
         let (fx, fy) = (x as f32 + dx, y as f32 + dy);
         let (x1, y1) = (floor_i32(fx), floor_i32(fy));
         let (fx, fy) = (fx - x1 as f32, fy - y1 as f32);
-        let r0 = |c: usize| l0.r[c][i];
+        let r0 = |c: usize| l0.r[c].px()[i];
         let (mut r2, mut r3, mut r4, mut r5, mut r6);
         if (x1 as u32) < (w - 1) as u32 && (y1 as u32) < (h - 1) as u32 {
             let j = y1 as usize * w + x1 as usize;
@@ -136,7 +136,7 @@ fn update_row(job: &RowJob<'_>, from: usize, m: &mut Systems) {
             let a10 = (1.0 - fx) * fy;
             let a11 = fx * fy;
             let lerp = |c: usize| {
-                let p = &r1[c];
+                let p = r1[c].px();
                 a00 * p[j] + a01 * p[j + 1] + a10 * p[j + w] + a11 * p[j + w + 1]
             };
             r2 = lerp(0);
