@@ -283,19 +283,15 @@ unsafe fn block_samples<const NX: usize, const NY: usize>(
     wx: [__m256; 3],
     wy: [__m256; 3],
 ) -> [__m256; 5] {
-    let mut a = [[_mm256_setzero_ps(); 3]; 3];
-    for i in 0..NY {
-        for j in 0..NX {
-            a[i][j] = _mm256_mul_ps(wx[j], wy[i]);
-        }
-    }
+    let a: [[__m256; NX]; NY] =
+        std::array::from_fn(|i| std::array::from_fn(|j| _mm256_mul_ps(wx[j], wy[i])));
     std::array::from_fn(|c| {
         let p = r1[c].offset(at);
         let mut s = _mm256_mul_ps(a[0][0], _mm256_loadu_ps(p));
-        for i in 0..NY {
-            for j in 0..NX {
+        for (i, row) in a.iter().enumerate() {
+            for (j, &aij) in row.iter().enumerate() {
                 if i + j > 0 {
-                    let t = _mm256_mul_ps(a[i][j], _mm256_loadu_ps(p.add(i * w + j)));
+                    let t = _mm256_mul_ps(aij, _mm256_loadu_ps(p.add(i * w + j)));
                     s = _mm256_add_ps(s, t);
                 }
             }
