@@ -2,7 +2,8 @@
 // `tabr-serve serve` in a child process on a free loopback port. Prints tables; never fails.
 //   features JSON: req/s, p50, p99 at c = 1, 8, 32
 //   the d18 clip:  clips/s, p50, p99 at c = 1, 2, 4, and clips/s and CPU-s per clip at c = 4
-//                  with each flow (FLOW=rust, our Farnebäck, and FLOW=opencv), alternated
+//                  with each flow (FLOW=rust, our Farnebäck, and FLOW=opencv) and each demo
+//                  model (tabr-demo: poc-abs v1, tabr-demo-v2: v2), alternated
 //   RSS at idle and at peak (VmRSS / VmHWM of the service process)
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -48,11 +49,11 @@ const cpuSeconds = (pid) => {
   return (Number(f[11]) + Number(f[12])) / 100
 }
 
-/** `amount` d18 uploads at concurrency c: clips/s, latencies, and service CPU-s per clip. */
-async function clipRun(svc, body, c, amount) {
+/** `amount` d18 uploads at concurrency c to `model`: clips/s, latencies, and service CPU-s per clip. */
+async function clipRun(svc, body, c, amount, model = 'tabr-demo') {
   const cpu0 = cpuSeconds(svc.child.pid)
   const t = performance.now()
-  const r = await run({ url: `${svc.url}/infer/tabr-demo`, method: 'POST', headers: { ...headers, 'content-type': 'video/mp4' }, body, connections: c, amount, timeout: 120 })
+  const r = await run({ url: `${svc.url}/infer/${model}`, method: 'POST', headers: { ...headers, 'content-type': 'video/mp4' }, body, connections: c, amount, timeout: 120 })
   const done = r.requests.total || amount
   return { rate: done / ((performance.now() - t) / 1000), cpu: (cpuSeconds(svc.child.pid) - cpu0) / done, r }
 }
@@ -110,22 +111,33 @@ try {
 }
 
 if (existsSync(d18)) {
-  // Both flows in one run: a service per flow, rounds alternated, 16 clips at c = 4 each.
+  // Both flows in one run, each with both demo models (poc-abs v1 and v2): a service per
+  // flow, rounds alternated, 16 clips at c = 4 each.
   const body = readFileSync(d18)
   const flows = { rust: await startService({ FLOW: 'rust' }), opencv: await startService({ FLOW: 'opencv' }) }
+  const models = ['tabr-demo', 'tabr-demo-v2']
   try {
-    const got = { rust: [], opencv: [] }
-    for (const s of Object.values(flows)) await clipRun(s, body, 4, 4)
-    for (let round = 0; round < 3; round++) {
-      for (const [name, s] of Object.entries(flows)) got[name].push(await clipRun(s, body, 4, 16))
+    const got = {}
+    for (const [flow, s] of Object.entries(flows)) {
+      for (const model of models) {
+        got[`${model} ${flow}`] = []
+        await clipRun(s, body, 4, 4, model)
+      }
     }
-    const row = (name) => ({ rate: median(got[name].map((g) => g.rate)), cpu: median(got[name].map((g) => g.cpu)), p50: median(got[name].map((g) => g.r.latency.p50)) })
-    const [ours, cv] = [row('rust'), row('opencv')]
-    console.log('\n## HTTP: d18 at c = 4 with each flow (16 clips per round, 3 alternated rounds, medians)\n')
-    console.log('| FLOW | clips/s | service CPU-s per clip | p50 ms |\n|---|---|---|---|')
-    console.log(`| rust | ${ours.rate.toFixed(2)} | ${ours.cpu.toFixed(3)} | ${ours.p50} |`)
-    console.log(`| opencv | ${cv.rate.toFixed(2)} | ${cv.cpu.toFixed(3)} | ${cv.p50} |`)
-    console.log(`| rust / opencv | ${(ours.rate / cv.rate).toFixed(2)}× | ${(ours.cpu / cv.cpu).toFixed(2)} | ${(ours.p50 / cv.p50).toFixed(2)} |`)
+    for (let round = 0; round < 3; round++) {
+      for (const model of models) {
+        for (const [flow, s] of Object.entries(flows)) got[`${model} ${flow}`].push(await clipRun(s, body, 4, 16, model))
+      }
+    }
+    const row = (key) => ({ rate: median(got[key].map((g) => g.rate)), cpu: median(got[key].map((g) => g.cpu)), p50: median(got[key].map((g) => g.r.latency.p50)) })
+    console.log('\n## HTTP: d18 at c = 4 with each model and flow (16 clips per round, 3 alternated rounds, medians)\n')
+    console.log('| model (spec) | FLOW | clips/s | service CPU-s per clip | p50 ms |\n|---|---|---|---|---|')
+    for (const model of models) {
+      const [ours, cv] = [row(`${model} rust`), row(`${model} opencv`)]
+      console.log(`| ${model} | rust | ${ours.rate.toFixed(2)} | ${ours.cpu.toFixed(3)} | ${ours.p50} |`)
+      console.log(`| ${model} | opencv | ${cv.rate.toFixed(2)} | ${cv.cpu.toFixed(3)} | ${cv.p50} |`)
+      console.log(`| ${model} | rust / opencv | ${(ours.rate / cv.rate).toFixed(2)}× | ${(ours.cpu / cv.cpu).toFixed(2)} | ${(ours.p50 / cv.p50).toFixed(2)} |`)
+    }
   } finally {
     for (const s of Object.values(flows)) s.child.kill('SIGTERM')
   }
