@@ -2,9 +2,11 @@
 //! check; the rest of both halves gets its AVX2 build through `with_avx2!`).
 //!
 //! - `update_row`: the system update eight pixels at a time. Its bilinear samples of the
-//!   other frame's expansion are scattered reads no compiler vectorises from the scalar loop:
-//!   in-register permutes of two loads fetch them when a row's samples lie close together,
-//!   gathers otherwise. This kernel makes the update several times cheaper.
+//!   other frame's expansion are scattered reads no compiler vectorises from the scalar loop.
+//!   A smooth flow keeps the eight samples within one pixel boundary of each other, so they
+//!   come from a block of 2–3 × 2–3 plain vector loads, each lane weighing the loads that are
+//!   not its corners by zero (gathers, slow on current cores, only for rough flow: 0.1 % of
+//!   d18's vectors). It also writes the systems in the box filter's layout (a 4×8 transpose).
 //! - `hsums`: the expansion's f64 horizontal sums, four columns at a time in registers.
 //!
 //! No FMA: every product and sum is rounded as in the scalar code, so both give the same bits.
@@ -73,8 +75,9 @@ pub(super) unsafe fn hsums(
 /// Pixels `0..w − w % 8` of row `y`; returns how many it did.
 ///
 /// # Safety
-/// The CPU must support AVX2, `w, h ≥ 2`, the planes must hold `w·h` values and `frow`
-/// `2w`, `wx` `w`.
+/// The CPU must support AVX2, `w, h ≥ 2`, the planes must hold `w·h` values (and their
+/// [`SLACK`](super::farneback::SLACK) either side, which [`Plane`](super::farneback::Plane)
+/// keeps), `frow` `2w`, `wx` `w`.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn update_row(job: &RowJob<'_>, m: &mut Systems) -> usize {
     let RowJob {

@@ -16,6 +16,7 @@
 //! inner loops are plain slices the compiler vectorises.
 
 use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
 
 use super::filters::{blur, gaussian_kernel, resize, ResizeScratch};
 use super::poly::{ExpandScratch, PolyKernel};
@@ -97,6 +98,51 @@ fn cv_round(x: f64) -> i64 {
 pub struct Farneback {
     p: FarnebackParams,
     poly: PolyKernel,
+    spare: Spare,
+}
+
+/// Pyramids of frames no longer in use, for later frames to reuse their buffers (shared by a
+/// [`Farneback`]'s clones).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Spare(Arc<Mutex<SpareInner>>);
+
+#[derive(Debug, Default)]
+struct SpareInner {
+    kept: Vec<Pyramid>,
+    /// How many pyramids [`Spare::take`] has had to make.
+    made: usize,
+}
+
+/// The most pyramids a [`Spare`] keeps (a sequence needs two or three at a time per thread;
+/// the pyramid of a 128² crop is about 0.4 MB).
+const MAX_SPARE: usize = 16;
+
+impl Spare {
+    /// A pyramid no longer in use, or a new one.
+    pub(super) fn take(&self) -> Pyramid {
+        let Ok(mut s) = self.0.lock() else {
+            return Pyramid::default();
+        };
+        s.kept.pop().unwrap_or_else(|| {
+            s.made += 1;
+            Pyramid::default()
+        })
+    }
+
+    /// How many pyramids [`Spare::take`] has made so far.
+    #[cfg(test)]
+    pub(super) fn made(&self) -> usize {
+        self.0.lock().map_or(0, |s| s.made)
+    }
+
+    /// Keeps a pyramid no longer in use (up to [`MAX_SPARE`]).
+    pub(super) fn give(&self, p: Pyramid) {
+        if let Ok(mut s) = self.0.lock() {
+            if s.kept.len() < MAX_SPARE {
+                s.kept.push(p);
+            }
+        }
+    }
 }
 
 /// One frame for the per-frame half: its pixels, size and the levels to build.
@@ -158,7 +204,13 @@ impl Farneback {
         Ok(Farneback {
             p,
             poly: PolyKernel::new(p.poly_n as usize, p.poly_sigma),
+            spare: Spare::default(),
         })
+    }
+
+    /// Where this flow's frames give their pyramids back (see [`Spare`]).
+    pub(super) fn spare(&self) -> &Spare {
+        &self.spare
     }
 
     /// The levels OpenCV uses for a `w`×`h` image, finest first: it stops before a level

@@ -213,11 +213,68 @@ impl Flow for OpenCvFarneback {
 
 impl Flow for Farneback {
     fn compute(&self, a: &FlowFrame, b: &FlowFrame, out: &mut [[f32; 2]]) -> Result<()> {
-        let pyramid = |f: &FlowFrame| -> Result<Pyramid> {
+        let pyramid = |f: &FlowFrame| -> Result<Kept> {
             let (w, h) = (f.crop.cols() as usize, f.crop.rows() as usize);
-            Ok(self.pyramid(f.pixels(), w, h))
+            let mut p = self.spare().take();
+            self.pyramid_into(f.pixels(), w, h, &mut p);
+            Ok(Kept {
+                pyramid: p,
+                spare: self.spare().clone(),
+            })
         };
         let (pa, pb) = (a.keep(pyramid)?, b.keep(pyramid)?);
-        self.flow(pa, pb, out)
+        self.flow(&pa.pyramid, &pb.pyramid, out)
+    }
+}
+
+/// A frame's pyramid, kept by its [`FlowFrame`]; when the frame is dropped (after its second
+/// pair), the pyramid's buffers go back to the [`Farneback`] that made them, for a later
+/// frame. So a sequence allocates a few pyramids, not one per frame.
+struct Kept {
+    pyramid: Pyramid,
+    spare: farneback::Spare,
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.spare.give(std::mem::take(&mut self.pyramid));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opencv::core::{Scalar, CV_8UC1};
+    use opencv::prelude::MatTraitManual;
+
+    /// A 64² crop with a texture that moves by `t` pixels.
+    fn crop(t: i32) -> FlowFrame {
+        let mut m =
+            Mat::new_rows_cols_with_default(64, 64, CV_8UC1, Scalar::all(0.0)).expect("a crop");
+        let px = m.data_bytes_mut().expect("continuous");
+        for (i, v) in px.iter_mut().enumerate() {
+            let (x, y) = ((i % 64) as i32 + t, (i / 64) as i32);
+            *v = ((x * 37 + y * 11) % 97 + (x * y) % 13) as u8;
+        }
+        FlowFrame::new(m).expect("a frame")
+    }
+
+    #[test]
+    fn a_sequence_reuses_the_pyramids_of_frames_it_has_dropped() {
+        let flow = Farneback::new(FARNEBACK).expect("spec parameters");
+        let mut out = vec![[0.0f32; 2]; 64 * 64];
+        let mut prev = crop(0);
+        for t in 1..12 {
+            let cur = crop(t);
+            flow.compute(&prev, &cur, &mut out).expect("flow");
+            prev = cur;
+        }
+        // Frame t's pyramid is live while pairs (t − 1, t) and (t, t + 1) run: two or three
+        // pyramids at a time, their buffers passed on, never one per frame.
+        let made = flow.spare().made();
+        assert!(made <= 3, "{made} pyramids for 12 frames");
+        // And the flow is still the flow: the texture moves one pixel left per frame.
+        let mean_u = out.iter().map(|f| f64::from(f[0])).sum::<f64>() / out.len() as f64;
+        assert!((mean_u + 1.0).abs() < 0.2, "mean u {mean_u}");
     }
 }

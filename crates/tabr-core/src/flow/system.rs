@@ -91,8 +91,9 @@ pub(super) fn update_matrices(
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if wide {
-            // SAFETY: AVX2 is present (checked above); the kernel's gathers stay within the
-            // planes (indices of pixels outside the sampling area are replaced by 0, and w, h ≥ 2).
+            // SAFETY: AVX2 is present (checked above); w, h ≥ 2. The kernel's gathers stay
+            // within the planes (indices of pixels outside the sampling area are replaced by
+            // 0), and its block loads within the planes' slack (see `avx2::update_row`).
             #[allow(unsafe_code)]
             unsafe {
                 done = avx2::update_row(&job, m);
