@@ -291,7 +291,7 @@ impl Farneback {
                 &mut s.padded,
                 &mut s.blurred,
             );
-            resize(&s.blurred, w, h, 1, &mut s.level, lp.w, lp.h, &mut s.resize);
+            resize::<1>(&s.blurred, w, h, &mut s.level, lp.w, lp.h, &mut s.resize);
             level.w = lp.w;
             level.h = lp.h;
             self.poly
@@ -352,7 +352,7 @@ impl Farneback {
                 }
                 Some((pw, ph)) => {
                     std::mem::swap(&mut s.flow, &mut s.prev);
-                    resize(&s.prev, pw, ph, 2, &mut s.flow, w, h, &mut s.resize);
+                    resize::<2>(&s.prev, pw, ph, &mut s.flow, w, h, &mut s.resize);
                     let up = (1.0 / self.p.pyr_scale) as f32;
                     for v in s.flow.iter_mut() {
                         *v *= up;

@@ -157,36 +157,35 @@ fn linear_taps(src: usize, dst: usize, out: &mut Vec<(usize, f32)>) {
     }));
 }
 
-/// Resizes a `cn`-channel interleaved plane from `sw`×`sh` to `dw`×`dh` as OpenCV's
+/// Resizes a `CN`-channel interleaved plane from `sw`×`sh` to `dw`×`dh` as OpenCV's
 /// `resize(.., INTER_LINEAR)` does for floats: a copy at the same size, the 2×2 mean for an
-/// exact halving, else bilinear with [`linear_taps`].
-#[allow(clippy::too_many_arguments)]
+/// exact halving, else bilinear with [`linear_taps`]. (`CN` a constant, so the per-pixel
+/// channel loops unroll.)
 #[inline(always)]
-pub(super) fn resize(
+pub(super) fn resize<const CN: usize>(
     src: &[f32],
     sw: usize,
     sh: usize,
-    cn: usize,
     dst: &mut Vec<f32>,
     dw: usize,
     dh: usize,
     s: &mut ResizeScratch,
 ) {
-    dst.resize(dw * dh * cn, 0.0);
+    dst.resize(dw * dh * CN, 0.0);
     if sw == dw && sh == dh {
-        dst.copy_from_slice(&src[..dw * dh * cn]);
+        dst.copy_from_slice(&src[..dw * dh * CN]);
         return;
     }
     if sw == 2 * dw && sh == 2 * dh {
         for y in 0..dh {
             let (r0, r1) = (
-                &src[2 * y * sw * cn..(2 * y + 1) * sw * cn],
-                &src[(2 * y + 1) * sw * cn..(2 * y + 2) * sw * cn],
+                &src[2 * y * sw * CN..(2 * y + 1) * sw * CN],
+                &src[(2 * y + 1) * sw * CN..(2 * y + 2) * sw * CN],
             );
             for x in 0..dw {
-                for c in 0..cn {
-                    let (i, j) = (2 * x * cn + c, (2 * x + 1) * cn + c);
-                    dst[(y * dw + x) * cn + c] = (r0[i] + r0[j] + r1[i] + r1[j]) * 0.25;
+                for c in 0..CN {
+                    let (i, j) = (2 * x * CN + c, (2 * x + 1) * CN + c);
+                    dst[(y * dw + x) * CN + c] = (r0[i] + r0[j] + r1[i] + r1[j]) * 0.25;
                 }
             }
         }
@@ -196,7 +195,7 @@ pub(super) fn resize(
     linear_taps(sh, dh, &mut s.ys);
     let ResizeScratch { xs, ys, rows, done } = s;
     // Horizontal pass into one buffer row per source row used, then the vertical pass.
-    rows.resize(sh * dw * cn, 0.0);
+    rows.resize(sh * dw * CN, 0.0);
     done.clear();
     done.resize(sh, false);
     let mut hrow = |sy: usize, rows: &mut Vec<f32>| {
@@ -204,12 +203,12 @@ pub(super) fn resize(
             return;
         }
         done[sy] = true;
-        let s = &src[sy * sw * cn..(sy + 1) * sw * cn];
-        let out = &mut rows[sy * dw * cn..(sy + 1) * dw * cn];
+        let s = &src[sy * sw * CN..(sy + 1) * sw * CN];
+        let out = &mut rows[sy * dw * CN..(sy + 1) * dw * CN];
         for (x, &(sx, a)) in xs.iter().enumerate() {
             let nx = (sx + 1).min(sw - 1);
-            for c in 0..cn {
-                out[x * cn + c] = s[sx * cn + c] * (1.0 - a) + s[nx * cn + c] * a;
+            for c in 0..CN {
+                out[x * CN + c] = s[sx * CN + c] * (1.0 - a) + s[nx * CN + c] * a;
             }
         }
     };
@@ -220,11 +219,11 @@ pub(super) fn resize(
     for (y, &(sy, b)) in ys.iter().enumerate() {
         let ny = (sy + 1).min(sh - 1);
         let (r0, r1) = (
-            &rows[sy * dw * cn..(sy + 1) * dw * cn],
-            &rows[ny * dw * cn..(ny + 1) * dw * cn],
+            &rows[sy * dw * CN..(sy + 1) * dw * CN],
+            &rows[ny * dw * CN..(ny + 1) * dw * CN],
         );
-        let out = &mut dst[y * dw * cn..(y + 1) * dw * cn];
-        for i in 0..dw * cn {
+        let out = &mut dst[y * dw * CN..(y + 1) * dw * CN];
+        for i in 0..dw * CN {
             out[i] = r0[i] * (1.0 - b) + r1[i] * b;
         }
     }
