@@ -12,8 +12,9 @@
 //!   average the systems over a `winsize` box and solve, `iterations` times.
 //!
 //! Why it is faster than OpenCV's call with the same arithmetic: the per-frame half is done
-//! once per frame instead of twice, every buffer is reused by the worker thread, and the
-//! inner loops are plain slices the compiler vectorises.
+//! once per frame instead of twice, every buffer is reused (per worker thread, and a dropped
+//! frame's pyramid by a later frame, through `Spare`), the inner loops are plain slices the
+//! compiler vectorises, and the two scattered-access kernels are written for AVX2.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
