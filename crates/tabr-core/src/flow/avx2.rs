@@ -131,12 +131,8 @@ pub(super) unsafe fn update_row(job: &RowJob<'_>, m: &mut Systems) -> usize {
             _mm256_and_si256(_mm256_cmpgt_epi32(y1, minus1), _mm256_cmpgt_epi32(hm1, y1)),
         );
         let inside = _mm256_castsi256_ps(inside_i);
-        let j = _mm256_and_si256(_mm256_add_epi32(_mm256_mullo_epi32(y1, wv), x1), inside_i);
         let (gx, gy) = (_mm256_sub_ps(one, fx), _mm256_sub_ps(one, fy));
-        let a00 = _mm256_mul_ps(gx, gy);
-        let a01 = _mm256_mul_ps(fx, gy);
-        let a10 = _mm256_mul_ps(gx, fy);
-        let a11 = _mm256_mul_ps(fx, fy);
+        let zero = _mm256_setzero_ps();
         // The samples of the other frame's expansion. The flow is smooth, so the eight lanes'
         // sample positions usually lie on one row and one integer shift from their pixels, or
         // straddle one pixel boundary (a flow near 0 does): then the corners of every lane
@@ -176,15 +172,17 @@ pub(super) unsafe fn update_row(job: &RowJob<'_>, m: &mut Systems) -> usize {
             let at = (top as isize) * w as isize + x as isize + shift as isize;
             let (nx, ny) = ((shift_hi - shift + 2) as usize, (bottom - top + 2) as usize);
             match (nx, ny) {
-                (2, 2) => {
-                    block_samples::<2, 2>(&r1, at, w, [gx, fx, zero_ps()], [gy, fy, zero_ps()])
-                }
+                (2, 2) => block_samples::<2, 2>(&r1, at, w, [gx, fx, zero], [gy, fy, zero]),
                 (3, 2) => block_samples::<3, 2>(&r1, at, w, wxs, wys),
                 (2, 3) => block_samples::<2, 3>(&r1, at, w, wxs, wys),
                 _ => block_samples::<3, 3>(&r1, at, w, wxs, wys),
             }
         } else {
+            // Outside lanes gather pixel 0 (their samples are discarded below).
+            let j = _mm256_and_si256(_mm256_add_epi32(_mm256_mullo_epi32(y1, wv), x1), inside_i);
             let (jlo, jhi) = (_mm256_castsi256_si128(j), _mm256_extracti128_si256::<1>(j));
+            let (a00, a01) = (_mm256_mul_ps(gx, gy), _mm256_mul_ps(fx, gy));
+            let (a10, a11) = (_mm256_mul_ps(gx, fy), _mm256_mul_ps(fx, fy));
             // The two horizontal neighbours are adjacent: one 8-byte gather fetches both, so
             // a row of corners costs two 4-element gathers instead of two 8-element ones.
             let corners = |p: *const f32| {
@@ -204,17 +202,23 @@ pub(super) unsafe fn update_row(job: &RowJob<'_>, m: &mut Systems) -> usize {
                 _mm256_add_ps(s, _mm256_mul_ps(a11, p11))
             })
         };
-        let lerp = |c: usize| samples[c];
         let r0v = |c: usize| _mm256_loadu_ps(r0[c].add(x));
         let (q0, q1, q2, q3, q4) = (r0v(0), r0v(1), r0v(2), r0v(3), r0v(4));
-        let zero = _mm256_setzero_ps();
-        let r2 = _mm256_blendv_ps(zero, lerp(0), inside);
-        let r3 = _mm256_blendv_ps(zero, lerp(1), inside);
-        let r4 = _mm256_blendv_ps(q2, _mm256_mul_ps(_mm256_add_ps(q2, lerp(2)), half), inside);
-        let r5 = _mm256_blendv_ps(q3, _mm256_mul_ps(_mm256_add_ps(q3, lerp(3)), half), inside);
+        let r2 = _mm256_blendv_ps(zero, samples[0], inside);
+        let r3 = _mm256_blendv_ps(zero, samples[1], inside);
+        let r4 = _mm256_blendv_ps(
+            q2,
+            _mm256_mul_ps(_mm256_add_ps(q2, samples[2]), half),
+            inside,
+        );
+        let r5 = _mm256_blendv_ps(
+            q3,
+            _mm256_mul_ps(_mm256_add_ps(q3, samples[3]), half),
+            inside,
+        );
         let r6 = _mm256_blendv_ps(
             _mm256_mul_ps(q4, half),
-            _mm256_mul_ps(_mm256_add_ps(q4, lerp(4)), quarter),
+            _mm256_mul_ps(_mm256_add_ps(q4, samples[4]), quarter),
             inside,
         );
         let r2 = _mm256_mul_ps(_mm256_sub_ps(q0, r2), half);
@@ -264,12 +268,6 @@ pub(super) unsafe fn update_row(job: &RowJob<'_>, m: &mut Systems) -> usize {
         x += 8;
     }
     n
-}
-
-/// All-zero lanes.
-#[inline(always)]
-unsafe fn zero_ps() -> __m256 {
-    _mm256_setzero_ps()
 }
 
 /// The five expansions' bilinear samples from a block of `NY` rows × `NX` shifts of plain
