@@ -193,47 +193,29 @@ pub(super) fn blur_solve(
     v1.resize(w + 2 * pad, 0.0);
     sq.resize(w, [0.0; 4]);
     s1.resize(w, 0.0);
-    // The vertical sums start as OpenCV's: the first row r + 2 times (the replicated border
-    // above), then rows 1..r.
+    // The vertical sums (both layouts, flattened to values) start as OpenCV's: the first row
+    // r + 2 times (the replicated border above), then rows 1..r.
     let k = (r + 2) as f32;
-    for (o, a) in vq[pad..][..w].iter_mut().zip(&m.quad[..w]) {
-        *o = a.map(|v| f64::from(v * k));
-    }
-    for (o, &a) in v1[pad..][..w].iter_mut().zip(&m.h2[..w]) {
-        *o = f64::from(a * k);
-    }
+    let quad_row = |y: usize| m.quad[y * w..][..w].as_flattened();
+    let h2_row = |y: usize| &m.h2[y * w..][..w];
+    start_sums(vq[pad..][..w].as_flattened_mut(), quad_row(0), k);
+    start_sums(&mut v1[pad..][..w], h2_row(0), k);
     for y in 1..r {
-        let row = y.min(h - 1) * w;
-        for (o, a) in vq[pad..][..w].iter_mut().zip(&m.quad[row..][..w]) {
-            for c in 0..4 {
-                o[c] += f64::from(a[c]);
-            }
-        }
-        for (o, &a) in v1[pad..][..w].iter_mut().zip(&m.h2[row..][..w]) {
-            *o += f64::from(a);
-        }
+        add_row(vq[pad..][..w].as_flattened_mut(), quad_row(y.min(h - 1)));
+        add_row(&mut v1[pad..][..w], h2_row(y.min(h - 1)));
     }
     let kd = (r + 2) as f64;
     for y in 0..h {
         // Slide the vertical sums down one row: add row y + r, drop row y − r − 1.
-        let (old, new) = (y.saturating_sub(r + 1) * w, (y + r).min(h - 1) * w);
-        let (a, b) = (
-            m.quad[old..][..w].as_flattened(),
-            m.quad[new..][..w].as_flattened(),
+        let (old, new) = (y.saturating_sub(r + 1), (y + r).min(h - 1));
+        slide(
+            vq[pad..][..w].as_flattened_mut(),
+            quad_row(old),
+            quad_row(new),
         );
-        for ((o, &a), &b) in vq[pad..][..w].as_flattened_mut().iter_mut().zip(a).zip(b) {
-            *o += f64::from(b - a);
-        }
-        let (a, b) = (&m.h2[old..][..w], &m.h2[new..][..w]);
-        for ((o, &a), &b) in v1[pad..][..w].iter_mut().zip(a).zip(b) {
-            *o += f64::from(b - a);
-        }
-        let (first, last) = (vq[pad], vq[pad + w - 1]);
-        vq[..pad].fill(first);
-        vq[pad + w..].fill(last);
-        let (first, last) = (v1[pad], v1[pad + w - 1]);
-        v1[..pad].fill(first);
-        v1[pad + w..].fill(last);
+        slide(&mut v1[pad..][..w], h2_row(old), h2_row(new));
+        replicate_edges(vq, pad);
+        replicate_edges(v1, pad);
         // Horizontal running sums: four channels in one vector, h2 beside them.
         let mut acc = vq[pad].map(|v| v * kd);
         let mut acc1 = v1[pad] * kd;
@@ -268,4 +250,39 @@ pub(super) fn blur_solve(
             o[1] = ((g22 * h1 - g12 * h2) * idet) as f32;
         }
     }
+}
+
+/// Vertical sums started from a row counted `k` times: `v[i] = f64(row[i]·k)`.
+#[inline(always)]
+fn start_sums(v: &mut [f64], row: &[f32], k: f32) {
+    for (o, &a) in v.iter_mut().zip(row) {
+        *o = f64::from(a * k);
+    }
+}
+
+/// A row added to the vertical sums.
+#[inline(always)]
+fn add_row(v: &mut [f64], row: &[f32]) {
+    for (o, &a) in v.iter_mut().zip(row) {
+        *o += f64::from(a);
+    }
+}
+
+/// The vertical sums slid down one row: `v[i] += f64(new[i] − old[i])`, the difference in
+/// f32 as OpenCV takes it.
+#[inline(always)]
+fn slide(v: &mut [f64], old: &[f32], new: &[f32]) {
+    for ((o, &a), &b) in v.iter_mut().zip(old).zip(new) {
+        *o += f64::from(b - a);
+    }
+}
+
+/// The `pad` columns either side of a row set to the row's first and last (replicated
+/// borders).
+#[inline(always)]
+fn replicate_edges<T: Copy>(v: &mut [T], pad: usize) {
+    let n = v.len();
+    let (first, last) = (v[pad], v[n - pad - 1]);
+    v[..pad].fill(first);
+    v[n - pad..].fill(last);
 }
