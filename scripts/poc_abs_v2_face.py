@@ -36,6 +36,8 @@ import numpy as np
 
 ASSETS = Path(__file__).resolve().parent.parent / "crates/tabr-core/assets/face"
 DET_SIZE = 192
+#: v2 §2.1: the detector's views, letterboxes this many times the frame's longer side, in turn.
+DETECTOR_VIEWS = (1.0, 2.0, 3.0)
 MESH_SIZE = 192
 ROI_SIZE = 128
 MIN_SCORE = 0.5
@@ -85,15 +87,17 @@ def anchors() -> np.ndarray:
     return np.stack([(xs.ravel() + 0.5) / n, (ys.ravel() + 0.5) / n], 1)
 
 
-def detect(sess, frame: np.ndarray) -> dict | None:
-    """The most confident face: box (x0, y0, x1, y1) and 6 keypoints in frame pixels."""
+def detect(sess, frame: np.ndarray, view: float = 1.0) -> dict | None:
+    """The most confident face: box (x0, y0, x1, y1) and 6 keypoints in frame pixels. `view`:
+    the letterbox's side in units of the frame's longer side (v2 §2.1: 1, then 2 and 3 for close-ups)."""
     h, w = frame.shape[:2]
-    scale = DET_SIZE / max(w, h)
+    scale = DET_SIZE / (view * max(w, h))
     pad_x, pad_y = (DET_SIZE - w * scale) / 2, (DET_SIZE - h * scale) / 2
     # Letterbox: frame pixel centre (x + 0.5) lands at (x + 0.5) * scale + pad.
     m = np.array([[1 / scale, 0, (0.5 - pad_x) / scale - 0.5], [0, 1 / scale, (0.5 - pad_y) / scale - 0.5]])
     # v2 §2.2, in float32 as the spec fixes it: f32(g) · f32(1/127.5) − 1.
-    x = warp(frame, m, DET_SIZE).astype(np.float32) * (np.float32(1) / np.float32(127.5)) - np.float32(1)
+    # The samples are v2's unrounded bilinear ones (§2.1), zero outside the frame.
+    x = bilinear(frame, m, DET_SIZE, "zero") * (np.float32(1) / np.float32(127.5)) - np.float32(1)
     boxes, scores = sess.run(None, {sess.get_inputs()[0].name: x.transpose(2, 0, 1)[None].astype(np.float32)})
     raw = boxes[0].astype(np.float64)
     score = 1 / (1 + np.exp(-np.clip(scores[0, :, 0].astype(np.float64), -100, 100)))
@@ -186,12 +190,17 @@ def landmarks_in(sess, frame: np.ndarray, region: tuple[float, float, float, flo
     return (m[:, :2] @ (pts - 0.5).T).T + m[:, 2], flag
 
 
-def landmarks(sess, frame: np.ndarray, det: dict) -> np.ndarray:
+def landmarks_with_flag(sess, frame: np.ndarray, det: dict) -> tuple[np.ndarray, float]:
     """A detection's landmarks (v2 §3): FaceMesh's 468 points (x, y in frame pixels) in the
     detection's region, then again in the region those points imply (§3.5), as a tracked try
-    would look: the second set."""
+    would look: the second set, with its face flag (a logit)."""
     first = landmarks_in(sess, frame, region_from_detection(det))[0]
-    return landmarks_in(sess, frame, region_from_landmarks(first))[0]
+    return landmarks_in(sess, frame, region_from_landmarks(first))
+
+
+def landmarks(sess, frame: np.ndarray, det: dict) -> np.ndarray:
+    """A detection's landmarks, as `landmarks_with_flag` places them."""
+    return landmarks_with_flag(sess, frame, det)[0]
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

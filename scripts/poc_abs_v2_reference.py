@@ -173,11 +173,18 @@ class AlignedLandmarks:
         if last is not None:  # §5: the tracked region first, kept when FaceMesh's flag is above 0
             tracked, flag = face.landmarks_in(self.mesh, rgb, last.track)
             points = tracked if flag > 0 else None
-        if points is None:
-            det = face.detect(self.detector, rgb)
+        # A detection try (§5): the detector's views in turn (§2.1); a hit needs FaceMesh's
+        # flag above 0 on the landmarks placed in the tracked region of the first ones (§3.4).
+        for view in (() if points is not None else face.DETECTOR_VIEWS):
+            det = face.detect(self.detector, rgb, view)
             if det is None:
-                return None
-            points = face.landmarks(self.mesh, rgb, det)
+                continue
+            placed, flag = face.landmarks_with_flag(self.mesh, rgb, det)
+            if flag > 0:
+                points = placed
+                break
+        if points is None:
+            return None
         return AlignedFit(face.similarity(face.TEMPLATE, points[face.FIT_POINTS]), face.region_from_landmarks(points))
 
     def replaces(self, old: AlignedFit, new: AlignedFit) -> bool:
@@ -190,9 +197,12 @@ class AlignedLandmarks:
         m = t[:, :2] / n
         m = np.hstack([m, (t[:, 2] + m.sum(1) / 2)[:, None]])
         f = math.floor(math.hypot(t[0, 0], t[1, 0]) / n)
+        h, w = gray.shape
+        f = min(f, w, h)
         if f >= 2:  # a large face: shrink the frame first, the map becomes (T(·) + ½)/f − ½
-            h, w = gray.shape
-            gray = cv2.resize(gray, (w // f, h // f), interpolation=cv2.INTER_AREA)
+            # §4.5: the frame cut to whole f × f blocks, each the mean rounded half up.
+            blocks = gray[: h // f * f, : w // f * f].astype(np.int64).reshape(h // f, f, w // f, f).sum(axis=(1, 3))
+            gray = ((2 * blocks + f * f) // (2 * f * f)).astype(np.uint8)
             m = m / f
             m[:, 2] += 0.5 / f - 0.5
         return face.bilinear(gray, m, n, "replicate")

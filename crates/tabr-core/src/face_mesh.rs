@@ -13,10 +13,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use opencv::core::{
-    Mat, MatTraitConst, MatTraitConstManual, MatTraitManual, Scalar, Size, BORDER_CONSTANT,
-};
-use opencv::imgproc;
+use opencv::core::{Mat, MatTraitConst, MatTraitConstManual, MatTraitManual, Scalar};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
@@ -37,6 +34,13 @@ pub const MIN_SCORE: f64 = 0.5;
 pub const SUPPRESSION_IOU: f64 = 0.3;
 /// The FaceMesh region's side, in units of the detection box's longer side.
 pub const ROI_SCALE: f64 = 1.5;
+/// The detector's views of a frame, in the order a detection try takes them (v2 §2.1): the
+/// frame letterboxed into a square of this many times its longer side, centred on black.
+/// Full-range BlazeFace is trained on faces away from the camera and misses one that fills
+/// the frame (a phone's selfie recording): measured on close-ups cut from the five face
+/// fixtures at 1.0×, 1.3× and 1.6× (cut at chin and forehead), the first view finds 65 of
+/// 234, the first two 228, all three 234 (`tests/v2.rs`, `close_ups_…`).
+pub const DETECTOR_VIEWS: [f64; 3] = [1.0, 2.0, 3.0];
 /// Landmarks.
 pub const N_LANDMARKS: usize = 468;
 /// The FaceMesh landmarks the similarity is fitted to: the eyes' outer and inner corners
@@ -229,27 +233,6 @@ impl std::fmt::Debug for FaceMesh {
     }
 }
 
-/// The `side`² 8-bit image whose pixel (u, v) is `gray` sampled at `m(u, v)` (frame pixels,
-/// centres at whole numbers), bilinearly (OpenCV's `warpAffine`); `border` is OpenCV's
-/// border mode for samples outside the frame (0 for constant black).
-pub fn warp(gray: &Mat, m: &Affine, side: usize, border: i32) -> Result<Mat> {
-    let fail = |_| Error::internal("sampling the face failed");
-    let mat = Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]]]).map_err(fail)?;
-    let mut out = Mat::default();
-    let s = side as i32;
-    imgproc::warp_affine(
-        gray,
-        &mut out,
-        &mat,
-        Size::new(s, s),
-        imgproc::INTER_LINEAR | imgproc::WARP_INVERSE_MAP,
-        border,
-        Scalar::all(0.0),
-    )
-    .map_err(fail)?;
-    Ok(out)
-}
-
 /// What a sample outside the frame takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outside {
@@ -332,14 +315,51 @@ pub fn warp_exact(gray: &Mat, m: &Affine, side: usize, outside: Outside) -> Resu
     Ok(out)
 }
 
-/// `side`² pixels of `gray` sampled through `m` (output pixel → frame pixel), bilinear, zero
-/// outside, as the three channels of an NCHW tensor with `v·scale + offset`.
+/// The 8-bit frame shrunk by the whole factor `f` (v2 §4.5): the frame cut to ⌊W/f⌋·f ×
+/// ⌊H/f⌋·f (the last columns and rows that do not fill a block are dropped), each shrunk pixel
+/// the mean of its f × f block rounded half up, in integer arithmetic (⌊(2·sum + f²) / 2f²⌋),
+/// so the result is fixed by the frame alone, with no library's resampler in it.
+pub fn shrink(gray: &Mat, f: usize) -> Result<Mat> {
+    let fail = |_| Error::internal("shrinking the frame failed");
+    let (w, h) = (gray.cols().max(0) as usize, gray.rows().max(0) as usize);
+    let px = gray.data_bytes().map_err(fail)?;
+    if f == 0 || px.len() != w * h {
+        return Err(Error::internal("a frame is not a continuous 8-bit image"));
+    }
+    let (sw, sh) = (w / f, h / f);
+    let mut out = Mat::new_rows_cols_with_default(
+        sh as i32,
+        sw as i32,
+        opencv::core::CV_8UC1,
+        Scalar::all(0.0),
+    )
+    .map_err(fail)?;
+    let dst = out.data_bytes_mut().map_err(fail)?;
+    let area = (f * f) as u64;
+    let mut sums = vec![0u64; sw];
+    for (y, row) in dst.chunks_exact_mut(sw.max(1)).enumerate().take(sh) {
+        sums.fill(0);
+        for line in px[y * f * w..].chunks_exact(w).take(f) {
+            for (acc, block) in sums.iter_mut().zip(line.chunks_exact(f)) {
+                *acc += block.iter().map(|&v| u64::from(v)).sum::<u64>();
+            }
+        }
+        for (d, &sum) in row.iter_mut().zip(&sums) {
+            *d = ((2 * sum + area) / (2 * area)) as u8;
+        }
+    }
+    Ok(out)
+}
+
+/// `side`² pixels of `gray` sampled through `m` (output pixel → frame pixel) as
+/// [`warp_exact`] samples them (bilinear in double precision, zero outside, unrounded), as the
+/// three channels of an NCHW tensor with `f32(v)·scale + offset` in float32 arithmetic.
 fn sample(gray: &Mat, m: &Affine, side: usize, scale: f32, offset: f32) -> Result<Vec<f32>> {
-    let out = warp(gray, m, side, BORDER_CONSTANT)?;
+    let out = warp_exact(gray, m, side, Outside::Zero)?;
     let px = out
-        .data_bytes()
+        .data_typed::<f32>()
         .map_err(|_| Error::internal("sampling the face failed"))?;
-    let plane: Vec<f32> = px.iter().map(|&v| f32::from(v) * scale + offset).collect();
+    let plane: Vec<f32> = px.iter().map(|&v| v * scale + offset).collect();
     Ok([plane.as_slice(), plane.as_slice(), plane.as_slice()].concat())
 }
 
@@ -370,12 +390,21 @@ impl FaceMesh {
         Ok(m)
     }
 
-    /// The most confident face of an 8-bit gray frame, or `None`.
+    /// The most confident face of an 8-bit gray frame in the detector's first view (the
+    /// frame letterboxed to fit), or `None`. A try also looks in the wider views
+    /// ([`FaceMesh::detect_in`] with [`DETECTOR_VIEWS`]) when this one finds no face.
     pub fn detect(&self, gray: &Mat) -> Result<Option<Detection>> {
+        self.detect_in(gray, 1.0)
+    }
+
+    /// The most confident face of an 8-bit gray frame letterboxed into a square `view` times
+    /// the frame's longer side (v2 §2.1; 1 fits the frame, more shows it smaller, centred on
+    /// black), or `None`.
+    pub fn detect_in(&self, gray: &Mat, view: f64) -> Result<Option<Detection>> {
         let (w, h) = (f64::from(gray.cols()), f64::from(gray.rows()));
         let n = DETECT_SIZE as f64;
         // Letterbox: the frame scaled to fit, centred; frame pixel centres at (x + 0.5)·k + pad.
-        let k = n / w.max(h);
+        let k = n / (view * w.max(h));
         let (px, py) = ((n - w * k) / 2.0, (n - h * k) / 2.0);
         let m = [
             1.0 / k,

@@ -200,17 +200,26 @@ impl LandmarkAligned {
                 return Ok(Some(found.points));
             }
         }
-        let Some(d) = self.mesh.detect(gray)? else {
-            return Ok(None);
-        };
-        // A detection's region is drawn differently from a tracked one: FaceMesh looks once
-        // more where its landmarks point, so every fit comes from the same kind of region and
-        // the switch to tracking is not a replacement.
-        let first = self.mesh.landmarks(gray, &d)?;
-        let again = self
-            .mesh
-            .landmarks_in(gray, &MeshRegion::from_landmarks(&first))?;
-        Ok(Some(again.points))
+        // v2 §5's detection try: the detector's views of the frame in turn (§2.1), each
+        // face it finds placed by FaceMesh; a hit needs FaceMesh's face flag on the placed
+        // landmarks, as a tracked try does (a detector's guess on a blurred speck gives
+        // landmarks of noise, whose flag says so).
+        for view in face_mesh::DETECTOR_VIEWS {
+            let Some(d) = self.mesh.detect_in(gray, view)? else {
+                continue;
+            };
+            // A detection's region is drawn differently from a tracked one: FaceMesh looks once
+            // more where its landmarks point, so every fit comes from the same kind of region
+            // and the switch to tracking is not a replacement.
+            let first = self.mesh.landmarks(gray, &d)?;
+            let again = self
+                .mesh
+                .landmarks_in(gray, &MeshRegion::from_landmarks(&first))?;
+            if again.flag > 0.0 {
+                return Ok(Some(again.points));
+            }
+        }
+        Ok(None)
     }
 
     /// v2 §5's try, aligned: [`LandmarkAligned::landmarks_after`] and the fit they imply.
@@ -276,22 +285,19 @@ impl FaceMethod for LandmarkAligned {
                 "a landmark-aligned crop needs an aligned geometry",
             ));
         };
-        let fail = |_| Error::internal("cropping the face failed");
         let nf = n as f64;
         // Crop pixel (u, v) ↦ the unit square at ((u + 0.5)/n, (v + 0.5)/n) ↦ frame pixels.
         let mut m = [t[0] / nf, t[1] / nf, 0.0, t[3] / nf, t[4] / nf, 0.0];
         m[2] = t[2] + 0.5 * (t[0] + t[1]) / nf;
         m[5] = t[5] + 0.5 * (t[3] + t[4]) / nf;
-        // A face much larger than the crop is first shrunk by a whole factor with area
-        // averaging, so the bilinear warp never skips pixels (no aliasing).
-        let f = (scale_angle(t).0 / nf).floor().max(1.0);
-        let mut small = Mat::default();
+        // A face much larger than the crop is first shrunk by a whole factor, each pixel the
+        // mean of an f × f block, so the bilinear warp never skips pixels (no aliasing).
+        // (Never below one shrunk pixel, whatever a fit far outside the frame implies.)
+        let short = f64::from(gray.cols().min(gray.rows()).max(1));
+        let f = (scale_angle(t).0 / nf).floor().clamp(1.0, short);
+        let small;
         let (src, m) = if f >= 2.0 {
-            let size = Size::new(
-                (f64::from(gray.cols()) / f).floor() as i32,
-                (f64::from(gray.rows()) / f).floor() as i32,
-            );
-            imgproc::resize(gray, &mut small, size, 0.0, 0.0, imgproc::INTER_AREA).map_err(fail)?;
+            small = face_mesh::shrink(gray, f as usize)?;
             // A frame pixel x lies at (x + 0.5)/f − 0.5 in the shrunk frame.
             let s = |v: f64| v / f;
             (

@@ -260,16 +260,22 @@ pub fn configure_decoder(ctx: &mut ff::codec::Context, threads: usize, max_pixel
     }
 }
 
-/// The counter-clockwise rotation in degrees from a display matrix (libavutil's maths).
-pub fn display_rotation(matrix: &[u8]) -> Option<f64> {
-    if matrix.len() < 36 {
+/// The nine 32-bit values of a display matrix (side data in native byte order), or `None` when
+/// the side data is too short to hold them.
+pub fn display_matrix(side_data: &[u8]) -> Option<[i32; 9]> {
+    let mut m = [0i32; 9];
+    if side_data.len() < 36 {
         return None;
     }
-    let m: Vec<i32> = matrix
-        .chunks_exact(4)
-        .take(9)
-        .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    for (v, c) in m.iter_mut().zip(side_data.chunks_exact(4)) {
+        *v = i32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    Some(m)
+}
+
+/// The counter-clockwise rotation in degrees a display matrix applies (libavutil's
+/// `av_display_rotation_get`), or `None` for a degenerate matrix.
+pub fn display_rotation(m: &[i32; 9]) -> Option<f64> {
     // SAFETY: `m` holds the nine 32-bit values av_display_rotation_get reads.
     let r = unsafe { ffi::av_display_rotation_get(m.as_ptr()) };
     r.is_finite().then_some(r)

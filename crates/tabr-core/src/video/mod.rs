@@ -8,19 +8,21 @@
 //! every decoded frame's real size is checked, failed reads are retried as the spec's §1 says
 //! (16 in a row end the stream), and a per-request bound on decoded pixels caps the work a
 //! tiny upload can ask for. Frames are converted to gray exactly as OpenCV's FFmpeg backend
-//! does (bicubic swscale to BGR24, then OpenCV's BGR→GRAY, then the container's rotation), so
-//! v1's feature values do not move.
+//! does (bicubic swscale to BGR24, then OpenCV's BGR→GRAY), then shown the way players show
+//! them (the display matrix applied as FFmpeg's autorotate does, [`orient`]).
 
 pub mod input;
+pub mod orient;
 
 use ffmpeg_next as ff;
-use opencv::core::{self as cvcore, Mat, MatTraitConst, MatTraitManual, Scalar, CV_8UC3};
+use opencv::core::{Mat, MatTraitConst, MatTraitManual, Scalar, CV_8UC3};
 use opencv::imgproc;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::spec::SpecParams;
 use input::Converter;
 pub use input::VideoSource;
+pub use orient::Orientation;
 
 /// The spec counts decoded frames, and headers can overstate them (a truncated file keeps
 /// its full-length index). A header over the budget is therefore confirmed by seeking this
@@ -53,7 +55,7 @@ pub struct Decoder<'a> {
     input: input::OpenInput<'a>,
     stream: usize,
     fps: f64,
-    rotate: Option<cvcore::RotateFlags>,
+    orientation: Orientation,
     max_frames: u64,
     max_pixels: u64,
     max_seconds: f64,
@@ -68,13 +70,14 @@ pub struct Decoder<'a> {
     conv: Option<(ff::format::Pixel, Converter)>,
     bgr: Mat,
     unrotated: Mat,
+    scratch: Mat,
 }
 
 impl<'a> Decoder<'a> {
     /// Opens `source` and applies the header checks.
     pub fn open(source: VideoSource<'a>, params: &SpecParams) -> Result<Decoder<'a>> {
         let input = input::open(source)?;
-        let (stream, fps, rotate, params_av, header_frames, tb, start) = {
+        let (stream, fps, orientation, params_av, header_frames, tb, start) = {
             let s = input
                 .ctx
                 .streams()
@@ -102,7 +105,7 @@ impl<'a> Decoder<'a> {
             } else {
                 s.start_time()
             };
-            (s.index(), fps, rotation(&s), s.parameters(), n, tb, start)
+            (s.index(), fps, orientation(&s), s.parameters(), n, tb, start)
         };
         // The header's size first: a decoder refuses to open over its pixel bound.
         let (w, h) = input::declared_size(&params_av);
@@ -125,7 +128,7 @@ impl<'a> Decoder<'a> {
             input,
             stream,
             fps,
-            rotate,
+            orientation,
             max_frames,
             max_pixels: params.max_pixels,
             max_seconds: params.max_seconds,
@@ -140,6 +143,7 @@ impl<'a> Decoder<'a> {
             conv: None,
             bgr: Mat::default(),
             unrotated: Mat::default(),
+            scratch: Mat::default(),
         };
         if header_frames.is_finite() && header_frames > probe_at && tb > 0.0 {
             let at_s = probe_at / fps;
@@ -181,6 +185,11 @@ impl<'a> Decoder<'a> {
         self.fps
     }
 
+    /// How the frames are turned or mirrored for display (the stream's display matrix).
+    pub fn orientation(&self) -> Orientation {
+        self.orientation
+    }
+
     /// Frames decoded so far.
     pub fn frames(&self) -> u64 {
         self.frames
@@ -191,7 +200,7 @@ impl<'a> Decoder<'a> {
         self.decode_errors
     }
 
-    /// Decodes the next frame into `gray` (8-bit, rotated). `Ok(false)` at the end of the
+    /// Decodes the next frame into `gray` (8-bit, as a viewer sees it: [`orient`]). `Ok(false)` at the end of the
     /// stream: the end of the data, or [`MAX_FAILED_READS`] failed reads in a row.
     pub fn next_gray(&mut self, gray: &mut Mat) -> Result<bool> {
         if !self.next_frame()? {
@@ -236,12 +245,7 @@ impl<'a> Decoder<'a> {
                     Ok(()) => return Ok(()),
                     Err(_) => self.failed()?,
                 },
-                Err(ff::Error::Eof) => {
-                    self.state = State::Draining;
-                    if self.dec.send_eof().is_err() {
-                        self.state = State::Done;
-                    }
-                }
+                Err(ff::Error::Eof) => self.end_of_reading(),
                 Err(_) => self.failed()?,
             }
         }
@@ -258,9 +262,20 @@ impl<'a> Decoder<'a> {
             return Err(frame_too_large(w.into(), h.into(), self.max_pixels));
         }
         if self.failures_in_a_row >= MAX_FAILED_READS {
-            self.state = State::Done;
+            self.end_of_reading();
         }
         Ok(())
+    }
+
+    /// Reading has ended (the end of the data, or [`MAX_FAILED_READS`] failures in a row): the
+    /// frames the decoder still holds are frames of the video (spec §1), so it is drained;
+    /// a decoder already draining is done.
+    fn end_of_reading(&mut self) {
+        self.failures_in_a_row = 0;
+        self.state = match self.state {
+            State::Feeding if self.dec.send_eof().is_ok() => State::Draining,
+            _ => State::Done,
+        };
     }
 
     /// Checks the limits on the frame just decoded and converts it to gray.
@@ -317,12 +332,12 @@ impl<'a> Decoder<'a> {
         for (y, out) in dst.chunks_exact_mut(row_bytes).enumerate() {
             out.copy_from_slice(&src[y * stride..y * stride + row_bytes]);
         }
-        match self.rotate {
-            None => imgproc::cvt_color_def(&self.bgr, gray, imgproc::COLOR_BGR2GRAY)?,
-            Some(flag) => {
-                imgproc::cvt_color_def(&self.bgr, &mut self.unrotated, imgproc::COLOR_BGR2GRAY)?;
-                cvcore::rotate(&self.unrotated, gray, flag as i32)?;
-            }
+        if self.orientation == Orientation::Upright {
+            imgproc::cvt_color_def(&self.bgr, gray, imgproc::COLOR_BGR2GRAY)?;
+        } else {
+            imgproc::cvt_color_def(&self.bgr, &mut self.unrotated, imgproc::COLOR_BGR2GRAY)?;
+            self.orientation
+                .apply(&self.unrotated, gray, &mut self.scratch)?;
         }
         Ok(())
     }
@@ -343,22 +358,12 @@ impl From<opencv::Error> for ConvertError {
     }
 }
 
-/// The rotation OpenCV applies for the stream's display matrix (`CAP_PROP_ORIENTATION_AUTO`):
-/// the counter-clockwise angle, rounded and taken into [0, 360).
-fn rotation(s: &ff::format::stream::Stream<'_>) -> Option<cvcore::RotateFlags> {
-    let m = s
-        .side_data()
-        .find(|d| d.kind() == ff::codec::packet::side_data::Type::DisplayMatrix)?;
-    let mut angle = input::display_rotation(m.data())?.round() as i64;
-    if angle < 0 {
-        angle += 360;
-    }
-    match angle {
-        90 => Some(cvcore::RotateFlags::ROTATE_90_CLOCKWISE),
-        180 => Some(cvcore::RotateFlags::ROTATE_180),
-        270 => Some(cvcore::RotateFlags::ROTATE_90_COUNTERCLOCKWISE),
-        _ => None,
-    }
+/// What the stream's display matrix asks a player to show (spec §1; [`orient`]).
+fn orientation(s: &ff::format::stream::Stream<'_>) -> Orientation {
+    s.side_data()
+        .find(|d| d.kind() == ff::codec::packet::side_data::Type::DisplayMatrix)
+        .and_then(|d| input::display_matrix(d.data()))
+        .map_or(Orientation::Upright, |m| Orientation::from_matrix(&m))
 }
 
 /// Opens `source` and counts its decodable frames under the spec's read rule, without the
