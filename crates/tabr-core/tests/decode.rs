@@ -2,7 +2,14 @@
 //! - spec §1's read rule: the decoded frame count equals `ffprobe -count_frames` wherever
 //!   ffprobe opens the file, and a file ffprobe cannot open is `invalid_video` here too;
 //! - "converted exactly as OpenCV's FFmpeg backend does": every frame OpenCV's `VideoCapture`
-//!   gives (it stops at the first packet it cannot use) is byte-for-byte our gray frame.
+//!   gives (it stops at the first packet it cannot use) is byte-for-byte our gray frame. Not
+//!   for files with a ±90° or mirrored display matrix: OpenCV 4.6's reader turns ±90° the wrong
+//!   way (a portrait phone clip comes out upside down) and reads a mirror as a half turn, so
+//!   there OpenCV's frames are read as decoded and turned the way players turn them (spec §1;
+//!   `tests/orientation.rs` holds that turn to ffmpeg's autorotate);
+//! - every frame of a cut file: files cut at 10–90 % of their bytes (MP4 with the index first
+//!   and last, Matroska, WebM) give `ffprobe -count_frames`'s count: the frames still inside
+//!   the decoder when reading fails are drained.
 //!
 //! Under `CI=true` a missing `../shared` fails instead of skipping.
 
@@ -12,8 +19,11 @@ use std::process::Command;
 use opencv::core::{Mat, MatTraitConst, MatTraitConstManual};
 use opencv::imgproc;
 use opencv::videoio::{self, VideoCapture, VideoCaptureTrait, VideoCaptureTraitConst};
-use tabr_core::video::{count_frames, Decoder};
+use tabr_core::video::{count_frames, Decoder, Orientation};
 use tabr_core::{ErrorCode, SpecParams, VideoSource};
+
+mod common;
+use common::ffmpeg;
 
 const MEDIA: [&str; 5] = ["mp4", "mkv", "webm", "mov", "avi"];
 
@@ -109,10 +119,25 @@ fn gray_frames_equal_opencv_reader_frames() {
             bad.push(format!("{name}: OpenCV opens it, we do not"));
             continue;
         };
+        // OpenCV 4.6 turns ±90° the wrong way and reads mirrors as half turns: for a file
+        // with a display matrix its frames are taken as decoded and turned as ffmpeg's
+        // autorotate turns them (that turn is held to ffmpeg's own in tests/orientation.rs).
+        let orientation = ours.orientation();
+        if orientation != Orientation::Upright {
+            let _ = cap.set(videoio::CAP_PROP_ORIENTATION_AUTO, 0.0);
+        }
+        let mut turned = Mat::default();
+        let mut scratch = Mat::default();
         let (mut bgr, mut want, mut got) = (Mat::default(), Mat::default(), Mat::default());
         let mut n = 0;
         while cap.read(&mut bgr).unwrap_or(false) && !bgr.empty() {
             imgproc::cvt_color_def(&bgr, &mut want, imgproc::COLOR_BGR2GRAY).expect("gray");
+            if orientation != Orientation::Upright {
+                orientation
+                    .apply(&want, &mut turned, &mut scratch)
+                    .expect("turned");
+                std::mem::swap(&mut want, &mut turned);
+            }
             match ours.next_gray(&mut got) {
                 Ok(true) => {}
                 other => {
@@ -130,9 +155,58 @@ fn gray_frames_equal_opencv_reader_frames() {
             }
             n += 1;
         }
-        println!("{name}: {n} frames identical to OpenCV's");
+        println!("{name}: {n} frames identical to OpenCV's ({orientation:?})");
         compared += n;
     }
     assert!(compared > 1000, "too few frames compared: {compared}");
     assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Spec §1: frames still inside the decoder when reading fails are frames of the video. Clips
+/// made here from a shared face clip are cut at 10, 25, 50, 75 and 90 % of their bytes, in
+/// four layouts; each cut file decodes to `ffprobe -count_frames`'s count, or, where ffprobe
+/// cannot open it either (an MP4 whose index was at the end), to `invalid_video`.
+#[test]
+fn cut_files_decode_every_frame_ffprobe_decodes() {
+    let Some(files) = fixtures() else { return };
+    let d18 = files
+        .iter()
+        .find(|p| p.ends_with("face_lp_d18_man_neutral_480_liveportrait.mp4"))
+        .expect("the d18 fixture");
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let src = d18.to_str().expect("UTF-8");
+    let layouts: [(&str, &[&str]); 4] = [
+        // x264's defaults (B-frames, so the decoder holds frames back to reorder them).
+        ("index_first.mp4", &["-c:v", "libx264", "-movflags", "+faststart"]),
+        ("index_last.mp4", &["-c:v", "libx264"]),
+        ("cut.mkv", &["-c:v", "libx264"]),
+        ("cut.webm", &["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M"]),
+    ];
+    let mut bad = Vec::new();
+    let mut drained = 0;
+    for (name, codec) in layouts {
+        let whole = dir.path().join(name);
+        let mut args = vec!["-i", src, "-t", "3", "-an"];
+        args.extend_from_slice(codec);
+        args.push(whole.to_str().expect("UTF-8"));
+        ffmpeg(&args);
+        let bytes = std::fs::read(&whole).expect("the clip reads");
+        for pct in [10, 25, 50, 75, 90] {
+            let cut = dir.path().join(format!("{pct}_{name}"));
+            std::fs::write(&cut, &bytes[..bytes.len() * pct / 100]).expect("writes");
+            let ours = count_frames(VideoSource::Path(&cut));
+            let want = ffprobe_count(&cut);
+            let line = format!("{pct} % of {name}: ffprobe {want:?}, ours {ours:?}");
+            match (want, &ours) {
+                (Some(w), Ok(g)) if w == *g => drained += 1,
+                // No frame at all: the extractor's `invalid_video` (spec §1).
+                (None | Some(0), Err(e)) if e.code() == ErrorCode::InvalidVideo => {}
+                (None | Some(0), Ok(0)) => {}
+                _ => bad.push(line.clone()),
+            }
+            println!("{line}");
+        }
+    }
+    assert!(drained >= 12, "too few cut files decoded: {drained}");
+    assert!(bad.is_empty(), "frame counts differ:\n{}", bad.join("\n"));
 }

@@ -28,8 +28,7 @@ const MATRICES: [([i32; 4], Orientation, &str); 8] = [
     ([0, -1, -1, 0], Orientation::AntiTranspose, "anti-transposed"),
 ];
 
-/// `frames` frames of d18 (not square, so a wrong turn changes the size), H.264, then `matrix`
-/// written into its track header.
+/// d18 through the filters `vf`, H.264, then `matrix` written into its track header.
 fn tagged(dir: &Path, d18: &Path, name: &str, vf: &str, matrix: [i32; 4]) -> PathBuf {
     let out = dir.join(name);
     ffmpeg(&[
@@ -70,6 +69,10 @@ fn every_display_matrix_is_shown_as_ffmpeg_autorotates_it() {
         return;
     };
     let dir = tempfile::tempdir().expect("a temporary folder");
+    // 240×160: not square, so a wrong turn changes the size; both sides multiples of 16, so
+    // swscale converts the same way whether ffmpeg turns the picture before converting it to
+    // BGR (its autorotate filters) or the decoder after (for other widths swscale's SIMD and
+    // generic paths may interpolate chroma differently).
     for (i, (matrix, want, what)) in MATRICES.iter().enumerate() {
         let clip = tagged(
             dir.path(),

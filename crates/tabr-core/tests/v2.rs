@@ -60,12 +60,24 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// v2's outcome for each fixture of EXPECTED.md: v1's, except where a face is found by one
 /// method and not the other (the reason is in docs/spec/poc-abs-v2-outcomes.md).
-const V2_DIFFERS: [(&str, &str); 1] = [(
-    // Faces ~50 px wide in a 640×480 office: under Haar's 10 % minimum size after the shrink
-    // to 320 px, found by BlazeFace full range on every try.
-    "faces/face_asl_book_woman_office_640x480_intel.mkv",
-    "features",
-)];
+const V2_DIFFERS: [(&str, &str); 2] = [
+    (
+        // Faces ~50 px wide in a 640×480 office: under Haar's 10 % minimum size after the
+        // shrink to 320 px, found by BlazeFace full range on every try.
+        "faces/face_asl_book_woman_office_640x480_intel.mkv",
+        "features",
+    ),
+    (
+        // d19 tagged to be shown turned a quarter: the face lies on its side. Haar finds no
+        // face; the detector's wider views (§2.1) find it in 16 of 21 tries, and FaceMesh,
+        // turned by the detector's eye keypoints, places it.
+        "derived/derived_face_lp_d19_rotate90_meta.mp4",
+        "features",
+    ),
+];
+
+/// Fixtures with features where a try may miss (the rest have a face on every try).
+const SOME_TRIES_MISS: [&str; 1] = ["derived/derived_face_lp_d19_rotate90_meta.mp4"];
 
 #[test]
 fn every_fixture_has_its_v2_outcome() {
@@ -96,10 +108,12 @@ fn every_fixture_has_its_v2_outcome() {
         let got = match extract(&ex, &clip) {
             Ok(f) => {
                 assert!(f.values.iter().all(|v| v.is_finite()), "{fixture}");
-                assert_eq!(
-                    f.meta.detect_hits, f.meta.detect_tries,
-                    "{fixture}: a face on every try"
-                );
+                if !SOME_TRIES_MISS.contains(fixture) {
+                    assert_eq!(
+                        f.meta.detect_hits, f.meta.detect_tries,
+                        "{fixture}: a face on every try"
+                    );
+                }
                 "features"
             }
             Err(e) => e.code().as_str(),

@@ -273,7 +273,17 @@ impl<'a> Decoder<'a> {
     fn end_of_reading(&mut self) {
         self.failures_in_a_row = 0;
         self.state = match self.state {
-            State::Feeding if self.dec.send_eof().is_ok() => State::Draining,
+            State::Feeding => match self.dec.send_eof() {
+                Ok(()) => State::Draining,
+                Err(ff::Error::Eof) => State::Done,
+                // The end of input is taken even when the call reports an earlier packet's
+                // failure (a cut file's last, partial packet): that failure is counted, and the
+                // frames still held are drained all the same.
+                Err(_) => {
+                    self.decode_errors += 1;
+                    State::Draining
+                }
+            },
             _ => State::Done,
         };
     }
