@@ -14,6 +14,7 @@ the tests skip, except under CI=true.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -90,3 +91,26 @@ def test_core_matches_the_independent_reference(fixture: str, outcomes: Outcomes
         if abs(c - r) > ABS_TOL and abs(c - r) > REL_TOL * abs(r)
     ]
     assert not off, f"{len(off)} of 90 values beyond 1e-3 abs and 1e-2 rel, first: " + "; ".join(off[:8])
+
+
+def test_a_large_face_shrunk_by_whole_blocks_matches_the_reference(tmp_path: Path) -> None:
+    """v2 §4.5's shrink, which no fixture reaches: d18's face scaled to ~450 px inside a
+    1280×720 frame (f = ⌊|T| / 128⌋ = 3, and 3 divides neither 1280 nor 720's block grid
+    exactly as a resize ratio would), made here, through both routes."""
+    d18 = SHARED / "fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4"
+    if not d18.is_file():
+        pytest.fail(f"{d18} is missing") if os.environ.get("CI") == "true" else pytest.skip(f"{d18} not found")
+    clip = tmp_path / "large_face_1280x720.mp4"
+    run(["ffmpeg", "-v", "error", "-y", "-i", d18, "-t", "2", "-an", "-vf", "scale=720:720,pad=1280:720:281:0",
+         "-c:v", "libx264", "-crf", "18", clip])
+    cli = BIN / "tabr-features"
+    core = rows(run([cli, "--spec", "poc-abs/2", "--format", "jsonl", clip]))[clip.name]
+    uv = shutil.which("uv")
+    assert uv, "uv is not on PATH (make uv)"
+    reference = rows(run([uv, "run", "--quiet", REFERENCE, "--spec", "poc-abs/2", "--meta", clip]))[clip.name]
+    fits = [f["fit"] for f in reference["meta"]["fits"]]
+    shrink = [int(math.hypot(t[0][0], t[1][0]) // 128) for t in fits]
+    assert min(shrink) >= 2, f"the face is not large enough to be shrunk: f = {shrink}"
+    assert core["error"] is None and reference["error"] is None, (core["error"], reference["error"])
+    off = [(i, c, r) for i, (c, r) in enumerate(zip(core["values"], reference["values"])) if abs(c - r) > ABS_TOL and abs(c - r) > REL_TOL * abs(r)]
+    assert not off, f"{len(off)} of 90 values beyond the tolerance, first: {off[:5]}"

@@ -243,6 +243,38 @@ describe('a poc-abs v2 model served beside the v1 one', () => {
     expect([v1.status, v1.json.error.code]).toEqual([422, 'no_face'])
   })
 
+  it('answers a portrait phone clip and a selfie close-up with the face found on every try', async (ctx) => {
+    if (!haveShared(ctx, D18)) return
+    const dir = mkdtempSync(join(tmpdir(), 'tabr-phone-clips-'))
+    try {
+      const make = (name: string, vf: string) => {
+        const out = join(dir, name)
+        const r = spawnSync('ffmpeg', ['-v', 'error', '-y', '-i', D18, '-t', '2', '-an', '-vf', vf, '-c:v', 'libx264', '-crf', '18', out], { encoding: 'utf8' })
+        expect(r.status, r.stderr).toBe(0)
+        return out
+      }
+      // A phone held upright: the sensor stores the portrait picture turned a quarter
+      // counter-clockwise, and its track header's display matrix [0 1; -1 0] (an iPhone's)
+      // turns it back clockwise. Debian 12's ffmpeg writes only turns, so the matrix is
+      // written into the 'tkhd' box here (version 0: 36 bytes, 48 bytes into the box).
+      const portrait = make('portrait.mp4', 'crop=360:480:60:0,transpose=cclock')
+      const bytes = readFileSync(portrait)
+      const at = bytes.indexOf('tkhd') - 4
+      expect(bytes[at + 8]).toBe(0)
+      ;[0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30].forEach((v, i) => bytes.writeInt32BE(v, at + 48 + 4 * i))
+      // A selfie answer: the face fills the 512² frame from forehead to chin.
+      const selfie = make('selfie.mp4', 'crop=280:280:110:130,scale=512:512')
+      for (const [name, body] of [['portrait', bytes], ['selfie', readFileSync(selfie)]] as const) {
+        const r = await post(s, body, { 'Content-Type': 'video/mp4' }, '/infer/tabr-demo-v2')
+        expect(r.status, `${name}: ${JSON.stringify(r.json)}`).toBe(200)
+        expect(r.json.video.face_detect_rate, name).toBe(1)
+        if (name === 'portrait') expect([r.json.video.width, r.json.video.height]).toEqual([360, 480])
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('tells apart fresh clips made from frames it never saw (scripts/tabr/face_clips.py)', async (ctx) => {
     if (!haveShared(ctx, D18)) return
     const dir = mkdtempSync(join(tmpdir(), 'tabr-v2-clips-'))
