@@ -8,10 +8,10 @@
 use std::path::{Path, PathBuf};
 
 use tabr_core::video::{Decoder, Orientation};
-use tabr_core::{CancelFlag, Extractor, FaceAssets, Features, Spec, SpecParams, VideoSource};
+use tabr_core::{CancelFlag, Features, Spec, SpecParams, VideoSource};
 
 mod common;
-use common::{ffmpeg, ffmpeg_gray_frames, ort_dylib, set_display_matrix, shared_fixture};
+use common::{extractor, ffmpeg, ffmpeg_gray_frames, set_display_matrix, shared_fixture};
 
 const D18: &str = "faces/face_lp_d18_man_neutral_480_liveportrait.mp4";
 
@@ -91,15 +91,6 @@ fn every_display_matrix_is_shown_as_ffmpeg_autorotates_it() {
         }
         println!("{what}: {} frames of {w}×{h} equal ffmpeg's", ours.len());
     }
-}
-
-fn extractor(spec: Spec) -> Extractor {
-    let dylib = ort_dylib();
-    let assets = FaceAssets {
-        cascade: None,
-        ort_dylib: Some(&dylib),
-    };
-    Extractor::for_spec(spec, SpecParams::default(), assets).expect("the extractor builds")
 }
 
 /// The median relative change over the 90 values.

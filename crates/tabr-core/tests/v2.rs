@@ -19,16 +19,7 @@ use tabr_core::video::Decoder;
 use tabr_core::{CancelFlag, Extractor, FaceAssets, Features, Spec, VideoSource};
 
 mod common;
-use common::{ffmpeg, ort_dylib, shared_fixture};
-
-fn extractor(spec: Spec) -> Extractor {
-    let dylib = ort_dylib();
-    let assets = FaceAssets {
-        cascade: None,
-        ort_dylib: Some(&dylib),
-    };
-    Extractor::for_spec(spec, SpecParams::default(), assets).expect("the extractor builds")
-}
+use common::{extractor, ffmpeg, ort_dylib, shared_fixture};
 
 fn extract(ex: &Extractor, clip: &Path) -> tabr_core::Result<Features> {
     ex.extract_path(clip, &CancelFlag::new())

@@ -132,3 +132,15 @@ pub fn ffmpeg_gray_frames(clip: &Path) -> (Vec<Vec<u8>>, usize, usize) {
         .collect();
     (frames, w, h)
 }
+
+/// An extractor for `spec` with the default parameters, ONNX Runtime from [`ort_dylib`].
+#[allow(dead_code)]
+pub fn extractor(spec: tabr_core::Spec) -> tabr_core::Extractor {
+    let dylib = ort_dylib();
+    let assets = tabr_core::FaceAssets {
+        cascade: None,
+        ort_dylib: Some(&dylib),
+    };
+    tabr_core::Extractor::for_spec(spec, tabr_core::SpecParams::default(), assets)
+        .expect("the extractor builds")
+}
