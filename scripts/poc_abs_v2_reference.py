@@ -173,19 +173,22 @@ class AlignedLandmarks:
         if last is not None:  # §5: the tracked region first, kept when FaceMesh's flag is above 0
             tracked, flag = face.landmarks_in(self.mesh, rgb, last.track)
             points = tracked if flag > 0 else None
-        # A detection try (§5): the detector's views in turn (§2.1); a hit needs FaceMesh's
-        # flag above 0 on the landmarks placed in the tracked region of the first ones (§3.4).
-        for view in (() if points is not None else face.DETECTOR_VIEWS):
-            det = face.detect(self.detector, rgb, view)
-            if det is None:
-                continue
-            placed, flag = face.landmarks_with_flag(self.mesh, rgb, det)
-            if flag > 0:
-                points = placed
-                break
+        if points is None:
+            points = self.detection_try(rgb)
         if points is None:
             return None
         return AlignedFit(face.similarity(face.TEMPLATE, points[face.FIT_POINTS]), face.region_from_landmarks(points))
+
+    def detection_try(self, rgb: np.ndarray) -> np.ndarray | None:
+        """§5's detection try: the detector's views in turn (§2.1); a hit needs FaceMesh's flag
+        above 0 on the landmarks placed in the tracked region of the first ones (§3.4)."""
+        for view in face.DETECTOR_VIEWS:
+            det = face.detect(self.detector, rgb, view)
+            if det is not None:
+                placed, flag = face.landmarks_with_flag(self.mesh, rgb, det)
+                if flag > 0:
+                    return placed
+        return None
 
     def replaces(self, old: AlignedFit, new: AlignedFit) -> bool:
         moved = np.linalg.norm(apply(new.t, face.TEMPLATE) - apply(old.t, face.TEMPLATE), axis=1)

@@ -177,10 +177,25 @@ fn cut_files_decode_every_frame_ffprobe_decodes() {
     let src = d18.to_str().expect("UTF-8");
     let layouts: [(&str, &[&str]); 4] = [
         // x264's defaults (B-frames, so the decoder holds frames back to reorder them).
-        ("index_first.mp4", &["-c:v", "libx264", "-movflags", "+faststart"]),
+        (
+            "index_first.mp4",
+            &["-c:v", "libx264", "-movflags", "+faststart"],
+        ),
         ("index_last.mp4", &["-c:v", "libx264"]),
         ("cut.mkv", &["-c:v", "libx264"]),
-        ("cut.webm", &["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M"]),
+        (
+            "cut.webm",
+            &[
+                "-c:v",
+                "libvpx",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "8",
+                "-b:v",
+                "1M",
+            ],
+        ),
     ];
     let mut bad = Vec::new();
     let mut drained = 0;

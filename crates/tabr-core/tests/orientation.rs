@@ -19,13 +19,33 @@ const D18: &str = "faces/face_lp_d18_man_neutral_480_liveportrait.mp4";
 /// `av_display_matrix_flip` write them, with what FFmpeg's autorotate shows.
 const MATRICES: [([i32; 4], Orientation, &str); 8] = [
     ([1, 0, 0, 1], Orientation::Upright, "upright"),
-    ([0, 1, -1, 0], Orientation::Clockwise, "turned clockwise (an iPhone portrait)"),
+    (
+        [0, 1, -1, 0],
+        Orientation::Clockwise,
+        "turned clockwise (an iPhone portrait)",
+    ),
     ([-1, 0, 0, -1], Orientation::HalfTurn, "half turn"),
-    ([0, -1, 1, 0], Orientation::CounterClockwise, "turned counter-clockwise"),
-    ([-1, 0, 0, 1], Orientation::MirrorX, "mirrored left to right (a selfie)"),
-    ([1, 0, 0, -1], Orientation::MirrorY, "mirrored top to bottom"),
+    (
+        [0, -1, 1, 0],
+        Orientation::CounterClockwise,
+        "turned counter-clockwise",
+    ),
+    (
+        [-1, 0, 0, 1],
+        Orientation::MirrorX,
+        "mirrored left to right (a selfie)",
+    ),
+    (
+        [1, 0, 0, -1],
+        Orientation::MirrorY,
+        "mirrored top to bottom",
+    ),
     ([0, 1, 1, 0], Orientation::Transpose, "transposed"),
-    ([0, -1, -1, 0], Orientation::AntiTranspose, "anti-transposed"),
+    (
+        [0, -1, -1, 0],
+        Orientation::AntiTranspose,
+        "anti-transposed",
+    ),
 ];
 
 /// d18 through the filters `vf`, H.264, then `matrix` written into its track header.
@@ -87,7 +107,10 @@ fn every_display_matrix_is_shown_as_ffmpeg_autorotates_it() {
         assert_eq!((w as usize, h as usize), (tw, th), "{what}: displayed size");
         assert_eq!(ours.len(), theirs.len(), "{what}: frame count");
         for (k, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-            assert!(a == b, "{what}: frame {k} differs from ffmpeg's autorotated frame");
+            assert!(
+                a == b,
+                "{what}: frame {k} differs from ffmpeg's autorotated frame"
+            );
         }
         println!("{what}: {} frames of {w}×{h} equal ffmpeg's", ours.len());
     }
@@ -156,10 +179,14 @@ fn portrait_and_mirrored_phone_clips_give_the_upright_face_and_its_features() {
     for spec in [Spec::V1, Spec::V2] {
         let ex = extractor(spec);
         let cancel = CancelFlag::new();
-        let base = ex.extract_path(&upright, &cancel).expect("the upright clip");
+        let base = ex
+            .extract_path(&upright, &cancel)
+            .expect("the upright clip");
         // The control: the selfie's mirrored pixels without the matrix (what a reader that
         // ignores mirrors measures): whole regions trade places.
-        let m = ex.extract_path(&mirrored, &cancel).expect("the mirrored clip");
+        let m = ex
+            .extract_path(&mirrored, &cancel)
+            .expect("the mirrored clip");
         let control = median_change(&base, &m);
         println!("{spec:?} mirrored pixels, no matrix: median relative change {control:.3e}");
         for (name, clip) in [

@@ -200,26 +200,31 @@ impl LandmarkAligned {
                 return Ok(Some(found.points));
             }
         }
-        // v2 §5's detection try: the detector's views of the frame in turn (§2.1), each
-        // face it finds placed by FaceMesh; a hit needs FaceMesh's face flag on the placed
-        // landmarks, as a tracked try does (a detector's guess on a blurred speck gives
-        // landmarks of noise, whose flag says so).
+        // v2 §5's detection try: the detector's views of the frame in turn (§2.1).
         for view in face_mesh::DETECTOR_VIEWS {
-            let Some(d) = self.mesh.detect_in(gray, view)? else {
-                continue;
-            };
-            // A detection's region is drawn differently from a tracked one: FaceMesh looks once
-            // more where its landmarks point, so every fit comes from the same kind of region
-            // and the switch to tracking is not a replacement.
-            let first = self.mesh.landmarks(gray, &d)?;
-            let again = self
-                .mesh
-                .landmarks_in(gray, &MeshRegion::from_landmarks(&first))?;
-            if again.flag > 0.0 {
-                return Ok(Some(again.points));
+            if let Some(points) = self.detected_in(gray, view)? {
+                return Ok(Some(points));
             }
         }
         Ok(None)
+    }
+
+    /// One view of a detection try (v2 §2, §3, §5): the detector's face in the frame
+    /// letterboxed into `view` times its longer side, placed by FaceMesh; `None` when the
+    /// detector finds none or FaceMesh's face flag on the placed landmarks is not above 0 (a
+    /// detector's guess on a blurred speck gives landmarks of noise, whose flag says so).
+    pub fn detected_in(&self, gray: &Mat, view: f64) -> Result<Option<Vec<[f64; 2]>>> {
+        let Some(d) = self.mesh.detect_in(gray, view)? else {
+            return Ok(None);
+        };
+        // A detection's region is drawn differently from a tracked one: FaceMesh looks once
+        // more where its landmarks point, so every fit comes from the same kind of region and
+        // the switch to tracking is not a replacement.
+        let first = self.mesh.landmarks(gray, &d)?;
+        let again = self
+            .mesh
+            .landmarks_in(gray, &MeshRegion::from_landmarks(&first))?;
+        Ok((again.flag > 0.0).then_some(again.points))
     }
 
     /// v2 §5's try, aligned: [`LandmarkAligned::landmarks_after`] and the fit they imply.

@@ -105,7 +105,15 @@ impl<'a> Decoder<'a> {
             } else {
                 s.start_time()
             };
-            (s.index(), fps, orientation(&s), s.parameters(), n, tb, start)
+            (
+                s.index(),
+                fps,
+                orientation(&s),
+                s.parameters(),
+                n,
+                tb,
+                start,
+            )
         };
         // The header's size first: a decoder refuses to open over its pixel bound.
         let (w, h) = input::declared_size(&params_av);
@@ -200,8 +208,9 @@ impl<'a> Decoder<'a> {
         self.decode_errors
     }
 
-    /// Decodes the next frame into `gray` (8-bit, as a viewer sees it: [`orient`]). `Ok(false)` at the end of the
-    /// stream: the end of the data, or [`MAX_FAILED_READS`] failed reads in a row.
+    /// Decodes the next frame into `gray` (8-bit, as a viewer sees it: [`orient`]).
+    /// `Ok(false)` at the end of the stream: the end of the data, or [`MAX_FAILED_READS`]
+    /// failed reads in a row, once the decoder's held frames are drained.
     pub fn next_gray(&mut self, gray: &mut Mat) -> Result<bool> {
         if !self.next_frame()? {
             return Ok(false);
