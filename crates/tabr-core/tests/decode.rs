@@ -100,7 +100,7 @@ fn gray_frames_equal_opencv_reader_frames() {
     let Some(files) = fixtures() else { return };
     let params = SpecParams {
         max_seconds: 600.0,
-        max_pixels: 8192 * 8192,
+        max_pixels: tabr_core::spec::MAX_PIXELS,
         ..SpecParams::default()
     };
     let mut compared = 0;

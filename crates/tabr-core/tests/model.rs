@@ -329,3 +329,114 @@ fn demo_model_tells_fresh_clips_apart() {
         right[1]
     );
 }
+
+/// Every committed model directory (`models/*`).
+fn every_model() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo().join("models"))
+        .expect("models/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("manifest.json").is_file())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 2, "the demo models are committed: {dirs:?}");
+    dirs
+}
+
+/// The extremes of issue "Hardening, round two", item 4: finite values whose scaling or whose
+/// path through the network overflows. Before, one feature at 1e21 gave `[NaN, NaN]` and the
+/// first label on every model.
+const EXTREMES: [f64; 10] = [
+    1e21,
+    -1e21,
+    f32::MAX as f64,
+    -(f32::MAX as f64),
+    1e300,
+    -1e300,
+    f64::MAX,
+    1e-310,                 // an f64 subnormal
+    f32::MIN_POSITIVE as f64 / 4.0, // an f32 subnormal
+    -1e-40,
+];
+
+fn assert_finite_answer(p: &Prediction, what: &str) {
+    match p {
+        Prediction::Class { probabilities, .. } => {
+            assert!(
+                probabilities.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)),
+                "{what}: {probabilities:?}"
+            );
+            let sum: f64 = probabilities.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-9, "{what}: sum {sum}");
+        }
+        Prediction::Value { value } => assert!(value.is_finite(), "{what}: {value}"),
+    }
+}
+
+#[test]
+fn extreme_values_give_a_finite_answer_or_invalid_features_on_every_model() {
+    for dir in every_model() {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+        let m = Model::load(&dir, &opts()).expect("loads");
+        let n = m.info().n_features;
+        let (mut answered, mut refused) = (0, 0);
+        for &x in &EXTREMES {
+            for i in 0..n {
+                let mut row = vec![f64::NAN; n];
+                row[i] = x;
+                match m.predict(&row) {
+                    Ok(p) => {
+                        assert_finite_answer(&p, &format!("{name} feature {i} = {x:e}"));
+                        answered += 1;
+                    }
+                    Err(e) => {
+                        assert_eq!(e.code(), ErrorCode::InvalidFeatures, "{name}: {e}");
+                        assert!(
+                            e.message().contains(&format!("feature {i} ("))
+                                || e.message().contains("output overflows"),
+                            "{name}: names the feature or says the output overflowed: {}",
+                            e.message()
+                        );
+                        refused += 1;
+                    }
+                }
+            }
+            // Every feature at once: the network's sums overflow.
+            let e = m.predict(&vec![x; n]);
+            if x.abs() >= 1e21 {
+                let e = e.expect_err("all features far out of range have no answer");
+                assert_eq!(e.code(), ErrorCode::InvalidFeatures, "{name}: {e}");
+            } else if let Ok(p) = e {
+                assert_finite_answer(&p, &format!("{name}: every feature = {x:e}"));
+            }
+        }
+        println!("{name}: {answered} answered, {refused} refused");
+        assert!(refused > 0 && answered > 0, "{name}: both outcomes occur");
+        // In a batch, the refusal names the row.
+        let good = vec![f64::NAN; n];
+        let bad = vec![1e21; n];
+        let e = m
+            .predict_batch(&[good.as_slice(), bad.as_slice()])
+            .expect_err("one bad row refuses the batch");
+        assert_eq!(e.code(), ErrorCode::InvalidFeatures);
+        assert!(e.message().starts_with("row 1: "), "{}", e.message());
+    }
+}
+
+#[test]
+fn a_reversed_minmax_range_is_refused_at_load_instead_of_panicking_at_predict() {
+    // scikit-learn's MinMaxScaler(clip=True) with feature_range (1, 0) written by hand: `clamp`
+    // panicked on every prediction before the range was checked at load.
+    let (_tmp, dir) = broken(|d: &Path| {
+        let p = d.join("preprocess.json");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
+        v["steps"].as_array_mut().expect("steps").push(serde_json::json!({
+            "type": "minmax", "scale": vec![1.0; 90], "min": vec![0.0; 90],
+            "clip": true, "range": [1.0, 0.0]
+        }));
+        std::fs::write(&p, v.to_string()).expect("write");
+    });
+    let e = load_err(&dir);
+    assert_eq!(e.code(), ErrorCode::ModelError);
+    assert!(e.message().contains("minmax range"), "{}", e.message());
+}

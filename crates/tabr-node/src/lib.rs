@@ -26,6 +26,9 @@ pub struct ExtractOptions {
     /// Most pixels decoded for the video, frames × pixels per frame (default
     /// 1920 × 1080 × 60 × 10.5); more is `video_too_large`.
     pub max_decoded_pixels: Option<f64>,
+    /// Frames per second of `maxSeconds` the video may hold (default 120): more frames are
+    /// `video_too_large`.
+    pub max_frame_rate: Option<f64>,
     /// Optical flow implementation: `rust` (default, ours) or `opencv` (the reference); both
     /// give the spec's numbers.
     #[napi(ts_type = "'rust' | 'opencv'")]
@@ -298,6 +301,9 @@ fn build_extractor(options: &ExtractOptions) -> tabr_core::Result<Extractor> {
     }
     if let Some(p) = options.max_decoded_pixels {
         params.max_decoded_pixels = count_option(p);
+    }
+    if let Some(r) = options.max_frame_rate {
+        params.max_frame_rate = r;
     }
     params.validate()?;
     let flow = tabr_core::flow::FlowMethod::from_option(options.flow.as_deref())?;

@@ -36,6 +36,9 @@ pub struct LoadModelOptions {
     /// Cap on the pixels decoded for one video, frames × pixels per frame (the service's
     /// `MAX_DECODED_MEGAPIXELS` × 10⁶).
     pub max_decoded_pixels: Option<f64>,
+    /// Cap on the frames per second of `maxSeconds` one video may hold (the service's
+    /// `MAX_FRAME_RATE`): more frames are `video_too_large`.
+    pub max_frame_rate: Option<f64>,
     /// Optical flow implementation: `rust` (default, ours) or `opencv` (the reference); both
     /// give the spec's numbers.
     #[napi(ts_type = "'rust' | 'opencv'")]
@@ -373,6 +376,7 @@ pub fn load_model(
         max_seconds: o.max_seconds,
         max_pixels: o.max_pixels.map(crate::count_option),
         max_decoded_pixels: o.max_decoded_pixels.map(crate::count_option),
+        max_frame_rate: o.max_frame_rate,
     };
     let flow = FlowMethod::from_option(o.flow.as_deref());
     let run = move || {

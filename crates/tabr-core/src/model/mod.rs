@@ -232,19 +232,24 @@ impl Model {
                 ));
             }
             let x = self.preprocess.apply(row);
-            // A missing value the preprocessing cannot fill (no imputer) would reach the
-            // network as NaN and come back as NaN probabilities: refuse it by name instead.
-            if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            // The network takes 32-bit floats: every preprocessed value must be one, finite.
+            // NaN is a missing value no imputer filled; anything else is a value so far out
+            // that scaling overflowed (1e21 through a standard scaler, FLT_MAX in a minmax):
+            // either would come back as NaN probabilities. Refuse it by name instead.
+            if let Some(i) = x.iter().position(|&v| !(v as f32).is_finite()) {
                 let name = self
                     .manifest
                     .feature_names
                     .get(i)
                     .map_or("?", String::as_str);
+                let why = if row[i].is_nan() {
+                    "is missing and this model has no imputer to fill it"
+                } else {
+                    "is too far out of range for this model (its preprocessed value overflows)"
+                };
                 return Err(Error::new(
                     ErrorCode::InvalidFeatures,
-                    format!(
-                        "{at}feature {i} ({name}) is missing and this model has no imputer to fill it"
-                    ),
+                    format!("{at}feature {i} ({name}) {why}"),
                 ));
             }
             out.extend(x.into_iter().map(|v| v as f32));
@@ -277,6 +282,20 @@ impl Model {
             }
             Ok(data.to_vec())
         })?;
+        // Finite inputs can still overflow inside the network (values far outside the
+        // training range): such a row has no answer, so it is refused by its index.
+        if let Some(bad) = flat.iter().position(|v| !v.is_finite()) {
+            let r = bad / d.max(1);
+            let at = if n > 1 {
+                format!("row {r}: ")
+            } else {
+                String::new()
+            };
+            return Err(Error::new(
+                ErrorCode::InvalidFeatures,
+                format!("{at}the model's output overflows for these feature values (far outside its training range)"),
+            ));
+        }
         Ok(flat.chunks(d).map(<[f32]>::to_vec).collect())
     }
 

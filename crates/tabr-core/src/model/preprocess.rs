@@ -111,9 +111,15 @@ impl Preprocess {
                     finite("standard mean", mean)?;
                     finite("standard scale", scale)?;
                 }
-                Step::Minmax { scale, min, .. } => {
+                Step::Minmax {
+                    scale, min, range, ..
+                } => {
                     finite("minmax scale", scale)?;
                     finite("minmax min", min)?;
+                    // `clamp` needs an ordered, finite range (a reversed one panics).
+                    if !(range[0].is_finite() && range[1].is_finite() && range[0] <= range[1]) {
+                        return Err(bad("minmax range must be two finite values, low first"));
+                    }
                 }
                 Step::QuantileNormal {
                     references,

@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::stats::{N_STATS, STAT_NAMES};
 
 mod params;
-pub use params::{Limits, SpecParams, DEFAULT_MAX_DECODED_PIXELS};
+pub use params::{Limits, SpecParams, DEFAULT_MAX_DECODED_PIXELS, MAX_PIXELS};
 
 /// The specs' name as written in manifests.
 pub const SPEC_NAME: &str = "poc-abs";
@@ -414,16 +414,19 @@ mod tests {
             max_seconds: Some(5.0),
             max_pixels: Some(640 * 480),
             max_decoded_pixels: Some(1_000_000),
+            max_frame_rate: Some(30.0),
         };
         let c = p.capped(&tight);
         assert_eq!(
-            (c.max_seconds, c.max_pixels, c.max_decoded_pixels),
-            (5.0, 640 * 480, 1_000_000)
+            (c.max_seconds, c.max_pixels, c.max_decoded_pixels, c.max_frame_rate),
+            (5.0, 640 * 480, 1_000_000, 30.0)
         );
+        assert_eq!(c.max_work_frames(), 150);
         let loose = Limits {
             max_seconds: Some(100.0),
             max_pixels: Some(u64::MAX),
             max_decoded_pixels: None,
+            max_frame_rate: Some(1000.0),
         };
         assert_eq!(p.capped(&loose), p);
         assert_eq!(p.capped(&Limits::default()), p);
@@ -438,6 +441,7 @@ mod tests {
         assert_eq!(p.redetect_every(1.0), 1);
         assert_eq!(p.max_frames(30.0), 315);
         assert_eq!(p.max_frames(29.97), 315);
+        assert_eq!(p.max_work_frames(), 1260);
         assert_eq!(round_half_up(2.5), 3.0);
         assert_eq!(round_half_up(-2.5), -2.0);
     }

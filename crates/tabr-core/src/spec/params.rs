@@ -8,7 +8,7 @@ use super::round_half_up;
 use crate::error::{Error, ErrorCode, Result};
 
 /// Server-wide limits over every model's [`SpecParams`] (`MAX_VIDEO_SECONDS`,
-/// `MAX_FRAME_PIXELS`, `MAX_DECODED_MEGAPIXELS` in the service). `None` leaves the model's value.
+/// `MAX_FRAME_PIXELS`, `MAX_DECODED_MEGAPIXELS`, `MAX_FRAME_RATE` in the service). `None` leaves the model's value.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Limits {
     /// Cap on `max_seconds`.
@@ -17,7 +17,14 @@ pub struct Limits {
     pub max_pixels: Option<u64>,
     /// Cap on `max_decoded_pixels`.
     pub max_decoded_pixels: Option<u64>,
+    /// Cap on `max_frame_rate`.
+    pub max_frame_rate: Option<f64>,
 }
+
+/// The largest `max_pixels` any model or caller may set: 4096 × 4096 (every 4K format fits), so
+/// that the largest allocation of an honest decode, a BGR24 frame, stays under the process's
+/// cap on any one allocation by FFmpeg ([`crate::video::input::MAX_ALLOC`]).
+pub const MAX_PIXELS: u64 = 4096 * 4096;
 
 /// Default of [`SpecParams::max_decoded_pixels`]: 1920×1080 frames at 60 fps for 10.5 s,
 /// so every video within the other limits at up to 60 fps passes.
@@ -39,6 +46,11 @@ pub struct SpecParams {
     /// small upload can ask for (a high frame rate of large frames). Not a feature parameter:
     /// it never changes a value, only refuses with `video_too_large`.
     pub max_decoded_pixels: u64,
+    /// Frames per second of `max_seconds` one video may hold (frames beyond
+    /// `ceil(max_frame_rate × max_seconds)` are refused with `video_too_large`): most of the
+    /// work is per frame (flow and POC on fixed-size crops), so small frames at a high rate
+    /// are bounded by this, not by `max_decoded_pixels`. Not a feature parameter.
+    pub max_frame_rate: f64,
     /// Minimum fraction of detection tries that must find a face.
     pub min_face_rate: f64,
     /// A new detection replaces the box only when IoU(old, new) is below this.
@@ -55,6 +67,7 @@ impl Default for SpecParams {
             max_seconds: 10.5,
             max_pixels: 1920 * 1080,
             max_decoded_pixels: DEFAULT_MAX_DECODED_PIXELS,
+            max_frame_rate: 120.0,
             min_face_rate: 0.3,
             iou_keep: 0.85,
             redetect_seconds: 0.5,
@@ -80,11 +93,17 @@ impl SpecParams {
         if !(self.max_seconds.is_finite() && self.max_seconds > 0.0 && self.max_seconds <= 600.0) {
             return bad("max_seconds must be within (0, 600]");
         }
-        if self.max_pixels == 0 || self.max_pixels > 8192 * 8192 {
-            return bad("max_pixels must be within 1..=8192*8192");
+        if self.max_pixels == 0 || self.max_pixels > MAX_PIXELS {
+            return bad("max_pixels must be within 1..=4096*4096");
         }
         if self.max_decoded_pixels == 0 {
             return bad("max_decoded_pixels must be at least 1");
+        }
+        if !(self.max_frame_rate.is_finite()
+            && self.max_frame_rate >= 1.0
+            && self.max_frame_rate <= 10_000.0)
+        {
+            return bad("max_frame_rate must be within [1, 10000]");
         }
         if !(0.0..=1.0).contains(&self.min_face_rate) {
             return bad("min_face_rate must be within [0, 1]");
@@ -111,12 +130,20 @@ impl SpecParams {
         if let Some(px) = limits.max_decoded_pixels {
             p.max_decoded_pixels = p.max_decoded_pixels.min(px);
         }
+        if let Some(r) = limits.max_frame_rate {
+            p.max_frame_rate = p.max_frame_rate.min(r);
+        }
         p
     }
 
     /// The frame budget for a given fps: `ceil(fps × max_seconds)`.
     pub fn max_frames(&self, fps: f64) -> u64 {
         (fps * self.max_seconds).ceil() as u64
+    }
+
+    /// The frame budget of the work limit: `ceil(max_frame_rate × max_seconds)` (saturating).
+    pub fn max_work_frames(&self) -> u64 {
+        (self.max_frame_rate * self.max_seconds).ceil() as u64
     }
 
     /// Frames between detection tries once a face is found.

@@ -24,6 +24,7 @@ use std::ptr;
 use ff::ffi;
 use ffmpeg_next as ff;
 
+use super::isobmff;
 use crate::error::{Error, Result};
 
 /// Demuxers of container formats that carry their media inside the file. Everything that can
@@ -31,6 +32,12 @@ use crate::error::{Error, Result};
 /// off by default, sdp, rtsp, tee, …) is absent. Names as libavformat's probe reports them.
 pub const ALLOWED_DEMUXERS: &str =
     "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,flv,ogg,asf,mpeg,h264,hevc";
+
+/// Streams a file may hold (libavformat's `max_streams`; a demuxer fails to open a file with
+/// more). Every stream's decoder is opened while the stream information is read, at about a
+/// megabyte each whether discarded or not, so a file of hundreds of tracks would cost hundreds
+/// of megabytes. Phones write up to seven (video, audio and metadata tracks).
+pub const MAX_STREAMS: usize = 16;
 
 /// Size of the buffer libavformat reads through.
 const IO_BUFFER: usize = 64 * 1024;
@@ -72,6 +79,8 @@ pub(crate) fn unreadable() -> Error {
 pub struct OpenInput<'a> {
     /// The demuxer, with stream information read.
     pub ctx: ff::format::context::Input,
+    /// The index of the stream decoded: the first video stream (all others are discarded).
+    pub video: usize,
     _io: Io<'a>,
 }
 
@@ -144,20 +153,36 @@ pub(crate) fn silence_ffmpeg() {
     ff::util::log::set_level(ff::util::log::Level::Quiet);
 }
 
-/// The largest frame the stream-information probe may decode (it decodes a few frames to
-/// learn the codec parameters): a memory bound for hostile headers, far above any limit a
-/// model may set, so a frame over the request's own limit is still reported as
-/// `frame_too_large` from the header.
-const PROBE_MAX_PIXELS: u64 = 8192 * 8192;
+/// The largest single allocation FFmpeg's libraries may make in this process
+/// (`av_max_alloc`; FFmpeg's default is 2 GB). A demuxer that believes a header allocates what
+/// it claims: this bounds each such allocation whatever the container says, as a backstop;
+/// what comes in numbers is bounded where it is claimed (streams by [`MAX_STREAMS`], index
+/// entries by [`isobmff`]). The largest honest allocations are a converted BGR24 frame of
+/// `max_pixels` (3 × 4096 × 4096 bytes, which is why `max_pixels` stops there) and the FFV1
+/// encoder's packet for the test clips (`synth`, 640 × 480: 45 MB).
+pub const MAX_ALLOC: usize = 64 << 20;
+
+/// Sets [`MAX_ALLOC`] once per process, before the first file is opened.
+fn cap_allocations() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: av_max_alloc stores one size_t that av_malloc and av_realloc read; it is set
+    // once, before any allocation this process makes through the libraries depends on it.
+    ONCE.call_once(|| unsafe { ffi::av_max_alloc(MAX_ALLOC) });
+}
 
 /// Opens `source`, probes its bytes, refuses demuxers off the allow-list, and reads the
-/// stream information.
-pub fn open(source: VideoSource<'_>) -> Result<OpenInput<'_>> {
+/// stream information of its first video stream only: every other stream is discarded before
+/// the probe, whose decoder is bounded by `max_pixels` (the request's own limit), so neither
+/// the number of tracks nor their claimed frame size decides what opening costs.
+pub fn open(source: VideoSource<'_>, max_pixels: u64) -> Result<OpenInput<'_>> {
     silence_ffmpeg();
-    let reader = Box::into_raw(Box::new(match source {
+    cap_allocations();
+    let mut reader = match source {
         VideoSource::Bytes(b) => Reader::Bytes(Cursor::new(b)),
         VideoSource::Path(p) => Reader::File(File::open(p).map_err(|_| unreadable())?),
-    }));
+    };
+    isobmff::check(reader.inner()).map_err(|_| unreadable())?;
+    let reader = Box::into_raw(Box::new(reader));
     let mut io = Io {
         avio: ptr::null_mut(),
         reader,
@@ -204,15 +229,20 @@ pub fn open(source: VideoSource<'_>) -> Result<OpenInput<'_>> {
             0,
         );
         ffi::av_dict_set(&mut opts, c"protocol_whitelist".as_ptr(), none.as_ptr(), 0);
+        ffi::av_dict_set_int(&mut opts, c"max_streams".as_ptr(), MAX_STREAMS as i64, 0);
         let ret = ffi::avformat_open_input(&mut ctx, empty.as_ptr(), ptr::null(), &mut opts);
         ffi::av_dict_free(&mut opts);
         if ret < 0 {
             return Err(unreadable());
         }
         let input = ff::format::context::Input::wrap(ctx);
+        // Only the first video stream is read: the others' packets are dropped by the demuxer,
+        // so the probe opens no decoder for them and decodes none of their frames. (Streams a
+        // demuxer only finds while probing, as in MPEG-TS, are discarded right after it.)
+        let video = keep_first_video_only(ctx);
         // The probe decodes a few frames: bound their size like every later frame.
         let n = (*ctx).nb_streams as usize;
-        let limit = CString::new(PROBE_MAX_PIXELS.to_string()).map_err(fail)?;
+        let limit = CString::new(max_pixels.to_string()).map_err(fail)?;
         let mut per_stream: Vec<*mut ffi::AVDictionary> = vec![ptr::null_mut(); n];
         for d in &mut per_stream {
             ffi::av_dict_set(d, c"max_pixels".as_ptr(), limit.as_ptr(), 0);
@@ -224,10 +254,42 @@ pub fn open(source: VideoSource<'_>) -> Result<OpenInput<'_>> {
         if ret < 0 {
             return Err(unreadable());
         }
+        let video = match video {
+            Some(v) => v,
+            None => keep_first_video_only(ctx)
+                .ok_or_else(|| Error::invalid_video("the upload has no video stream"))?,
+        };
         Ok(OpenInput {
             ctx: input,
+            video,
             _io: io,
         })
+    }
+}
+
+/// The first video stream's index, every other stream marked `AVDISCARD_ALL`; `None` (and
+/// nothing marked) when no stream is known to be video yet.
+///
+/// # Safety
+/// `ctx` is an open format context.
+unsafe fn keep_first_video_only(ctx: *mut ffi::AVFormatContext) -> Option<usize> {
+    // SAFETY: the caller's context holds `nb_streams` valid stream pointers, each with its
+    // codec parameters.
+    unsafe {
+        let n = (*ctx).nb_streams as usize;
+        if n == 0 || (*ctx).streams.is_null() {
+            return None;
+        }
+        let streams = std::slice::from_raw_parts((*ctx).streams, n);
+        let video = streams
+            .iter()
+            .position(|&s| (*(*s).codecpar).codec_type == ffi::AVMediaType::AVMEDIA_TYPE_VIDEO)?;
+        for (i, &s) in streams.iter().enumerate() {
+            if i != video {
+                (*s).discard = ffi::AVDiscard::AVDISCARD_ALL;
+            }
+        }
+        Some(video)
     }
 }
 

@@ -12,6 +12,7 @@
 //! them (the display matrix applied as FFmpeg's autorotate does, [`orient`]).
 
 pub mod input;
+pub mod isobmff;
 pub mod orient;
 
 use ffmpeg_next as ff;
@@ -19,7 +20,7 @@ use opencv::core::{Mat, MatTraitConst, MatTraitManual, Scalar, CV_8UC3};
 use opencv::imgproc;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::spec::SpecParams;
+use crate::spec::{SpecParams, MAX_PIXELS};
 use input::Converter;
 pub use input::VideoSource;
 pub use orient::Orientation;
@@ -42,6 +43,17 @@ pub const DEFAULT_FPS: f64 = 30.0;
 /// Below this a frame rate counts as absent (OpenCV's `eps_zero`).
 const FPS_EPS: f64 = 0.000025;
 
+/// The limits a video can pass while decoding, in the order they are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    /// More frames than `ceil(fps × max_seconds)` (spec §1): `video_too_long`.
+    Length,
+    /// More frames than `ceil(max_frame_rate × max_seconds)`: `video_too_large`.
+    Frames,
+    /// More pixels than `max_decoded_pixels`: `video_too_large`.
+    Work,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Feeding,
@@ -57,6 +69,8 @@ pub struct Decoder<'a> {
     fps: f64,
     orientation: Orientation,
     max_frames: u64,
+    max_work_frames: u64,
+    max_frame_rate: f64,
     max_pixels: u64,
     max_seconds: f64,
     max_decoded_pixels: u64,
@@ -74,14 +88,17 @@ pub struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
-    /// Opens `source` and applies the header checks.
+    /// Opens `source` and applies the header checks: the frame size, and every limit the
+    /// header says the video would pass (length, frames, decoding work), confirmed by reading
+    /// a packet past that point so that refusals take milliseconds and a header that overstates
+    /// its file (a truncated one) refuses nothing.
     pub fn open(source: VideoSource<'a>, params: &SpecParams) -> Result<Decoder<'a>> {
-        let input = input::open(source)?;
-        let (stream, fps, orientation, params_av, header_frames, tb, start) = {
+        let input = input::open(source, params.max_pixels)?;
+        let stream = input.video;
+        let (fps, orientation, params_av, header_frames, tb, start) = {
             let s = input
                 .ctx
-                .streams()
-                .find(|s| s.parameters().medium() == ff::media::Type::Video)
+                .stream(stream)
                 .ok_or_else(|| Error::invalid_video("the upload has no video stream"))?;
             let tb = f64::from(s.time_base());
             let mut fps = f64::from(s.avg_frame_rate());
@@ -105,15 +122,7 @@ impl<'a> Decoder<'a> {
             } else {
                 s.start_time()
             };
-            (
-                s.index(),
-                fps,
-                orientation(&s),
-                s.parameters(),
-                n,
-                tb,
-                start,
-            )
+            (fps, orientation(&s), s.parameters(), n, tb, start)
         };
         // The header's size first: a decoder refuses to open over its pixel bound.
         let (w, h) = input::declared_size(&params_av);
@@ -130,7 +139,7 @@ impl<'a> Decoder<'a> {
             .video()
             .map_err(|_| Error::invalid_video("the video codec is not supported"))?;
         let max_frames = params.max_frames(fps);
-        let probe_at = (max_frames as f64 * (1.0 + PROBE_MARGIN)).ceil();
+        let max_work_frames = params.max_work_frames();
         let mut decoder = Decoder {
             dec,
             input,
@@ -138,6 +147,8 @@ impl<'a> Decoder<'a> {
             fps,
             orientation,
             max_frames,
+            max_work_frames,
+            max_frame_rate: params.max_frame_rate,
             max_pixels: params.max_pixels,
             max_seconds: params.max_seconds,
             max_decoded_pixels: params.max_decoded_pixels,
@@ -153,15 +164,51 @@ impl<'a> Decoder<'a> {
             unrotated: Mat::default(),
             scratch: Mat::default(),
         };
+        // The first limit the header's frames would pass, and the refusal it gives.
+        let px = w * h;
+        let trips = [
+            (max_frames, Limit::Length),
+            (max_work_frames, Limit::Frames),
+            (
+                params.max_decoded_pixels.checked_div(px).unwrap_or(u64::MAX),
+                Limit::Work,
+            ),
+        ];
+        let (first, limit) = trips
+            .into_iter()
+            .min_by_key(|t| t.0)
+            .unwrap_or((max_frames, Limit::Length));
+        let probe_at = (first as f64 * (1.0 + PROBE_MARGIN)).ceil();
         if header_frames.is_finite() && header_frames > probe_at && tb > 0.0 {
             let at_s = probe_at / fps;
             if decoder.data_exists_at(at_s, start, tb) {
-                return Err(too_long(params.max_seconds));
+                return Err(decoder.refusal(limit));
             }
             // The header overstates the stream: start again from the first frame.
-            decoder.input = input::open(source)?;
+            decoder.input = input::open(source, params.max_pixels)?;
         }
         Ok(decoder)
+    }
+
+    /// The refusal of a limit passed.
+    fn refusal(&self, limit: Limit) -> Error {
+        match limit {
+            Limit::Length => too_long(self.max_seconds),
+            Limit::Frames => Error::new(
+                ErrorCode::VideoTooLarge,
+                format!(
+                    "the video has more frames than the limit of {} ({} fps × {:.1} s)",
+                    self.max_work_frames, self.max_frame_rate, self.max_seconds
+                ),
+            ),
+            Limit::Work => Error::new(
+                ErrorCode::VideoTooLarge,
+                format!(
+                    "the video needs more decoding than the limit of {} megapixels (frames × pixels per frame)",
+                    self.max_decoded_pixels / 1_000_000
+                ),
+            ),
+        }
     }
 
     /// Whether a packet of the video stream really exists at `at_s` seconds from the start.
@@ -302,7 +349,10 @@ impl<'a> Decoder<'a> {
         let (w, h) = (self.frame.width(), self.frame.height());
         self.frames += 1;
         if self.frames > self.max_frames {
-            return Err(too_long(self.max_seconds));
+            return Err(self.refusal(Limit::Length));
+        }
+        if self.frames > self.max_work_frames {
+            return Err(self.refusal(Limit::Frames));
         }
         let px = u64::from(w) * u64::from(h);
         if px > self.max_pixels {
@@ -319,13 +369,7 @@ impl<'a> Decoder<'a> {
         }
         self.decoded_pixels += px;
         if self.decoded_pixels > self.max_decoded_pixels {
-            return Err(Error::new(
-                ErrorCode::VideoTooLarge,
-                format!(
-                    "the video needs more decoding than the limit of {} megapixels (frames × pixels per frame)",
-                    self.max_decoded_pixels / 1_000_000
-                ),
-            ));
+            return Err(self.refusal(Limit::Work));
         }
         self.convert_gray(w, h, gray)
             .map_err(|_| Error::invalid_video("a video frame cannot be converted"))
@@ -391,8 +435,9 @@ fn orientation(s: &ff::format::stream::Stream<'_>) -> Orientation {
 pub fn count_frames(source: VideoSource<'_>) -> Result<u64> {
     let params = SpecParams {
         max_seconds: 600.0,
-        max_pixels: 8192 * 8192,
+        max_pixels: MAX_PIXELS,
         max_decoded_pixels: u64::MAX,
+        max_frame_rate: f64::INFINITY,
         ..SpecParams::default()
     };
     let mut d = Decoder::open(source, &params)?;
