@@ -116,6 +116,11 @@ export interface ExtractOptions {
    */
   maxDecodedPixels?: number
   /**
+   * Frames per second of `maxSeconds` the video may hold (default 120): more frames are
+   * `video_too_large`.
+   */
+  maxFrameRate?: number
+  /**
    * Optical flow implementation: `rust` (default, ours) or `opencv` (the reference); both
    * give the spec's numbers.
    */
@@ -206,6 +211,11 @@ export interface LoadModelOptions {
    * `MAX_DECODED_MEGAPIXELS` × 10⁶).
    */
   maxDecodedPixels?: number
+  /**
+   * Cap on the frames per second of `maxSeconds` one video may hold (the service's
+   * `MAX_FRAME_RATE`): more frames are `video_too_large`.
+   */
+  maxFrameRate?: number
   /**
    * Optical flow implementation: `rust` (default, ours) or `opencv` (the reference); both
    * give the spec's numbers.

@@ -19,7 +19,17 @@ export interface Running {
 }
 
 export async function start(config: Config, service: Service = createService(config)): Promise<Running> {
-  const server = createServer(service.app)
+  // Headers that never finish are bounded by REQUEST_TIMEOUT_S like bodies (Node's defaults
+  // let a slow client hold a connection 60 s and more, checked every 30 s). Node's own whole-
+  // request bound stays above ours, so a slow body gets the service's 408, not Node's.
+  const server = createServer(
+    {
+      headersTimeout: config.requestTimeoutMs,
+      requestTimeout: config.requestTimeoutMs + 10_000,
+      connectionsCheckingInterval: Math.min(1000, config.requestTimeoutMs),
+    },
+    service.app,
+  )
   server.keepAliveTimeout = 65_000
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

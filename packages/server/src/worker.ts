@@ -15,7 +15,7 @@ import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq'
 import type { Logger } from 'pino'
 import { ApiError, encodeError, toApiError } from './core/errors.js'
 import type { Config } from './core/config.js'
-import { makeLogger } from './core/observability.js'
+import { makeLogger, repeatingErrorLog } from './core/observability.js'
 import { makePrivateDir, removeStaleDirs } from './core/tempdirs.js'
 import { checkThreadPool } from './core/threadpool.js'
 import type { Answer } from './services/answer.js'
@@ -116,7 +116,10 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
   // finishedOn is set only when the job has failed for good (no retry left).
   inferWorker.on('failed', (job) => (job?.finishedOn ? dropBlob(job) : undefined))
   callbackWorker.on('failed', (job, err) => logger.warn({ job_id: job?.data.job_id, attempt: job?.attemptsMade, err: err.message }, 'callback attempt failed'))
-  for (const w of [inferWorker, callbackWorker]) w.on('error', (e) => logger.warn({ err: e.message }, 'queue connection error'))
+  // Redis away makes every reconnect attempt an error: one line, then a digest every 30 s.
+  const connection = repeatingErrorLog(logger, 'queue connection error')
+  for (const w of [inferWorker, callbackWorker]) w.on('error', (e) => connection.report(e))
+  redis.on('ready', () => connection.recovered())
   await Promise.all([inferWorker.waitUntilReady(), callbackWorker.waitUntilReady()])
   await checkPersistence(redis, logger)
   logger.info({ name, models: config.registry.map((e) => e.name), concurrency: config.concurrency }, 'worker ready')

@@ -9,8 +9,9 @@ import { execFileSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { request, type IncomingHttpHeaders } from 'node:http'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { assertNoLeak, auth, spawnService, TOKEN, type ServiceProcess } from './helpers.js'
@@ -176,7 +177,7 @@ describe('hostile requests', () => {
       ['GET', '/models/%'],
       ['GET', '/models/%E0%A4%A'],
       ['POST', '/infer/%E0%A4%A'],
-      ['GET', '/jobs/%zz'],
+      ['GET', '/models/%zz'],
     ])('%s %s: 400 bad_request, with a token or without', async (method, path) => {
       for (const headers of [auth(), {}]) {
         const r = await send(s.url, path, { method, headers: { ...headers, 'Content-Type': 'application/json' }, body: method === 'POST' ? features : undefined })
@@ -184,9 +185,13 @@ describe('hostile requests', () => {
       }
     })
 
-    it('a JSON body in another charset: 415 unsupported_media_type', async () => {
-      const r = await send(s.url, '/infer/tabr-demo', { method: 'POST', headers: { ...json, 'Content-Type': 'application/json; charset=latin1' }, body: features })
-      await expectRefused(s, r, 415, 'unsupported_media_type')
+    it('a JSON body in another charset: 415 unsupported_media_type (UTF-16 and UTF-32 too: they were 400)', async () => {
+      for (const charset of ['latin1', 'utf-16', 'UTF-16LE', 'utf-32', '"utf-16"']) {
+        const r = await send(s.url, '/infer/tabr-demo', { method: 'POST', headers: { ...json, 'Content-Type': `application/json; charset=${charset}` }, body: features })
+        await expectRefused(s, r, 415, 'unsupported_media_type')
+      }
+      const ok = await send(s.url, '/infer/tabr-demo', { method: 'POST', headers: { ...json, 'Content-Type': 'application/json; charset="UTF-8"' }, body: features })
+      expect(ok.status, ok.text).toBe(200)
     })
 
     it('bad Content-Encoding: garbage gzip 400, unknown 415, a gzip bomb 413, on a video 415', async () => {
@@ -251,6 +256,31 @@ describe('hostile requests', () => {
     })
   })
 
+  // Headers sent a byte every 200 ms and never finished: the connection is answered 408 and
+  // closed after REQUEST_TIMEOUT_S (2 s here), not Node's 60 s and more (69–80 s before).
+  it('headers that never finish are cut at REQUEST_TIMEOUT_S', async () => {
+    const { hostname: host, port } = new URL(s.url)
+    const t = Date.now()
+    const reply = await new Promise<string>((resolve, reject) => {
+      const sock = connect(Number(port), host)
+      let got = ''
+      sock.on('error', reject)
+      sock.on('data', (d) => (got += d.toString('latin1')))
+      sock.on('close', () => {
+        clearInterval(drip)
+        resolve(got)
+      })
+      sock.write(`POST /infer/tabr-demo HTTP/1.1\r\nHost: ${host}\r\nX-Slow: `)
+      const drip = setInterval(() => sock.writable && sock.write('a'), 200)
+      setTimeout(() => sock.destroy(), 30_000)
+    })
+    const took = (Date.now() - t) / 1000
+    expect(reply).toMatch(/^HTTP\/1\.1 408/)
+    expect(took).toBeGreaterThanOrEqual(1.5)
+    expect(took).toBeLessThan(10)
+    await stillServing(s)
+  })
+
   describe('methods', () => {
     it.each([
       ['DELETE', '/models', 'GET, HEAD'],
@@ -258,7 +288,11 @@ describe('hostile requests', () => {
       ['GET', '/infer/tabr-demo', 'POST'],
       ['PUT', '/infer/tabr-demo', 'POST'],
       ['POST', '/healthz', 'GET, HEAD'],
-      ['DELETE', '/jobs/00000000-0000-0000-0000-000000000000', 'GET, HEAD'],
+      ['DELETE', '/openapi.json', 'GET, HEAD'],
+      // The browser client's files (they answered 404 to other methods).
+      ['PUT', '/app/', 'GET, HEAD'],
+      ['DELETE', '/app/index.html', 'GET, HEAD'],
+      ['POST', '/app/assets/anything.js', 'GET, HEAD'],
     ])('%s %s: 405 method_not_allowed with Allow: %s', async (method, path, allow) => {
       for (const headers of [auth(), {}]) {
         const r = await send(s.url, path, { method, headers })
@@ -271,6 +305,8 @@ describe('hostile requests', () => {
       const o = await send(s.url, '/infer/tabr-demo', { method: 'OPTIONS' })
       expect([o.status, o.headers.allow]).toEqual([204, 'POST'])
       await expectRefused(s, await send(s.url, '/nope', { method: 'DELETE', headers: auth() }), 404, 'not_found')
+      const app = await send(s.url, '/app/index.html', { method: 'OPTIONS' })
+      expect([app.status, app.headers.allow]).toEqual([204, 'GET, HEAD'])
     })
   })
 
@@ -387,6 +423,66 @@ describe('hostile media', () => {
     const bytes = readFileSync(join(dir, 'black1000.mp4'))
     expect(bytes.length).toBeLessThan(200 * 1024)
     await expectRefused(s, await post(bytes, 'video/mp4'), 422, 'video_too_large')
+  })
+
+  // Uploads under 2 MB that cost gigabytes or tens of seconds before (issue "Hardening, round
+  // two"): the service's peak RSS over the request (VmHWM, reset through clear_refs) must stay
+  // within 64 MB of its resident size before it, and the refusal come quickly.
+  describe('what an upload may cost', () => {
+    const hostileMedia = resolve(__dirname, '../../../tests/media/hostile_media.py')
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${s.proc.pid}/status`, 'utf8'))?.[1])
+    const cases: [string, () => string, string][] = [
+      [
+        '16 video tracks of one 8192² frame (2.6 GB and 11 s before)',
+        () => {
+          ffmpeg('-f', 'lavfi', '-i', 'color=c=black:s=8192x8192:r=1', '-frames:v', '1', '-c:v', 'libx264', '-qp', '51', join(dir, 'big.mp4'))
+          const inputs = Array.from({ length: 16 }, () => ['-i', join(dir, 'big.mp4')]).flat()
+          const maps = Array.from({ length: 16 }, (_, i) => ['-map', `${i}:v`]).flat()
+          ffmpeg(...inputs, ...maps, '-c', 'copy', join(dir, 'tracks16.mkv'))
+          return join(dir, 'tracks16.mkv')
+        },
+        'frame_too_large',
+      ],
+      [
+        'an MP4 whose sample table claims 80 million samples (1.9 GB and 5 s before)',
+        () => {
+          ffmpeg('-f', 'lavfi', '-i', 'testsrc=s=64x64:r=25', '-frames:v', '5', ...x264, join(dir, 'five.mp4'))
+          execFileSync('python3', [hostileMedia, 'sample-table', join(dir, 'five.mp4'), join(dir, 'stsz.mp4'), '--samples', '80000000'])
+          return join(dir, 'stsz.mp4')
+        },
+        'invalid_video',
+      ],
+      [
+        'a fragment claiming 80 million samples (5.1 GB and 21 s before)',
+        () => {
+          ffmpeg('-f', 'lavfi', '-i', 'testsrc=s=64x64:r=25', '-frames:v', '5', ...x264, '-movflags', 'frag_keyframe+empty_moov', join(dir, 'frag.mp4'))
+          execFileSync('python3', [hostileMedia, 'trun', join(dir, 'frag.mp4'), join(dir, 'trun.mp4'), '--samples', '80000000'])
+          return join(dir, 'trun.mp4')
+        },
+        'invalid_video',
+      ],
+      [
+        '10,000 frames of 128² at 1000 fps (decoded to the end before: 15–30 s)',
+        () => {
+          ffmpeg('-f', 'lavfi', '-i', 'testsrc2=s=128x128:r=1000', '-frames:v', '10000', ...x264, '-crf', '40', join(dir, 'fast.mp4'))
+          return join(dir, 'fast.mp4')
+        },
+        'video_too_large',
+      ],
+    ]
+    it.each(cases)('%s: refused, within 64 MB and seconds', async (_what, make, code) => {
+      const bytes = readFileSync(make())
+      expect(bytes.length).toBeLessThan(2_000_000)
+      writeFileSync(`/proc/${s.proc.pid}/clear_refs`, '5')
+      const before = kb('VmRSS')
+      const t = Date.now()
+      const r = await post(bytes, 'video/mp4')
+      const took = (Date.now() - t) / 1000
+      const grew = (kb('VmHWM') - before) / 1024
+      await expectRefused(s, r, 422, code)
+      expect(grew, `the peak RSS grew ${grew.toFixed(0)} MB`).toBeLessThanOrEqual(64)
+      expect(took).toBeLessThan(5)
+    })
   })
 
   it('a corrupt stream: whatever the answer, the log stays JSON (FFmpeg never writes raw lines)', async () => {

@@ -146,12 +146,14 @@ describe('POST /infer/{model}', () => {
 })
 
 describe('server-wide video limits (a cap over each manifest param)', () => {
-  it('MAX_VIDEO_SECONDS, MAX_FRAME_PIXELS and MAX_DECODED_MEGAPIXELS refuse what exceeds them', async () => {
-    // The face clip: 90 frames of 640×480 at 30 fps = 3 s, 27.6 megapixels decoded.
+  it('MAX_VIDEO_SECONDS, MAX_FRAME_PIXELS, MAX_DECODED_MEGAPIXELS and MAX_FRAME_RATE refuse what exceeds them', async () => {
+    // The face clip: 90 frames of 640×480 at 30 fps = 3 s, 27.6 megapixels decoded; 8 fps ×
+    // 10.5 s allows 84 frames.
     const cases: [Record<string, string>, string][] = [
       [{ MAX_VIDEO_SECONDS: '1' }, 'video_too_long'],
       [{ MAX_FRAME_PIXELS: String(320 * 240) }, 'frame_too_large'],
       [{ MAX_DECODED_MEGAPIXELS: '10' }, 'video_too_large'],
+      [{ MAX_FRAME_RATE: '8' }, 'video_too_large'],
     ]
     for (const [env, code] of cases) {
       const s = await serve(env)
@@ -168,9 +170,9 @@ describe('server-wide video limits (a cap over each manifest param)', () => {
     const { loadConfig, ConfigError } = await import('../src/core/config.js')
     const { TOKEN } = await import('./helpers.js')
     const load = (env: Record<string, string> = {}) => loadConfig({ AI_API_TOKEN: TOKEN, ...env }, { dotenv: false })
-    expect(load().limits).toEqual({ maxSeconds: 10.5, maxPixels: 1920 * 1080, maxDecodedPixels: 1_306_000_000 })
-    expect(load({ MAX_DECODED_MEGAPIXELS: '2.5', MAX_FRAME_PIXELS: '1000', MAX_VIDEO_SECONDS: '3' }).limits).toEqual({ maxSeconds: 3, maxPixels: 1000, maxDecodedPixels: 2_500_000 })
-    for (const [k, v] of [['MAX_DECODED_MEGAPIXELS', '0'], ['MAX_FRAME_PIXELS', '-1'], ['MAX_FRAME_PIXELS', '1.5'], ['MAX_VIDEO_SECONDS', 'x']]) {
+    expect(load().limits).toEqual({ maxSeconds: 10.5, maxPixels: 1920 * 1080, maxDecodedPixels: 1_306_000_000, maxFrameRate: 120 })
+    expect(load({ MAX_DECODED_MEGAPIXELS: '2.5', MAX_FRAME_PIXELS: '1000', MAX_VIDEO_SECONDS: '3', MAX_FRAME_RATE: '60' }).limits).toEqual({ maxSeconds: 3, maxPixels: 1000, maxDecodedPixels: 2_500_000, maxFrameRate: 60 })
+    for (const [k, v] of [['MAX_DECODED_MEGAPIXELS', '0'], ['MAX_FRAME_PIXELS', '-1'], ['MAX_FRAME_PIXELS', '1.5'], ['MAX_VIDEO_SECONDS', 'x'], ['MAX_FRAME_RATE', '0.5'], ['MAX_FRAME_RATE', '20000']]) {
       expect(() => load({ [k!]: v! }), `${k}=${v}`).toThrow(ConfigError)
       expect(() => load({ [k!]: v! })).toThrow(new RegExp(`^${k}: `))
     }

@@ -3,13 +3,16 @@
 // requests by hand (header lengths, binary sizes, shapes, datatypes, outputs, sizes), and in
 // queue mode with Redis away. Every error is the protocol's `{"error": "…"}`, without paths.
 import { execFile } from 'node:child_process'
-import { resolve } from 'node:path'
+import { existsSync, readdirSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Running } from '../src/server.js'
 import { assertNoLeak, auth, serve, TOKEN } from './helpers.js'
 
 const N = 90
+/** Every committed model directory. */
+const MODELS_DIR = resolve(__dirname, '../../../models')
 const HEADER = 'Inference-Header-Content-Length'
 
 /** A request body: the JSON header, then the binary tensors (when any). */
@@ -89,6 +92,10 @@ describe('Open Inference Protocol v2', () => {
     expect(wrong.status).toBe(405)
     expect(wrong.headers.get('allow')).toBe('POST')
     expect(typeof wrong.json.error).toBe('string')
+    // Routes match in any case (Express's default), and so does the protocol's error form:
+    // /V2/MODELS/nope answered in the service's form before.
+    expect(await send(s, '/V2/MODELS/nope')).toMatchObject({ status: 404, json: { error: 'no model named "nope"' } })
+    expect((await send(s, '/V2/Repository/Index')).json).toEqual({ error: 'no route GET /V2/Repository/Index' })
     // The rest of the service keeps its own form.
     expect((await send(s, '/models/nope')).json.error.code).toBe('model_not_found')
   })
@@ -217,4 +224,86 @@ describe('Open Inference Protocol v2 in queue mode', () => {
       expect(performance.now() - t).toBeLessThan(10_000)
     }
   }, 30_000)
+})
+
+// Values far out of range that are still finite (issue "Hardening, round two", item 4): one
+// feature at 1e21 answered 200 with `[null, null]` and the first label, on every model and
+// route. Now each answer is finite probabilities summing to 1, or 422 invalid_features.
+describe('feature values at the extremes, on every model and every route', () => {
+  const FLT_MAX = 3.4028234663852886e38
+  const EXTREMES = [1e21, -1e21, FLT_MAX, -FLT_MAX, 1e-310, 1e-40, -1e-45]
+  const MODELS = readdirSync(MODELS_DIR).filter((m) => existsSync(join(MODELS_DIR, m, 'manifest.json'))).sort()
+  let s: Running
+  beforeAll(async () => {
+    s = await serve({ MODEL_REGISTRY: MODELS.map((m) => `${m}:tabr:${join(MODELS_DIR, m)}`).join(',') })
+  })
+  afterAll(async () => {
+    await s.shutdown()
+  })
+
+  type Outcome = { status: number; probabilities?: number[][]; refusal?: string }
+  const routes: [string, (model: string, rows: number[][]) => Promise<Outcome>][] = [
+    [
+      'POST /infer (JSON)',
+      async (model, rows) => {
+        const r = await send(s, `/infer/${model}`, { body: JSON.stringify({ features: rows[0]!.map((v) => (Number.isNaN(v) ? null : v)) }), headers: { 'Content-Type': 'application/json' } })
+        return r.status === 200 ? { status: 200, probabilities: [r.json.prediction.probabilities] } : { status: r.status, refusal: r.json.error?.code }
+      },
+    ],
+    [
+      'OIP JSON',
+      async (model, rows) => {
+        const r = await post(s, { inputs: [{ name: 'features', datatype: 'FP32', shape: [rows.length, N], data: rows.flat().map((v) => (Number.isNaN(v) ? null : v)) }] }, `/v2/models/${model}/infer`)
+        return r.status === 200 ? { status: 200, probabilities: rowsOf(r.json.outputs[0].data, r.json.outputs[0].shape[1]) } : { status: r.status, refusal: r.json.error }
+      },
+    ],
+    [
+      'OIP binary',
+      async (model, rows) => {
+        const r = await post(s, binaryInput(rows, { parameters: { binary_data_output: true } }), `/v2/models/${model}/infer`)
+        if (r.status !== 200) return { status: r.status, refusal: r.json.error }
+        const out = r.json.outputs[0]
+        const values = Array.from({ length: out.parameters.binary_data_size / 4 }, (_, i) => r.binary!.readFloatLE(i * 4))
+        return { status: 200, probabilities: rowsOf(values, out.shape[1]) }
+      },
+    ],
+  ]
+  const rowsOf = (flat: number[], width: number) => Array.from({ length: flat.length / width }, (_, i) => flat.slice(i * width, (i + 1) * width))
+
+  it('answers finite probabilities summing to 1, or 422 invalid_features naming the feature or row', async () => {
+    expect(MODELS.length).toBeGreaterThanOrEqual(2)
+    const counts = { answered: 0, refused: 0 }
+    for (const model of MODELS) {
+      for (const x of EXTREMES) {
+        // One feature at x (the rest missing, filled by the imputer), and every feature at x.
+        const one = Array.from({ length: N }, (_, i) => (i === 7 ? x : Number.NaN))
+        const all = new Array<number>(N).fill(x)
+        for (const [name, route] of routes) {
+          for (const [which, row] of [['one', one], ['all', all]] as const) {
+            const what = `${model} ${name} ${which} = ${x}`
+            const o = await route(model, [row])
+            if (o.status === 200) {
+              for (const p of o.probabilities!) {
+                expect(p.every((v) => Number.isFinite(v) && v >= 0 && v <= 1), `${what}: ${JSON.stringify(p)}`).toBe(true)
+                expect(Math.abs(p.reduce((a, b) => a + b, 0) - 1), what).toBeLessThan(1e-6)
+              }
+              counts.answered++
+            } else {
+              expect(o.status, `${what}: ${o.refusal}`).toBe(422)
+              if (name === 'POST /infer (JSON)') expect(o.refusal, what).toBe('invalid_features')
+              else expect(o.refusal, what).toMatch(which === 'one' ? /feature 7 \(|output overflows/ : /feature \d+ \(|output overflows/)
+              counts.refused++
+            }
+            // Far out on every feature, no model has an answer.
+            if (which === 'all' && Math.abs(x) >= 1e21) expect(o.status, what).toBe(422)
+          }
+        }
+      }
+      // In a batch, the refusal names the row.
+      const r = await post(s, jsonInput([row(1), new Array<number>(N).fill(1e21)]), `/v2/models/${model}/infer`)
+      expect([r.status, r.json.error]).toEqual([422, expect.stringMatching(/^row 1: /)])
+    }
+    expect(counts.answered).toBeGreaterThan(0)
+    expect(counts.refused).toBeGreaterThan(0)
+  })
 })

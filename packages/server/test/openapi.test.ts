@@ -19,25 +19,35 @@ describe('OpenAPI', () => {
     expect(openapiFor('sync').info).toMatchObject({ title: 'tabr-serve', version: pkg.version })
   })
 
-  it('documents every route with exactly its methods', async () => {
-    const s = createService(config())
-    try {
-      const stack = (s.app as unknown as { router: { stack: { route?: { path: string; methods: Record<string, boolean> } }[] } }).router.stack
-      const served = new Map<string, Set<string>>()
-      for (const { route } of stack) {
-        if (!route) continue
-        const methods = served.get(route.path.replace(/:(\w+)/g, '{$1}')) ?? new Set()
-        // `_all`: the 405 answer every declared path gets for the methods it does not list.
-        for (const m of Object.keys(route.methods)) if (m !== '_all') methods.add(m)
-        served.set(route.path.replace(/:(\w+)/g, '{$1}'), methods)
-      }
-      for (const mode of ['sync', 'queue'] as const) {
+  it('documents every route with exactly its methods, in each mode (GET /jobs/{id} in queue mode only)', async () => {
+    for (const mode of ['sync', 'queue'] as const) {
+      // The queue mode's service is built, not started: its Redis connection is never used.
+      const s = createService(config({ EXECUTION_MODE: mode, REDIS_URL: 'redis://127.0.0.1:1' }))
+      try {
+        const stack = (s.app as unknown as { router: { stack: { route?: { path: string; methods: Record<string, boolean> } }[] } }).router.stack
+        const served = new Map<string, Set<string>>()
+        for (const { route } of stack) {
+          if (!route) continue
+          const methods = served.get(route.path.replace(/:(\w+)/g, '{$1}')) ?? new Set()
+          // `_all`: the 405 answer every declared path gets for the methods it does not list.
+          for (const m of Object.keys(route.methods)) if (m !== '_all') methods.add(m)
+          served.set(route.path.replace(/:(\w+)/g, '{$1}'), methods)
+        }
         const documented = new Map(Object.entries(openapiFor(mode).paths).map(([p, ops]) => [p, new Set(Object.keys(ops))]))
         expect(documented).toEqual(served)
+        expect(served.has('/jobs/{id}')).toBe(mode === 'queue')
+      } finally {
+        await s.dispose()
       }
-    } finally {
-      await s.dispose()
     }
+  })
+
+  it('describes what a body must be where a schema can say it: video media, shapes of at least 1', () => {
+    const infer = openapiFor('sync').paths['/infer/{model}'].post.requestBody.content
+    expect(infer['multipart/form-data'].encoding.video.contentType).toMatch(/^video\/\*/)
+    expect(infer['multipart/form-data'].schema.properties.video.contentMediaType).toBe('video/*')
+    const shape = openapiFor('sync').components.schemas.OipInferRequest.properties.inputs.items.properties.shape
+    expect(shape.items.minimum).toBe(1)
   })
 
   it('lists every error code the service and the native core answer with', () => {

@@ -168,6 +168,12 @@ describe('queue mode under faults', () => {
     expect((await fetch(`${api.url}/jobs/00000000-0000-4000-8000-000000000000`, { headers: auth() })).status).toBe(503)
     expect((await fetch(`${api.url}/metrics`, { headers: auth() })).status).toBe(200)
     expect(Date.now() - t).toBeLessThan(2000)
+    // The worker says Redis is away once, not at every reconnect attempt (it wrote four lines
+    // a second: 2,644 in 11 minutes).
+    await new Promise((r) => setTimeout(r, 5000))
+    const errorLines = () => w.lines.filter((l) => l.msg === 'queue connection error').length
+    expect(errorLines()).toBeGreaterThanOrEqual(1)
+    expect(errorLines()).toBeLessThanOrEqual(2)
 
     await redis.start()
     await until(async () => (await fetch(`${api.url}/readyz`)).status === 200, 15_000, '/readyz to recover')
@@ -176,5 +182,6 @@ describe('queue mode under faults', () => {
       return res.status === 200 && ((await res.json()) as Json)
     }, 20_000, 'a request to succeed again')
     expect(r.prediction.probabilities).toHaveLength(2)
+    await until(async () => w.lines.some((l) => l.msg === 'queue connection error: recovered'), 10_000, 'the worker to say the queue is back')
   })
 })

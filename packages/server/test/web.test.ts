@@ -141,6 +141,38 @@ describe('the browser client', () => {
     expect((await fetch(`${s.url}/app/%2e%2e/%2e%2e/package.json`)).status).toBe(404)
   })
 
+  it('caches the hashed assets for a year and revalidates the page', async () => {
+    const page = await (await fetch(`${s.url}/app/`)).text()
+    const asset = /src="(\/app\/assets\/[^"]+\.js)"/.exec(page)?.[1]
+    expect(asset).toBeTruthy()
+    const a = await fetch(`${s.url}${asset}`)
+    expect([a.status, a.headers.get('cache-control')]).toEqual([200, 'public, max-age=31536000, immutable'])
+    expect((await fetch(`${s.url}/app/`)).headers.get('cache-control')).toBe('no-cache')
+  })
+
+  it('renders the API docs at /docs under a CSP of this origin, serving nothing else of swagger-ui-dist', async () => {
+    const r = await fetch(`${s.url}/docs`)
+    expect(r.headers.get('content-security-policy')).toContain("script-src 'self'")
+    expect(r.headers.get('content-security-policy')).toContain("connect-src 'self'")
+    // The stock index.html (its initializer fetches an outside petstore URL) and the rest of
+    // the folder were served before.
+    for (const f of ['index.html', 'swagger-initializer.js', 'package.json', 'oauth2-redirect.html']) {
+      expect((await fetch(`${s.url}/docs/static/${f}`)).status, f).toBe(404)
+    }
+    const page = await browser.newPage()
+    const violations: string[] = []
+    const outside: string[] = []
+    page.on('console', (m) => m.text().includes('Content Security Policy') && violations.push(m.text()))
+    page.on('request', (q) => !q.url().startsWith(s.url) && !q.url().startsWith('data:') && outside.push(q.url()))
+    await page.goto(`${s.url}/docs`)
+    await page.locator('.opblock-summary-path', { hasText: '/infer/{model}' }).first().waitFor({ timeout: 30_000 })
+    expect(await page.locator('.info .title').textContent()).toContain('tabr-serve')
+    await page.screenshot({ path: join(OUT, 'docs.png') })
+    await page.close()
+    expect(violations).toEqual([])
+    expect(outside).toEqual([])
+  }, 60_000)
+
   it("asks a researcher's questions: WEB_QUESTIONS_FILE, or one question in the URL; a bad file stops start-up", async () => {
     const file = join(tmp, 'questions.json')
     writeFileSync(file, JSON.stringify({ questions: ['How did the last meeting go?', 'What is your favourite season?'] }))

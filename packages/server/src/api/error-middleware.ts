@@ -5,8 +5,13 @@
 import type { ErrorRequestHandler } from 'express'
 import { toApiError } from '../core/errors.js'
 
-/** The Open Inference Protocol's paths (every path under /v2, known or not). */
-export const isOipPath = (path: string) => path === '/v2' || path.startsWith('/v2/')
+/** The Open Inference Protocol's paths (every path under /v2, known or not), in any case:
+ * Express matches routes case-insensitively, so /V2/MODELS/x is the protocol's route too and
+ * answers in its form. */
+export const isOipPath = (path: string) => {
+  const p = path.toLowerCase()
+  return p === '/v2' || p.startsWith('/v2/')
+}
 
 export const errorMiddleware: ErrorRequestHandler = (err, req, res, next) => {
   // Too late for an error body: Express's final handler closes the connection.

@@ -63,7 +63,7 @@ const oipInfer = (versioned: boolean) => ({
       '408': oipError('the body did not arrive within REQUEST_TIMEOUT_S'),
       '413': oipError('the body is over 8 MiB (after Content-Encoding)'),
       '415': oipError('an unsupported Content-Encoding'),
-      '422': oipError('values the model cannot take (infinite; missing without an imputer)'),
+      '422': oipError('values the model cannot take, naming the feature or row: infinite; missing without an imputer; so far out of range that preprocessing or the network overflows'),
       '500': oipError('the model failed to run'),
       '503': oipError('overloaded (Retry-After) or not ready'),
       '504': oipError('timeout (REQUEST_TIMEOUT_S)'),
@@ -196,7 +196,7 @@ export const openapiFor = (mode: ExecutionMode) => {
               properties: {
                 name: { type: 'string', enum: ['features'] },
                 datatype: { type: 'string', enum: ['FP32'] },
-                shape: { type: 'array', items: { type: 'integer' }, minItems: 2, maxItems: 2 },
+                shape: { type: 'array', items: { type: 'integer', minimum: 1 }, minItems: 2, maxItems: 2, description: '[N, n_features]: 1 ≤ N ≤ MAX_BATCH_ROWS, and the model\'s n_features (GET /v2/models/{name})' },
                 parameters: { type: 'object', properties: { binary_data_size: { type: 'integer' } } },
                 data: { type: 'array', items: { type: ['number', 'null', 'array'] }, description: 'N × n_features values, flat or as rows; null = missing' },
               },
@@ -264,10 +264,15 @@ export const openapiFor = (mode: ExecutionMode) => {
           required: true,
           content: {
             'multipart/form-data': {
-              schema: { type: 'object', required: ['video'], properties: { video: { type: 'string', format: 'binary' }, ...(queue ? { callback_url: callbackUrl } : {}) } },
+              schema: {
+                type: 'object',
+                required: ['video'],
+                properties: { video: { type: 'string', contentMediaType: 'video/*', description: 'the bytes of one video file (a self-contained container: MP4/MOV, Matroska/WebM, AVI, MPEG-TS, …); anything else is 422 invalid_video' }, ...(queue ? { callback_url: callbackUrl } : {}) },
+              },
+              encoding: { video: { contentType: 'video/*, application/octet-stream' } },
             },
-            'video/*': { schema: { type: 'string', format: 'binary' } },
-            'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
+            'video/*': { schema: { type: 'string', contentMediaType: 'video/*', description: 'the bytes of one video file; anything else is 422 invalid_video' } },
+            'application/octet-stream': { schema: { type: 'string', contentMediaType: 'video/*', description: 'the bytes of one video file; anything else is 422 invalid_video' } },
             'application/json': {
               schema: { type: 'object', required: ['features'], properties: { features: { type: 'array', items: { type: ['number', 'null'] }, description: "90 POC-ABS values of the model's feature spec (GET /models/{model}: features); null = missing" } } },
             },
@@ -288,25 +293,29 @@ export const openapiFor = (mode: ExecutionMode) => {
           '408': error('request_timeout: the body did not arrive within REQUEST_TIMEOUT_S'),
           '413': error('payload_too_large (MAX_UPLOAD_MB; JSON bodies 1 MB)'),
           '415': error('unsupported_media_type: another Content-Type, a JSON charset other than UTF-8, or a Content-Encoding (video bodies take none)'),
-          '422': error(`invalid_video, video_too_long, video_too_short, frame_too_large, video_too_large (more decoding work than MAX_DECODED_MEGAPIXELS), no_face, invalid_features, callback_not_allowed${queue ? '' : ' (callbacks need queue mode)'}`),
+          '422': error(`invalid_video, video_too_long, video_too_short, frame_too_large, video_too_large (more frames than MAX_FRAME_RATE × MAX_VIDEO_SECONDS, or more decoding work than MAX_DECODED_MEGAPIXELS), no_face, invalid_features (also values so far out of range that the model overflows), callback_not_allowed${queue ? '' : ' (callbacks need queue mode)'}`),
           '500': error('internal, model_error'),
           '503': error(`overloaded (with Retry-After), not_ready${queue ? ', or queue_unavailable (Redis away; with Retry-After)' : ''}`),
           '504': error('timeout (REQUEST_TIMEOUT_S)'),
         },
       },
     },
-    '/jobs/{id}': {
-      get: {
-        summary: queue ? 'A job: queued, running, succeeded (with the result) or failed (with code and message)' : 'Queue mode only: in sync mode every id answers 404 job_not_found',
-        parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } }],
-        responses: {
-          '200': { description: 'the job', content: { 'application/json': { schema: { $ref: '#/components/schemas/Job' } } } },
-          '401': errors['401'],
-          '404': error('job_not_found: unknown, or expired after JOB_TTL_S'),
-          '503': error('queue_unavailable'),
-        },
-      },
-    },
+    ...(queue
+      ? {
+          '/jobs/{id}': {
+            get: {
+              summary: 'A job: queued, running, succeeded (with the result) or failed (with code and message)',
+              parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } }],
+              responses: {
+                '200': { description: 'the job', content: { 'application/json': { schema: { $ref: '#/components/schemas/Job' } } } },
+                '401': errors['401'],
+                '404': error('job_not_found: unknown, or expired after JOB_TTL_S'),
+                '503': error('queue_unavailable'),
+              },
+            },
+          },
+        }
+      : {}),
     '/models': {
       get: {
         summary: 'Every model',

@@ -161,6 +161,10 @@ export function bodyToInput(dir: string, opts: { maxBytes: number; timeoutMs: nu
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
     const kind = type === 'multipart/form-data' ? 'multipart' : type.startsWith('video/') || type === 'application/octet-stream' ? 'raw' : type === 'application/json' ? 'json' : undefined
     if (!kind) return done(new ApiError('unsupported_media_type', 'send multipart/form-data (field "video"), video/*, application/octet-stream or application/json'))
+    // JSON bodies are UTF-8 (RFC 8259): another declared charset is refused before parsing
+    // (the JSON parser would decode UTF-16 and UTF-32 itself, then fail on the bytes as 400).
+    const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(req.headers['content-type'] ?? '')?.[1]?.toLowerCase()
+    if (kind === 'json' && charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') return done(new ApiError('unsupported_media_type', 'unsupported charset: JSON bodies are UTF-8'))
     const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase()
     if (kind !== 'json' && encoding !== 'identity') return done(new ApiError('unsupported_media_type', 'video uploads are stored as sent: no Content-Encoding'))
 

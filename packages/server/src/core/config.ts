@@ -41,12 +41,14 @@ function readQuestions(path: string): string[] {
  * Server-wide caps on the extraction, passed to every model load: the effective limit is the
  * smaller of the cap and the model manifest's own param. `maxDecodedPixels` bounds the
  * decoding work of one request (decoded frames × pixels per frame), which a tiny upload of
- * many small-to-encode frames could otherwise make huge.
+ * many small-to-encode frames could otherwise make huge; `maxFrameRate` bounds its frames
+ * (maxFrameRate × maxSeconds), since most of the work is per frame whatever its size.
  */
 export interface VideoLimits {
   maxSeconds: number
   maxPixels: number
   maxDecodedPixels: number
+  maxFrameRate: number
 }
 
 /** The demo models (poc-abs v1 and v2), relative to the working directory (the repository root
@@ -132,6 +134,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
     MAX_VIDEO_SECONDS: positive({ default: 10.5, desc: "server-wide cap over each model's max_seconds" }),
     MAX_FRAME_PIXELS: positive({ default: 1920 * 1080, desc: "server-wide cap over each model's max_pixels (width × height)" }),
     MAX_DECODED_MEGAPIXELS: positive({ default: 1306, desc: 'decoding work per request: frames × pixels, in millions (1306 ≈ 1080p × 60 fps × 10.5 s)' }),
+    MAX_FRAME_RATE: positive({ default: 120, desc: 'frames per second of MAX_VIDEO_SECONDS a video may hold: more frames are video_too_large (120 × 10.5 s = 1260 frames)' }),
     CONCURRENCY: num({ default: cores }),
     MAX_PENDING: num({ default: cores * 4 }),
     FEATURE_CONCURRENCY: num({ default: cores, desc: 'feature-vector (JSON) inferences at once, admitted apart from videos' }),
@@ -168,6 +171,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
   if (!Number.isInteger(c.FEATURE_MAX_PENDING) || c.FEATURE_MAX_PENDING < 0) throw new ConfigError('FEATURE_MAX_PENDING: must be a whole number ≥ 0')
   if (!Number.isInteger(c.MAX_BATCH_ROWS) || c.MAX_BATCH_ROWS < 1 || c.MAX_BATCH_ROWS > 65536) throw new ConfigError('MAX_BATCH_ROWS: must be a whole number from 1 to 65536')
   if (!Number.isInteger(c.MAX_FRAME_PIXELS)) throw new ConfigError('MAX_FRAME_PIXELS: must be a whole number of pixels')
+  if (c.MAX_FRAME_RATE < 1 || c.MAX_FRAME_RATE > 10000) throw new ConfigError('MAX_FRAME_RATE: must be from 1 to 10000 frames per second')
   return {
     tokens: c.AI_API_TOKEN,
     registry,
@@ -182,6 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
       maxSeconds: c.MAX_VIDEO_SECONDS,
       maxPixels: c.MAX_FRAME_PIXELS,
       maxDecodedPixels: Math.round(c.MAX_DECODED_MEGAPIXELS * 1e6),
+      maxFrameRate: c.MAX_FRAME_RATE,
     } satisfies VideoLimits,
     concurrency: c.CONCURRENCY,
     maxPending: c.MAX_PENDING,

@@ -1,14 +1,39 @@
 // Liveness, readiness, metrics and the API's own description. /readyz answers 503 while models
 // load or (queue mode) while Redis is away, so a balancer sends no traffic to a service that
-// would refuse it. /docs serves Swagger UI from swagger-ui-dist's folder.
+// would refuse it. /docs serves Swagger UI: the two files of swagger-ui-dist it needs and an
+// initializer of ours, nothing else of that folder (its stock index.html fetches an outside
+// URL), under a Content-Security-Policy that allows this origin only.
 import { createRequire } from 'node:module'
-import express, { type Express } from 'express'
+import type { Express, Response } from 'express'
 import type { RouteContext } from './context.js'
 
 const docsPage = `<!doctype html><html><head><meta charset="utf-8"><title>tabr-serve API</title>
 <link rel="stylesheet" href="/docs/static/swagger-ui.css"></head><body><div id="ui"></div>
 <script src="/docs/static/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#ui' })</script></body></html>`
+<script src="/docs/static/init.js"></script></body></html>`
+const docsInit = "window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#ui' })\n"
+
+/** Swagger UI draws with inline styles and data: images; everything else from this origin. */
+const DOCS_CSP = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ')
+
+/** The files of swagger-ui-dist served, by name. */
+const DOCS_FILES = ['swagger-ui.css', 'swagger-ui-bundle.js']
+
+const docsHeaders = (res: Response) => {
+  res.setHeader('Content-Security-Policy', DOCS_CSP)
+  res.setHeader('X-Content-Type-Options', 'nosniff')
+  res.setHeader('Referrer-Policy', 'no-referrer')
+}
 
 export function healthRoutes(app: Express, { registry, queue, metrics, config, auth, openapi }: RouteContext): void {
   app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }))
@@ -20,8 +45,18 @@ export function healthRoutes(app: Express, { registry, queue, metrics, config, a
   app.get('/openapi.json', (_req, res) => void res.json(openapi))
   // absolute-path.js gives the folder without loading the 1.7 MB bundle into the process.
   const uiDir = (createRequire(import.meta.url)('swagger-ui-dist/absolute-path.js') as () => string)()
-  app.use('/docs/static', express.static(uiDir, { index: false }))
-  app.get('/docs', (_req, res) => void res.type('html').send(docsPage))
+  app.get('/docs', (_req, res) => {
+    docsHeaders(res)
+    res.type('html').send(docsPage)
+  })
+  // A middleware, not routes: these files are not part of the API's contract.
+  app.use('/docs/static', (req, res, next) => {
+    const name = req.path.slice(1)
+    if ((req.method !== 'GET' && req.method !== 'HEAD') || (name !== 'init.js' && !DOCS_FILES.includes(name))) return next()
+    docsHeaders(res)
+    if (name === 'init.js') return void res.type('js').send(docsInit)
+    res.sendFile(name, { root: uiDir, maxAge: '1h' }, (err) => err && next(err))
+  })
   app.get('/metrics', ...(config.metricsPublic ? [] : [auth]), async (_req, res, next) => {
     try {
       res.type(metrics.registry.contentType).send(await metrics.registry.metrics())

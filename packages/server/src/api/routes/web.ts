@@ -7,9 +7,10 @@
 // recorded video as blob: URLs.
 import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
+import { dirname, join, sep } from 'node:path'
 import express, { type Express } from 'express'
 import type { Logger } from 'pino'
+import { ApiError } from '../../core/errors.js'
 import type { RouteContext } from './context.js'
 
 const CSP = [
@@ -41,5 +42,22 @@ export function webRoutes(app: Express, { config }: RouteContext, logger: Logger
   app.get('/app/config.json', (_req, res) => void res.json({ max_video_seconds: config.limits.maxSeconds, max_upload_mb: config.maxUploadBytes / (1024 * 1024) }))
   const questions = config.webQuestions
   app.get('/app/questions.json', (_req, res, next) => (questions ? void res.json({ questions }) : res.sendFile('questions.json', { root: dir }, (err) => err && next())))
-  app.use('/app', express.static(dir, { index: 'index.html', redirect: true, dotfiles: 'ignore' }))
+  // The page is read-only: other methods are 405 with Allow (OPTIONS 204), as on every API path.
+  app.use('/app', (req, res, next) => {
+    if (req.method === 'GET' || req.method === 'HEAD') return next()
+    res.setHeader('Allow', 'GET, HEAD')
+    if (req.method === 'OPTIONS') return void res.status(204).end()
+    next(new ApiError('method_not_allowed', `${req.method} is not allowed here (Allow: GET, HEAD)`))
+  })
+  // Vite names every file under assets/ by its content's hash: cached for a year. The page
+  // itself is revalidated, so a new build is seen at once.
+  app.use(
+    '/app',
+    express.static(dir, {
+      index: 'index.html',
+      redirect: true,
+      dotfiles: 'ignore',
+      setHeaders: (res, path) => res.setHeader('Cache-Control', path.startsWith(join(dir, 'assets') + sep) ? 'public, max-age=31536000, immutable' : 'no-cache'),
+    }),
+  )
 }

@@ -1,7 +1,7 @@
 // The `tabr` handler: a tabr-model/1 directory on @org/tabr-native. Video goes through
 // predictVideo (extraction and prediction in one native task), JSON features through predict,
 // feature batches (the Open Inference Protocol) through predictBatch.
-// The server-wide limits (MAX_VIDEO_SECONDS, MAX_FRAME_PIXELS, MAX_DECODED_MEGAPIXELS) are
+// The server-wide limits (MAX_VIDEO_SECONDS, MAX_FRAME_PIXELS, MAX_DECODED_MEGAPIXELS, MAX_FRAME_RATE) are
 // given to the native load, which applies the smaller of each and the manifest's own param.
 import { featureNames, loadModel, type Model, type PairSeries } from '@org/tabr-native'
 import type { BatchResult, HandlerFactory, HandlerOptions, InferenceInput, InferenceResult, InferOptions, ModelHandler, ModelInfo, Series } from '../handler.js'
@@ -25,8 +25,8 @@ export class TabrHandler implements ModelHandler {
   ) {}
 
   async load(dir: string): Promise<void> {
-    const { maxSeconds, maxPixels, maxDecodedPixels } = this.opts.limits
-    this.model = await loadModel(dir, { provider: this.opts.ortProvider, flow: this.opts.flow, maxSeconds, maxPixels, maxDecodedPixels })
+    const { maxSeconds, maxPixels, maxDecodedPixels, maxFrameRate } = this.opts.limits
+    this.model = await loadModel(dir, { provider: this.opts.ortProvider, flow: this.opts.flow, maxSeconds, maxPixels, maxDecodedPixels, maxFrameRate })
     // The addon prints nothing; what loading settled for (e.g. ORT_PROVIDER=auto on the CPU)
     // goes to the service's log.
     for (const w of this.model.warnings) this.opts.warn?.(this.name, w)
