@@ -5,10 +5,12 @@
 //! every consecutive crop pair) / cores, taken in a child pinned to one core with `taskset` —
 //! the ratio wall / floor, peak RSS of one extraction in a fresh child process, and the
 //! throughput with 4 clips at once against one at a time; decoding against OpenCV's reader
-//! (`decode.rs`). Nothing here fails a build.
+//! (`decode.rs`); what hostile uploads cost against OpenCV's reader (`hostile.rs`). Nothing
+//! here fails a build.
 
 mod decode;
 mod flow;
+mod hostile;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -439,6 +441,9 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("--floor") => return floor_child(Path::new(&args[2])),
         Some("--rss") => return rss_child(Path::new(&args[2])),
+        Some("--hostile-child") => return hostile::child(&args[2], Path::new(&args[3])),
+        // Only the hostile-upload table.
+        Some("--hostile") => return hostile::hostile_bench(&d18_path()),
         Some("--flow-solve") => return flow::solve_only(&d18_path()),
         Some("--flow-pyramid") => return flow::pyramid_only(&d18_path()),
         Some("--flow-sequence") => return flow::sequence_only(&d18_path()),
@@ -535,6 +540,9 @@ fn main() {
         rss_long / rss_short
     );
     decode::decode_bench(&clips);
+    if d18_path().is_file() {
+        hostile::hostile_bench(&d18_path());
+    }
     model_bench(&clips);
     println!("\nfloor = (single-thread decode to gray + single-thread Farnebäck over the crop pairs) / cores, pinned to one core with taskset.");
 }

@@ -18,7 +18,8 @@ pub enum ErrorCode {
     VideoTooShort,
     /// A frame with more pixels than `max_pixels`.
     FrameTooLarge,
-    /// More decoding work (frames × pixels) than `max_decoded_pixels`.
+    /// More decoding work than the limits: more frames than `ceil(max_frame_rate × max_seconds)`,
+    /// or more pixels (frames × pixels per frame) than `max_decoded_pixels`.
     VideoTooLarge,
     /// No face, or faces in fewer than `min_face_rate` of the detection tries.
     NoFace,

@@ -225,3 +225,43 @@ fn cut_files_decode_every_frame_ffprobe_decodes() {
     assert!(drained >= 12, "too few cut files decoded: {drained}");
     assert!(bad.is_empty(), "frame counts differ:\n{}", bad.join("\n"));
 }
+
+/// The probe decodes under the request's own `max_pixels`, so a frame over it cannot be decoded
+/// there, and a decoder that refuses clears the size the probe writes back. Every fixture that
+/// opens is still refused as `frame_too_large` from its header when its frames are one pixel over
+/// the limit, and opens when they are exactly at it (these were `invalid_video` while the size
+/// came from the probe alone).
+#[test]
+fn frames_over_the_limit_are_frame_too_large_from_the_header() {
+    let Some(files) = fixtures() else { return };
+    let mut checked = 0;
+    let mut bad = Vec::new();
+    for p in &files {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+        let roomy = SpecParams {
+            max_seconds: 600.0,
+            ..SpecParams::default()
+        };
+        let Ok(d) = Decoder::open(VideoSource::Path(p), &roomy) else {
+            continue;
+        };
+        let (w, h) = d.declared_size();
+        drop(d);
+        let px = u64::from(w) * u64::from(h);
+        let at = |max_pixels| SpecParams {
+            max_pixels,
+            ..roomy.clone()
+        };
+        match Decoder::open(VideoSource::Path(p), &at(px - 1)) {
+            Err(e) if e.code() == ErrorCode::FrameTooLarge => {}
+            other => bad.push(format!("{name} ({w}×{h}) at {} px: {:?}", px - 1, other.err())),
+        }
+        if let Err(e) = Decoder::open(VideoSource::Path(p), &at(px)) {
+            bad.push(format!("{name} ({w}×{h}) at {px} px: {e}"));
+        }
+        checked += 1;
+    }
+    println!("{checked} fixtures checked");
+    assert!(checked >= 10, "{checked} fixtures open");
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}

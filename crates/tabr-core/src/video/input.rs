@@ -10,9 +10,13 @@
 //! demuxer tried. Every refusal is the same `invalid_video` sentence, so no answer tells whether
 //! some server path exists.
 //!
-//! This is the one module of the crate with `unsafe` code: libavformat's custom I/O needs raw
-//! callbacks and a context the safe `ffmpeg-next` API does not build. Each block says why it
-//! is sound.
+//! Opening is also where a hostile header costs most, so it is bounded here (see
+//! ARCHITECTURE.md, "Opening costs what the request allows"): the first video stream alone is
+//! probed, within the request's `max_pixels`; at most [`MAX_STREAMS`] streams; an MP4's claims
+//! checked first ([`super::isobmff`]); every FFmpeg allocation capped ([`MAX_ALLOC`]).
+//!
+//! libavformat's custom I/O needs raw callbacks and a context the safe `ffmpeg-next` API does
+//! not build, hence the `unsafe` blocks; each says why it is sound.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, c_void, CString};
@@ -81,6 +85,9 @@ pub struct OpenInput<'a> {
     pub ctx: ff::format::context::Input,
     /// The index of the stream decoded: the first video stream (all others are discarded).
     pub video: usize,
+    /// Its frame size as the stream information gives it (the container's when the probe
+    /// could not decode a frame within `max_pixels`); `(0, 0)` when nothing says.
+    pub declared: (u32, u32),
     _io: Io<'a>,
 }
 
@@ -240,6 +247,10 @@ pub fn open(source: VideoSource<'_>, max_pixels: u64) -> Result<OpenInput<'_>> {
         // so the probe opens no decoder for them and decodes none of their frames. (Streams a
         // demuxer only finds while probing, as in MPEG-TS, are discarded right after it.)
         let video = keep_first_video_only(ctx);
+        // The container's frame size, before the probe: a decoder refusing frames over
+        // `max_pixels` clears the size the probe then writes back, and the header check
+        // still needs it to say `frame_too_large`.
+        let header_size = video.map(|v| codecpar_size(*(*ctx).streams.add(v)));
         // The probe decodes a few frames: bound their size like every later frame.
         let n = (*ctx).nb_streams as usize;
         let limit = CString::new(max_pixels.to_string()).map_err(fail)?;
@@ -259,9 +270,15 @@ pub fn open(source: VideoSource<'_>, max_pixels: u64) -> Result<OpenInput<'_>> {
             None => keep_first_video_only(ctx)
                 .ok_or_else(|| Error::invalid_video("the upload has no video stream"))?,
         };
+        let probed = codecpar_size(*(*ctx).streams.add(video));
+        let declared = match (probed, header_size) {
+            ((0, _) | (_, 0), Some(h)) => h,
+            _ => probed,
+        };
         Ok(OpenInput {
             ctx: input,
             video,
+            declared,
             _io: io,
         })
     }
@@ -293,11 +310,14 @@ unsafe fn keep_first_video_only(ctx: *mut ffi::AVFormatContext) -> Option<usize>
     }
 }
 
-/// The frame size a stream's parameters declare (its header), before any decoder opens.
-pub fn declared_size(p: &ff::codec::Parameters) -> (u32, u32) {
-    // SAFETY: reading two ints of live codec parameters.
+/// The frame size a stream's codec parameters declare.
+///
+/// # Safety
+/// `st` is a live stream of an open format context.
+unsafe fn codecpar_size(st: *const ffi::AVStream) -> (u32, u32) {
+    // SAFETY: the caller's stream has codec parameters; two ints are read.
     unsafe {
-        let c = p.as_ptr();
+        let c = (*st).codecpar;
         ((*c).width.max(0) as u32, (*c).height.max(0) as u32)
     }
 }

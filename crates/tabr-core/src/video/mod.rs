@@ -6,8 +6,9 @@
 //! ends the stream at the first packet it cannot use. Here [`input`] opens the bytes through
 //! our own I/O with an allow-list of self-contained containers, FFmpeg's log is silenced,
 //! every decoded frame's real size is checked, failed reads are retried as the spec's §1 says
-//! (16 in a row end the stream), and a per-request bound on decoded pixels caps the work a
-//! tiny upload can ask for. Frames are converted to gray exactly as OpenCV's FFmpeg backend
+//! (16 in a row end the stream), and per-request bounds on decoded frames and pixels cap the
+//! work a tiny upload can ask for (from the header where it says, confirmed by a seek). What
+//! opening itself may cost is bounded in [`input`] and [`isobmff`]. Frames are converted to gray exactly as OpenCV's FFmpeg backend
 //! does (bicubic swscale to BGR24, then OpenCV's BGR→GRAY), then shown the way players show
 //! them (the display matrix applied as FFmpeg's autorotate does, [`orient`]).
 
@@ -125,7 +126,7 @@ impl<'a> Decoder<'a> {
             (fps, orientation(&s), s.parameters(), n, tb, start)
         };
         // The header's size first: a decoder refuses to open over its pixel bound.
-        let (w, h) = input::declared_size(&params_av);
+        let (w, h) = input.declared;
         let (w, h) = (u64::from(w), u64::from(h));
         if w * h > params.max_pixels {
             return Err(frame_too_large(w, h, params.max_pixels));
@@ -238,6 +239,12 @@ impl<'a> Decoder<'a> {
     /// Frames per second (the container's, or 30 when it reports none).
     pub fn fps(&self) -> f64 {
         self.fps
+    }
+
+    /// The frame size the stream information declares (before any turn for display);
+    /// `(0, 0)` when nothing declares one.
+    pub fn declared_size(&self) -> (u32, u32) {
+        self.input.declared
     }
 
     /// How the frames are turned or mirrored for display (the stream's display matrix).
