@@ -97,8 +97,17 @@ fn media(dir: &Path, honest: &Path) -> Option<Vec<(String, PathBuf)>> {
     let s = |q: &Path| q.to_str().unwrap_or("").to_string();
     let big = s(&p("big.mp4"));
     let ok = ffmpeg(&[
-        "-f", "lavfi", "-i", "color=c=black:s=8192x8192:r=1", "-frames:v", "1", "-c:v",
-        "libx264", "-qp", "51", &big,
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:s=8192x8192:r=1",
+        "-frames:v",
+        "1",
+        "-c:v",
+        "libx264",
+        "-qp",
+        "51",
+        &big,
     ]);
     let mut args: Vec<String> = Vec::new();
     for _ in 0..8 {
@@ -112,19 +121,70 @@ fn media(dir: &Path, honest: &Path) -> Option<Vec<(String, PathBuf)>> {
     let x264 = ["-c:v", "libx264", "-preset", "ultrafast"];
     let five = s(&p("five.mp4"));
     let frag = s(&p("frag.mp4"));
-    let ok = ok
-        && ffmpeg(&[&["-f", "lavfi", "-i", "testsrc=s=64x64:r=25", "-frames:v", "5"][..], &x264, &[five.as_str()]].concat())
-        && ffmpeg(&[&["-f", "lavfi", "-i", "testsrc=s=64x64:r=25", "-frames:v", "5"][..], &x264, &["-movflags", "frag_keyframe+empty_moov", frag.as_str()]].concat())
-        && hostile_media(&["sample-table", &five, &s(&p("stsz.mp4")), "--samples", "8000000"])
-        && hostile_media(&["trun", &frag, &s(&p("trun.mp4")), "--samples", "8000000"])
-        && ffmpeg(&[&["-f", "lavfi", "-i", "testsrc2=s=128x128:r=1000", "-frames:v", "10000"][..], &x264, &["-crf", "40", &s(&p("fast.mp4"))]].concat());
+    let ok =
+        ok && ffmpeg(
+            &[
+                &[
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc=s=64x64:r=25",
+                    "-frames:v",
+                    "5",
+                ][..],
+                &x264,
+                &[five.as_str()],
+            ]
+            .concat(),
+        ) && ffmpeg(
+            &[
+                &[
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc=s=64x64:r=25",
+                    "-frames:v",
+                    "5",
+                ][..],
+                &x264,
+                &["-movflags", "frag_keyframe+empty_moov", frag.as_str()],
+            ]
+            .concat(),
+        ) && hostile_media(&[
+            "sample-table",
+            &five,
+            &s(&p("stsz.mp4")),
+            "--samples",
+            "8000000",
+        ]) && hostile_media(&["trun", &frag, &s(&p("trun.mp4")), "--samples", "8000000"])
+            && ffmpeg(
+                &[
+                    &[
+                        "-f",
+                        "lavfi",
+                        "-i",
+                        "testsrc2=s=128x128:r=1000",
+                        "-frames:v",
+                        "10000",
+                    ][..],
+                    &x264,
+                    &["-crf", "40", &s(&p("fast.mp4"))],
+                ]
+                .concat(),
+            );
     ok.then(|| {
         vec![
             ("honest: d18 (control)".to_string(), honest.to_path_buf()),
-            ("8 video tracks of one 8192² frame".to_string(), p("tracks8.mkv")),
+            (
+                "8 video tracks of one 8192² frame".to_string(),
+                p("tracks8.mkv"),
+            ),
             ("MP4 stsz claiming 8M samples".to_string(), p("stsz.mp4")),
             ("MP4 trun claiming 8M samples".to_string(), p("trun.mp4")),
-            ("10,000 frames of 128² at 1000 fps".to_string(), p("fast.mp4")),
+            (
+                "10,000 frames of 128² at 1000 fps".to_string(),
+                p("fast.mp4"),
+            ),
         ]
     })
 }

@@ -254,7 +254,7 @@ fn four_at_once(ex: &Extractor, clip: &Path) -> f64 {
 /// ONNX Runtime for v2 and the models: `ORT_DYLIB_PATH`, else the one `make build` installs.
 fn ort_dylib() -> Option<PathBuf> {
     let tabr_native = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/tabr-native");
-    tabr_core::model::runtime::locate(None, &[&tabr_native])
+    ort_node_locate::locate(None, &[&tabr_native])
 }
 
 /// d18 with each spec and flow, in alternated rounds: wall and CPU seconds of one extraction,

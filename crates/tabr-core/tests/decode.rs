@@ -254,7 +254,11 @@ fn frames_over_the_limit_are_frame_too_large_from_the_header() {
         };
         match Decoder::open(VideoSource::Path(p), &at(px - 1)) {
             Err(e) if e.code() == ErrorCode::FrameTooLarge => {}
-            other => bad.push(format!("{name} ({w}×{h}) at {} px: {:?}", px - 1, other.err())),
+            other => bad.push(format!(
+                "{name} ({w}×{h}) at {} px: {:?}",
+                px - 1,
+                other.err()
+            )),
         }
         if let Err(e) = Decoder::open(VideoSource::Path(p), &at(px)) {
             bad.push(format!("{name} ({w}×{h}) at {px} px: {e}"));

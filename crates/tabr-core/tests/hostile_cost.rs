@@ -74,8 +74,17 @@ fn cases(dir: &Path) -> Vec<Case> {
     let p = |n: &str| dir.join(n);
     // One 8192² H.264 frame (19 KB), copied into 16 and into 100 video tracks.
     ffmpeg(&[
-        "-f", "lavfi", "-i", "color=c=black:s=8192x8192:r=1", "-frames:v", "1", "-c:v", "libx264",
-        "-qp", "51", s(&p("big.mp4")),
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:s=8192x8192:r=1",
+        "-frames:v",
+        "1",
+        "-c:v",
+        "libx264",
+        "-qp",
+        "51",
+        s(&p("big.mp4")),
     ]);
     for n in [16, 100] {
         let mut args: Vec<String> = Vec::new();
@@ -85,37 +94,130 @@ fn cases(dir: &Path) -> Vec<Case> {
         for i in 0..n {
             args.extend(["-map".into(), format!("{i}:v")]);
         }
-        args.extend(["-c".into(), "copy".into(), s(&p(&format!("tracks{n}.mkv"))).into()]);
+        args.extend([
+            "-c".into(),
+            "copy".into(),
+            s(&p(&format!("tracks{n}.mkv"))).into(),
+        ]);
         ffmpeg(&args.iter().map(String::as_str).collect::<Vec<_>>());
     }
     // A 5-frame MP4 (moov last) and a fragmented one, their tables rewritten to claim
     // 80 million samples.
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc=s=64x64:r=25", "-frames:v", "5", "-c:v", "libx264",
-        "-preset", "ultrafast", s(&p("five.mp4")),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=s=64x64:r=25",
+        "-frames:v",
+        "5",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        s(&p("five.mp4")),
     ]);
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc=s=64x64:r=25", "-frames:v", "5", "-c:v", "libx264",
-        "-preset", "ultrafast", "-movflags", "frag_keyframe+empty_moov", s(&p("frag.mp4")),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=s=64x64:r=25",
+        "-frames:v",
+        "5",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-movflags",
+        "frag_keyframe+empty_moov",
+        s(&p("frag.mp4")),
     ]);
-    hostile_media(&["sample-table", s(&p("five.mp4")), s(&p("stsz.mp4")), "--samples", "80000000"]);
-    hostile_media(&["trun", s(&p("frag.mp4")), s(&p("trun.mp4")), "--samples", "80000000"]);
+    hostile_media(&[
+        "sample-table",
+        s(&p("five.mp4")),
+        s(&p("stsz.mp4")),
+        "--samples",
+        "80000000",
+    ]);
+    hostile_media(&[
+        "trun",
+        s(&p("frag.mp4")),
+        s(&p("trun.mp4")),
+        "--samples",
+        "80000000",
+    ]);
     // 10,000 frames of 128² at 1000 fps (10 s), as MP4 (the header says so), as live
     // Matroska and as a raw H.264 stream (nothing says so until the frames are counted).
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=s=128x128:r=1000", "-frames:v", "10000", "-c:v",
-        "libx264", "-preset", "ultrafast", "-crf", "40", s(&p("fast.mp4")),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=128x128:r=1000",
+        "-frames:v",
+        "10000",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        "40",
+        s(&p("fast.mp4")),
     ]);
-    ffmpeg(&["-i", s(&p("fast.mp4")), "-c", "copy", "-live", "1", "-f", "matroska", s(&p("fast.mkv"))]);
-    ffmpeg(&["-i", s(&p("fast.mp4")), "-c", "copy", "-f", "h264", s(&p("fast.h264"))]);
+    ffmpeg(&[
+        "-i",
+        s(&p("fast.mp4")),
+        "-c",
+        "copy",
+        "-live",
+        "1",
+        "-f",
+        "matroska",
+        s(&p("fast.mkv")),
+    ]);
+    ffmpeg(&[
+        "-i",
+        s(&p("fast.mp4")),
+        "-c",
+        "copy",
+        "-f",
+        "h264",
+        s(&p("fast.h264")),
+    ]);
     vec![
-        Case { what: "16 tracks of 8192² frames", file: p("tracks16.mkv"), code: ErrorCode::FrameTooLarge },
-        Case { what: "100 tracks", file: p("tracks100.mkv"), code: ErrorCode::InvalidVideo },
-        Case { what: "stsz claiming 80M samples", file: p("stsz.mp4"), code: ErrorCode::InvalidVideo },
-        Case { what: "trun claiming 80M samples", file: p("trun.mp4"), code: ErrorCode::InvalidVideo },
-        Case { what: "128² at 1000 fps, MP4", file: p("fast.mp4"), code: ErrorCode::VideoTooLarge },
-        Case { what: "128² at 1000 fps, live MKV", file: p("fast.mkv"), code: ErrorCode::VideoTooLarge },
-        Case { what: "128² at 1000 fps, raw H.264", file: p("fast.h264"), code: ErrorCode::VideoTooLarge },
+        Case {
+            what: "16 tracks of 8192² frames",
+            file: p("tracks16.mkv"),
+            code: ErrorCode::FrameTooLarge,
+        },
+        Case {
+            what: "100 tracks",
+            file: p("tracks100.mkv"),
+            code: ErrorCode::InvalidVideo,
+        },
+        Case {
+            what: "stsz claiming 80M samples",
+            file: p("stsz.mp4"),
+            code: ErrorCode::InvalidVideo,
+        },
+        Case {
+            what: "trun claiming 80M samples",
+            file: p("trun.mp4"),
+            code: ErrorCode::InvalidVideo,
+        },
+        Case {
+            what: "128² at 1000 fps, MP4",
+            file: p("fast.mp4"),
+            code: ErrorCode::VideoTooLarge,
+        },
+        Case {
+            what: "128² at 1000 fps, live MKV",
+            file: p("fast.mkv"),
+            code: ErrorCode::VideoTooLarge,
+        },
+        Case {
+            what: "128² at 1000 fps, raw H.264",
+            file: p("fast.h264"),
+            code: ErrorCode::VideoTooLarge,
+        },
     ]
 }
 
@@ -127,10 +229,20 @@ fn no_small_upload_costs_gigabytes_or_seconds() {
     // A warm-up extraction: the libraries, the cascade and the thread pool are in memory, as
     // in a service that has answered once.
     let honest = dir.path().join("honest.mkv");
-    write_clip(&honest, &ClipSpec { frames: 30, ..ClipSpec::default() }).expect("clip");
+    write_clip(
+        &honest,
+        &ClipSpec {
+            frames: 30,
+            ..ClipSpec::default()
+        },
+    )
+    .expect("clip");
     let (ok, grew, secs) = measured(|| ex.extract_path(&honest, &CancelFlag::new()));
     ok.expect("the honest clip gives features");
-    println!("{:<32} {grew:>7.1} MB {secs:>6.2} s  features", "honest 640×480, 30 frames");
+    println!(
+        "{:<32} {grew:>7.1} MB {secs:>6.2} s  features",
+        "honest 640×480, 30 frames"
+    );
     let mut failures = Vec::new();
     for c in &cases {
         let size = std::fs::metadata(&c.file).expect("made").len();

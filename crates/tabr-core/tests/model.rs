@@ -353,7 +353,7 @@ const EXTREMES: [f64; 10] = [
     1e300,
     -1e300,
     f64::MAX,
-    1e-310,                 // an f64 subnormal
+    1e-310,                         // an f64 subnormal
     f32::MIN_POSITIVE as f64 / 4.0, // an f32 subnormal
     -1e-40,
 ];
@@ -362,7 +362,9 @@ fn assert_finite_answer(p: &Prediction, what: &str) {
     match p {
         Prediction::Class { probabilities, .. } => {
             assert!(
-                probabilities.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)),
+                probabilities
+                    .iter()
+                    .all(|v| v.is_finite() && (0.0..=1.0).contains(v)),
                 "{what}: {probabilities:?}"
             );
             let sum: f64 = probabilities.iter().sum();
@@ -375,7 +377,11 @@ fn assert_finite_answer(p: &Prediction, what: &str) {
 #[test]
 fn extreme_values_give_a_finite_answer_or_invalid_features_on_every_model() {
     for dir in every_model() {
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_string();
         let m = Model::load(&dir, &opts()).expect("loads");
         let n = m.info().n_features;
         let (mut answered, mut refused) = (0, 0);
@@ -430,10 +436,13 @@ fn a_reversed_minmax_range_is_refused_at_load_instead_of_panicking_at_predict() 
         let p = d.join("preprocess.json");
         let mut v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
-        v["steps"].as_array_mut().expect("steps").push(serde_json::json!({
-            "type": "minmax", "scale": vec![1.0; 90], "min": vec![0.0; 90],
-            "clip": true, "range": [1.0, 0.0]
-        }));
+        v["steps"]
+            .as_array_mut()
+            .expect("steps")
+            .push(serde_json::json!({
+                "type": "minmax", "scale": vec![1.0; 90], "min": vec![0.0; 90],
+                "clip": true, "range": [1.0, 0.0]
+            }));
         std::fs::write(&p, v.to_string()).expect("write");
     });
     let e = load_err(&dir);

@@ -337,8 +337,7 @@ impl Model {
 /// `ORT_DYLIB_PATH`, else the `onnxruntime-node` package nearest this addon.
 pub(crate) fn ort_dylib(option: Option<String>) -> Option<PathBuf> {
     // The addon's own folder is read from /proc only when neither names a library.
-    tabr_core::model::runtime::locate(option.as_deref().map(Path::new), &[])
-        .or_else(default_ort_dylib)
+    ort_node_locate::locate(option.as_deref().map(Path::new), &[]).or_else(default_ort_dylib)
 }
 
 /// Where `onnxruntime-node` keeps its runtime, searched upwards from this addon's own file.
@@ -348,7 +347,7 @@ fn default_ort_dylib() -> Option<PathBuf> {
         .lines()
         .filter_map(|l| l.split_whitespace().nth(5))
         .find(|p| p.ends_with(".node") && p.contains("tabr-native"))?;
-    tabr_core::model::runtime::find_onnxruntime_node(Path::new(addon).parent()?)
+    ort_node_locate::nearest(Path::new(addon).parent()?)
 }
 
 /// Loads a `tabr-model/1` directory off the event loop. Rejects with `code` `model_error`

@@ -18,7 +18,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tabr_core::extract::overlay;
 use tabr_core::face_mesh::FaceMesh;
 use tabr_core::flow::FlowMethod;
-use tabr_core::model::runtime::locate;
 use tabr_core::{
     feature_names, spec, CancelFlag, Extractor, FaceAssets, Features, Spec, SpecParams, VideoSource,
 };
@@ -216,7 +215,7 @@ fn write_row(
 fn ort_dylib(flag: Option<&Path>) -> Option<PathBuf> {
     let here = std::env::current_dir().unwrap_or_default();
     let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packages/tabr-native");
-    locate(flag, &[&here, &tree])
+    ort_node_locate::locate(flag, &[&here, &tree])
 }
 
 /// One PNG name per input: its stem, with its input index where two inputs share a stem.

@@ -272,6 +272,9 @@ impl Farneback {
     }
 
     /// [`Farneback::pyramid_body`] compiled for AVX2 (wider vectors, the same operations).
+    ///
+    /// # Safety
+    /// The CPU has AVX2 (the caller checked `is_x86_feature_detected!("avx2")`).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     #[allow(unsafe_code)]
@@ -332,6 +335,9 @@ impl Farneback {
     }
 
     /// [`Farneback::levels`] compiled for AVX2 (wider vectors, the same operations).
+    ///
+    /// # Safety
+    /// The CPU has AVX2 (the caller checked `is_x86_feature_detected!("avx2")`).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     #[allow(unsafe_code)]

@@ -1,11 +1,12 @@
 //! ONNX Runtime: loading the shared library once (`load-dynamic`) and choosing the provider.
 //!
-//! The library path comes from the caller (the Node binding resolves `onnxruntime-node`'s
-//! copy) or `ORT_DYLIB_PATH`. Nothing is downloaded. `ORT_PROVIDER=cpu|cuda|auto` picks the
+//! The library path comes from the caller or `ORT_DYLIB_PATH`; the core knows no package
+//! layout (the binding and the CLI find `onnxruntime-node`'s copy through the
+//! `ort-node-locate` crate). Nothing is downloaded. `ORT_PROVIDER=cpu|cuda|auto` picks the
 //! execution provider: `cuda` fails at load when the runtime lacks it, `auto` falls back to
 //! the CPU and says so in the model's warnings.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use crate::error::{Error, ErrorCode, Result};
@@ -52,12 +53,18 @@ pub fn init(dylib: Option<&Path>) -> Result<String> {
         .lock()
         .map_err(|_| Error::internal("runtime lock poisoned"))?;
     let r = INIT.get_or_init(|| {
-        let path = dylib
-            .map(|p| p.to_string_lossy().into_owned())
-            .or_else(|| std::env::var("ORT_DYLIB_PATH").ok())
-            .ok_or_else(|| "no ONNX Runtime library: set ORT_DYLIB_PATH (the Node package finds onnxruntime-node's)".to_string())?;
+        // Each failure names where the path came from: the caller's option or the variable.
+        let (path, source) = match dylib {
+            Some(p) => (p.to_string_lossy().into_owned(), "the ONNX Runtime library given"),
+            None => (
+                std::env::var("ORT_DYLIB_PATH").map_err(|_| {
+                    "no ONNX Runtime library: name one (ortDylibPath, --ort-dylib) or set ORT_DYLIB_PATH".to_string()
+                })?,
+                "the ONNX Runtime library named by ORT_DYLIB_PATH",
+            ),
+        };
         if !Path::new(&path).is_file() {
-            return Err("the ONNX Runtime library named by ORT_DYLIB_PATH does not exist".to_string());
+            return Err(format!("{source} does not exist"));
         }
         // ort loads the library here; a wrong or incompatible file is refused, not a crash.
         let loaded = std::panic::catch_unwind(|| ort::init_from(path.clone()).with_name("tabr-serve").commit());
@@ -67,28 +74,4 @@ pub fn init(dylib: Option<&Path>) -> Result<String> {
         }
     });
     r.clone().map_err(|m| Error::new(ErrorCode::ModelError, m))
-}
-
-/// ONNX Runtime's library, looked for as every caller here does: the one named explicitly,
-/// else the one `ORT_DYLIB_PATH` names, else the `onnxruntime-node` runtime nearest the first
-/// of `near` that has one.
-pub fn locate(explicit: Option<&Path>, near: &[&Path]) -> Option<PathBuf> {
-    explicit
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
-        .or_else(|| near.iter().find_map(|d| find_onnxruntime_node(d)))
-}
-
-/// Where the `onnxruntime-node` npm package keeps its runtime, relative to a folder that
-/// holds `node_modules`.
-pub const ONNXRUNTIME_NODE_LIB: &str =
-    "node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1";
-
-/// The `onnxruntime-node` runtime nearest to `from`, searched in `from` and each folder above
-/// it, as Node resolves packages: the one place that path is known (the Node binding starts
-/// from its own file, tests and benchmarks from `packages/tabr-native`).
-pub fn find_onnxruntime_node(from: &Path) -> Option<PathBuf> {
-    from.ancestors()
-        .map(|d| d.join(ONNXRUNTIME_NODE_LIB))
-        .find(|p| p.is_file())
 }

@@ -418,7 +418,12 @@ mod tests {
         };
         let c = p.capped(&tight);
         assert_eq!(
-            (c.max_seconds, c.max_pixels, c.max_decoded_pixels, c.max_frame_rate),
+            (
+                c.max_seconds,
+                c.max_pixels,
+                c.max_decoded_pixels,
+                c.max_frame_rate
+            ),
             (5.0, 640 * 480, 1_000_000, 30.0)
         );
         assert_eq!(c.max_work_frames(), 150);

@@ -111,8 +111,7 @@ impl<R: Read + Seek + ?Sized> Walk<'_, R> {
             }
             let kind: [u8; 4] = [head[4], head[5], head[6], head[7]];
             // A structure that is not boxes (the first one at least must be printable).
-            if depth == 0 && at == 0 && !kind.iter().all(|c| c.is_ascii_graphic() || *c == b' ')
-            {
+            if depth == 0 && at == 0 && !kind.iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
                 return Ok(());
             }
             let (size, header) = match u32::from_be_bytes([head[0], head[1], head[2], head[3]]) {
@@ -157,10 +156,8 @@ impl<R: Read + Seek + ?Sized> Walk<'_, R> {
                 }
                 self.entries = self.entries.saturating_add(self.track.entries());
             }
-            b"moov" | b"mdia" | b"minf" | b"stbl" | b"moof" | b"traf" => {
-                if depth < MAX_DEPTH {
-                    self.walk(body, end, depth + 1)?;
-                }
+            b"moov" | b"mdia" | b"minf" | b"stbl" | b"moof" | b"traf" if depth < MAX_DEPTH => {
+                self.walk(body, end, depth + 1)?;
             }
             // Full boxes: version and flags first.
             b"hdlr" => {
@@ -249,7 +246,13 @@ mod tests {
     fn counts_constant_size_samples() {
         assert_eq!(run(movie(b"vide", &[0, 1, 300, 512], 300, 1, 300)), Ok(()));
         assert_eq!(
-            run(movie(b"vide", &[0, 1, 80_000_000, 512], 80_000_000, 1, 80_000_000)),
+            run(movie(
+                b"vide",
+                &[0, 1, 80_000_000, 512],
+                80_000_000,
+                1,
+                80_000_000
+            )),
             Err(Refusal::TooManySamples(80_000_000))
         );
     }
@@ -257,14 +260,20 @@ mod tests {
     #[test]
     fn uncompressed_sound_counts_chunks_by_their_samples() {
         // 48 kHz for 10 s in 10 chunks: a handful of entries, though 480,000 samples.
-        assert_eq!(run(movie(b"soun", &[0, 1, 480_000, 1], 480_000, 10, 48_000)), Ok(()));
+        assert_eq!(
+            run(movie(b"soun", &[0, 1, 480_000, 1], 480_000, 10, 48_000)),
+            Ok(())
+        );
         // One chunk claiming 4 × 10⁹ samples: millions of entries from a 12-byte stsc entry.
         assert!(matches!(
             run(movie(b"soun", &[0, 1, 1, 1], 1, 1, 4_000_000_000)),
             Err(Refusal::TooManySamples(_))
         ));
         // The same counts on video follow the sample count.
-        assert_eq!(run(movie(b"vide", &[0, 1, 480_000, 1], 480_000, 10, 48_000)), Ok(()));
+        assert_eq!(
+            run(movie(b"vide", &[0, 1, 480_000, 1], 480_000, 10, 48_000)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -284,7 +293,10 @@ mod tests {
     fn other_structures_pass_and_compressed_headers_do_not() {
         assert_eq!(run(b"\x1aE\xdf\xa3 matroska".to_vec()), Ok(()));
         assert_eq!(run(Vec::new()), Ok(()));
-        assert_eq!(run(bx(b"moov", &bx(b"cmov", &[0; 8]))), Err(Refusal::Unchecked));
+        assert_eq!(
+            run(bx(b"moov", &bx(b"cmov", &[0; 8]))),
+            Err(Refusal::Unchecked)
+        );
         let many: Vec<u8> = (0..=MAX_BOXES).flat_map(|_| bx(b"free", &[])).collect();
         assert_eq!(run(many), Err(Refusal::Unchecked));
     }

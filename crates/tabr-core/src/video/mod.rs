@@ -171,7 +171,10 @@ impl<'a> Decoder<'a> {
             (max_frames, Limit::Length),
             (max_work_frames, Limit::Frames),
             (
-                params.max_decoded_pixels.checked_div(px).unwrap_or(u64::MAX),
+                params
+                    .max_decoded_pixels
+                    .checked_div(px)
+                    .unwrap_or(u64::MAX),
                 Limit::Work,
             ),
         ];

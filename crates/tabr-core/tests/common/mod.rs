@@ -33,7 +33,7 @@ pub fn shared_fixture(rel: &str) -> Option<PathBuf> {
 #[allow(dead_code)] // not every test crate that includes this module loads ONNX models
 pub fn ort_dylib() -> PathBuf {
     let tabr_native = repo().join("packages/tabr-native");
-    let dylib = tabr_core::model::runtime::locate(None, &[&tabr_native]).unwrap_or_default();
+    let dylib = ort_node_locate::locate(None, &[&tabr_native]).unwrap_or_default();
     assert!(
         dylib.is_file(),
         "ONNX Runtime not found ({}): run `make build` (onnxruntime-node) or set ORT_DYLIB_PATH",
