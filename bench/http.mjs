@@ -18,7 +18,9 @@ const require = createRequire(join(root, 'packages/server/package.json'))
 const autocannon = require('autocannon')
 
 const memMb = (pid, key) => {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(key))
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(key))
   return Number(line.split(/\s+/)[1]) / 1024
 }
 const run = (opts) => new Promise((resolve, reject) => autocannon(opts, (err, res) => (err ? reject(err) : resolve(res))))
@@ -36,7 +38,10 @@ async function startService(env = {}) {
     stdio: ['ignore', 'ignore', 'inherit'],
   })
   for (let i = 0; i < 200; i++) {
-    const ok = await fetch(`${url}/readyz`).then((r) => r.ok, () => false)
+    const ok = await fetch(`${url}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    )
     if (ok) break
     await new Promise((r) => setTimeout(r, 100))
   }
@@ -80,7 +85,9 @@ try {
 
   // The Open Inference Protocol's batches against one vector per request, same service.
   const rows = 64
-  const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [rows, 90], parameters: { binary_data_size: rows * 90 * 4 } }], parameters: { binary_data_output: true } }))
+  const header = Buffer.from(
+    JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [rows, 90], parameters: { binary_data_size: rows * 90 * 4 } }], parameters: { binary_data_output: true } }),
+  )
   const tensor = Buffer.alloc(rows * 90 * 4)
   for (let i = 0; i < rows * 90; i++) tensor.writeFloatLE(Math.abs(Math.sin(i)), i * 4)
   const oipBody = Buffer.concat([header, tensor])

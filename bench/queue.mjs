@@ -22,7 +22,16 @@ const redisPort = await freePort()
 const redisUrl = `redis://127.0.0.1:${redisPort}`
 const procs = []
 const cwd = mkdtempSync(join(tmpdir(), 'tabr-bench-queue-'))
-const base = { PATH: process.env.PATH, HOME: process.env.HOME, AI_API_TOKEN: token, REDIS_URL: redisUrl, LOG_LEVEL: 'warn', MODEL_REGISTRY: `tabr-demo:tabr:${join(root, 'models/tabr-demo')}`, REQUEST_TIMEOUT_S: '300', MAX_PENDING: '64' }
+const base = {
+  PATH: process.env.PATH,
+  HOME: process.env.HOME,
+  AI_API_TOKEN: token,
+  REDIS_URL: redisUrl,
+  LOG_LEVEL: 'warn',
+  MODEL_REGISTRY: `tabr-demo:tabr:${join(root, 'models/tabr-demo')}`,
+  REQUEST_TIMEOUT_S: '300',
+  MAX_PENDING: '64',
+}
 
 function launch(args, env, readyLine) {
   const p = spawn(args[0], args.slice(1), { cwd, env, stdio: ['ignore', 'pipe', 'inherit'] })
@@ -44,7 +53,11 @@ async function api(mode) {
   launch([process.execPath, bin, 'serve'], { ...base, PORT: String(port), EXECUTION_MODE: mode }, null)
   const url = `http://127.0.0.1:${port}`
   for (let i = 0; i < 300; i++) {
-    if (await fetch(`${url}/readyz`).then((r) => r.ok, () => false)) return url
+    const ok = await fetch(`${url}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    )
+    if (ok) return url
     await sleep(100)
   }
   throw new Error(`the ${mode} API did not become ready`)
@@ -108,7 +121,10 @@ try {
   await setWorkers(1)
   console.log('\n## Added latency of queue mode, one request at a time (medians; 1 worker)\n')
   console.log('| request | sync ms | queue ms | added ms |\n|---|---|---|---|')
-  for (const [what, body, type, n] of [['features JSON', features, 'application/json', 41], [clipName, video, 'video/mp4', 9]]) {
+  for (const [what, body, type, n] of [
+    ['features JSON', features, 'application/json', 41],
+    [clipName, video, 'video/mp4', 9],
+  ]) {
     const s = []
     const q = []
     for (let i = 0; i < n; i++) {

@@ -52,3 +52,52 @@ fn series_adds_each_clips_per_pair_channels_to_jsonl_and_is_refused_with_csv() {
     assert_eq!(csv.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&csv.stderr).contains("--series needs --format jsonl"));
 }
+
+/// Every table names the spec of its features: JSONL in its header, CSV on every row (a
+/// `spec` column after `file`), so a model is never trained on one spec and served with another.
+#[test]
+fn every_table_names_its_spec() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = dir.path().join("face.mkv");
+    write_clip(&clip, &ClipSpec::default()).expect("clip");
+    let csv = features().arg(&clip).output().expect("runs");
+    assert!(
+        csv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&csv.stderr)
+    );
+    let text = String::from_utf8(csv.stdout).expect("utf-8");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    assert_eq!(&header[..3], ["file", "spec", "error"]);
+    assert_eq!(header.len(), 3 + 90);
+    let row: Vec<&str> = lines.next().expect("row").split(',').collect();
+    assert_eq!((row[1], row[2]), ("poc-abs/1", ""), "{row:?}");
+    assert_eq!(row.len(), header.len());
+    // A clip that fails keeps the spec too.
+    let bad = dir.path().join("bad.mp4");
+    std::fs::write(&bad, b"not a video").expect("write");
+    let out = features().arg(&bad).output().expect("runs");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let row: Vec<&str> = text.lines().nth(1).expect("row").split(',').collect();
+    assert_eq!((row[1], row[2]), ("poc-abs/1", "invalid_video"));
+    assert_eq!(row.len(), 3 + 90);
+
+    let jsonl = features()
+        .args(["--format", "jsonl"])
+        .arg(&clip)
+        .output()
+        .expect("runs");
+    let header: serde_json::Value = serde_json::from_str(
+        String::from_utf8(jsonl.stdout)
+            .expect("utf-8")
+            .lines()
+            .next()
+            .expect("header"),
+    )
+    .expect("json");
+    assert_eq!(
+        (header["spec"].as_str(), header["version"].as_u64()),
+        (Some("poc-abs"), Some(1))
+    );
+}

@@ -378,8 +378,10 @@ impl FaceMesh {
 
     /// The networks, loaded on first use and shared by every extractor of the process (each
     /// network serves one call at a time; a try costs a few milliseconds). ONNX Runtime is
-    /// the one [`FaceMesh::load`] finds; a failed load is not remembered, so a later call with
-    /// the right library succeeds.
+    /// the one [`FaceMesh::load`] finds. A failure to load the networks is not kept (a later
+    /// call tries again), but ONNX Runtime itself is loaded once per process
+    /// ([`crate::model::runtime::init`] keeps its first outcome, failure included): after a
+    /// wrong library, only a new process can load another.
     pub fn shared(dylib: Option<&Path>) -> Result<Arc<FaceMesh>> {
         static SHARED: Mutex<Option<Arc<FaceMesh>>> = Mutex::new(None);
         let mut slot = SHARED

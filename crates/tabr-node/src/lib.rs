@@ -123,7 +123,7 @@ pub struct ExtractMeta {
     pub timings_ms: StageTimings,
 }
 
-/// The POC-ABS v1 feature vector of one video.
+/// The feature vector of one video, in the spec the call asked for (`FEATURE_SPECS`).
 #[napi(object)]
 pub struct ExtractResult {
     /// 90 values, channel-major (`names[i]` names `values[i]`).

@@ -49,7 +49,15 @@ export const UPLOAD_DIR_PREFIX = 'tabr-serve-'
 
 export function createService(config: Config, opts: { logger?: Logger; registry?: Registry } = {}): Service {
   const logger = opts.logger ?? makeLogger(config.logLevel)
-  const registry = opts.registry ?? new Registry(config.registry, { ortProvider: config.ortProvider, flow: config.flow, limits: config.limits, warn: (model, msg) => logger.warn({ model }, msg), lazy: config.modelLoading === 'lazy' })
+  const registry =
+    opts.registry ??
+    new Registry(config.registry, {
+      ortProvider: config.ortProvider,
+      flow: config.flow,
+      limits: config.limits,
+      warn: (model, msg) => logger.warn({ model }, msg),
+      lazy: config.modelLoading === 'lazy',
+    })
   const limiter = new Limiter(config.concurrency, config.maxPending, config.requestTimeoutMs)
   const featureLimiter = new Limiter(config.featureConcurrency, config.featureMaxPending, config.requestTimeoutMs)
   const sync = new SyncExecutor(registry, limiter, featureLimiter)

@@ -40,7 +40,10 @@ export async function start(config: Config, service: Service = createService(con
   service.logger.info({ url, models: config.registry.map((e) => e.name), mode: config.executionMode }, 'listening')
   if (config.executionMode === 'sync') checkThreadPool(config.concurrency, config.featureConcurrency, service.logger)
   const ready = config.modelLoading === 'eager' ? service.registry.loadAll() : Promise.resolve()
-  ready.then(() => service.logger.info('models ready'), () => {})
+  ready.then(
+    () => service.logger.info('models ready'),
+    () => {},
+  )
 
   let closing: Promise<void> | undefined
   const shutdown = () =>

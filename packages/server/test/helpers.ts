@@ -25,10 +25,7 @@ export function haveShared(ctx: { skip(): void }, path: string): boolean {
 }
 
 export function config(env: Record<string, string> = {}) {
-  return loadConfig(
-    { AI_API_TOKEN: TOKEN, MODEL_REGISTRY: `tabr-demo:tabr:${DEMO}`, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'silent', ...env },
-    { dotenv: false },
-  )
+  return loadConfig({ AI_API_TOKEN: TOKEN, MODEL_REGISTRY: `tabr-demo:tabr:${DEMO}`, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'silent', ...env }, { dotenv: false })
 }
 
 export async function serve(env: Record<string, string> = {}): Promise<Running> {
@@ -101,7 +98,12 @@ export async function spawnService(env: Record<string, string> = {}, opts: { tmp
     for (const l of output) if (l.includes('"listening"')) url = (JSON.parse(l) as { url: string }).url
     await new Promise((r) => setTimeout(r, 50))
   }
-  while ((await fetch(`${url}/readyz`).then((r) => r.status, () => 0)) !== 200) {
+  while (
+    (await fetch(`${url}/readyz`).then(
+      (r) => r.status,
+      () => 0,
+    )) !== 200
+  ) {
     if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`tabr-serve did not get ready: ${output.join('\n')}`)
     await new Promise((r) => setTimeout(r, 50))
   }

@@ -157,10 +157,34 @@ describe('hostile requests', () => {
   describe('multipart bodies that made multer clean up first (the unlink(undefined) crash)', () => {
     const cases: [string, { name: string; filename?: string; data: Buffer | string }[]][] = [
       ['too many fields', [{ name: 'video', filename: 'a.mp4', data: smallVideo }, ...Array.from({ length: 9 }, (_, i) => ({ name: `f${i}`, data: 'x' }))]],
-      ['a second file', [{ name: 'video', filename: 'a.mp4', data: smallVideo }, { name: 'video', filename: 'b.mp4', data: smallVideo }]],
-      ['a field over the size limit', [{ name: 'video', filename: 'a.mp4', data: smallVideo }, { name: 'note', data: 'x'.repeat(65 * 1024) }]],
-      ['a file under another field name', [{ name: 'video', filename: 'a.mp4', data: smallVideo }, { name: 'other', filename: 'b.mp4', data: smallVideo }]],
-      ['a file under another field name first', [{ name: 'other', filename: 'b.mp4', data: smallVideo }, { name: 'video', filename: 'a.mp4', data: smallVideo }]],
+      [
+        'a second file',
+        [
+          { name: 'video', filename: 'a.mp4', data: smallVideo },
+          { name: 'video', filename: 'b.mp4', data: smallVideo },
+        ],
+      ],
+      [
+        'a field over the size limit',
+        [
+          { name: 'video', filename: 'a.mp4', data: smallVideo },
+          { name: 'note', data: 'x'.repeat(65 * 1024) },
+        ],
+      ],
+      [
+        'a file under another field name',
+        [
+          { name: 'video', filename: 'a.mp4', data: smallVideo },
+          { name: 'other', filename: 'b.mp4', data: smallVideo },
+        ],
+      ],
+      [
+        'a file under another field name first',
+        [
+          { name: 'other', filename: 'b.mp4', data: smallVideo },
+          { name: 'video', filename: 'a.mp4', data: smallVideo },
+        ],
+      ],
     ]
     it.each(cases)('%s: 400 bad_request, and the process lives on', async (_name, parts) => {
       const m = multipart(parts)
@@ -230,7 +254,12 @@ describe('hostile requests', () => {
     })
 
     it('a declared Content-Length over the limit is refused before the body is read', async () => {
-      const r = await send(s.url, '/infer/tabr-demo', { method: 'POST', headers: { ...auth(), 'Content-Type': 'video/mp4', 'Content-Length': String(5 * 1024 * 1024) }, feed: undefined, body: Buffer.alloc(1024) })
+      const r = await send(s.url, '/infer/tabr-demo', {
+        method: 'POST',
+        headers: { ...auth(), 'Content-Type': 'video/mp4', 'Content-Length': String(5 * 1024 * 1024) },
+        feed: undefined,
+        body: Buffer.alloc(1024),
+      })
       await expectRefused(s, r, 413, 'payload_too_large')
     })
 
@@ -312,13 +341,21 @@ describe('hostile requests', () => {
 
   describe('the token', () => {
     it('is taken from the Authorization header only', async () => {
-      const m = multipart([{ name: 'access_token', data: TOKEN }, { name: 'video', filename: 'a.mp4', data: smallVideo }])
+      const m = multipart([
+        { name: 'access_token', data: TOKEN },
+        { name: 'video', filename: 'a.mp4', data: smallVideo },
+      ])
       const inQuery = `access_token=${encodeURIComponent(TOKEN)}`
       await expectRefused(s, await send(s.url, `/models?${inQuery}`), 400, 'bad_request')
       await expectRefused(s, await send(s.url, `/infer/tabr-demo?${inQuery}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: features }), 400, 'bad_request')
       // In the query beside a valid header: refused too (it was written to logs and URLs).
       await expectRefused(s, await send(s.url, `/models?${inQuery}`, { headers: auth() }), 400, 'bad_request')
-      await expectRefused(s, await send(s.url, '/infer/tabr-demo', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ access_token: TOKEN, features: new Array(90).fill(0) }) }), 401, 'unauthorized')
+      await expectRefused(
+        s,
+        await send(s.url, '/infer/tabr-demo', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ access_token: TOKEN, features: new Array(90).fill(0) }) }),
+        401,
+        'unauthorized',
+      )
       await expectRefused(s, await send(s.url, '/infer/tabr-demo', { method: 'POST', headers: { 'Content-Type': m.type }, body: m.body }), 401, 'unauthorized')
       expect((await send(s.url, '/models', { headers: { ...auth(), 'User-Agent': 'hostile-test', Cookie: `session=${TOKEN}` } })).status).toBe(200)
     })

@@ -119,7 +119,10 @@ describe('POST /infer/{model}', () => {
     if (!haveShared(ctx, expected)) return
     const big = s
     {
-      const rows = readFileSync(expected, 'utf8').split('\n').map((l) => /^\| (\S+\/\S+) \| error (\w+) \|/.exec(l)).filter((m) => m !== null)
+      const rows = readFileSync(expected, 'utf8')
+        .split('\n')
+        .map((l) => /^\| (\S+\/\S+) \| error (\w+) \|/.exec(l))
+        .filter((m) => m !== null)
       expect(rows.length).toBeGreaterThan(10)
       for (const [, file, code] of rows) {
         const r = await post(big, readFileSync(join(SHARED, 'fixtures', file!)), { 'Content-Type': 'application/octet-stream' })
@@ -171,8 +174,20 @@ describe('server-wide video limits (a cap over each manifest param)', () => {
     const { TOKEN } = await import('./helpers.js')
     const load = (env: Record<string, string> = {}) => loadConfig({ AI_API_TOKEN: TOKEN, ...env }, { dotenv: false })
     expect(load().limits).toEqual({ maxSeconds: 10.5, maxPixels: 1920 * 1080, maxDecodedPixels: 1_306_000_000, maxFrameRate: 120 })
-    expect(load({ MAX_DECODED_MEGAPIXELS: '2.5', MAX_FRAME_PIXELS: '1000', MAX_VIDEO_SECONDS: '3', MAX_FRAME_RATE: '60' }).limits).toEqual({ maxSeconds: 3, maxPixels: 1000, maxDecodedPixels: 2_500_000, maxFrameRate: 60 })
-    for (const [k, v] of [['MAX_DECODED_MEGAPIXELS', '0'], ['MAX_FRAME_PIXELS', '-1'], ['MAX_FRAME_PIXELS', '1.5'], ['MAX_VIDEO_SECONDS', 'x'], ['MAX_FRAME_RATE', '0.5'], ['MAX_FRAME_RATE', '20000']]) {
+    expect(load({ MAX_DECODED_MEGAPIXELS: '2.5', MAX_FRAME_PIXELS: '1000', MAX_VIDEO_SECONDS: '3', MAX_FRAME_RATE: '60' }).limits).toEqual({
+      maxSeconds: 3,
+      maxPixels: 1000,
+      maxDecodedPixels: 2_500_000,
+      maxFrameRate: 60,
+    })
+    for (const [k, v] of [
+      ['MAX_DECODED_MEGAPIXELS', '0'],
+      ['MAX_FRAME_PIXELS', '-1'],
+      ['MAX_FRAME_PIXELS', '1.5'],
+      ['MAX_VIDEO_SECONDS', 'x'],
+      ['MAX_FRAME_RATE', '0.5'],
+      ['MAX_FRAME_RATE', '20000'],
+    ]) {
       expect(() => load({ [k!]: v! }), `${k}=${v}`).toThrow(ConfigError)
       expect(() => load({ [k!]: v! })).toThrow(new RegExp(`^${k}: `))
     }
@@ -266,7 +281,10 @@ describe('a poc-abs v2 model served beside the v1 one', () => {
       ;[0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30].forEach((v, i) => bytes.writeInt32BE(v, at + 48 + 4 * i))
       // A selfie answer: the face fills the 512² frame from forehead to chin.
       const selfie = make('selfie.mp4', 'crop=280:280:110:130,scale=512:512')
-      for (const [name, body] of [['portrait', bytes], ['selfie', readFileSync(selfie)]] as const) {
+      for (const [name, body] of [
+        ['portrait', bytes],
+        ['selfie', readFileSync(selfie)],
+      ] as const) {
         const r = await post(s, body, { 'Content-Type': 'video/mp4' }, '/infer/tabr-demo-v2')
         expect(r.status, `${name}: ${JSON.stringify(r.json)}`).toBe(200)
         expect(r.json.video.face_detect_rate, name).toBe(1)

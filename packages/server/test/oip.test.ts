@@ -31,7 +31,8 @@ const f32 = (values: number[]) => {
 const row = (seed: number) => Array.from({ length: N }, (_, i) => Math.sin(seed * 97 + i * 13) * 0.4)
 
 const jsonInput = (rows: number[][], extra: object = {}) => ({ inputs: [{ name: 'features', datatype: 'FP32', shape: [rows.length, N], data: rows.flat() }], ...extra })
-const binaryInput = (rows: number[][], extra: object = {}) => body({ inputs: [{ name: 'features', datatype: 'FP32', shape: [rows.length, N], parameters: { binary_data_size: rows.length * N * 4 } }], ...extra }, f32(rows.flat()))
+const binaryInput = (rows: number[][], extra: object = {}) =>
+  body({ inputs: [{ name: 'features', datatype: 'FP32', shape: [rows.length, N], parameters: { binary_data_size: rows.length * N * 4 } }], ...extra }, f32(rows.flat()))
 
 async function send(s: Running, path: string, init: { method?: string; body?: Buffer | string; headers?: Record<string, string>; token?: string | null } = {}) {
   const headers = { ...(init.token === null ? {} : auth(init.token)), ...init.headers }
@@ -59,8 +60,11 @@ describe('Open Inference Protocol v2', () => {
     // Asynchronously: the service answers from this process's event loop.
     const script = resolve(__dirname, 'oip_client.py')
     const r = await new Promise<{ code: number | string | null; stdout: string; stderr: string }>((done) =>
-      execFile(process.env.UV ?? 'uv', ['run', '--quiet', script, s.url.replace('http://', '')], { env: { ...process.env, TABR_TOKEN: TOKEN }, timeout: 240_000, maxBuffer: 1 << 22 }, (err, stdout, stderr) =>
-        done({ code: err ? (err.code ?? 'killed') : 0, stdout, stderr }),
+      execFile(
+        process.env.UV ?? 'uv',
+        ['run', '--quiet', script, s.url.replace('http://', '')],
+        { env: { ...process.env, TABR_TOKEN: TOKEN }, timeout: 240_000, maxBuffer: 1 << 22 },
+        (err, stdout, stderr) => done({ code: err ? (err.code ?? 'killed') : 0, stdout, stderr }),
       ),
     )
     if (r.code === 'ENOENT') throw new Error('uv is not installed: `make uv` installs it')
@@ -232,7 +236,9 @@ describe('Open Inference Protocol v2 in queue mode', () => {
 describe('feature values at the extremes, on every model and every route', () => {
   const FLT_MAX = 3.4028234663852886e38
   const EXTREMES = [1e21, -1e21, FLT_MAX, -FLT_MAX, 1e-310, 1e-40, -1e-45]
-  const MODELS = readdirSync(MODELS_DIR).filter((m) => existsSync(join(MODELS_DIR, m, 'manifest.json'))).sort()
+  const MODELS = readdirSync(MODELS_DIR)
+    .filter((m) => existsSync(join(MODELS_DIR, m, 'manifest.json')))
+    .sort()
   let s: Running
   beforeAll(async () => {
     s = await serve({ MODEL_REGISTRY: MODELS.map((m) => `${m}:tabr:${join(MODELS_DIR, m)}`).join(',') })
@@ -279,12 +285,18 @@ describe('feature values at the extremes, on every model and every route', () =>
         const one = Array.from({ length: N }, (_, i) => (i === 7 ? x : Number.NaN))
         const all = new Array<number>(N).fill(x)
         for (const [name, route] of routes) {
-          for (const [which, row] of [['one', one], ['all', all]] as const) {
+          for (const [which, row] of [
+            ['one', one],
+            ['all', all],
+          ] as const) {
             const what = `${model} ${name} ${which} = ${x}`
             const o = await route(model, [row])
             if (o.status === 200) {
               for (const p of o.probabilities!) {
-                expect(p.every((v) => Number.isFinite(v) && v >= 0 && v <= 1), `${what}: ${JSON.stringify(p)}`).toBe(true)
+                expect(
+                  p.every((v) => Number.isFinite(v) && v >= 0 && v <= 1),
+                  `${what}: ${JSON.stringify(p)}`,
+                ).toBe(true)
                 expect(Math.abs(p.reduce((a, b) => a + b, 0) - 1), what).toBeLessThan(1e-6)
               }
               counts.answered++

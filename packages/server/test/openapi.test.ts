@@ -51,7 +51,9 @@ describe('OpenAPI', () => {
   })
 
   it('lists every error code the service and the native core answer with', () => {
-    const src = files(resolve(__dirname, '../src')).map((f) => readFileSync(f, 'utf8')).join('\n')
+    const src = files(resolve(__dirname, '../src'))
+      .map((f) => readFileSync(f, 'utf8'))
+      .join('\n')
     const ours = [...src.matchAll(/new ApiError\('([a-z_]+)'/g)].map((m) => m[1]!)
     expect(ours.length).toBeGreaterThan(20)
     for (const mode of ['sync', 'queue'] as const) {

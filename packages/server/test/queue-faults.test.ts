@@ -71,19 +71,27 @@ describe('queue mode under faults', () => {
       expect(unfinished).toHaveLength(1)
       const victim = unfinished[0]!.job_id as string
 
-      const victimDone = await until(async () => {
-        const j = await getJob(api, victim)
-        return j.status === 'succeeded' && j
-      }, 30_000, 'the killed job to be taken over')
+      const victimDone = await until(
+        async () => {
+          const j = await getJob(api, victim)
+          return j.status === 'succeeded' && j
+        },
+        30_000,
+        'the killed job to be taken over',
+      )
       const takeover = Date.now() - killedAt
       expect(takeover).toBeLessThan(15_000 + 5_000 /* the jobs queued before it on worker b */)
       expect(victimDone.attempts).toBeGreaterThanOrEqual(2)
       expect(started(b!).some((l) => l.job_id === victim)).toBe(true)
 
-      const views = await until(async () => {
-        const all = await Promise.all(ids.map((id) => getJob(api, id)))
-        return all.every((j) => j.status === 'succeeded') && all
-      }, 120_000, 'all 30 jobs')
+      const views = await until(
+        async () => {
+          const all = await Promise.all(ids.map((id) => getJob(api, id)))
+          return all.every((j) => j.status === 'succeeded') && all
+        },
+        120_000,
+        'all 30 jobs',
+      )
       expect(views).toHaveLength(30)
       await until(() => receiver.received.length >= 30, 20_000, '30 callbacks')
       await new Promise((r) => setTimeout(r, 1500)) // a duplicate would arrive now
@@ -136,10 +144,14 @@ describe('queue mode under faults', () => {
       expect((await getJob(brief, id)).status).toBe('queued')
       await until(async () => (await redis.keys(blobKey(id))).length === 0, 5000, 'the upload to expire in Redis')
       workers.push(await startWorker(queueEnv(redis.url)))
-      const failed = await until(async () => {
-        const j = await getJob(brief, id)
-        return j.status === 'failed' && j
-      }, 15_000, 'the job to fail')
+      const failed = await until(
+        async () => {
+          const j = await getJob(brief, id)
+          return j.status === 'failed' && j
+        },
+        15_000,
+        'the job to fail',
+      )
       expect(failed.error.code).toBe('upload_expired')
       expect(failed.attempts).toBe(1)
       await until(async () => (await fetch(`${brief.url}/jobs/${id}`, { headers: auth() })).status === 404, 5000, 'the result to expire')
@@ -177,10 +189,14 @@ describe('queue mode under faults', () => {
 
     await redis.start()
     await until(async () => (await fetch(`${api.url}/readyz`)).status === 200, 15_000, '/readyz to recover')
-    const r = await until(async () => {
-      const res = await fetch(`${api.url}/infer/tabr-demo`, { method: 'POST', body: form(), headers: auth() })
-      return res.status === 200 && ((await res.json()) as Json)
-    }, 20_000, 'a request to succeed again')
+    const r = await until(
+      async () => {
+        const res = await fetch(`${api.url}/infer/tabr-demo`, { method: 'POST', body: form(), headers: auth() })
+        return res.status === 200 && ((await res.json()) as Json)
+      },
+      20_000,
+      'a request to succeed again',
+    )
     expect(r.prediction.probabilities).toHaveLength(2)
     await until(async () => w.lines.some((l) => l.msg === 'queue connection error: recovered'), 10_000, 'the worker to say the queue is back')
   })

@@ -54,18 +54,22 @@ export async function startRedis(settings: string[] = ['--save', '', '--appendon
   const start = async () => {
     mkdirSync(dir, { recursive: true })
     proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...settings], { stdio: 'ignore' })
-    await until(async () => {
-      const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
-      probe.on('error', () => {})
-      try {
-        await probe.connect()
-        return (await probe.ping()) === 'PONG'
-      } catch {
-        return false
-      } finally {
-        probe.disconnect()
-      }
-    }, 10_000, 'redis-server')
+    await until(
+      async () => {
+        const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
+        probe.on('error', () => {})
+        try {
+          await probe.connect()
+          return (await probe.ping()) === 'PONG'
+        } catch {
+          return false
+        } finally {
+          probe.disconnect()
+        }
+      },
+      10_000,
+      'redis-server',
+    )
   }
   /** Stops the server and removes its working folder (what persistence settings wrote there). */
   const stop = async () => {

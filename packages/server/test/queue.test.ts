@@ -13,7 +13,6 @@ import { queueEnv, startReceiver, startRedis, startWorker, until, verifySignatur
 const clips = inject('clips')
 type Json = Record<string, any>
 
-
 const video = (path: string, extra: Record<string, string> = {}) => {
   const form = new FormData()
   form.append('video', new Blob([readFileSync(path)]), 'clip.mkv')
@@ -26,7 +25,12 @@ const featuresBody = (n = 90) => JSON.stringify({ features: Array.from({ length:
 function comparable(j: Json): Json {
   const { request_id: _r, timings_ms, ...rest } = j
   if (j.error) return { error: { code: j.error.code, message: j.error.message } }
-  return { ...rest, timing_keys: Object.keys(timings_ms ?? {}).filter((k) => k !== 'queue').sort() }
+  return {
+    ...rest,
+    timing_keys: Object.keys(timings_ms ?? {})
+      .filter((k) => k !== 'queue')
+      .sort(),
+  }
 }
 
 describe('queue mode', () => {

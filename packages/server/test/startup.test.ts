@@ -27,7 +27,16 @@ function leftBehind(base: string, prefix: string, pid: number, tag: string) {
 
 function logSink() {
   const lines: Record<string, any>[] = []
-  const sink = new Writable({ write: (chunk, _enc, cb) => void (lines.push(...String(chunk).split('\n').filter(Boolean).map((l) => JSON.parse(l))), cb()) })
+  const sink = new Writable({
+    write: (chunk, _enc, cb) =>
+      void (lines.push(
+        ...String(chunk)
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l)),
+      ),
+      cb()),
+  })
   return { lines, logger: makeLogger('info', sink) }
 }
 
@@ -125,7 +134,10 @@ describe('Redis persistence (queue mode)', () => {
     const none = await check(['--save', '', '--appendonly', 'no'])
     expect(none.verdict).toBe('volatile')
     expect(none.lines.filter((l) => l.level === 40).map((l) => l.msg)).toEqual([expect.stringMatching(/no persistence.*restart loses every accepted job/)])
-    for (const settings of [['--save', '', '--appendonly', 'yes'], ['--save', '3600 1', '--appendonly', 'no']]) {
+    for (const settings of [
+      ['--save', '', '--appendonly', 'yes'],
+      ['--save', '3600 1', '--appendonly', 'no'],
+    ]) {
       const ok = await check(settings)
       expect([settings, ok.verdict]).toEqual([settings, 'persistent'])
       expect(ok.lines.filter((l) => l.level >= 40)).toEqual([])

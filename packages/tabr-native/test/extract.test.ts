@@ -106,11 +106,7 @@ describe('extractFeatures', () => {
   })
 
   it("gives the spec's numbers with either flow: ours (the default) and OpenCV's agree within the conformance tolerance", async () => {
-    const [ours, opencv, byDefault] = await Promise.all([
-      extractFeatures(clips.face, { flow: 'rust' }),
-      extractFeatures(clips.face, { flow: 'opencv' }),
-      extractFeatures(clips.face),
-    ])
+    const [ours, opencv, byDefault] = await Promise.all([extractFeatures(clips.face, { flow: 'rust' }), extractFeatures(clips.face, { flow: 'opencv' }), extractFeatures(clips.face)])
     expect(Array.from(byDefault.values)).toEqual(Array.from(ours.values))
     const worst = Math.max(...Array.from(ours.values, (v, i) => Math.abs(v - opencv.values[i]) / Math.max(1e-1, Math.abs(opencv.values[i]))))
     expect(worst).toBeLessThan(1e-2)
@@ -124,10 +120,7 @@ describe('extractFeatures', () => {
   })
 
   it('accepts a Buffer and gives the same numbers as the path', async () => {
-    const [fromPath, fromBuffer] = await Promise.all([
-      extractFeatures(clips.face),
-      extractFeatures(readFileSync(clips.face)),
-    ])
+    const [fromPath, fromBuffer] = await Promise.all([extractFeatures(clips.face), extractFeatures(readFileSync(clips.face))])
     expect(Array.from(fromBuffer.values)).toEqual(Array.from(fromPath.values))
   })
 

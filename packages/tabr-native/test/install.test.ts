@@ -6,10 +6,10 @@
 import { execFileSync } from 'node:child_process'
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { extractFeatures, loadModel, VERSION } from '../index.js'
-import { demoDir, pkgDir, plainEnv, repoRoot, run, sharedFixture } from './helpers.js'
+import { demoDir, pkgDir, plainEnv, run, sharedFixture } from './helpers.js'
 
 const clips = inject('clips')
 const { path: sharedClip, skip: skipShared } = sharedFixture('faces/face_lp_d18_man_neutral_480_liveportrait.mp4')
@@ -128,18 +128,11 @@ describe('the packed release, installed with npm', () => {
   }, 300_000)
 
   it('packs the loader and the binary into separate packages, as napi-rs lays them out', () => {
-    expect(tarballs.map((t) => t.split('/').pop())).toEqual([
-      `org-tabr-native-${VERSION}.tgz`,
-      `org-tabr-native-linux-x64-gnu-${VERSION}.tgz`,
-    ])
+    expect(tarballs.map((t) => t.split('/').pop())).toEqual([`org-tabr-native-${VERSION}.tgz`, `org-tabr-native-linux-x64-gnu-${VERSION}.tgz`])
     const list = (t: string) => execFileSync('tar', ['-tzf', t], { encoding: 'utf8' }).trim().split('\n').sort()
     const [main, platform] = tarballs.map(list)
-    expect(main).toEqual(
-      ['binding.js', 'index.d.ts', 'index.js', 'package.json', 'README.md', 'THIRD-PARTY-NOTICES.txt'].map((f) => `package/${f}`).sort(),
-    )
-    expect(platform).toEqual(
-      [binary, 'package.json', 'README.md', 'THIRD-PARTY-NOTICES.txt'].map((f) => `package/${f}`).sort(),
-    )
+    expect(main).toEqual(['binding.js', 'index.d.ts', 'index.js', 'package.json', 'README.md', 'THIRD-PARTY-NOTICES.txt'].map((f) => `package/${f}`).sort())
+    expect(platform).toEqual([binary, 'package.json', 'README.md', 'THIRD-PARTY-NOTICES.txt'].map((f) => `package/${f}`).sort())
   })
 
   it('installs from the tarballs alone: real files, the platform package through optionalDependencies', () => {
@@ -152,9 +145,7 @@ describe('the packed release, installed with npm', () => {
       expect(lstatSync(installed(p)).isSymbolicLink(), p).toBe(false)
     }
     expect(existsSync(installed(`${platformName}/${binary}`))).toBe(true)
-    expect(readFileSync(installed(`${platformName}/THIRD-PARTY-NOTICES.txt`), 'utf8')).toContain(
-      'Intel License Agreement',
-    )
+    expect(readFileSync(installed(`${platformName}/THIRD-PARTY-NOTICES.txt`), 'utf8')).toContain('Intel License Agreement')
   })
 
   it('resolves every shared library of the installed addon (ldd)', () => {

@@ -16,7 +16,12 @@ function readmeTable(title: string): string[][] {
   const section = readme.split(/^## /m).find((s) => s.startsWith(`${title}\n`))
   if (!section) throw new Error(`README has no '## ${title}' section`)
   const rows = section.split('\n').filter((l) => l.startsWith('| '))
-  return rows.slice(2).map((r) => r.split('|').slice(1, -1).map((c) => c.trim().replace(/^`(.*)`$/, '$1')))
+  return rows.slice(2).map((r) =>
+    r
+      .split('|')
+      .slice(1, -1)
+      .map((c) => c.trim().replace(/^`(.*)`$/, '$1')),
+  )
 }
 
 describe('one version list', () => {
@@ -61,7 +66,11 @@ describe('platform packages', () => {
 
 describe('README', () => {
   it('documents exactly the error codes the addon uses', () => {
-    expect(readmeTable('Errors').map(([code]) => code).sort()).toEqual([...errorCodes()].sort())
+    expect(
+      readmeTable('Errors')
+        .map(([code]) => code)
+        .sort(),
+    ).toEqual([...errorCodes()].sort())
   })
 
   describe('runtime libraries', () => {

@@ -14,7 +14,13 @@ import { sentenceFor } from './messages.js'
 import { openCamera, Recorder, type Recording } from './recorder.js'
 import './style.css'
 
-type Phase = { kind: 'idle' } | { kind: 'countdown'; n: number } | { kind: 'recording'; recorder: Recorder; elapsed: number } | { kind: 'recorded'; rec: Recording } | { kind: 'sending'; progress: number } | { kind: 'answered'; answer: Answer; labels?: string[] }
+type Phase =
+  | { kind: 'idle' }
+  | { kind: 'countdown'; n: number }
+  | { kind: 'recording'; recorder: Recorder; elapsed: number }
+  | { kind: 'recorded'; rec: Recording }
+  | { kind: 'sending'; progress: number }
+  | { kind: 'answered'; answer: Answer; labels?: string[] }
 
 const COUNTDOWN_S = 3
 
@@ -104,6 +110,7 @@ function Result({ answer, labels: names, videoUrl }: { answer: Answer; labels?: 
           {labels.map(([i, v]) => (
             <li key={i}>
               <span class="bar-name">{names?.[i] ?? `class ${i}`}</span>
+              {/* biome-ignore lint/a11y/useSemanticElements: a styled bar; <meter> cannot be styled the same across browsers */}
               <span class="bar" role="meter" aria-valuemin={0} aria-valuemax={1} aria-valuenow={v} aria-label={names?.[i] ?? `class ${i}`}>
                 <span class="bar-fill" style={{ width: `${(v * 100).toFixed(1)}%` }} />
               </span>
@@ -135,9 +142,11 @@ function Result({ answer, labels: names, videoUrl }: { answer: Answer; labels?: 
               </button>
             </p>
           )}
+          {/* biome-ignore lint/a11y/useAriaPropsSupportedByRole: the chart drawn into this div is described by its label */}
           <div ref={chartEl} class="chart" data-testid="chart" aria-label="Motion of each face region over time; click to jump the video there" />
         </>
       )}
+      {/* biome-ignore lint/a11y/useMediaCaption: the playback of the user's own recording; there is nothing to caption */}
       {videoUrl && <video ref={videoEl} class="playback" src={videoUrl} controls playsInline aria-label="Your video" data-testid="playback" />}
     </section>
   )
@@ -175,7 +184,11 @@ function App() {
     pageConfig().then(setCfg, () => {})
     const asked = new URLSearchParams(location.search).get('question')
     if (asked) setQuestion(asked)
-    else loadQuestions().then((qs) => setQuestion(qs[0] ?? ''), () => {})
+    else
+      loadQuestions().then(
+        (qs) => setQuestion(qs[0] ?? ''),
+        () => {},
+      )
   }, [])
 
   useEffect(() => {
@@ -302,6 +315,7 @@ function App() {
             </button>
           )}
         </div>
+        {/* biome-ignore lint/a11y/noStaticElementInteractions: a drop zone for files; its <input type="file"> is the accessible control */}
         <div
           class={`drop${dragging ? ' dragging' : ''}`}
           onDragOver={(e) => {

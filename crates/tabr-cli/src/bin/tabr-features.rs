@@ -2,7 +2,9 @@
 //! poc-abs/2`), for building training sets.
 //!
 //! Files or directories of videos in, one CSV or JSONL line per file out, with a header of
-//! feature names. `--overlay DIR` also writes, per clip, a PNG of v2's first aligned crop with
+//! feature names. Every table names its spec (CSV: a `spec` column, e.g. `poc-abs/2`, on every
+//! row; JSONL: the header's `spec` and `version`), and the exporter takes it from there.
+//! `--overlay DIR` also writes, per clip, a PNG of v2's first aligned crop with
 //! its landmarks and regions, for a person to check the placement. Files that fail get their stable error code and empty values; the exit
 //! status is 1 if any file failed, 2 on usage errors. Files run in parallel, and the
 //! pair work of all of them shares one pool, exactly as in the service.
@@ -150,6 +152,7 @@ struct Extras {
 fn write_row(
     out: &mut dyn Write,
     format: Format,
+    spec: Spec,
     extras: Extras,
     file: &Path,
     r: &tabr_core::Result<Features>,
@@ -157,7 +160,9 @@ fn write_row(
     let name = file.to_string_lossy();
     match format {
         Format::Csv => {
-            write!(out, "{},", csv_field(&name))?;
+            // The spec on every row: a table read in parts, or joined with another, still says
+            // which features it holds.
+            write!(out, "{},{},", csv_field(&name), spec.id())?;
             match r {
                 Ok(f) => {
                     let vals: Vec<String> = f.values.iter().map(|v| v.to_string()).collect();
@@ -319,7 +324,7 @@ fn main() -> ExitCode {
     let mut out = BufWriter::new(sink);
     let names = feature_names();
     let header = match args.format {
-        Format::Csv => writeln!(out, "file,error,{}", names.join(",")),
+        Format::Csv => writeln!(out, "file,spec,error,{}", names.join(",")),
         Format::Jsonl => writeln!(
             out,
             "{}",
@@ -377,7 +382,8 @@ fn main() -> ExitCode {
                 let (written, pending, out) = &mut *st;
                 pending.insert(i, r);
                 while let Some(r) = pending.remove(written) {
-                    if let Err(e) = write_row(out, args.format, extras, &files[*written], &r) {
+                    if let Err(e) = write_row(out, args.format, spec, extras, &files[*written], &r)
+                    {
                         eprintln!("tabr-features: write failed: {e}");
                         std::process::exit(2);
                     }

@@ -125,7 +125,7 @@ function boundedRead(req: Request, res: ServerResponse, next: NextFunction, time
     onStop: (f: () => void) => void (stop = f),
     /** Refuses the body past `limit` bytes (false: refused already, by its declared length). */
     watch(limit: number, refused: ApiError): boolean {
-      if (Number(req.headers['content-length'] ?? 0) > limit) return done(refused), false
+      if (Number(req.headers['content-length'] ?? 0) > limit) return (done(refused), false)
       let seen = 0
       req.on('data', (chunk: Buffer) => {
         seen += chunk.length

@@ -85,7 +85,10 @@ export function parseCallbackHosts(raw: string): string[] {
 }
 
 export function parseTokens(raw: string): string[] {
-  const tokens = raw.split(',').map((s) => s.trim()).filter(Boolean)
+  const tokens = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
   if (tokens.length === 0) throw new ConfigError('AI_API_TOKEN: at least one token is needed')
   tokens.forEach((t, i) => {
     if (t === PLACEHOLDER_TOKEN) throw new ConfigError(`AI_API_TOKEN token ${i + 1}: the .env.example placeholder is not a token (make run generates one)`)
@@ -164,7 +167,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
   const registry = parseRegistry(c.MODEL_REGISTRY)
   const webQuestions = c.WEB_QUESTIONS_FILE ? readQuestions(c.WEB_QUESTIONS_FILE) : undefined
   const callbackHosts = parseCallbackHosts(c.CALLBACK_ALLOWED_HOSTS)
-  if (callbackHosts.length && c.CALLBACK_SECRET.length < 32) throw new ConfigError('CALLBACK_SECRET: callbacks are allowed (CALLBACK_ALLOWED_HOSTS), so a secret of at least 32 characters is needed to sign them')
+  if (callbackHosts.length && c.CALLBACK_SECRET.length < 32)
+    throw new ConfigError('CALLBACK_SECRET: callbacks are allowed (CALLBACK_ALLOWED_HOSTS), so a secret of at least 32 characters is needed to sign them')
   if (!Number.isInteger(c.CONCURRENCY) || c.CONCURRENCY < 1) throw new ConfigError('CONCURRENCY: must be a whole number ≥ 1')
   if (!Number.isInteger(c.MAX_PENDING) || c.MAX_PENDING < 0) throw new ConfigError('MAX_PENDING: must be a whole number ≥ 0')
   if (!Number.isInteger(c.FEATURE_CONCURRENCY) || c.FEATURE_CONCURRENCY < 1) throw new ConfigError('FEATURE_CONCURRENCY: must be a whole number ≥ 1')
@@ -197,7 +201,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_S * 1000,
     /** The browser client's questions (WEB_QUESTIONS_FILE), when the researcher gave their own. */
     webQuestions,
-    corsOrigins: c.CORS_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean),
+    corsOrigins: c.CORS_ORIGINS.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     logLevel: c.LOG_LEVEL,
     ortProvider: c.ORT_PROVIDER as 'cpu' | 'cuda' | 'auto',
     flow: c.FLOW as 'rust' | 'opencv',

@@ -29,7 +29,8 @@ export function checkThreadPool(videos: number, features: number, logger: Logger
   if (size > videos) return false
   logger.warn(
     { uv_threadpool_size: size, concurrency: videos, wanted },
-    `the libuv thread pool (${size} threads) can be filled by ${videos} videos at once: feature vectors and upload writes then wait behind them. Start Node with UV_THREADPOOL_SIZE=${wanted} in its environment (.env is read too late)`,
+    `the libuv thread pool (${size} threads) can be filled by ${videos} videos at once: feature vectors and upload writes then wait behind them. Start ` +
+      `Node with UV_THREADPOOL_SIZE=${wanted} in its environment (.env is read too late)`,
   )
   return true
 }

@@ -5,9 +5,7 @@
 // feature parameters.)
 import type { VideoLimits } from '../core/config.js'
 
-export type InferenceInput =
-  | { kind: 'video'; path: string }
-  | { kind: 'features'; values: (number | null)[] }
+export type InferenceInput = { kind: 'video'; path: string } | { kind: 'features'; values: (number | null)[] }
 
 export interface Prediction {
   label?: string

@@ -178,15 +178,15 @@ export class QueueExecutor implements Executor {
       })
       // The job may have ended before the waiter was registered. The state is read before the
       // job: a job read first could be a running one's copy, without its outcome.
-      this.guard(() => this.queue.getJobState(id)).then(
-        async (state) => {
+      this.guard(() => this.queue.getJobState(id))
+        .then(async (state) => {
           if (state !== 'completed' && state !== 'failed') return
           const job = await this.guard(() => this.queue.getJob(id))
           if (!job) return
           if (state === 'completed') this.settle(id, (w) => w.resolve(job.returnvalue))
           else this.settle(id, (w) => w.reject(apiErrorOf(decodeError(job.failedReason))))
-        },
-      ).catch((e: ApiError) => this.settle(id, (w) => w.reject(e)))
+        })
+        .catch((e: ApiError) => this.settle(id, (w) => w.reject(e)))
     })
   }
 

@@ -97,9 +97,7 @@ export function jobOptions(id: string, attempts: number, ttlS: number): JobsOpti
  * timeout), so a request is answered 503 instead of hanging. Both reconnect on their own.
  */
 export function redisConnection(url: string, { blocking }: { blocking: boolean }): Redis {
-  const opts: RedisOptions = blocking
-    ? { maxRetriesPerRequest: null, enableReadyCheck: true }
-    : { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 1500, commandTimeout: 1500 }
+  const opts: RedisOptions = blocking ? { maxRetriesPerRequest: null, enableReadyCheck: true } : { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 1500, commandTimeout: 1500 }
   const redis = new Redis(url, { ...opts, lazyConnect: false, retryStrategy: (times) => Math.min(times * 200, 1000) })
   // Connection errors are reported by readiness and by the requests they fail; an unhandled
   // 'error' event would otherwise print every reconnect attempt.
@@ -123,6 +121,9 @@ export async function checkPersistence(redis: Redis, logger: Logger): Promise<'p
     return 'unknown'
   }
   if (aof === 'yes' || (typeof save === 'string' && save.trim() !== '')) return 'persistent'
-  logger.warn({ appendonly: aof ?? null, save: save ?? null }, 'Redis has no persistence (neither appendonly yes nor save): a Redis restart loses every accepted job, upload and result, and GET /jobs/{id} answers 404 for them (README, "Queue mode")')
+  logger.warn(
+    { appendonly: aof ?? null, save: save ?? null },
+    'Redis has no persistence (neither appendonly yes nor save): a Redis restart loses every accepted job, upload and result, and GET /jobs/{id} answers 404 for them (README, "Queue mode")',
+  )
   return 'volatile'
 }

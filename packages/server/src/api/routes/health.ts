@@ -40,7 +40,10 @@ export function healthRoutes(app: Express, { registry, queue, metrics, config, a
   app.get('/readyz', (req, res) => {
     const [code, message] = !registry.ready() ? ['not_ready', 'models are still loading'] : queue && !queue.ready() ? ['queue_unavailable', 'the job queue (Redis) is unavailable'] : []
     if (!code) return void res.json({ status: 'ready', ...(queue ? { queue: 'ready' } : {}) })
-    res.status(503).setHeader('Retry-After', '1').json({ error: { code, message, request_id: req.id } })
+    res
+      .status(503)
+      .setHeader('Retry-After', '1')
+      .json({ error: { code, message, request_id: req.id } })
   })
   app.get('/openapi.json', (_req, res) => void res.json(openapi))
   // absolute-path.js gives the folder without loading the 1.7 MB bundle into the process.

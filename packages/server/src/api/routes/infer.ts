@@ -44,7 +44,12 @@ export function inferRoutes(app: Express, ctx: RouteContext): void {
       const input = res.locals.input!
       const rawCallback = req.query.callback_url ?? (req.body as { callback_url?: unknown } | undefined)?.callback_url
       const include = includes(req.query.include)
-      const opts = { includeFeatures: include.has('features'), includeSeries: include.has('series'), requestId: req.id as string, callbackUrl: rawCallback === undefined ? undefined : checkCallback(rawCallback) }
+      const opts = {
+        includeFeatures: include.has('features'),
+        includeSeries: include.has('series'),
+        requestId: req.id as string,
+        callbackUrl: rawCallback === undefined ? undefined : checkCallback(rawCallback),
+      }
       let answer: Answer
       if (queue) {
         const id = (res.locals.jobId = await queue.submit(model, input, opts))

@@ -41,8 +41,16 @@ export function oipRoutes(app: Express, { registry, sync, auth, config, metrics 
     next(new ApiError('not_ready', 'models are still loading', { 'Retry-After': '1' }))
   })
   for (const base of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
-    app.get(base, auth, json(async (req) => modelMetadata(await infoOf(req))))
-    app.get(`${base}/ready`, auth, json(async (req) => ({ name: (await infoOf(req)).name, ready: true })))
+    app.get(
+      base,
+      auth,
+      json(async (req) => modelMetadata(await infoOf(req))),
+    )
+    app.get(
+      `${base}/ready`,
+      auth,
+      json(async (req) => ({ name: (await infoOf(req)).name, ready: true })),
+    )
     app.post(
       `${base}/infer`,
       auth,
