@@ -11,7 +11,7 @@
 //!   and last, Matroska, WebM) give `ffprobe -count_frames`'s count: the frames still inside
 //!   the decoder when reading fails are drained.
 //!
-//! Under `CI=true` a missing `../shared` fails instead of skipping.
+//! A missing `../shared` fails these tests (it is their input).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,19 +27,8 @@ use common::ffmpeg;
 
 const MEDIA: [&str; 5] = ["mp4", "mkv", "webm", "mov", "avi"];
 
-fn fixtures() -> Option<Vec<PathBuf>> {
-    let root = std::env::var_os("TABR_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-        .join("fixtures");
-    if !root.is_dir() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "../shared/fixtures is missing under CI"
-        );
-        eprintln!("SKIPPED: ../shared/fixtures not found (set TABR_SHARED)");
-        return None;
-    }
+fn fixtures() -> Vec<PathBuf> {
+    let root = common::shared_root().join("fixtures");
     let mut files = Vec::new();
     for cat in std::fs::read_dir(&root).expect("fixtures").flatten() {
         if !cat.path().is_dir() {
@@ -59,7 +48,7 @@ fn fixtures() -> Option<Vec<PathBuf>> {
         "expected the shared fixtures, found {}",
         files.len()
     );
-    Some(files)
+    files
 }
 
 /// `ffprobe -count_frames` of the first video stream; None when ffprobe cannot read one.
@@ -78,7 +67,7 @@ fn ffprobe_count(p: &Path) -> Option<u64> {
 
 #[test]
 fn frame_counts_equal_ffprobe_on_every_fixture() {
-    let Some(files) = fixtures() else { return };
+    let files = fixtures();
     let mut bad = Vec::new();
     for p in &files {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("?");
@@ -97,7 +86,7 @@ fn frame_counts_equal_ffprobe_on_every_fixture() {
 
 #[test]
 fn gray_frames_equal_opencv_reader_frames() {
-    let Some(files) = fixtures() else { return };
+    let files = fixtures();
     let params = SpecParams {
         max_seconds: 600.0,
         max_pixels: tabr_core::spec::MAX_PIXELS,
@@ -168,7 +157,7 @@ fn gray_frames_equal_opencv_reader_frames() {
 /// cannot open it either (an MP4 whose index was at the end), to `invalid_video`.
 #[test]
 fn cut_files_decode_every_frame_ffprobe_decodes() {
-    let Some(files) = fixtures() else { return };
+    let files = fixtures();
     let d18 = files
         .iter()
         .find(|p| p.ends_with("face_lp_d18_man_neutral_480_liveportrait.mp4"))
@@ -233,7 +222,7 @@ fn cut_files_decode_every_frame_ffprobe_decodes() {
 /// came from the probe alone).
 #[test]
 fn frames_over_the_limit_are_frame_too_large_from_the_header() {
-    let Some(files) = fixtures() else { return };
+    let files = fixtures();
     let mut checked = 0;
     let mut bad = Vec::new();
     for p in &files {

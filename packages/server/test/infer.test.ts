@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path'
 import { extractFeatures } from '@org/tabr-native'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import type { Running } from '../src/server.js'
-import { assertNoLeak, auth, call, DEMO, DEMO_V2, haveShared, serve, SHARED } from './helpers.js'
+import { assertNoLeak, auth, call, DEMO, DEMO_V2, requireShared, serve, SHARED } from './helpers.js'
 
 const FACE_CLIPS = resolve(__dirname, '../../../scripts/tabr/face_clips.py')
 
@@ -114,9 +114,9 @@ describe('POST /infer/{model}', () => {
     expect((await post(s, readFileSync(clips.oneFrame), { 'Content-Type': 'video/x-matroska' })).json.error.code).toBe('video_too_short')
   })
 
-  it('gives every error fixture of EXPECTED.md its code through HTTP', async (ctx) => {
+  it('gives every error fixture of EXPECTED.md its code through HTTP', async () => {
     const expected = join(SHARED, 'spec/reference/EXPECTED.md')
-    if (!haveShared(ctx, expected)) return
+    requireShared(expected)
     const big = s
     {
       const rows = readFileSync(expected, 'utf8')
@@ -237,8 +237,8 @@ describe('a poc-abs v2 model served beside the v1 one', () => {
     await s.shutdown()
   })
 
-  it('names its feature spec and computes it: the values extractFeatures gives for poc-abs/2', async (ctx) => {
-    if (!haveShared(ctx, D18)) return
+  it('names its feature spec and computes it: the values extractFeatures gives for poc-abs/2', async () => {
+    requireShared(D18)
     const info = await call(s, '/models/tabr-demo-v2')
     expect(info.json).toMatchObject({ name: 'tabr-demo-v2', n_features: 90, features: { name: 'poc-abs', version: 2 } })
     expect((await call(s, '/models/tabr-demo')).json.features).toMatchObject({ name: 'poc-abs', version: 1 })
@@ -250,8 +250,8 @@ describe('a poc-abs v2 model served beside the v1 one', () => {
     expect(v1.json.features.values).not.toEqual(r.json.features.values)
   })
 
-  it('finds the face of the office clip, which v1 misses', async (ctx) => {
-    if (!haveShared(ctx, OFFICE)) return
+  it('finds the face of the office clip, which v1 misses', async () => {
+    requireShared(OFFICE)
     const body = readFileSync(OFFICE)
     const v2 = await post(s, body, { 'Content-Type': 'video/x-matroska' }, '/infer/tabr-demo-v2')
     expect(v2.status).toBe(200)
@@ -260,8 +260,8 @@ describe('a poc-abs v2 model served beside the v1 one', () => {
     expect([v1.status, v1.json.error.code]).toEqual([422, 'no_face'])
   })
 
-  it('answers a portrait phone clip and a selfie close-up with the face found on every try', async (ctx) => {
-    if (!haveShared(ctx, D18)) return
+  it('answers a portrait phone clip and a selfie close-up with the face found on every try', async () => {
+    requireShared(D18)
     const dir = mkdtempSync(join(tmpdir(), 'tabr-phone-clips-'))
     try {
       const make = (name: string, vf: string) => {
@@ -295,8 +295,8 @@ describe('a poc-abs v2 model served beside the v1 one', () => {
     }
   })
 
-  it('tells apart fresh clips made from frames it never saw (scripts/tabr/face_clips.py)', async (ctx) => {
-    if (!haveShared(ctx, D18)) return
+  it('tells apart fresh clips made from frames it never saw (scripts/tabr/face_clips.py)', async () => {
+    requireShared(D18)
     const dir = mkdtempSync(join(tmpdir(), 'tabr-v2-clips-'))
     try {
       // A seed the demo model's build never used; the held-out frame of every face fixture.

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SENTENCES } from '../../web/src/messages.js'
 import { ERROR_CODES } from '../src/core/errors.js'
 import type { Running } from '../src/server.js'
-import { config, haveShared, serve, SHARED, TOKEN } from './helpers.js'
+import { config, requireShared, serve, SHARED, TOKEN } from './helpers.js'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const FACE_CAMERA = join(SHARED, 'fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4')
@@ -25,8 +25,8 @@ describe('the browser client', () => {
   let browser: Browser
   let tmp: string
 
-  beforeAll(async (ctx) => {
-    if (!haveShared(ctx, FACE_CAMERA)) return
+  beforeAll(async () => {
+    requireShared(FACE_CAMERA)
     tmp = mkdtempSync(join(tmpdir(), 'tabr-web-'))
     mkdirSync(OUT, { recursive: true })
     // The fake camera: a real face clip (7.2 s) as raw Y4M; chromium loops it, and the 3 s

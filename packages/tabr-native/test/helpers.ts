@@ -8,13 +8,12 @@ export const pkgDir = resolve(__dirname, '..')
 export const repoRoot = resolve(pkgDir, '../..')
 export const demoDir = resolve(repoRoot, 'models/tabr-demo')
 
-/** A file of ../shared/fixtures (or of `TABR_SHARED`), and whether a test may skip it: only
- * outside CI, where a missing ../shared is a broken checkout and the test runs and fails. */
-export function sharedFixture(rel: string): { path: string; skip: boolean } {
+/** A file of ../shared/fixtures (or of `TABR_SHARED`). The shared fixtures are the tests'
+ * input: a missing one fails the test that needs it, in every mode, never a silent pass. */
+export function sharedFixture(rel: string): string {
   const path = join(process.env.TABR_SHARED ?? resolve(repoRoot, '../shared'), 'fixtures', rel)
-  const skip = !existsSync(path) && process.env.CI !== 'true'
-  if (skip) console.warn(`SKIPPED: ${path} not found (set TABR_SHARED)`)
-  return { path, skip }
+  if (!existsSync(path)) throw new Error(`${path} is missing: put ../shared beside the checkout or set TABR_SHARED`)
+  return path
 }
 
 /** The `code` a promise rejects with ('resolved' when it does not reject). */

@@ -8,24 +8,32 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `../shared/fixtures/<rel>` (or under `TABR_SHARED`). Absent, a test skips itself, except
-/// under `CI=true`, where a missing `../shared` fails it instead of letting it pass unseen.
+/// `../shared` (or `TABR_SHARED`): the shared fixtures and reference values are inputs of
+/// these tests, so a checkout without them fails the tests that need them, in every mode,
+/// rather than letting them pass unseen.
 #[allow(dead_code)] // not every test crate that includes this module reads fixtures
-pub fn shared_fixture(rel: &str) -> Option<PathBuf> {
+pub fn shared_root() -> PathBuf {
     let root = std::env::var_os("TABR_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("../shared"));
-    let p = root.join("fixtures").join(rel);
-    if p.is_file() {
-        return Some(p);
-    }
     assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{} is missing: under CI=true the shared fixtures are required",
+        root.join("fixtures").is_dir(),
+        "{} has no fixtures/: put ../shared beside the checkout or set TABR_SHARED",
+        root.display()
+    );
+    root
+}
+
+/// `../shared/fixtures/<rel>`; a missing file fails the test ([`shared_root`]).
+#[allow(dead_code)] // not every test crate that includes this module reads fixtures
+pub fn shared_fixture(rel: &str) -> PathBuf {
+    let p = shared_root().join("fixtures").join(rel);
+    assert!(
+        p.is_file(),
+        "{} is missing from the shared fixtures",
         p.display()
     );
-    eprintln!("SKIPPED: {} not found (set TABR_SHARED)", p.display());
-    None
+    p
 }
 
 /// The ONNX Runtime library: `ORT_DYLIB_PATH`, or the one `onnxruntime-node` brings, which
