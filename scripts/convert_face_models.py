@@ -72,7 +72,7 @@ def check(tflite: Path, onnx_path: Path, inputs: list[np.ndarray]) -> float:
         it.invoke()
         ref = [it.get_tensor(o["index"]) for o in outs]
         got = sess.run(names, {sess.get_inputs()[0].name: np.transpose(x, (2, 0, 1))[None]})
-        for r, g in zip(ref, got):
+        for r, g in zip(ref, got, strict=False):
             worst = max(worst, float(np.max(np.abs(g.reshape(r.shape) - r))))
     return worst
 

@@ -16,11 +16,14 @@ or a plain state dict; the model hyper-parameters (a Lightning checkpoint's
 ``hyper_parameters``, or ``--hparams``: the official ``Model`` arguments under ``"model"`` plus
 ``context_size``); the TabR candidates, i.e. the **raw, un-preprocessed** training split in
 feature order (``tabr-features`` CSV or JSONL as it is, columns matched by name; or
-``.npy``/``.npz``/``.parquet``); their labels; the fitted scikit-learn preprocessing; names,
-labels and the feature spec. Output: ``model.onnx`` (candidate keys and labels baked in, top-k
-retrieval in the graph), ``preprocess.json``, ``manifest.json``, ``golden.json``, the face
-cascade and a ``README.md``; the ONNX file is run with onnxruntime against ``golden.json``
-before success is reported. Every refusal is one ``export_tabr: …`` line and exit status 2.
+``.npy``/``.npz``/``.parquet``); their labels; the fitted scikit-learn preprocessing; names
+and labels. The feature spec is the one recorded where the features came from (a checkpoint's
+``hyper_parameters["feature_spec"]``, as ``train_tabr_example.py`` saves it, or the spec of a
+``tabr-features`` table given as ``--train-x``); ``--feature-spec`` gives it when nothing
+records it, and is refused when it contradicts what is recorded. Output: ``model.onnx``
+(candidate keys and labels baked in, top-k retrieval in the graph), ``preprocess.json``,
+``manifest.json``, ``golden.json``, for poc-abs/1 the face cascade, and a ``README.md``; the
+ONNX file is run with onnxruntime against ``golden.json`` before success is reported. Every refusal is one ``export_tabr: …`` line and exit status 2.
 See docs/own-model.md for the whole path from clips to a served model.
 """
 from __future__ import annotations
@@ -36,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tabr.table import TableError, feature_matrix, is_feature_table, read_labels, read_table  # noqa: E402
+from tabr.table import TableError, feature_matrix, is_feature_table, load_table, parse_spec, read_labels, spec_label  # noqa: E402
 
 FORMAT = "tabr-model/1"
 REPO = Path(__file__).resolve().parent.parent
@@ -56,6 +59,59 @@ class ExportError(Exception):
 DEFAULT_CONTEXT_SIZE = 96
 #: Candidates whose features reach this far from 0 (in mean or spread) were not standardised.
 RAW_SCALE = 10.0
+#: The feature spec when neither the inputs nor --feature-spec say which (stated on stderr).
+DEFAULT_SPEC = {"name": "poc-abs", "version": 1, "params": {}}
+
+
+def feature_spec(value: Any, source: str) -> dict[str, Any]:
+    """A feature spec as a dict ``{"name", "version", "params"?}`` from JSON text, ``name/version``
+    text (``poc-abs/2``) or an already parsed object (a checkpoint's ``feature_spec``)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.startswith("{"):
+            try:
+                return parse_spec(text, source)
+            except TableError:
+                raise ExportError(f"{source} is neither JSON nor name/version (e.g. poc-abs/2)") from None
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise ExportError(f"{source} is not valid JSON") from None
+    version = value.get("version") if isinstance(value, dict) else None
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or not isinstance(version, int) or isinstance(version, bool):
+        raise ExportError(f'{source} must name a feature spec: {{"name": "poc-abs", "version": 2}} or poc-abs/2')
+    return value
+
+
+def resolve_spec(flag: dict[str, Any] | None, recorded: list[tuple[str, dict[str, Any] | None]]) -> tuple[dict[str, Any], str | None]:
+    """The feature spec to export with, and where it came from (``None``: the default).
+
+    ``recorded`` lists what the inputs say, as (where, spec or None): the checkpoint's
+    hyper-parameters, the candidates' table. They must agree with each other, and
+    ``--feature-spec`` (``flag``) must agree with them; without any, poc-abs/1."""
+    known = [(where, spec) for where, spec in recorded if spec]
+
+    def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        return (a.get("name"), a.get("version")) == (b.get("name"), b.get("version"))
+
+    if known:
+        first_where, first = known[0]
+        for where, spec in known[1:]:
+            if not same(first, spec):
+                raise ExportError(
+                    f"{first_where} records feature spec {spec_label(first)} but {where} records {spec_label(spec)}: "
+                    "the candidates must be features of the spec the model was trained on"
+                )
+        if flag and not same(flag, first):
+            raise ExportError(
+                f"--feature-spec says {spec_label(flag)} but {first_where} records {spec_label(first)}: "
+                "leave --feature-spec out (the recorded spec is used) or export the model that was trained on it"
+            )
+    if flag:
+        return {"params": {}, **flag}, "--feature-spec"
+    if known:
+        return {"params": {}, **known[0][1]}, known[0][0]
+    return json.loads(json.dumps(DEFAULT_SPEC)), None
 
 
 def poc_abs_v1_names() -> list[str]:
@@ -160,16 +216,18 @@ def load_preprocessors(paths: list[str], n_features: int) -> tuple[list[Any], di
         raise ExportError(f"--preprocess: {e}") from None
 
 
-def load_candidates(args: argparse.Namespace, names: list[str], task: str, labels: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
-    """The raw candidates in feature order and their targets; where they came from."""
+def load_candidates(args: argparse.Namespace, names: list[str], task: str, labels: list[str]) -> tuple[np.ndarray, np.ndarray, str, dict[str, Any] | None]:
+    """The raw candidates in feature order and their targets; where they came from, and the
+    feature spec their table records (``None`` when it records none)."""
     path = Path(args.train_x)
     if not path.is_file():
         raise ExportError(f"--train-x {args.train_x}: no such file")
     try:
-        rows = None
+        rows, spec = None, None
         if is_feature_table(path):
-            rows, table_names = read_table(path)
-            x_raw = feature_matrix(rows, table_names, names, path.name)
+            table = load_table(path)
+            rows, spec = table.rows, table.spec
+            x_raw = feature_matrix(rows, table.names, names, path.name)
             source = f"{path.name} (tabr-features, {len(rows)} clips)"
         else:
             x_raw = load_array(path, "X_train").astype(np.float64)
@@ -183,7 +241,7 @@ def load_candidates(args: argparse.Namespace, names: list[str], task: str, label
         raise ExportError(f"--train-x has shape {x_raw.shape}, expected [n, {len(names)}] (the raw features in feature order)")
     if len(y) != len(x_raw):
         raise ExportError(f"--train-x has {len(x_raw)} rows but --train-y has {len(y)}")
-    return x_raw, y, source
+    return x_raw, y, source, spec
 
 
 def fresh_out(out: Path, force: bool) -> None:
@@ -216,8 +274,8 @@ def verify_onnx(out: Path, golden: dict[str, Any], tolerance: float = 1e-4) -> f
 def export(args: argparse.Namespace) -> Path:
     import torch
 
-    from tabr.model import Model, TabRForExport
     from tabr import preprocess as pp
+    from tabr.model import Model, TabRForExport
 
     state, ckpt_hparams = load_state_dict(Path(args.checkpoint))
     if args.hparams:
@@ -228,7 +286,16 @@ def export(args: argparse.Namespace) -> Path:
         raise ExportError("no hyper-parameters: pass --hparams (the checkpoint has none)")
     if not isinstance(hp, dict):
         raise ExportError("the hyper-parameters must be a JSON object: {\"model\": {…Model arguments}, \"context_size\": …}")
-    hp = {**(hp.get("model") or {}), **{k: v for k, v in hp.items() if k != "model"}}
+    # The feature spec the model was trained on, where the training saved it (train_tabr_example.py does).
+    recorded: list[tuple[str, dict[str, Any] | None]] = []
+    for where, source in [("--hparams", hp if args.hparams else None), ("the checkpoint's hyper-parameters", ckpt_hparams)]:
+        if isinstance(source, dict) and source.get("feature_spec") is not None:
+            recorded.append((where, feature_spec(source["feature_spec"], f"{where}: feature_spec")))
+    flag = feature_spec(args.feature_spec, "--feature-spec") if args.feature_spec else None
+    # A contradiction between --feature-spec and the checkpoint is refused before any work; the
+    # candidates' table is checked against both once it is read.
+    spec, _ = resolve_spec(flag, recorded)
+    hp = {**(hp.get("model") or {}), **{k: v for k, v in hp.items() if k not in ("model", "feature_spec")}}
     if "context_size" in hp:
         context_size = int(hp.pop("context_size"))
     else:
@@ -240,13 +307,6 @@ def export(args: argparse.Namespace) -> Path:
     model_kwargs = {k: v for k, v in hp.items() if k in MODEL_ARGS}
 
     names = read_json(args.feature_names, "--feature-names") if args.feature_names else poc_abs_v1_names()
-    if args.feature_spec:
-        try:
-            spec = json.loads(args.feature_spec)
-        except json.JSONDecodeError:
-            raise ExportError("--feature-spec is not valid JSON") from None
-    else:
-        spec = {"name": "poc-abs", "version": 1, "params": {}}
     n_features = len(names)
     if spec.get("name") == "poc-abs" and spec.get("version") in (1, 2) and n_features != 90:
         raise ExportError(f"poc-abs v{spec['version']} produces 90 features, but {n_features} feature names were given")
@@ -281,7 +341,13 @@ def export(args: argparse.Namespace) -> Path:
             file=sys.stderr,
         )
 
-    x_raw, y, source = load_candidates(args, names, task, labels)
+    x_raw, y, source, table_spec = load_candidates(args, names, task, labels)
+    spec, spec_from = resolve_spec(flag, [*recorded, (f"--train-x {Path(args.train_x).name}", table_spec)])
+    if spec_from is None:
+        note(
+            f"no feature spec recorded in the checkpoint or --train-x, and no --feature-spec: {spec_label(spec)} assumed "
+            "(pass --feature-spec poc-abs/2 for features from tabr-features --spec poc-abs/2)"
+        )
     if task != "regression":
         if not np.all(np.equal(np.mod(y, 1), 0)) or y.min() < 0 or y.max() >= n_classes:
             raise ExportError(f"--train-y must hold class indices 0..{n_classes - 1} (or the --labels themselves)")
@@ -458,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preprocess", nargs="*", help="joblib files of the fitted preprocessing, applied in order: SimpleImputer, StandardScaler, MinMaxScaler, QuantileTransformer(output_distribution='normal'), or a Pipeline of them")
     ap.add_argument("--raw-inputs", action="store_true", help="the model was trained on raw feature values: export without --preprocess even when they are far from standardised")
     ap.add_argument("--feature-names", help="JSON list of the model's feature names, in its input order (default: the 90 poc-abs names, the same in v1 and v2)")
-    ap.add_argument("--feature-spec", help='JSON of the feature spec the features came from (default {"name": "poc-abs", "version": 1, "params": {}}; {"name": "poc-abs", "version": 2} for features from tabr-features --spec poc-abs/2)')
+    ap.add_argument("--feature-spec", help='the feature spec the features came from, as name/version (poc-abs/1, poc-abs/2) or JSON ({"name": "poc-abs", "version": 2, "params": {...}}); default: the spec the checkpoint\'s hyper-parameters or the --train-x table record, else poc-abs/1 (stated); refused when it contradicts them')
     ap.add_argument("--labels", help="comma-separated class labels, in class-index order (classifiers); none for regression")
     ap.add_argument("--cascade", help="poc-abs v1: the face cascade XML the service detects faces with (default: OpenCV's frontal face cascade); refused for v2")
     ap.add_argument("--name", required=True, help="the model's name: the name MODEL_REGISTRY serves it under (lowercase letters, digits, - or _)")

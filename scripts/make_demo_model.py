@@ -115,7 +115,7 @@ def train(x: np.ndarray, y: np.ndarray, seed: int):
     ctx = HPARAMS["context_size"]
     cand_x, cand_y = xt[tr], yt[tr]
     best, best_state, patience = -1.0, None, 0
-    for epoch in range(300):
+    for epoch in range(300):  # noqa: B007 (the epoch count is returned after the loop)
         model.train()
         perm = torch.tensor(rng.permutation(len(tr)))
         for b in perm.split(32):

@@ -289,12 +289,12 @@ def mean_shape(shapes: list[np.ndarray], rounds: int = 10) -> dict:
     target = TEMPLATE * ROI_SIZE
     for _ in range(rounds):
         fits = [similarity(s[FIT_POINTS], target) for s in shapes]
-        mean = np.mean([(f[:, :2] @ s[FIT_POINTS].T).T + f[:, 2] for f, s in zip(fits, shapes)], 0)
+        mean = np.mean([(f[:, :2] @ s[FIT_POINTS].T).T + f[:, 2] for f, s in zip(fits, shapes, strict=False)], 0)
         # Keep the frame of reference: the mean's outer eye corners onto the template's.
         anchor = similarity(mean[[0, 3]], (TEMPLATE * ROI_SIZE)[[0, 3]])
         target = (anchor[:, :2] @ mean.T).T + anchor[:, 2]
     fits = [similarity(s[FIT_POINTS], target) for s in shapes]
-    canon = np.array([(f[:, :2] @ s.T).T + f[:, 2] for f, s in zip(fits, shapes)])
+    canon = np.array([(f[:, :2] @ s.T).T + f[:, 2] for f, s in zip(fits, shapes, strict=False)])
     return {"roi_size": ROI_SIZE, "faces": len(shapes), "fit_points": FIT_POINTS, "fit_mean": target.round(3).tolist(),
             "landmarks_mean": canon.mean(0).round(3).tolist(), "landmarks_sd": canon.std(0).round(3).tolist()}
 

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
+
 import poc_abs_v2_face as face
 
 ROI_SIZE = 128

@@ -9,18 +9,26 @@
     uv run scripts/train_tabr_example.py --features features.csv --train-y labels.csv \\
         --labels none,micro_movement --out run/
 
-Reads the feature table exactly as ``tabr-features`` wrote it (CSV or JSONL; rows whose
-extraction failed are refused by file name) and the labels (a ``file,label`` CSV, a column of
-the table, or a list in row order). Splits the clips into training and validation sets
+Reads the feature table exactly as ``tabr-features`` wrote it (CSV or JSONL, poc-abs/1 or
+poc-abs/2; rows whose extraction failed are refused by file name) and the labels (a
+``file,label`` CSV, a column of the table, or a list in row order). Splits the clips into training and validation sets
 (stratified, ``--val-fraction``), fits a median imputer and a standard scaler on the training
 split, and trains TabR with the training split as its retrieval candidates, keeping the epoch
 with the best validation accuracy. Writes to ``--out``:
 
-- ``best.ckpt``: the Lightning checkpoint (weights and hyper-parameters, ``context_size``
-  included), which ``export_tabr.py`` reads as it is;
+- ``best.ckpt``: the Lightning checkpoint (weights and hyper-parameters, ``context_size`` and
+  ``feature_spec``, the spec the table was made with, included), which ``export_tabr.py``
+  reads as it is;
 - ``preprocess.joblib``: the fitted imputer + scaler pipeline;
-- ``candidates.csv``: the raw training split in ``tabr-features`` CSV form with a ``label``
-  column: TabR's candidates, for ``export_tabr.py --train-x candidates.csv --train-y label``.
+- ``candidates.csv``: the raw training split in ``tabr-features`` CSV form (with its ``spec``
+  column when the table named its spec) and a ``label`` column: TabR's candidates, for
+  ``export_tabr.py --train-x candidates.csv --train-y label``.
+
+The feature spec travels: ``export_tabr.py`` takes it from the checkpoint and the candidates,
+so a poc-abs/2 model is exported as one without ``--feature-spec``. A CSV from a
+``tabr-features`` build before the ``spec`` column records none: then say it at export
+(``--feature-spec poc-abs/2``; without it poc-abs/1 is assumed, and said), or give it here
+with ``--feature-spec``, which then records it.
 
 It prints the export command to run next.
 """
@@ -35,9 +43,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tabr.table import TableError, feature_matrix, read_labels, read_table  # noqa: E402
-
 import export_tabr  # noqa: E402
+from tabr.table import TableError, feature_matrix, load_table, parse_spec, read_labels, spec_label  # noqa: E402
 
 
 def split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--context-size", type=int, default=16, help="candidates each prediction retrieves (default 16)")
     ap.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate (default 5e-4)")
     ap.add_argument("--val-fraction", type=float, default=0.2, help="share of each class held out for validation (default 0.2)")
+    ap.add_argument("--feature-spec", help="the spec of --features (poc-abs/1 or poc-abs/2) when the table does not record it (a tabr-features CSV without its spec column); refused when it contradicts the table")
     ap.add_argument("--seed", type=int, default=0, help="seed of the split, the initialisation and the batches (default 0)")
     args = ap.parse_args(argv)
 
@@ -70,9 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         print("train_tabr_example: --labels needs at least two classes", file=sys.stderr)
         return 2
     try:
-        rows, table_names = read_table(Path(args.features))
-        names = export_tabr.poc_abs_v1_names()
-        x_raw = feature_matrix(rows, table_names, names, Path(args.features).name)
+        table = load_table(Path(args.features))
+        rows, spec = table.rows, table.spec
+        if args.feature_spec:
+            given = parse_spec(args.feature_spec, "--feature-spec")
+            if spec and given != spec:
+                raise TableError(f"--feature-spec says {spec_label(given)} but {Path(args.features).name} records {spec_label(spec)}")
+            spec = given
+        names = export_tabr.poc_abs_v1_names()  # the same 90 names in poc-abs/1 and /2
+        x_raw = feature_matrix(rows, table.names, names, Path(args.features).name)
         y = read_labels(args.train_y, rows, False, labels)
     except (TableError, FileNotFoundError) as e:
         print(f"train_tabr_example: {e}", file=sys.stderr)
@@ -100,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     class TabRModule(L.LightningModule):
         """TabR with the training split as its candidates (kept out of the checkpoint's weights)."""
 
-        def __init__(self, model: dict, context_size: int, lr: float) -> None:
+        def __init__(self, model: dict, context_size: int, lr: float, feature_spec: dict | None) -> None:
             super().__init__()
             self.save_hyperparameters()
             self.model = Model(**model)
@@ -136,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         context_size=min(args.context_size, len(tr) - 1),
         lr=args.lr,
+        # Saved with the hyper-parameters: export_tabr.py exports the model for this spec.
+        feature_spec=spec,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -148,13 +164,23 @@ def main(argv: list[str] | None = None) -> int:
     joblib.dump(pre, out / "preprocess.joblib")
     with (out / "candidates.csv").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["file", "error", *names, "label"])
+        # tabr-features' own CSV layout: the spec column when the spec is known.
+        lead = ["spec"] if spec else []
+        w.writerow(["file", *lead, "error", *names, "label"])
         for i in tr:
-            w.writerow([rows[i]["file"], "", *(repr(float(v)) if np.isfinite(v) else "" for v in x_raw[i]), labels[y[i]]])
+            values = (repr(float(v)) if np.isfinite(v) else "" for v in x_raw[i])
+            w.writerow([rows[i]["file"], *([spec_label(spec)] if spec else []), "", *values, labels[y[i]]])
     print(f"best validation accuracy {float(best.best_model_score):.3f} ({len(tr)} training clips, {len(val)} validation clips)")
+    if spec:
+        print(f"feature spec {spec_label(spec)} (saved in best.ckpt and candidates.csv; the export takes it from there)")
+    else:
+        print(f"{Path(args.features).name} records no feature spec (a tabr-features CSV without its spec column): "
+              "give it to export_tabr.py with --feature-spec poc-abs/1 or poc-abs/2 (or here, with --feature-spec)")
+    exporter = Path(__file__).resolve().parent / "export_tabr.py"
     print("export it with:")
-    print(f"  uv run scripts/export_tabr.py --checkpoint {out / 'best.ckpt'} --train-x {out / 'candidates.csv'} --train-y label \\")
-    print(f"      --preprocess {out / 'preprocess.joblib'} --labels {','.join(labels)} --name my-model --out models/my-model")
+    print(f"  uv run {exporter} --checkpoint {out / 'best.ckpt'} --train-x {out / 'candidates.csv'} --train-y label \\")
+    print(f"      --preprocess {out / 'preprocess.joblib'} --labels {','.join(labels)} --name my-model --out models/my-model"
+)
     return 0
 
 

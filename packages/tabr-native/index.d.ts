@@ -139,7 +139,7 @@ export interface ExtractOptions {
   ortDylibPath?: string
 }
 
-/** The POC-ABS v1 feature vector of one video. */
+/** The feature vector of one video, in the spec the call asked for (`FEATURE_SPECS`). */
 export interface ExtractResult {
   /** 90 values, channel-major (`names[i]` names `values[i]`). */
   values: Float32Array
@@ -277,6 +277,50 @@ export interface PredictVideoOptions {
   /** Also return the 18 channels of every frame pair (default false). */
   series?: boolean
 }
+
+/** A feature spec this build implements, as the core describes it. */
+export interface SpecDescription {
+  /** `name/version`, e.g. `poc-abs/2` (what `extractFeatures`' `spec` option takes). */
+  id: string
+  /** A manifest's `features.name`. */
+  name: string
+  /** A manifest's `features.version`. */
+  version: number
+  /** How the face is found and cut: `haar-box` or `landmark-aligned`. */
+  faceMethod: string
+  /** The eight regions, in vector order. */
+  regions: Array<SpecRegion>
+  /** The per-pair channels (`options.series`), in order. */
+  channels: Array<string>
+  /** The statistics of each channel, in order. */
+  statistics: Array<string>
+  /** The feature names, channel-major. */
+  names: Array<string>
+  /** The vector's length. */
+  nFeatures: number
+  /** What extraction needs beyond the addon: `onnxruntime` (see `ortDylibPath`). */
+  needs: Array<string>
+}
+
+/** A face region of a spec, as fractions of the canonical crop's side. */
+export interface SpecRegion {
+  /** e.g. `mouth`. */
+  name: string
+  /** Left edge. */
+  x0: number
+  /** Top edge. */
+  y0: number
+  /** Right edge. */
+  x1: number
+  /** Bottom edge. */
+  y1: number
+}
+
+/**
+ * Every feature spec this build implements, oldest first: the one description the CLI,
+ * the service and its contracts read.
+ */
+export declare function specs(): Array<SpecDescription>
 
 /** Per-stage wall time in milliseconds (`flow` and `poc` are summed over pool workers). */
 export interface StageTimings {

@@ -16,14 +16,14 @@ inference is one ONNX graph: ``x [N, n_features] -> logits [N, d_out]``.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def get_d_out(n_classes: Optional[int]) -> int:
+def get_d_out(n_classes: int | None) -> int:
     """Output width: 1 for regression and binary classification, else the class count."""
     return 1 if n_classes is None or n_classes == 2 else n_classes
 
@@ -94,9 +94,9 @@ class Model(nn.Module):
         *,
         n_num_features: int,
         n_bin_features: int = 0,
-        cat_cardinalities: Optional[list[int]] = None,
-        n_classes: Optional[int],
-        num_embeddings: Optional[dict[str, Any]] = None,
+        cat_cardinalities: list[int] | None = None,
+        n_classes: int | None,
+        num_embeddings: dict[str, Any] | None = None,
         d_main: int,
         d_multiplier: float,
         encoder_n_blocks: int,
@@ -108,7 +108,7 @@ class Model(nn.Module):
         normalization: str = "LayerNorm",
         activation: str = "ReLU",
         memory_efficient: bool = False,
-        candidate_encoding_batch_size: Optional[int] = None,
+        candidate_encoding_batch_size: int | None = None,
     ) -> None:
         if n_bin_features or cat_cardinalities:
             raise ValueError("only numeric features are supported: n_bin_features must be 0 and cat_cardinalities empty")
@@ -193,8 +193,8 @@ class Model(nn.Module):
         candidate_x: Tensor,
         candidate_y: Tensor,
         context_size: int,
-        y: Optional[Tensor] = None,
-        batch_idx: Optional[Tensor] = None,
+        y: Tensor | None = None,
+        batch_idx: Tensor | None = None,
     ) -> Tensor:
         """Training (``batch_idx`` given: the rows' own indices are removed from their
         context) or evaluation forward, with exact L2 search over the candidates."""

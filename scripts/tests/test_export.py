@@ -8,12 +8,15 @@ import json
 import sys
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-ort = pytest.importorskip("onnxruntime")
+# The round trips need the pinned tooling (torch from PyPI, a few GB): without it the module is
+# skipped with this reason, shown by `pytest -rs`; the exporter's torch-free parts are tested in
+# test_spec.py.
+torch = pytest.importorskip("torch", reason="torch is not installed: the exporter's round trips need the pinned tooling (make test-python)")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (make test-python)")
+joblib = pytest.importorskip("joblib", reason="joblib is not installed (make test-python)")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import export_tabr  # noqa: E402
@@ -68,7 +71,6 @@ def run_export(tmp: Path, ckpt: Path, labels: str | None, **extra) -> Path:
 
 
 def export_tabr_args(argv):
-    import argparse
 
     captured = {}
 
@@ -331,3 +333,47 @@ def test_takes_tabr_features_jsonl_with_labels_from_a_file_label_csv(tmp_path, c
     (tmp_path / "labels.csv").write_text("file,label\nclips/c0.mkv,a\n")
     code, err = cli(base_argv(tmp_path, ckpt, **{"train-x": str(tmp_path / "f.jsonl"), "train-y": str(tmp_path / "labels.csv")}), capsys)
     assert code == 2 and "no label for 59 file(s): clips/c1.mkv" in err
+
+
+def test_the_recorded_feature_spec_is_exported_and_a_contradiction_refused(tmp_path, capsys):
+    ckpt = write_case(tmp_path, 2)
+    # The checkpoint records poc-abs/2 (as train_tabr_example.py saves it): exported as v2, no cascade.
+    state = torch.load(ckpt, weights_only=False)
+    state["hyper_parameters"]["feature_spec"] = {"name": "poc-abs", "version": 2}
+    torch.save(state, ckpt)
+    code, err = cli(base_argv(tmp_path, ckpt, hparams=None), capsys)
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "out/manifest.json").read_text())
+    assert manifest["features"] == {"name": "poc-abs", "version": 2, "params": {}}
+    assert "face_cascade" not in manifest["files"] and not (tmp_path / "out/face_cascade.xml").exists()
+    assert "feature spec" not in err, "a recorded spec is not a default to state"
+    # --feature-spec that contradicts it: one line, status 2, nothing written.
+    code, err = cli(base_argv(tmp_path, ckpt, hparams=None, out=str(tmp_path / "v1"), **{"feature-spec": "poc-abs/1"}), capsys)
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "v1").exists()
+    assert err.startswith("export_tabr: --feature-spec says poc-abs/1 but the checkpoint's hyper-parameters records poc-abs/2"), err
+    # A candidates table of the other spec: refused.
+    x, y = np.load(tmp_path / "x.npy"), np.load(tmp_path / "y.npy")
+    write_table(tmp_path / "f.csv", x, ["ab"[int(v)] for v in y])
+    text = (tmp_path / "f.csv").read_text().splitlines()
+    text = [text[0].replace("file,error,", "file,spec,error,", 1)] + [line.replace(",", ",poc-abs/1,", 1) for line in text[1:]]
+    (tmp_path / "f.csv").write_text("\n".join(text) + "\n")
+    code, err = cli(base_argv(tmp_path, ckpt, hparams=None, out=str(tmp_path / "t"), **{"train-x": str(tmp_path / "f.csv"), "train-y": "label"}), capsys)
+    assert code == 2 and "but --train-x f.csv records poc-abs/1" in err
+
+
+def test_the_spec_of_the_candidates_table_is_exported_and_nothing_recorded_is_stated(tmp_path, capsys):
+    ckpt = write_case(tmp_path, 2)
+    x, y = np.load(tmp_path / "x.npy"), np.load(tmp_path / "y.npy")
+    write_table(tmp_path / "f.csv", x, ["ab"[int(v)] for v in y])
+    # No spec anywhere (a CSV before the spec column, hp.json without one): v1, said on stderr.
+    code, err = cli(base_argv(tmp_path, ckpt, **{"train-x": str(tmp_path / "f.csv"), "train-y": "label"}), capsys)
+    assert code == 0 and "no feature spec recorded" in err and "poc-abs/1 assumed" in err
+    assert (tmp_path / "out/face_cascade.xml").is_file()
+    # The table names poc-abs/2: the model is v2 without --feature-spec.
+    text = (tmp_path / "f.csv").read_text().splitlines()
+    text = [text[0].replace("file,error,", "file,spec,error,", 1)] + [line.replace(",", ",poc-abs/2,", 1) for line in text[1:]]
+    (tmp_path / "f.csv").write_text("\n".join(text) + "\n")
+    code, err = cli(base_argv(tmp_path, ckpt, **{"train-x": str(tmp_path / "f.csv"), "train-y": "label", "out": str(tmp_path / "v2")}), capsys)
+    assert code == 0 and "assumed" not in err, err
+    assert json.loads((tmp_path / "v2/manifest.json").read_text())["features"]["version"] == 2
+    assert not (tmp_path / "v2/face_cascade.xml").exists()

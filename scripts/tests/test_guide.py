@@ -1,15 +1,23 @@
-"""docs/own-model.md, walked as a new user would: clips → tabr-features CSV → the example
-Lightning training script → export_tabr.py → the service over HTTP. The probabilities the
-service serves for clips the model never saw equal the user's own PyTorch + scikit-learn
-pipeline (the checkpoint, the joblib preprocessing, the candidates) within 1e-5.
+"""docs/own-model.md, walked as a new user would, for both feature specs (poc-abs/1 and
+poc-abs/2): the guide's own shell blocks (set-up, clips, labels, tabr-features, the example
+Lightning training script, export_tabr.py, the Node step) run as printed, from the work folder
+the guide names; the service is started as `make serve` starts it. The spec travels from the
+feature table to the model's manifest without --feature-spec, and the probabilities the service
+serves for clips the model never saw equal the user's own PyTorch + scikit-learn pipeline (the
+checkpoint, the joblib preprocessing, the candidates) within 1e-5; so do Node's.
 
-Needs `make build` (tabr-synth, tabr-features, the service's dist/) and the pinned tooling
-(`make test-python`). The clips are drawn by the project's own generator.
+The walk needs `make build` (tabr-synth, tabr-features, the service's dist/, the Node addon)
+and the pinned tooling with torch (`make test-python`); poc-abs/2 also needs the face fixtures
+of ../shared (env TABR_SHARED). Without torch the walks are skipped, with the reason, shown by
+`pytest -rs`. The checks of the guide's text, its set-up block and its Node step need none of
+that (the Node step needs the built addon and ../shared's face clips, else it is skipped too).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,34 +29,45 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("lightning")
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 import export_tabr  # noqa: E402
-from tabr.model import Model  # noqa: E402
-from tabr.table import feature_matrix, read_table  # noqa: E402
+from tabr.table import feature_matrix, load_table  # noqa: E402
 
+GUIDE = ROOT / "docs/own-model.md"
+SHARED = Path(os.environ.get("TABR_SHARED", ROOT.parent / "shared"))
 BIN = Path(os.environ.get("TABR_BIN_DIR", Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/tabr-serve/target")) / "release"))
 LABELS = ["none", "micro_movement"]
 TOKEN = "guide-token-0123456789abcdefghijklmnopqrstuvwxyz"
+NO_TORCH = "torch is not installed: the guide's training and export need the pinned tooling (make test-python)"
 
 
-def run(*cmd: str | Path, cwd: Path) -> str:
-    p = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True)
-    assert p.returncode == 0, f"{cmd[0]} failed:\n{p.stderr[-3000:]}"
+def sh_blocks() -> list[str]:
+    """The guide's ```sh blocks, in order."""
+    return re.findall(r"^```sh\n(.*?)^```", GUIDE.read_text(), re.MULTILINE | re.DOTALL)
+
+
+def block(marker: str) -> str:
+    """The one ```sh block of the guide that contains `marker`."""
+    found = [b for b in sh_blocks() if marker in b]
+    assert len(found) == 1, f"{len(found)} sh blocks of docs/own-model.md contain {marker!r}"
+    return found[0]
+
+
+def run_block(text: str, cwd: Path, env: dict[str, str]) -> str:
+    """A guide block as printed, in bash with -e and pipefail, in `cwd` with the guide's variables."""
+    p = subprocess.run(["bash", "-euo", "pipefail", "-c", text], cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True)
+    assert p.returncode == 0, f"this block of docs/own-model.md failed (status {p.returncode}):\n{text}\n{p.stderr[-3000:]}"
     return p.stdout
 
 
-def draw(cwd: Path, folder: str, seeds: dict[str, range]) -> None:
-    (cwd / folder).mkdir()
-    procs = [
-        subprocess.Popen([str(BIN / "tabr-synth"), f"{folder}/{label}_{seed}.mkv", "--demo-seed", str(seed), "--demo-class", label], cwd=cwd)
-        for label, rng in seeds.items()
-        for seed in rng
-    ]
-    assert all(p.wait() == 0 for p in procs)
+def set_up(tmp_path: Path) -> dict[str, str]:
+    """Step 0 as printed, from a folder of the clone other than its root, with TMPDIR in the
+    test's folder: the guide's variables and the folder it leaves the shell in."""
+    out = run_block(block("REPO=") + 'printf "%s\\n" "$REPO" "$BIN" "$PY" "$SPEC" "$WORK" "$PWD"\n',
+                    ROOT / "docs", {"TMPDIR": str(tmp_path)})
+    keys = ["REPO", "BIN", "PY", "SPEC", "WORK", "PWD"]
+    return dict(zip(keys, out.splitlines()[-len(keys):], strict=True))
 
 
 def free_port() -> int:
@@ -66,50 +85,126 @@ def post_video(url: str, path: Path) -> dict:
         return json.load(r)
 
 
-def test_the_guide_from_clips_to_a_served_model(tmp_path):
-    if not (BIN / "tabr-features").is_file() or not (ROOT / "packages/server/dist/bin/tabr-serve.cjs").is_file():
-        pytest.fail("run `make build` first (tabr-synth, tabr-features and the service)")
-    # 1. Clips and their labels (docs/own-model.md, step 1).
-    draw(tmp_path, "clips", {"none": range(50_000, 50_016), "micro_movement": range(60_000, 60_016)})
-    labels_csv = "file,label\n" + "".join(f"clips/{p.name},{p.name.rsplit('_', 1)[0]}\n" for p in sorted((tmp_path / "clips").iterdir()))
-    (tmp_path / "labels.csv").write_text(labels_csv)
-    # 2. Features, with the serving extractor.
-    run(BIN / "tabr-features", "clips", "--format", "csv", "-o", "features.csv", cwd=tmp_path)
-    # 3. Training (the example script) and 4. export, as the guide prints them.
-    out = run(sys.executable, ROOT / "scripts/train_tabr_example.py", "--features", "features.csv", "--train-y", "labels.csv",
-              "--labels", ",".join(LABELS), "--out", "run", "--epochs", "8", cwd=tmp_path)
-    assert "export it with:" in out
-    run(sys.executable, ROOT / "scripts/export_tabr.py", "--checkpoint", "run/best.ckpt", "--train-x", "run/candidates.csv", "--train-y", "label",
-        "--preprocess", "run/preprocess.joblib", "--labels", ",".join(LABELS), "--name", "my-model", "--out", "models/my-model", cwd=tmp_path)
-    assert (tmp_path / "models/my-model/README.md").is_file()
+# The guide's text and its set-up: no torch, no build.
 
-    # The user's own pipeline: their joblib preprocessing and their checkpoint, in PyTorch.
+
+def test_the_guide_covers_both_specs_and_serves_with_make_serve():
+    text = GUIDE.read_text()
+    assert "poc-abs/1" in text and "poc-abs/2" in text
+    assert "make serve" in text and "make run" not in text
+    assert "SPEC=poc-abs/1" in block("REPO=") and "--spec $SPEC" in block("tabr-features clips")
+
+
+def test_the_guide_works_from_any_folder_and_writes_outside_the_checkout():
+    for text in sh_blocks():
+        # The clone's files are reached through $REPO, never relative to its root.
+        for m in re.finditer(r"(\S*?)\b(scripts|packages|crates|docs)/", text):
+            assert m.group(1).endswith("$REPO/"), f"docs/own-model.md: {m.group(0)!r} only resolves from the repository root"
+    setup = block("REPO=")
+    assert 'cd "$WORK"' in setup and "WORK=${TMPDIR:-/tmp}/" in setup
+    node = block("predict.mjs")
+    assert "'$REPO/packages/tabr-native/index.js'" in node, "the Node step must import a path that resolves without an install"
+
+
+def test_the_set_up_block_runs_from_a_subfolder_and_leaves_the_shell_in_the_work_folder(tmp_path):
+    v = set_up(tmp_path)
+    assert Path(v["REPO"]).resolve() == ROOT.resolve()
+    assert Path(v["WORK"]) == tmp_path / "tabr-own-model" and Path(v["PWD"]).resolve() == (tmp_path / "tabr-own-model").resolve()
+    assert v["SPEC"] == "poc-abs/1" and str(ROOT) not in v["WORK"]
+
+
+@pytest.mark.parametrize("spec", [1, 2])
+def test_the_node_step_runs_as_printed(tmp_path, spec):
+    """Step 7 as printed, on a demo model in the place of my-model and a face fixture as the clip."""
+    if not list((ROOT / "packages/tabr-native").glob("*.node")):
+        pytest.skip("the Node addon is not built (make build)")
+    clip = SHARED / "fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4"
+    if not clip.is_file():
+        pytest.skip(f"the shared face fixtures are not at {SHARED} (set TABR_SHARED)")
+    work = tmp_path / "work"
+    (work / "clips").mkdir(parents=True)
+    shutil.copytree(ROOT / "models" / ("tabr-demo" if spec == 1 else "tabr-demo-v2"), work / "models/my-model")
+    shutil.copyfile(clip, work / "clips/micro_movement_0.mp4")
+    out = run_block(block("predict.mjs"), work, {"REPO": str(ROOT), "WORK": str(work), "CLIP": "clips/micro_movement_0.mp4"})
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["features"] == {"name": "poc-abs", "version": spec}
+    assert got["prediction"]["label"] in LABELS and len(got["prediction"]["probabilities"]) == 2
+
+
+# The whole walk: torch, the build and (for poc-abs/2) ../shared.
+
+
+@pytest.mark.parametrize("spec", [1, 2])
+def test_the_guide_from_clips_to_a_served_model(tmp_path, spec):
+    torch = pytest.importorskip("torch", reason=NO_TORCH)
+    pytest.importorskip("lightning", reason=NO_TORCH.replace("torch is", "lightning is"))
     import joblib
 
-    draw(tmp_path, "fresh", {"none": range(70_000, 70_002), "micro_movement": range(80_000, 80_002)})
-    run(BIN / "tabr-features", "fresh", "--format", "csv", "-o", "fresh.csv", cwd=tmp_path)
+    from tabr.model import Model
+
+    if not (BIN / "tabr-features").is_file() or not (ROOT / "packages/server/dist/bin/tabr-serve.cjs").is_file():
+        pytest.fail("run `make build` first (tabr-synth, tabr-features and the service)")
+    if spec == 2 and not (SHARED / "fixtures/faces").is_dir():
+        pytest.skip(f"poc-abs/2's clips are made from the shared face fixtures, not at {SHARED} (set TABR_SHARED)")
+    v = set_up(tmp_path)
+    work = Path(v["WORK"])
+    # The tooling this test runs in stands for $PY (uv with scripts/requirements.txt).
+    env = {"REPO": v["REPO"], "BIN": str(BIN), "PY": sys.executable, "SPEC": f"poc-abs/{spec}", "WORK": str(work)}
+
+    # 1. Clips and their labels, 2. features, 3. training and 4. export, as printed.
+    run_block(block("$BIN/tabr-synth") if spec == 1 else block("face_clips.py"), work, env)
+    run_block(block("echo file,label"), work, env)
+    run_block(block("tabr-features clips"), work, env)
+    assert load_table(work / "features.csv").spec == {"name": "poc-abs", "version": spec}
+    out = run_block(block("train_tabr_example.py"), work, env)
+    assert "export it with:" in out and f"feature spec poc-abs/{spec}" in out
+    assert load_table(work / "run/candidates.csv").spec == {"name": "poc-abs", "version": spec}
+    run_block(block("export_tabr.py"), work, env)
+    manifest = json.loads((work / "models/my-model/manifest.json").read_text())
+    assert manifest["features"] == {"name": "poc-abs", "version": spec, "params": {}}
+    assert (work / "models/my-model/face_cascade.xml").is_file() == (spec == 1)
+    assert (work / "models/my-model/README.md").is_file()
+    # A contradicting --feature-spec is one line and status 2.
+    other = f"poc-abs/{3 - spec}"
+    p = subprocess.run([sys.executable, ROOT / "scripts/export_tabr.py", "--checkpoint", "run/best.ckpt", "--train-x", "run/candidates.csv",
+                        "--train-y", "label", "--preprocess", "run/preprocess.joblib", "--labels", ",".join(LABELS), "--name", "other",
+                        "--out", "models/other", "--feature-spec", other], cwd=work, capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and f"--feature-spec says {other}" in p.stderr, p.stderr
+
+    # The user's own pipeline on clips the model never saw: their joblib preprocessing and their checkpoint, in PyTorch.
+    fresh = work / "fresh"
+    if spec == 1:
+        fresh.mkdir()
+        procs = [subprocess.Popen([str(BIN / "tabr-synth"), f"fresh/{label}_{seed}.mkv", "--demo-seed", str(seed), "--demo-class", label], cwd=work)
+                 for label, seeds in {"none": range(70_000, 70_002), "micro_movement": range(80_000, 80_002)}.items() for seed in seeds]
+        assert all(p.wait() == 0 for p in procs)
+    else:
+        run_block('$PY $REPO/scripts/tabr/face_clips.py fresh --per-face 1 --seed 2', work, env)
+    subprocess.run([str(BIN / "tabr-features"), "fresh", "--spec", f"poc-abs/{spec}", "--format", "csv", "-o", "fresh.csv"], cwd=work, check=True)
     names = export_tabr.poc_abs_v1_names()
-    rows, table_names = read_table(tmp_path / "fresh.csv")
-    x_fresh = feature_matrix(rows, table_names, names, "fresh.csv")
-    cand_rows, cand_names = read_table(tmp_path / "run/candidates.csv")
-    x_cand = feature_matrix(cand_rows, cand_names, names, "candidates.csv")
-    y_cand = torch.tensor([LABELS.index(r["label"]) for r in cand_rows])
-    pre = joblib.load(tmp_path / "run/preprocess.joblib")
-    ckpt = torch.load(tmp_path / "run/best.ckpt", map_location="cpu", weights_only=False)
+    table = load_table(work / "fresh.csv")
+    x_fresh = feature_matrix(table.rows, table.names, names, "fresh.csv")
+    cand = load_table(work / "run/candidates.csv")
+    x_cand = feature_matrix(cand.rows, cand.names, names, "candidates.csv")
+    y_cand = torch.tensor([LABELS.index(r["label"]) for r in cand.rows])
+    pre = joblib.load(work / "run/preprocess.joblib")
+    ckpt = torch.load(work / "run/best.ckpt", map_location="cpu", weights_only=False)
     hp = ckpt["hyper_parameters"]
+    assert hp["feature_spec"] == {"name": "poc-abs", "version": spec}
     model = Model(**hp["model"])
     model.load_state_dict({k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")})
     model.eval()
     with torch.no_grad():
         logits = model(torch.tensor(pre.transform(x_fresh), dtype=torch.float32), torch.tensor(pre.transform(x_cand), dtype=torch.float32), y_cand, hp["context_size"])
     p1 = torch.sigmoid(logits.squeeze(-1).double()).numpy()
-    expected = {Path(r["file"]).name: [1 - p, p] for r, p in zip(rows, p1)}
+    expected = {Path(r["file"]).name: [1 - p, p] for r, p in zip(table.rows, p1, strict=True)}
 
-    # 5. Serve it and ask over HTTP.
+    # 5. Serve it (what `make serve` runs, from the clone) and 6. ask over HTTP.
     port = free_port()
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "AI_API_TOKEN": TOKEN, "PORT": str(port), "LOG_LEVEL": "warn",
-           "MODEL_REGISTRY": f"my-model:tabr:{tmp_path / 'models/my-model'}"}
-    proc = subprocess.Popen(["node", str(ROOT / "packages/server/dist/bin/tabr-serve.cjs"), "serve"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    serve_env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "AI_API_TOKEN": TOKEN, "PORT": str(port), "LOG_LEVEL": "warn",
+                 "MODEL_REGISTRY": f"my-model:tabr:{work / 'models/my-model'}"}
+    proc = subprocess.Popen(["make", "--no-print-directory", "serve"], cwd=ROOT, env=serve_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
     try:
         deadline = time.time() + 60
         while True:
@@ -122,13 +217,23 @@ def test_the_guide_from_clips_to_a_served_model(tmp_path):
             assert proc.poll() is None and time.time() < deadline, "the service did not become ready"
             time.sleep(0.3)
         worst = 0.0
-        for clip in sorted((tmp_path / "fresh").iterdir()):
+        for clip in sorted(fresh.iterdir()):
             served = post_video(f"http://127.0.0.1:{port}/infer/my-model", clip)
             assert served["model"] == "my-model"
             assert served["prediction"]["label"] == LABELS[int(np.argmax(expected[clip.name]))]
             worst = max(worst, float(np.max(np.abs(np.array(served["prediction"]["probabilities"]) - expected[clip.name]))))
-        print(f"served vs PyTorch + scikit-learn: worst |Δp| = {worst:.2e}")
+        print(f"poc-abs/{spec}: served vs PyTorch + scikit-learn: worst |Δp| = {worst:.2e}")
         assert worst <= 1e-5
     finally:
-        proc.terminate()
+        try:
+            os.killpg(proc.pid, 15)  # make and the service it started: the process group this test made
+        except ProcessLookupError:
+            pass
         proc.wait(timeout=30)
+
+    # 7. From Node, as printed, on one of the fresh clips.
+    clip = sorted(fresh.iterdir())[-1]
+    out = run_block(block("predict.mjs"), work, {**env, "CLIP": f"fresh/{clip.name}"})
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["features"] == {"name": "poc-abs", "version": spec}
+    np.testing.assert_allclose(got["prediction"]["probabilities"], expected[clip.name], atol=1e-5)

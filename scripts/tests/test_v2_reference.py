@@ -87,7 +87,7 @@ def test_core_matches_the_independent_reference(fixture: str, outcomes: Outcomes
     assert len(core["values"]) == len(reference["values"]) == len(outcomes.names) == 90
     off = [
         f"{name}: core {c:.6g}, reference {r:.6g}"
-        for name, c, r in zip(outcomes.names, core["values"], reference["values"])
+        for name, c, r in zip(outcomes.names, core["values"], reference["values"], strict=False)
         if abs(c - r) > ABS_TOL and abs(c - r) > REL_TOL * abs(r)
     ]
     assert not off, f"{len(off)} of 90 values beyond 1e-3 abs and 1e-2 rel, first: " + "; ".join(off[:8])
@@ -112,5 +112,5 @@ def test_a_large_face_shrunk_by_whole_blocks_matches_the_reference(tmp_path: Pat
     shrink = [int(math.hypot(t[0][0], t[1][0]) // 128) for t in fits]
     assert min(shrink) >= 2, f"the face is not large enough to be shrunk: f = {shrink}"
     assert core["error"] is None and reference["error"] is None, (core["error"], reference["error"])
-    off = [(i, c, r) for i, (c, r) in enumerate(zip(core["values"], reference["values"])) if abs(c - r) > ABS_TOL and abs(c - r) > REL_TOL * abs(r)]
+    off = [(i, c, r) for i, (c, r) in enumerate(zip(core["values"], reference["values"], strict=False)) if abs(c - r) > ABS_TOL and abs(c - r) > REL_TOL * abs(r)]
     assert not off, f"{len(off)} of 90 values beyond the tolerance, first: {off[:5]}"

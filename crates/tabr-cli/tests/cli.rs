@@ -101,3 +101,29 @@ fn every_table_names_its_spec() {
         (Some("poc-abs"), Some(1))
     );
 }
+
+/// `--describe` prints every spec as the core defines it, and the error codes.
+#[test]
+fn describe_prints_every_spec_and_the_error_codes() {
+    let out = features().arg("--describe").output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let specs = d["specs"].as_array().expect("specs");
+    let ids: Vec<&str> = specs.iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(ids, tabr_core::FEATURE_SPECS);
+    for s in specs {
+        assert_eq!(
+            s["names"].as_array().map(Vec::len),
+            s["n_features"].as_u64().map(|n| n as usize)
+        );
+        assert_eq!(s["regions"].as_array().map(Vec::len), Some(8));
+    }
+    assert_eq!(specs[1]["face_method"], "landmark-aligned");
+    assert_eq!(specs[1]["needs"][0], "onnxruntime");
+    let codes = d["error_codes"].as_array().expect("codes");
+    assert!(codes.iter().any(|c| c == "video_too_large"));
+}

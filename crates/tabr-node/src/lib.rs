@@ -397,6 +397,80 @@ pub const FEATURE_SPECS: [&str; tabr_core::FEATURE_SPECS.len()] = tabr_core::FEA
 #[napi]
 pub const MODEL_FORMATS: [&str; tabr_core::MODEL_FORMATS.len()] = tabr_core::MODEL_FORMATS;
 
+/// A face region of a spec, as fractions of the canonical crop's side.
+#[napi(object)]
+pub struct SpecRegion {
+    /// e.g. `mouth`.
+    pub name: String,
+    /// Left edge.
+    pub x0: f64,
+    /// Top edge.
+    pub y0: f64,
+    /// Right edge.
+    pub x1: f64,
+    /// Bottom edge.
+    pub y1: f64,
+}
+
+/// A feature spec this build implements, as the core describes it.
+#[napi(object)]
+pub struct SpecDescription {
+    /// `name/version`, e.g. `poc-abs/2` (what `extractFeatures`' `spec` option takes).
+    pub id: String,
+    /// A manifest's `features.name`.
+    pub name: String,
+    /// A manifest's `features.version`.
+    pub version: u32,
+    /// How the face is found and cut: `haar-box` or `landmark-aligned`.
+    pub face_method: String,
+    /// The eight regions, in vector order.
+    pub regions: Vec<SpecRegion>,
+    /// The per-pair channels (`options.series`), in order.
+    pub channels: Vec<String>,
+    /// The statistics of each channel, in order.
+    pub statistics: Vec<String>,
+    /// The feature names, channel-major.
+    pub names: Vec<String>,
+    /// The vector's length.
+    pub n_features: u32,
+    /// What extraction needs beyond the addon: `onnxruntime` (see `ortDylibPath`).
+    pub needs: Vec<String>,
+}
+
+/// Every feature spec this build implements, oldest first: the one description the CLI,
+/// the service and its contracts read.
+#[napi]
+pub fn specs() -> Vec<SpecDescription> {
+    tabr_core::Spec::ALL
+        .iter()
+        .map(|s| {
+            let d = s.describe();
+            SpecDescription {
+                id: d.id.into(),
+                name: d.name.into(),
+                version: d.version,
+                face_method: d.face_method.into(),
+                regions: d
+                    .regions
+                    .iter()
+                    .map(|r| SpecRegion {
+                        name: r.name.into(),
+                        x0: r.x0,
+                        y0: r.y0,
+                        x1: r.x1,
+                        y1: r.y1,
+                    })
+                    .collect(),
+                channels: d.channels,
+                statistics: d.statistics.iter().map(|s| (*s).into()).collect(),
+                names: d.names,
+                n_features: d.n_features as u32,
+                needs: d.needs.iter().map(|s| (*s).into()).collect(),
+            }
+        })
+        .collect()
+}
+
 /// The stable error codes a rejection's `code` can take.
 #[napi]
 pub fn error_codes() -> Vec<&'static str> {

@@ -59,8 +59,12 @@ impl From<FlowArg> for FlowMethod {
 #[command(version, about)]
 struct Args {
     /// Video files or directories (walked recursively for video extensions).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "describe")]
     inputs: Vec<PathBuf>,
+    /// Print every feature spec this build implements (id, face method, regions, channels,
+    /// statistics, names, what it needs) and the stable error codes, as JSON, and exit.
+    #[arg(long)]
+    describe: bool,
     /// The feature spec: poc-abs/1 (Haar box) or poc-abs/2 (landmark-aligned; needs ONNX
     /// Runtime, see --ort-dylib).
     #[arg(long, default_value = "poc-abs/1")]
@@ -268,12 +272,26 @@ fn write_overlay(
         .map_err(|e| e.to_string())
 }
 
+/// `--describe`: the specs and error codes as the core defines them.
+fn describe() -> serde_json::Value {
+    let specs: Vec<_> = Spec::ALL.iter().map(|s| s.describe()).collect();
+    let codes: Vec<_> = tabr_core::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    serde_json::json!({ "specs": specs, "error_codes": codes })
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let usage = |msg: String| {
         eprintln!("tabr-features: {msg}");
         ExitCode::from(2)
     };
+    if args.describe {
+        println!("{:#}", describe());
+        return ExitCode::SUCCESS;
+    }
     let params: SpecParams = match &args.params {
         Some(j) => match serde_json::from_str(j) {
             Ok(p) => p,

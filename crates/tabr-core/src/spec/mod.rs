@@ -56,6 +56,40 @@ impl Spec {
         }
     }
 
+    /// How the face is found and cut: `haar-box` (v1) or `landmark-aligned` (v2).
+    pub const fn face_method(self) -> &'static str {
+        match self {
+            Spec::V1 => "haar-box",
+            Spec::V2 => "landmark-aligned",
+        }
+    }
+
+    /// What extracting this spec needs beyond the core: v2 runs its face networks on ONNX
+    /// Runtime, whose library the caller names (`onnxruntime`).
+    pub const fn needs(self) -> &'static [&'static str] {
+        match self {
+            Spec::V1 => &[],
+            Spec::V2 => &["onnxruntime"],
+        }
+    }
+
+    /// The spec as data, for every front end that must know it (`tabr-features --describe`,
+    /// the binding's `specs()`, the service's generated contracts).
+    pub fn describe(self) -> SpecDescription {
+        SpecDescription {
+            id: self.id(),
+            name: SPEC_NAME,
+            version: self.version(),
+            face_method: self.face_method(),
+            regions: self.regions().to_vec(),
+            channels: channel_names(),
+            statistics: STAT_NAMES.to_vec(),
+            names: feature_names(),
+            n_features: N_FEATURES,
+            needs: self.needs().to_vec(),
+        }
+    }
+
     /// The spec a manifest's `name` and `version` name.
     pub fn from_manifest(name: &str, version: u32) -> Option<Spec> {
         Spec::ALL
@@ -76,6 +110,31 @@ impl Spec {
             )
         })
     }
+}
+
+/// A spec described as data ([`Spec::describe`]): what its features are and what it needs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SpecDescription {
+    /// `name/version`, e.g. `poc-abs/2`.
+    pub id: &'static str,
+    /// The manifest's `features.name`.
+    pub name: &'static str,
+    /// The manifest's `features.version`.
+    pub version: u32,
+    /// How the face is found and cut.
+    pub face_method: &'static str,
+    /// The eight regions in the canonical crop, as fractions of its side.
+    pub regions: Vec<Region>,
+    /// The per-pair channels, in vector order.
+    pub channels: Vec<String>,
+    /// The statistics of each channel, in vector order.
+    pub statistics: Vec<&'static str>,
+    /// The feature names, channel-major.
+    pub names: Vec<String>,
+    /// The vector's length.
+    pub n_features: usize,
+    /// What extraction needs beyond the core (`onnxruntime`).
+    pub needs: Vec<&'static str>,
 }
 
 /// Farnebäck's arguments in spec §4 (OpenCV's `calcOpticalFlowFarneback` with these is the
@@ -130,7 +189,7 @@ pub const HAAR: HaarParams = HaarParams {
 };
 
 /// A face region in normalised crop coordinates.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Region {
     /// Name used in feature names, e.g. `brow_l`.
     pub name: &'static str,

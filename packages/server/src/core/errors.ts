@@ -5,6 +5,8 @@
 // Native errors map by their stable `code`; the 4xx errors of Express's own parts
 // (body-parser, the router's parameter decoding) by their HTTP status and type, with our own
 // message, never theirs; anything else becomes a bare 500 `internal` (logged, never shown).
+import { NATIVE_ERROR_CODES, type NativeErrorCode } from './native.generated.js'
+
 interface ErrorSpec {
   /** The HTTP status it is answered with. */
   readonly status: number
@@ -62,8 +64,16 @@ export class ApiError extends Error {
   }
 }
 
-/** The stable codes a native rejection can carry that are answered as they are. */
-const NATIVE_CODES = new Set<ErrorCode>(['invalid_video', 'video_too_long', 'video_too_short', 'frame_too_large', 'video_too_large', 'no_face', 'invalid_features', 'model_error', 'aborted'])
+/**
+ * The stable codes a native rejection can carry that are answered as they are: the core's own
+ * list (generated, native.generated.ts), less `internal`, whose message is never shown.
+ */
+const NATIVE_CODES = new Set<ErrorCode>(NATIVE_ERROR_CODES.filter((c) => c !== 'internal'))
+
+/** Every native code has a row in ERROR_TABLE: a code the core adds fails the type check here
+ * until it is given a status (it used to become a silent 500 `internal`). */
+const _everyNativeCodeHasAStatus: Record<NativeErrorCode, ErrorSpec> = ERROR_TABLE
+void _everyNativeCodeHasAStatus
 
 /**
  * An error as it crosses a process boundary (a queue job's failure): its code and message only.
