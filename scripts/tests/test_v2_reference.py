@@ -8,8 +8,8 @@ feature vector, plus the office clip that v1 misses and v2 finds. The reference 
 `uv run`, its PEP 723 header bringing numpy, onnxruntime and OpenCV, so this module needs only
 pytest and `make test` runs it without the tooling's torch (`make test-reference`). Both
 sides run once for all clips (module fixture), then each clip is its own test. Needs
-`make build` (tabr-features, ONNX Runtime) and ../shared (env TABR_SHARED); without ../shared
-the tests skip, except under CI=true.
+`make build` (tabr-features, ONNX Runtime) and ../shared (env TABR_SHARED), its input: without
+../shared the tests fail, in every mode.
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ REFERENCE = ROOT / "scripts/poc_abs_v2_reference.py"
 EXTRA = ["faces/face_asl_book_woman_office_640x480_intel.mkv"]
 ABS_TOL, REL_TOL = 1e-3, 1e-2
 
-if not SHARED.is_dir() and os.environ.get("CI") != "true":
-    pytest.skip(f"the shared fixtures are not at {SHARED} (set TABR_SHARED)", allow_module_level=True)
+if not SHARED.is_dir():
+    raise FileNotFoundError(f"the shared fixtures are not at {SHARED}: put ../shared beside the checkout or set TABR_SHARED")
 
 
 def face_fixtures() -> list[str]:
@@ -99,7 +99,7 @@ def test_a_large_face_shrunk_by_whole_blocks_matches_the_reference(tmp_path: Pat
     exactly as a resize ratio would), made here, through both routes."""
     d18 = SHARED / "fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4"
     if not d18.is_file():
-        pytest.fail(f"{d18} is missing") if os.environ.get("CI") == "true" else pytest.skip(f"{d18} not found")
+        pytest.fail(f"{d18} is missing")
     clip = tmp_path / "large_face_1280x720.mp4"
     run(["ffmpeg", "-v", "error", "-y", "-i", d18, "-t", "2", "-an", "-vf", "scale=720:720,pad=1280:720:281:0",
          "-c:v", "libx264", "-crf", "18", clip])
