@@ -71,7 +71,7 @@ contracts: build
 lint: node-modules uv
 	cargo fmt --all --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
-	pnpm exec biome ci .
+	pnpm exec biome ci --error-on-warnings .
 	uv run --no-project --with ruff==0.17.6 ruff check scripts tests/media
 
 # The Python tooling's tests that need no torch (tables and their spec, the exporter's spec

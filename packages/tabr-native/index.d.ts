@@ -182,9 +182,11 @@ export interface FeatureSpecInfo {
 
 /**
  * Loads a `tabr-model/1` directory off the event loop. Rejects with `code` `model_error`
- * and a message that says what is wrong (never a path).
+ * and a message that says what is wrong (never a path). An aborted `signal` rejects with
+ * `aborted`: before the load starts, it never starts; during it (ONNX Runtime's session
+ * building cannot be stopped half-way), the loaded model is dropped as soon as it is built.
  */
-export declare function loadModel(dir: string, options?: LoadModelOptions | undefined | null): Promise<Model>
+export declare function loadModel(dir: string, options?: LoadModelOptions | undefined | null, signal?: AbortSignal | undefined | null): Promise<Model>
 
 /** Options of `loadModel`. */
 export interface LoadModelOptions {

@@ -351,12 +351,20 @@ fn default_ort_dylib() -> Option<PathBuf> {
 }
 
 /// Loads a `tabr-model/1` directory off the event loop. Rejects with `code` `model_error`
-/// and a message that says what is wrong (never a path).
-#[napi(ts_return_type = "Promise<Model>")]
+/// and a message that says what is wrong (never a path). An aborted `signal` rejects with
+/// `aborted`: before the load starts, it never starts; during it (ONNX Runtime's session
+/// building cannot be stopped half-way), the loaded model is dropped as soon as it is built.
+#[napi(
+    ts_args_type = "dir: string, options?: LoadModelOptions | undefined | null, signal?: AbortSignal | undefined | null",
+    ts_return_type = "Promise<Model>"
+)]
 pub fn load_model(
+    env: Env,
     dir: String,
     options: Option<LoadModelOptions>,
+    signal: Option<Object<'_>>,
 ) -> Result<AsyncTask<Job<Arc<CoreModel>, Model>>> {
+    let (cancel, signal) = crate::cancel_flag(&env, signal)?;
     let o = options.unwrap_or_default();
     // The option wins over `ORT_PROVIDER`; a bad value rejects with `model_error` like any
     // other load failure.
@@ -379,6 +387,15 @@ pub fn load_model(
     };
     let flow = FlowMethod::from_option(o.flow.as_deref());
     let run = move || {
+        let aborted = || {
+            tabr_core::Error::new(
+                tabr_core::ErrorCode::Aborted,
+                "loading the model was aborted by the caller",
+            )
+        };
+        if cancel.is_cancelled() {
+            return Err(aborted());
+        }
         let opts = LoadOptions {
             ort_dylib_path: dylib,
             provider: provider?,
@@ -388,7 +405,14 @@ pub fn load_model(
             limits,
             flow: flow?,
         };
-        CoreModel::load(Path::new(&dir), &opts).map(Arc::new)
+        let model = CoreModel::load(Path::new(&dir), &opts).map(Arc::new)?;
+        if cancel.is_cancelled() {
+            return Err(aborted());
+        }
+        Ok(model)
     };
-    Ok(AsyncTask::new(Job::new(run, |inner| Model { inner })))
+    Ok(AsyncTask::with_optional_signal(
+        Job::new(run, |inner| Model { inner }),
+        signal,
+    ))
 }

@@ -60,7 +60,6 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
     })
   const limiter = new Limiter(config.concurrency, config.maxPending, config.requestTimeoutMs)
   const featureLimiter = new Limiter(config.featureConcurrency, config.featureMaxPending, config.requestTimeoutMs)
-  const sync = new SyncExecutor(registry, limiter, featureLimiter)
   const metrics = new Metrics({
     inFlight: () => ({ video: limiter.inFlight, features: featureLimiter.inFlight }),
     pending: () => ({ video: limiter.pending, features: featureLimiter.pending }),
@@ -68,6 +67,9 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
   const observe = (a: Answer, totalMs?: number) => {
     for (const [stage, ms] of Object.entries(totalMs === undefined ? a.timings_ms : { ...a.timings_ms, total: totalMs })) metrics.stageDuration.observe({ model: a.model, stage }, ms / 1000)
   }
+  // The API's own executor: POST /infer in sync mode, and the Open Inference Protocol's
+  // batches in both modes (see api/routes/oip.ts).
+  const sync = new SyncExecutor(registry, limiter, featureLimiter, observe)
   const queue =
     config.executionMode === 'queue'
       ? new QueueExecutor(config, logger, (outcome, a) => {
@@ -97,7 +99,7 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
     next()
   })
 
-  const ctx: RouteContext = { config, registry, sync, queue, metrics, callbacks, auth, uploadDir, openapi, observe }
+  const ctx: RouteContext = { config, registry, sync, executor: queue ?? sync, queue, metrics, callbacks, auth, uploadDir, openapi }
   healthRoutes(app, ctx)
   modelRoutes(app, ctx)
   inferRoutes(app, ctx)
@@ -127,6 +129,7 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
   app.use(errorMiddleware)
 
   const dispose = async () => {
+    registry.close()
     await queue?.close()
     rmSync(uploadDir, { recursive: true, force: true })
   }

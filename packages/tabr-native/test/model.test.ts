@@ -133,6 +133,18 @@ describe('loadModel refusals', () => {
     expect(err2.message).toMatch(/n_features is 12/)
   })
 
+  it('takes an AbortSignal: aborted before, it never loads; aborted during, it rejects when done', async () => {
+    expect(await codeOf(loadModel(demoDir, {}, AbortSignal.abort()))).toBe('aborted')
+    const during = new AbortController()
+    const loading = loadModel(demoDir, {}, during.signal)
+    during.abort()
+    // Still queued, napi cancels the task itself (AbortError); already running, it ends `aborted`.
+    const err = (await loading.catch((e: unknown) => e)) as Error & { code?: string }
+    expect(err.code === 'aborted' || err.name === 'AbortError', String(err)).toBe(true)
+    // An unaborted signal changes nothing.
+    expect((await loadModel(demoDir, {}, new AbortController().signal)).info.name).toBe('tabr-demo')
+  })
+
   it('refuses cuda on a CPU-only runtime and falls back with auto', async () => {
     expect(await codeOf(loadModel(demoDir, { provider: 'cuda' }))).toBe('model_error')
     expect((await loadModel(demoDir, { provider: 'auto' })).info.provider).toBe('cpu')

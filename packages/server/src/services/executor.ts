@@ -14,11 +14,22 @@ export interface RunOptions {
   includeSeries: boolean
   requestId: string
   callbackUrl?: string
+  /** The caller takes a job id instead of waiting (`Prefer: respond-async`); queue mode only. */
+  respondAsync?: boolean
+  /** Told the job's id as soon as there is one (queue mode), for the caller's log line. */
+  onJob?: (id: string) => void
 }
 
-/** Runs one inference of a named model to its answer, or rejects with an ApiError. */
+/** An inference's outcome: its answer, or the id of the job accepted to compute it. */
+export type Outcome = { answer: Answer; accepted?: never } | { accepted: string; answer?: never }
+
+/**
+ * How POST /infer runs one inference of a named model, in either mode: the answer, or
+ * (queue mode, `respondAsync`) the accepted job; rejects with an ApiError. Each executor
+ * observes the answers it produces (stage metrics), so the route does not ask which mode runs.
+ */
 export interface Executor {
-  run(model: string, input: InferenceInput, opts: RunOptions): Promise<Answer>
+  infer(model: string, input: InferenceInput, opts: RunOptions): Promise<Outcome>
 }
 
 type Waiter = () => void
@@ -92,7 +103,17 @@ export class SyncExecutor implements Executor {
     private readonly registry: Registry,
     private readonly videoLimiter: Limiter,
     private readonly featureLimiter: Limiter,
+    /** Told each answer of `infer` and its milliseconds (the API's stage metrics). */
+    private readonly observe?: (answer: Answer, totalMs: number) => void,
   ) {}
+
+  /** The Executor contract: runs the inference here; `respondAsync` does not apply. */
+  async infer(model: string, input: InferenceInput, opts: RunOptions): Promise<Outcome> {
+    const started = performance.now()
+    const answer = await this.run(model, input, opts)
+    this.observe?.(answer, performance.now() - started)
+    return { answer }
+  }
 
   async run(model: string, input: InferenceInput | (() => Promise<InferenceInput>), opts: Pick<RunOptions, 'includeFeatures' | 'includeSeries'>): Promise<Answer> {
     const handler = await this.registry.get(model)

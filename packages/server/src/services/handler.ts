@@ -75,7 +75,7 @@ export interface ModelInfo {
 
 export interface ModelHandler {
   /** Loads the model directory (once). Throws with a clear message on a bad directory. */
-  load(dir: string): Promise<void>
+  load(dir: string, signal?: AbortSignal): Promise<void>
   /**
    * Runs one inference; `signal` aborts native work (timeouts). The feature values are
    * returned only when `opts.includeFeatures` asks for them (they stay native otherwise).

@@ -11,7 +11,7 @@ import type { Logger } from 'pino'
 import { ApiError, apiErrorOf, decodeError } from '../core/errors.js'
 import type { Config } from '../core/config.js'
 import type { Answer } from './answer.js'
-import type { Executor, RunOptions } from './executor.js'
+import type { Executor, Outcome, RunOptions } from './executor.js'
 import type { InferenceInput } from './handler.js'
 import {
   CALLBACK_ATTEMPTS,
@@ -160,9 +160,12 @@ export class QueueExecutor implements Executor {
     return id
   }
 
-  /** The sync contract through the queue: submits the job and waits for its answer. */
-  async run(model: string, input: InferenceInput, opts: RunOptions): Promise<Answer> {
-    return this.wait(await this.submit(model, input, opts))
+  /** The Executor contract through the queue: submits the job, then hands back its id
+   * (`respondAsync`) or waits for its answer. Answers are observed when their jobs end. */
+  async infer(model: string, input: InferenceInput, opts: RunOptions): Promise<Outcome> {
+    const id = await this.submit(model, input, opts)
+    opts.onJob?.(id)
+    return opts.respondAsync ? { accepted: id } : { answer: await this.wait(id) }
   }
 
   /** Waits for a job (at most REQUEST_TIMEOUT_S): its result, or the ApiError it ended with. */

@@ -18,6 +18,7 @@ interface Slot {
 }
 
 export class Registry {
+  private readonly closing = new AbortController()
   private readonly slots = new Map<string, Slot>()
 
   constructor(
@@ -48,7 +49,7 @@ export class Registry {
   }
 
   private ensure(slot: Slot): Promise<void> {
-    slot.loading ??= slot.handler.load(slot.entry.dir).then(
+    slot.loading ??= slot.handler.load(slot.entry.dir, this.closing.signal).then(
       () => void (slot.ready = true),
       (e) => {
         slot.loading = undefined
@@ -56,6 +57,12 @@ export class Registry {
       },
     )
     return slot.loading
+  }
+
+  /** Stops loading: a load not started yet never starts, one under way is dropped when done
+   * (its promise rejects with `aborted`). Called when the service shuts down. */
+  close(): void {
+    this.closing.abort()
   }
 
   /** Whether every model that must be loaded before serving is loaded. */

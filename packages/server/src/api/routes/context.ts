@@ -6,9 +6,8 @@ import type { RequestHandler, Response } from 'express'
 import type { Config } from '../../core/config.js'
 import type { ErrorCode } from '../../core/errors.js'
 import type { Metrics } from '../../core/observability.js'
-import type { Answer } from '../../services/answer.js'
 import type { CallbackPolicy } from '../../services/callbacks.js'
-import type { SyncExecutor } from '../../services/executor.js'
+import type { Executor, SyncExecutor } from '../../services/executor.js'
 import type { InferenceInput } from '../../services/handler.js'
 import type { QueueExecutor } from '../../services/queue-executor.js'
 import type { Registry } from '../../services/registry.js'
@@ -29,7 +28,10 @@ export type ApiResponse = Response<unknown, Locals>
 export interface RouteContext {
   config: Config
   registry: Registry
+  /** The API's in-process executor (the Open Inference Protocol's batches, in both modes). */
   sync: SyncExecutor
+  /** What POST /infer runs through: the queue in queue mode, else `sync`. */
+  executor: Executor
   /** Queue mode only. */
   queue?: QueueExecutor
   metrics: Metrics
@@ -37,6 +39,4 @@ export interface RouteContext {
   auth: RequestHandler
   uploadDir: string
   openapi: object
-  /** Records an answer's stage durations (and the request's total, when given). */
-  observe(a: Answer, totalMs?: number): void
 }

@@ -4,7 +4,6 @@
 // answers 202 + Location at once when the client sent `Prefer: respond-async`.
 import type { Express, NextFunction, Request } from 'express'
 import { ApiError } from '../../core/errors.js'
-import type { Answer } from '../../services/answer.js'
 import { inferBody } from '../../services/answer.js'
 import { bodyToInput } from '../uploads.js'
 import type { ApiResponse, RouteContext } from './context.js'
@@ -23,7 +22,7 @@ function includes(raw: unknown): Set<string> {
 }
 
 export function inferRoutes(app: Express, ctx: RouteContext): void {
-  const { config, registry, sync, queue, callbacks, auth, uploadDir, observe } = ctx
+  const { config, registry, executor, queue, callbacks, auth, uploadDir } = ctx
   const checkCallback = (raw: unknown): string => {
     if (!queue) throw new ApiError('callback_not_allowed', 'callback_url: callbacks need EXECUTION_MODE=queue')
     return callbacks.check(raw)
@@ -49,16 +48,17 @@ export function inferRoutes(app: Express, ctx: RouteContext): void {
         includeSeries: include.has('series'),
         requestId: req.id as string,
         callbackUrl: rawCallback === undefined ? undefined : checkCallback(rawCallback),
+        respondAsync: prefersAsync(req),
+        onJob: (id: string) => void (res.locals.jobId = id),
       }
-      let answer: Answer
-      if (queue) {
-        const id = (res.locals.jobId = await queue.submit(model, input, opts))
-        if (prefersAsync(req)) return void res.status(202).location(`/jobs/${id}`).setHeader('Preference-Applied', 'respond-async').json({ job_id: id, status: 'queued' })
-        answer = await queue.wait(id)
-      } else answer = await sync.run(model, input, opts)
+      const outcome = await executor.infer(model, input, opts)
+      if (outcome.accepted !== undefined) {
+        const id = outcome.accepted
+        return void res.status(202).location(`/jobs/${id}`).setHeader('Preference-Applied', 'respond-async').json({ job_id: id, status: 'queued' })
+      }
+      const { answer } = outcome
       const total = performance.now() - started
       res.locals.timings = { ...answer.timings_ms, total }
-      if (!queue) observe(answer, total)
       res.json(inferBody(answer, req.id as string, total))
     } catch (err) {
       next(err)

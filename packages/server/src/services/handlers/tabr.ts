@@ -24,9 +24,9 @@ export class TabrHandler implements ModelHandler {
     private readonly opts: HandlerOptions,
   ) {}
 
-  async load(dir: string): Promise<void> {
+  async load(dir: string, signal?: AbortSignal): Promise<void> {
     const { maxSeconds, maxPixels, maxDecodedPixels, maxFrameRate } = this.opts.limits
-    this.model = await loadModel(dir, { provider: this.opts.ortProvider, flow: this.opts.flow, maxSeconds, maxPixels, maxDecodedPixels, maxFrameRate })
+    this.model = await loadModel(dir, { provider: this.opts.ortProvider, flow: this.opts.flow, maxSeconds, maxPixels, maxDecodedPixels, maxFrameRate }, signal)
     // The addon prints nothing; what loading settled for (e.g. ORT_PROVIDER=auto on the CPU)
     // goes to the service's log.
     for (const w of this.model.warnings) this.opts.warn?.(this.name, w)
