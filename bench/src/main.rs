@@ -265,7 +265,7 @@ fn flows_table(clip: &Path) {
         cascade: None,
         ort_dylib: dylib.as_deref(),
     };
-    let cases: Vec<(Spec, FlowMethod)> = [Spec::V1, Spec::V2]
+    let cases: Vec<(Spec, FlowMethod)> = Spec::ALL
         .into_iter()
         .flat_map(|s| [FlowMethod::Rust, FlowMethod::OpenCv].map(|f| (s, f)))
         .collect();
@@ -306,7 +306,7 @@ fn flows_table(clip: &Path) {
             r.2
         );
     }
-    for (i, s) in [Spec::V1, Spec::V2].iter().enumerate() {
+    for (i, s) in Spec::ALL.iter().enumerate() {
         let (a, b) = (rows[2 * i], rows[2 * i + 1]);
         println!(
             "| {} | rust / opencv | {:.2} | {:.2} | {:.2}× |",

@@ -127,3 +127,68 @@ fn describe_prints_every_spec_and_the_error_codes() {
     let codes = d["error_codes"].as_array().expect("codes");
     assert!(codes.iter().any(|c| c == "video_too_large"));
 }
+
+/// The test-only spec (v2's face method with grown regions, registered only in the core's
+/// spec table) flows through the CLI like the real ones, and only when `TABR_TEST_SPECS=1`.
+#[test]
+fn a_spec_registered_in_the_core_alone_is_served_by_the_cli() {
+    let d18 = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4");
+    assert!(
+        d18.is_file(),
+        "{} is missing: the shared fixtures are this test's input",
+        d18.display()
+    );
+    let run = |spec: &str, test_specs: bool| {
+        let mut c = features();
+        if test_specs {
+            c.env("TABR_TEST_SPECS", "1");
+        } else {
+            c.env_remove("TABR_TEST_SPECS");
+        }
+        c.args(["--format", "jsonl", "--spec", spec])
+            .arg(&d18)
+            .output()
+            .expect("runs")
+    };
+    let values = |out: &std::process::Output| -> Vec<f64> {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let row: serde_json::Value =
+            serde_json::from_str(text.lines().nth(1).expect("row")).expect("json");
+        row["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .filter_map(serde_json::Value::as_f64)
+            .collect()
+    };
+    let v2 = values(&run("poc-abs/2", true));
+    let out = run("poc-abs/99", true);
+    let header: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("header"),
+    )
+    .expect("json");
+    assert_eq!(header["version"], 99);
+    let v99 = values(&out);
+    assert_eq!(v99.len(), v2.len());
+    assert_ne!(v99, v2, "other regions, other numbers");
+    let described = features()
+        .env("TABR_TEST_SPECS", "1")
+        .arg("--describe")
+        .output()
+        .expect("runs");
+    let d: serde_json::Value = serde_json::from_slice(&described.stdout).expect("json");
+    assert_eq!(d["specs"][2]["id"], "poc-abs/99");
+    // Hidden otherwise.
+    let hidden = run("poc-abs/99", false);
+    assert_eq!(hidden.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&hidden.stderr).contains("unknown feature spec"));
+}

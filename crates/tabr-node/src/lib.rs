@@ -307,7 +307,8 @@ fn build_extractor(options: &ExtractOptions) -> tabr_core::Result<Extractor> {
     }
     params.validate()?;
     let flow = tabr_core::flow::FlowMethod::from_option(options.flow.as_deref())?;
-    let dylib = (spec == Spec::V2)
+    let dylib = spec
+        .needs_onnxruntime()
         .then(|| model::ort_dylib(options.ort_dylib_path.clone()))
         .flatten();
     let assets = FaceAssets {
@@ -441,7 +442,7 @@ pub struct SpecDescription {
 /// the service and its contracts read.
 #[napi]
 pub fn specs() -> Vec<SpecDescription> {
-    tabr_core::Spec::ALL
+    tabr_core::Spec::visible()
         .iter()
         .map(|s| {
             let d = s.describe();

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { extractFeatures } from '@org/tabr-native'
@@ -248,6 +248,35 @@ describe('a poc-abs v2 model served beside the v1 one', () => {
     expect(r.json.features.values).toEqual(Array.from(v2.values))
     const v1 = await post(s, readFileSync(D18), { 'Content-Type': 'video/mp4' }, '/infer/tabr-demo?include=features')
     expect(v1.json.features.values).not.toEqual(r.json.features.values)
+  })
+
+  // A model of the core's test-only spec (poc-abs/99: v2's face method, grown regions),
+  // registered in the core's spec table alone: the service loads and answers it with no change
+  // of its own, once TABR_TEST_SPECS=1.
+  it('serves a model of a spec registered in the core alone', async () => {
+    requireShared(D18)
+    const dir = mkdtempSync(join(tmpdir(), 'tabr-spec99-'))
+    const model = join(dir, 'm')
+    cpSync(DEMO_V2, model, { recursive: true })
+    const manifest = JSON.parse(readFileSync(join(model, 'manifest.json'), 'utf8'))
+    manifest.features.version = 99
+    writeFileSync(join(model, 'manifest.json'), JSON.stringify(manifest))
+    process.env.TABR_TEST_SPECS = '1'
+    const t = await serve({ MODEL_REGISTRY: `spec99:tabr:${model}` })
+    try {
+      expect((await call(t, '/models/spec99')).json.features).toMatchObject({ name: 'poc-abs', version: 99 })
+      const r = await post(t, readFileSync(D18), { 'Content-Type': 'video/mp4' }, '/infer/spec99?include=features')
+      expect(r.status, JSON.stringify(r.json)).toBe(200)
+      const v99 = await extractFeatures(D18, { spec: 'poc-abs/99' as 'poc-abs/2' })
+      expect(r.json.features.values).toEqual(Array.from(v99.values))
+      await t.shutdown()
+      delete process.env.TABR_TEST_SPECS
+      // Without it, the same directory is refused at start-up, naming the spec.
+      await expect(serve({ MODEL_REGISTRY: `spec99:tabr:${model}` })).rejects.toThrow(/poc-abs\/99 is not implemented/)
+    } finally {
+      delete process.env.TABR_TEST_SPECS
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('finds the face of the office clip, which v1 misses', async () => {

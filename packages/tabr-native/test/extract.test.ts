@@ -1,7 +1,7 @@
 // The public entry of @org/tabr-native, exercised as a user would: real addon, real clips.
 import { readFileSync } from 'node:fs'
 import { describe, expect, inject, it } from 'vitest'
-import { channelNames, errorCodes, extractFeatures, featureNames } from '../index.js'
+import { channelNames, errorCodes, extractFeatures, FEATURE_SPECS, featureNames, specs } from '../index.js'
 import { codeOf, sharedFixture } from './helpers.js'
 
 const clips = inject('clips')
@@ -42,6 +42,25 @@ describe('extractFeatures', () => {
 
   // Read inside the test: a missing ../shared fails this test alone.
   const d18 = () => sharedFixture('faces/face_lp_d18_man_neutral_480_liveportrait.mp4')
+  // The core's test-only spec (v2's face method, grown regions), registered in its spec table
+  // alone: listed by specs() and computed by extractFeatures once TABR_TEST_SPECS=1, with no
+  // change to this package.
+  it('serves a spec registered in the core alone: specs() lists it and extractFeatures computes it', async () => {
+    expect(specs().map((s) => s.id)).toEqual([...FEATURE_SPECS])
+    expect(await codeOf((async () => extractFeatures(d18(), { spec: 'poc-abs/99' as 'poc-abs/2' }))())).toBe('model_error')
+    process.env.TABR_TEST_SPECS = '1'
+    try {
+      const listed = specs().find((s) => s.id === 'poc-abs/99')
+      expect(listed).toMatchObject({ version: 99, faceMethod: 'landmark-aligned', nFeatures: 90, needs: ['onnxruntime'] })
+      const v99 = await extractFeatures(d18(), { spec: 'poc-abs/99' as 'poc-abs/2' })
+      const v2 = await extractFeatures(d18(), { spec: 'poc-abs/2' })
+      expect(v99.names).toEqual(v2.names)
+      expect(Array.from(v99.values)).not.toEqual(Array.from(v2.values))
+    } finally {
+      delete process.env.TABR_TEST_SPECS
+    }
+  })
+
   it('computes poc-abs/2 on request: the same 90 names, other numbers, a face placed by landmarks', async () => {
     const v1 = await extractFeatures(d18())
     const v2 = await extractFeatures(d18(), { spec: 'poc-abs/2', series: true })

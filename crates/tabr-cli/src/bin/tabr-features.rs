@@ -20,6 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tabr_core::extract::overlay;
 use tabr_core::face_mesh::FaceMesh;
 use tabr_core::flow::FlowMethod;
+use tabr_core::spec::FaceKind;
 use tabr_core::{
     feature_names, spec, CancelFlag, Extractor, FaceAssets, Features, Spec, SpecParams, VideoSource,
 };
@@ -256,11 +257,12 @@ fn write_overlay(
     dir: &Path,
     name: &str,
     file: &Path,
+    spec: Spec,
     params: &SpecParams,
     dylib: Option<&Path>,
 ) -> Result<(), String> {
     let mesh = FaceMesh::shared(dylib).map_err(|e| e.message().to_string())?;
-    let pic = overlay::first_aligned_face(VideoSource::Path(file), params, mesh)
+    let pic = overlay::first_aligned_face(VideoSource::Path(file), spec, params, mesh)
         .map_err(|e| e.code().to_string())?
         .ok_or("no frame has a face")?;
     let out = std::fs::File::create(dir.join(name)).map_err(|e| e.to_string())?;
@@ -274,7 +276,7 @@ fn write_overlay(
 
 /// `--describe`: the specs and error codes as the core defines them.
 fn describe() -> serde_json::Value {
-    let specs: Vec<_> = Spec::ALL.iter().map(|s| s.describe()).collect();
+    let specs: Vec<_> = Spec::visible().iter().map(|s| s.describe()).collect();
     let codes: Vec<_> = tabr_core::ErrorCode::ALL
         .iter()
         .map(|c| c.as_str())
@@ -313,10 +315,11 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage(format!("--spec: {}", e.message())),
     };
-    if args.overlay.is_some() && spec != Spec::V2 {
-        return usage("--overlay draws poc-abs/2's placement: add --spec poc-abs/2".into());
+    if args.overlay.is_some() && spec.face() != FaceKind::LandmarkAligned {
+        return usage("--overlay draws a landmark-aligned placement: add --spec poc-abs/2".into());
     }
-    let dylib = (spec == Spec::V2)
+    let dylib = spec
+        .needs_onnxruntime()
         .then(|| ort_dylib(args.ort_dylib.as_deref()))
         .flatten();
     let assets = FaceAssets {
@@ -384,9 +387,14 @@ fn main() -> ExitCode {
                 let Some(file) = files.get(i) else { break };
                 let r = extractor.extract_path(file, &CancelFlag::new());
                 if let Some(dir) = &args.overlay {
-                    if let Err(msg) =
-                        write_overlay(dir, &overlay_names[i], file, &params, dylib.as_deref())
-                    {
+                    if let Err(msg) = write_overlay(
+                        dir,
+                        &overlay_names[i],
+                        file,
+                        spec,
+                        &params,
+                        dylib.as_deref(),
+                    ) {
                         eprintln!("tabr-features: {}: overlay: {msg}", file.display());
                         failed.fetch_add(1, Ordering::Relaxed);
                     }

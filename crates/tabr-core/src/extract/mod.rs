@@ -40,7 +40,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::face::{FaceBox, FaceDetector};
 use crate::face_mesh::FaceMesh;
 pub use crate::flow::{Flow, FlowMethod, OpenCvFarneback};
-use crate::spec::{Spec, SpecParams, N_CHANNELS, N_FEATURES};
+use crate::spec::{FaceKind, Spec, SpecParams, N_CHANNELS, N_FEATURES};
 use crate::stats::summarize;
 use crate::video::{Decoder, VideoSource};
 pub use face_method::{
@@ -215,26 +215,27 @@ impl Extractor {
     /// An extractor for `spec`. v2's face networks are loaded once per process and shared; a
     /// cascade is a v1 asset and is refused for v2 (`model_error`).
     pub fn for_spec(spec: Spec, params: SpecParams, assets: FaceAssets<'_>) -> Result<Extractor> {
-        match spec {
-            Spec::V1 => Ok(Self::with(
-                FaceDetector::from_option(assets.cascade)?,
-                params,
-            )),
-            Spec::V2 => {
-                if assets.cascade.is_some() {
-                    return Err(Error::new(
-                        ErrorCode::ModelError,
-                        "a face cascade belongs to poc-abs/1; poc-abs/2 finds faces with its own networks",
-                    ));
-                }
-                Ok(Extractor {
-                    spec,
-                    face: Arc::new(LandmarkAligned::new(FaceMesh::shared(assets.ort_dylib)?)),
-                    flow: FlowMethod::default().build(),
-                    params,
-                })
-            }
+        if assets.cascade.is_some() && !spec.takes_cascade() {
+            return Err(Error::new(
+                ErrorCode::ModelError,
+                format!(
+                    "a face cascade belongs to a Haar-box spec (poc-abs/1); {} finds faces with its own networks",
+                    spec.id()
+                ),
+            ));
         }
+        let face: Arc<dyn FaceMethod> = match spec.face() {
+            FaceKind::HaarBox => Arc::new(HaarBox::new(FaceDetector::from_option(assets.cascade)?)),
+            FaceKind::LandmarkAligned => {
+                Arc::new(LandmarkAligned::new(FaceMesh::shared(assets.ort_dylib)?))
+            }
+        };
+        Ok(Extractor {
+            spec,
+            face,
+            flow: FlowMethod::default().build(),
+            params,
+        })
     }
 
     /// The spec this extractor computes.

@@ -45,6 +45,7 @@ const COLOURS: [(f64, f64, f64); 8] = [
 /// picture; `None` when no frame has one.
 pub fn first_aligned_face(
     source: VideoSource<'_>,
+    spec: Spec,
     params: &SpecParams,
     mesh: std::sync::Arc<FaceMesh>,
 ) -> Result<Option<Picture>> {
@@ -57,12 +58,12 @@ pub fn first_aligned_face(
         };
         let n = params.roi_size;
         let crop = method.crop(&gray, &fit.geometry, n)?;
-        return draw(&crop, &fit.canonical(), n, decoder.frames() - 1).map(Some);
+        return draw(spec, &crop, &fit.canonical(), n, decoder.frames() - 1).map(Some);
     }
     Ok(None)
 }
 
-fn draw(crop: &Mat, canonical: &[[f64; 2]], n: usize, frame: u64) -> Result<Picture> {
+fn draw(spec: Spec, crop: &Mat, canonical: &[[f64; 2]], n: usize, frame: u64) -> Result<Picture> {
     let fail = |_| Error::internal("drawing the overlay failed");
     let k = OVERLAY_SCALE as i32;
     let side = n as i32 * k;
@@ -83,7 +84,7 @@ fn draw(crop: &Mat, canonical: &[[f64; 2]], n: usize, frame: u64) -> Result<Pict
     let mut rgb = Mat::default();
     imgproc::cvt_color_def(&big, &mut rgb, imgproc::COLOR_GRAY2RGB).map_err(fail)?;
     let colour = |c: (f64, f64, f64)| Scalar::new(c.0, c.1, c.2, 0.0);
-    for (r, &c) in Spec::V2.regions().iter().zip(&COLOURS) {
+    for (r, &c) in spec.regions().iter().zip(&COLOURS) {
         let p = r.pixel_rect(n);
         let rect = Rect::new(
             p.x as i32 * k,

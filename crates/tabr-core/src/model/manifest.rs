@@ -140,14 +140,14 @@ impl Manifest {
 
     fn validate(&self) -> Result<()> {
         let f = &self.features;
-        if f.spec().is_none() {
+        let Some(spec) = f.spec() else {
             return Err(bad(format!(
                 "feature spec {}/{} is not implemented by this build (it implements {})",
                 f.name,
                 f.version,
                 crate::FEATURE_SPECS.join(", ")
             )));
-        }
+        };
         f.params.validate()?;
         if self.n_features != spec::N_FEATURES {
             return Err(bad(format!(
@@ -158,7 +158,8 @@ impl Manifest {
                 spec::N_FEATURES
             )));
         }
-        if self.feature_names != spec::feature_name_list() {
+        // Validated against its own spec's names.
+        if self.feature_names != spec::feature_names_of(spec) {
             return Err(bad(
                 "feature_names differ from the feature spec's names or order",
             ));

@@ -18,58 +18,162 @@ pub use params::{Limits, SpecParams, DEFAULT_MAX_DECODED_PIXELS, MAX_PIXELS};
 /// The specs' name as written in manifests.
 pub const SPEC_NAME: &str = "poc-abs";
 
-/// A feature spec this build implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Spec {
-    /// poc-abs v1: the Haar cascade's box.
-    #[default]
-    V1,
-    /// poc-abs v2: BlazeFace + FaceMesh, the face aligned by a similarity.
-    V2,
+/// How a spec finds the face and cuts its canonical crop (the extractor's face method).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaceKind {
+    /// The Haar cascade's box (v1 §2), squared and clamped: needs a cascade.
+    HaarBox,
+    /// BlazeFace and FaceMesh, the face aligned by a similarity (v2 §2–§4): needs ONNX Runtime.
+    LandmarkAligned,
+}
+
+/// Everything that makes one feature spec, as data: its name in manifests, its face method and
+/// its eight regions. A new spec is a new entry of [`SPECS`] (and, when its face method is new,
+/// a new [`FaceKind`]); every front end (the CLI, the binding, the service, the exporter through
+/// `tabr-features --describe`) asks the [`Spec`] handle, never compares versions itself.
+#[derive(Debug)]
+pub struct SpecDef {
+    /// `name/version`, the form `--spec` and `extractFeatures`' `spec` option take.
+    pub id: &'static str,
+    /// A manifest's `features.version` (`features.name` is [`SPEC_NAME`]).
+    pub version: u32,
+    /// How the face is found and cut.
+    pub face: FaceKind,
+    /// The eight regions in the canonical crop, in vector order.
+    pub regions: [Region; 8],
+    /// Only for the project's tests: visible when `TABR_TEST_SPECS=1` (see [`SPECS`]).
+    pub test_only: bool,
+}
+
+/// The specs of this build, oldest first. The last one exists to prove the seam: v2's face
+/// method with another region set (each of v2's regions grown by 2 % of the crop on every
+/// side), registered here alone and carried through the CLI, the binding and the service by
+/// their tests. It is invisible unless `TABR_TEST_SPECS=1`.
+pub static SPECS: [SpecDef; 3] = [
+    SpecDef {
+        id: "poc-abs/1",
+        version: 1,
+        face: FaceKind::HaarBox,
+        regions: REGIONS,
+        test_only: false,
+    },
+    SpecDef {
+        id: "poc-abs/2",
+        version: 2,
+        face: FaceKind::LandmarkAligned,
+        regions: REGIONS_V2,
+        test_only: false,
+    },
+    SpecDef {
+        id: "poc-abs/99",
+        version: 99,
+        face: FaceKind::LandmarkAligned,
+        regions: grown(REGIONS_V2, 0.02),
+        test_only: true,
+    },
+];
+
+/// `regions` each grown by `by` on every side (within the crop).
+const fn grown(mut regions: [Region; 8], by: f64) -> [Region; 8] {
+    let mut i = 0;
+    while i < regions.len() {
+        let r = &mut regions[i];
+        r.x0 = if r.x0 > by { r.x0 - by } else { 0.0 };
+        r.y0 = if r.y0 > by { r.y0 - by } else { 0.0 };
+        r.x1 = if r.x1 + by < 1.0 { r.x1 + by } else { 1.0 };
+        r.y1 = if r.y1 + by < 1.0 { r.y1 + by } else { 1.0 };
+        i += 1;
+    }
+    regions
+}
+
+/// A feature spec this build implements: a handle onto its [`SpecDef`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Spec(usize);
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec::V1
+    }
 }
 
 impl Spec {
-    /// Every spec this build implements, oldest first.
+    /// poc-abs v1: the Haar cascade's box.
+    pub const V1: Spec = Spec(0);
+    /// poc-abs v2: BlazeFace + FaceMesh, the face aligned by a similarity.
+    pub const V2: Spec = Spec(1);
+    /// The public specs, oldest first (the test-only spec is never among them).
     pub const ALL: [Spec; 2] = [Spec::V1, Spec::V2];
+
+    /// Every spec visible to this process: [`Spec::ALL`], and the test-only one when
+    /// `TABR_TEST_SPECS=1`.
+    pub fn visible() -> Vec<Spec> {
+        let tests = std::env::var("TABR_TEST_SPECS").as_deref() == Ok("1");
+        (0..SPECS.len())
+            .map(Spec)
+            .filter(|s| tests || !s.def().test_only)
+            .collect()
+    }
+
+    /// The spec whose id is `id` among all of [`SPECS`], test-only ones included (for tests).
+    #[cfg(test)]
+    fn visible_or_all(id: &str) -> Spec {
+        Spec(
+            (0..SPECS.len())
+                .find(|&i| SPECS[i].id == id)
+                .expect("a spec of SPECS"),
+        )
+    }
+
+    /// Its description.
+    pub const fn def(self) -> &'static SpecDef {
+        &SPECS[self.0]
+    }
 
     /// The manifest's `version`.
     pub const fn version(self) -> u32 {
-        match self {
-            Spec::V1 => 1,
-            Spec::V2 => 2,
-        }
+        self.def().version
     }
 
     /// `name/version`, the form [`crate::FEATURE_SPECS`] lists and the CLI's `--spec` takes.
     pub const fn id(self) -> &'static str {
-        match self {
-            Spec::V1 => "poc-abs/1",
-            Spec::V2 => "poc-abs/2",
-        }
+        self.def().id
     }
 
     /// The eight regions in the canonical crop, in vector order.
     pub const fn regions(self) -> &'static [Region; 8] {
-        match self {
-            Spec::V1 => &REGIONS,
-            Spec::V2 => &REGIONS_V2,
-        }
+        &self.def().regions
     }
 
-    /// How the face is found and cut: `haar-box` (v1) or `landmark-aligned` (v2).
+    /// How the face is found and cut.
+    pub const fn face(self) -> FaceKind {
+        self.def().face
+    }
+
+    /// The face method's name: `haar-box` (v1) or `landmark-aligned` (v2).
     pub const fn face_method(self) -> &'static str {
-        match self {
-            Spec::V1 => "haar-box",
-            Spec::V2 => "landmark-aligned",
+        match self.face() {
+            FaceKind::HaarBox => "haar-box",
+            FaceKind::LandmarkAligned => "landmark-aligned",
         }
     }
 
-    /// What extracting this spec needs beyond the core: v2 runs its face networks on ONNX
-    /// Runtime, whose library the caller names (`onnxruntime`).
+    /// Whether extraction runs ONNX Runtime (the face networks), whose library the caller names.
+    pub const fn needs_onnxruntime(self) -> bool {
+        matches!(self.face(), FaceKind::LandmarkAligned)
+    }
+
+    /// Whether a face cascade (a model's `face_cascade.xml`) is one of its assets.
+    pub const fn takes_cascade(self) -> bool {
+        matches!(self.face(), FaceKind::HaarBox)
+    }
+
+    /// What extracting this spec needs beyond the core (`onnxruntime`).
     pub const fn needs(self) -> &'static [&'static str] {
-        match self {
-            Spec::V1 => &[],
-            Spec::V2 => &["onnxruntime"],
+        if self.needs_onnxruntime() {
+            &["onnxruntime"]
+        } else {
+            &[]
         }
     }
 
@@ -82,33 +186,36 @@ impl Spec {
             version: self.version(),
             face_method: self.face_method(),
             regions: self.regions().to_vec(),
-            channels: channel_names(),
+            channels: channel_names_of(self),
             statistics: STAT_NAMES.to_vec(),
-            names: feature_names(),
+            names: feature_names_of(self),
             n_features: N_FEATURES,
             needs: self.needs().to_vec(),
         }
     }
 
-    /// The spec a manifest's `name` and `version` name.
+    /// The spec a manifest's `name` and `version` name (among the visible ones).
     pub fn from_manifest(name: &str, version: u32) -> Option<Spec> {
-        Spec::ALL
+        Spec::visible()
             .into_iter()
             .find(|s| name == SPEC_NAME && s.version() == version)
     }
 
-    /// The spec an id such as `poc-abs/2` names; anything else is a `model_error` (the code
-    /// of every bad option, as for the flow method).
+    /// The spec an id such as `poc-abs/2` names (among the visible ones); anything else is a
+    /// `model_error` (the code of every bad option, as for the flow method).
     pub fn parse(id: &str) -> Result<Spec> {
-        Spec::ALL.into_iter().find(|s| s.id() == id).ok_or_else(|| {
-            Error::new(
-                ErrorCode::ModelError,
-                format!(
-                    "unknown feature spec (this build implements {})",
-                    crate::FEATURE_SPECS.join(", ")
-                ),
-            )
-        })
+        Spec::visible()
+            .into_iter()
+            .find(|s| s.id() == id)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::ModelError,
+                    format!(
+                        "unknown feature spec (this build implements {})",
+                        crate::FEATURE_SPECS.join(", ")
+                    ),
+                )
+            })
     }
 }
 
@@ -364,8 +471,14 @@ impl Region {
 
 /// Channel names in per-pair order.
 pub fn channel_names() -> Vec<String> {
+    channel_names_of(Spec::V1)
+}
+
+/// A spec's channel names: `{region}.abs` and `{region}.poc` per region, then `global.head`
+/// and `global.poc` (spec §4).
+pub fn channel_names_of(spec: Spec) -> Vec<String> {
     let mut names = Vec::with_capacity(N_CHANNELS);
-    for r in &REGIONS {
+    for r in spec.regions() {
         names.push(format!("{}.abs", r.name));
         names.push(format!("{}.poc", r.name));
     }
@@ -374,15 +487,20 @@ pub fn channel_names() -> Vec<String> {
     names
 }
 
-/// Feature names `{channel}.{stat}`, channel-major (spec §5), built once per process.
+/// A spec's feature names, `{channel}.{stat}`, channel-major (spec §5).
+pub fn feature_names_of(spec: Spec) -> Vec<String> {
+    channel_names_of(spec)
+        .iter()
+        .flat_map(|c| STAT_NAMES.iter().map(move |s| format!("{c}.{s}")))
+        .collect()
+}
+
+/// Feature names `{channel}.{stat}`, channel-major (spec §5), built once per process. Every
+/// spec of [`SPECS`] names its regions alike (a test holds them to it), so these are each
+/// spec's names; [`feature_names_of`] builds one spec's.
 pub fn feature_name_list() -> &'static [String] {
     static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    NAMES.get_or_init(|| {
-        channel_names()
-            .iter()
-            .flat_map(|c| STAT_NAMES.iter().map(move |s| format!("{c}.{s}")))
-            .collect()
-    })
+    NAMES.get_or_init(|| feature_names_of(Spec::V1))
 }
 
 /// The feature names as an owned list (see [`feature_name_list`]).
@@ -454,6 +572,23 @@ mod tests {
         for (r, (x0, y0, x1, y1)) in rects.iter().zip(expect) {
             assert_eq!((r.x, r.y, r.x + r.w, r.y + r.h), (x0, y0, x1, y1));
         }
+    }
+
+    #[test]
+    fn every_spec_names_its_features_alike_and_the_test_spec_stays_hidden() {
+        for d in &SPECS {
+            let s = Spec::visible_or_all(d.id);
+            assert_eq!(feature_names_of(s), feature_names(), "{}", d.id);
+        }
+        assert_eq!(
+            Spec::ALL.len(),
+            SPECS.iter().filter(|d| !d.test_only).count()
+        );
+        assert!(Spec::ALL.iter().all(|s| !s.def().test_only));
+        assert_eq!(
+            crate::FEATURE_SPECS.to_vec(),
+            Spec::ALL.map(Spec::id).to_vec()
+        );
     }
 
     #[test]
