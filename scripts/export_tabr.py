@@ -39,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from tabr.specs import describe, feature_names, takes_cascade  # noqa: E402
 from tabr.table import TableError, feature_matrix, is_feature_table, load_table, parse_spec, read_labels, spec_label  # noqa: E402
 
 FORMAT = "tabr-model/1"
@@ -115,9 +116,8 @@ def resolve_spec(flag: dict[str, Any] | None, recorded: list[tuple[str, dict[str
 
 
 def poc_abs_v1_names() -> list[str]:
-    regions = ["brow_l", "brow_r", "eye_l", "eye_r", "nose", "cheek_l", "cheek_r", "mouth"]
-    channels = [f"{r}.{k}" for r in regions for k in ("abs", "poc")] + ["global.head", "global.poc"]
-    return [f"{c}.{s}" for c in channels for s in ("mean", "std", "max", "p95", "spike")]
+    """poc-abs/1's feature names as the core describes them (every spec shares them)."""
+    return feature_names("poc-abs/1")
 
 
 def load_array(path: Path, key: str | None = None) -> np.ndarray:
@@ -306,10 +306,11 @@ def export(args: argparse.Namespace) -> Path:
         note(f"ignoring hyper-parameters that are not Model arguments: {', '.join(unknown)}")
     model_kwargs = {k: v for k, v in hp.items() if k in MODEL_ARGS}
 
-    names = read_json(args.feature_names, "--feature-names") if args.feature_names else poc_abs_v1_names()
+    described = describe(spec)
+    names = read_json(args.feature_names, "--feature-names") if args.feature_names else feature_names(described["id"] if described else "poc-abs/1")
     n_features = len(names)
-    if spec.get("name") == "poc-abs" and spec.get("version") in (1, 2) and n_features != 90:
-        raise ExportError(f"poc-abs v{spec['version']} produces 90 features, but {n_features} feature names were given")
+    if described and n_features != described["n_features"]:
+        raise ExportError(f"{described['id']} produces {described['n_features']} features, but {n_features} feature names were given")
     n_num = model_kwargs.setdefault("n_num_features", n_features)
     if n_num != n_features:
         raise ExportError(f"the model takes {n_num} features, the feature spec produces {n_features}")
@@ -394,8 +395,9 @@ def export(args: argparse.Namespace) -> Path:
         )
     (out / "preprocess.json").write_text(json.dumps(pre_json))
     files = {"onnx": "model.onnx", "preprocessing": "preprocess.json", "golden": "golden.json"}
-    if spec.get("version") == 2:
-        # v2 finds faces with the networks built into the service: a cascade is v1's asset.
+    if not takes_cascade(spec):
+        # A landmark-aligned spec finds faces with the networks built into the service: a
+        # cascade is a Haar-box spec's asset.
         if args.cascade:
             raise ExportError("--cascade is a poc-abs v1 asset; a poc-abs v2 model finds faces with the service's own networks")
     else:

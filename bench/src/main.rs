@@ -323,8 +323,8 @@ fn flows_table(clip: &Path) {
 /// face stage of one d18 extraction as the schedule runs it: every try and every crop, CPU
 /// seconds on one thread.
 fn face_mesh_bench(clip: &Path) {
+    use tabr_core::face::FaceMesh;
     use tabr_core::face::{self, DetectScratch, FaceDetector};
-    use tabr_core::face_mesh::FaceMesh;
     let _ = opencv::core::set_num_threads(1);
     let dylib = ort_dylib();
     let mesh = FaceMesh::load(dylib.as_deref()).expect("the face models load");
@@ -375,7 +375,7 @@ fn face_mesh_bench(clip: &Path) {
 /// coarse for a 0.3 ms crop).
 fn face_stage_per_clip(
     clip: &Path,
-    mesh: std::sync::Arc<tabr_core::face_mesh::FaceMesh>,
+    mesh: std::sync::Arc<tabr_core::face::FaceMesh>,
     haar: std::sync::Arc<tabr_core::face::FaceDetector>,
 ) {
     use tabr_core::extract::{FaceMethod, HaarBox, LandmarkAligned};

@@ -6,7 +6,7 @@
 //! the same numbers.
 //!
 //! Layout: [`spec`] (the contracts' data), [`video`] (decode and limits), [`face`] (v1's Haar
-//! box), [`face_mesh`] (v2's face models and alignment), [`poc`] (phase-only correlation),
+//! box, v2's face models and alignment, and the face-method seam), [`poc`] (phase-only correlation),
 //! [`stats`] (the five statistics), [`extract`] (the streaming pipeline), [`flow`]
 //! (Farnebäck), [`model`] (TabR models), [`error`] (stable codes).
 #![deny(missing_docs)]
@@ -14,7 +14,6 @@
 pub mod error;
 pub mod extract;
 pub mod face;
-pub mod face_mesh;
 pub mod flow;
 pub mod model;
 pub mod poc;

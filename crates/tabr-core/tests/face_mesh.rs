@@ -10,7 +10,7 @@ use opencv::core::{
     Mat, MatTraitConst, MatTraitConstManual, MatTraitManual, Point2f, Scalar, Size, BORDER_CONSTANT,
 };
 use opencv::imgproc;
-use tabr_core::face_mesh::{apply, scale_angle, similarity, FaceMesh, FIT_POINTS, N_LANDMARKS};
+use tabr_core::face::{apply, scale_angle, similarity, FaceMesh, FIT_POINTS, N_LANDMARKS};
 use tabr_core::video::Decoder;
 use tabr_core::{SpecParams, VideoSource};
 

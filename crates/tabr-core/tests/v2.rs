@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use opencv::core::{Mat, MatTraitConst, MatTraitConstManual};
 use tabr_core::extract::{FaceMethod, Geometry, LandmarkAligned};
-use tabr_core::face_mesh::FaceMesh;
+use tabr_core::face::FaceMesh;
 use tabr_core::spec::{feature_name_list, SpecParams};
 use tabr_core::video::Decoder;
 use tabr_core::{CancelFlag, Extractor, FaceAssets, Features, Spec, VideoSource};
@@ -371,8 +371,8 @@ fn close_up(gray: &Mat, fit: &Geometry, zoom: f64) -> Mat {
     let Geometry::Aligned { to_frame, .. } = fit else {
         panic!("an aligned fit")
     };
-    let c = tabr_core::face_mesh::apply(to_frame, [0.5, 0.5]);
-    let side = tabr_core::face_mesh::scale_angle(to_frame).0 / zoom;
+    let c = tabr_core::face::apply(to_frame, [0.5, 0.5]);
+    let side = tabr_core::face::scale_angle(to_frame).0 / zoom;
     let (w, h) = (f64::from(gray.cols()), f64::from(gray.rows()));
     let side = side.min(w).min(h);
     let x = (c[0] - side / 2.0).clamp(0.0, w - side);

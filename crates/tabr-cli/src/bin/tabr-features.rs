@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use tabr_core::extract::overlay;
-use tabr_core::face_mesh::FaceMesh;
+use tabr_core::face::FaceMesh;
 use tabr_core::flow::FlowMethod;
 use tabr_core::spec::FaceKind;
 use tabr_core::{

@@ -23,7 +23,6 @@
 //! [`Extractor::with_flow`]).
 
 mod channels;
-mod face_method;
 pub mod overlay;
 mod pipeline;
 mod schedule;
@@ -37,15 +36,14 @@ use opencv::core::{Mat, MatTraitConst};
 use serde::Serialize;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::face::{FaceBox, FaceDetector};
-use crate::face_mesh::FaceMesh;
+pub use crate::face::method::{
+    AlignedFit, FaceMethod, Geometry, HaarBox, LandmarkAligned, ALIGN_KEEP_PX, TEMPLATE,
+};
+use crate::face::{FaceBox, FaceDetector, FaceMesh};
 pub use crate::flow::{Flow, FlowMethod, OpenCvFarneback};
 use crate::spec::{FaceKind, Spec, SpecParams, N_CHANNELS, N_FEATURES};
 use crate::stats::summarize;
 use crate::video::{Decoder, VideoSource};
-pub use face_method::{
-    AlignedFit, FaceMethod, Geometry, HaarBox, LandmarkAligned, ALIGN_KEEP_PX, TEMPLATE,
-};
 use pipeline::{ms, Pipeline};
 use schedule::Schedule;
 

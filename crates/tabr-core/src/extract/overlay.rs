@@ -7,9 +7,9 @@
 use opencv::core::{Mat, MatTraitConst, MatTraitConstManual, Point, Rect, Scalar, Size};
 use opencv::imgproc;
 
-use super::face_method::{FaceMethod, LandmarkAligned};
 use crate::error::{Error, Result};
-use crate::face_mesh::{FaceMesh, FIT_POINTS};
+use crate::face::method::{FaceMethod, LandmarkAligned};
+use crate::face::{FaceMesh, FIT_POINTS};
 use crate::spec::{Spec, SpecParams};
 use crate::video::{Decoder, VideoSource};
 

@@ -10,10 +10,10 @@ use crossbeam_channel::Receiver;
 use opencv::core::Mat;
 
 use super::channels::{pair_job, PairOut};
-use super::face_method::Geometry;
 use super::schedule::Schedule;
 use super::{pool, Extractor, StageTimings};
 use crate::error::{Error, Result};
+use crate::face::method::Geometry;
 use crate::flow::FlowFrame;
 use crate::spec::{PixelRect, N_CHANNELS};
 

@@ -3,8 +3,8 @@
 //! IoU for the Haar box), the face rate, and when a video without a face yet can stop being
 //! searched. Kept apart from the pipeline so its rules are tested without video.
 
-use super::face_method::Geometry;
 use super::BoxChange;
+use crate::face::method::Geometry;
 use crate::spec::SpecParams;
 
 /// The face-box schedule of spec §2, fed detection answers in frame order.

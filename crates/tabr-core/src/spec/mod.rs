@@ -2,7 +2,7 @@
 //! (`docs/spec/poc-abs-v2.md`): parameters, regions, channels and feature names.
 //!
 //! Everything here is data from the specs; the maths lives in [`crate::poc`], [`crate::stats`],
-//! [`crate::face`], [`crate::face_mesh`] and [`crate::extract`]. A model's manifest names its
+//! [`crate::face`] and [`crate::extract`]. A model's manifest names its
 //! spec as `{"name": "poc-abs", "version": 1 | 2, "params": {...}}` ([`Spec`]), and
 //! [`SpecParams`] is that `params` object: every field is optional and defaults to the spec's
 //! value. The two versions share the channels, statistics and the 90 names; they differ in how

@@ -10,11 +10,13 @@ use std::sync::Arc;
 use opencv::core::{Mat, MatTraitConst, Size};
 use opencv::imgproc;
 
+use super::affine::{apply, invert, scale_angle, similarity, Affine};
+use super::detector::DETECTOR_VIEWS;
+use super::haar::{self, DetectScratch, FaceBox, FaceDetector};
+use super::landmarks::{MeshRegion, FIT_POINTS};
+use super::networks::FaceMesh;
+use super::warp::{shrink, warp_exact, Outside};
 use crate::error::{Error, Result};
-use crate::face::{self, DetectScratch, FaceBox, FaceDetector};
-use crate::face_mesh::{
-    self, apply, invert, scale_angle, similarity, Affine, FaceMesh, MeshRegion, FIT_POINTS,
-};
 use crate::spec::SpecParams;
 
 /// Where the face is at a frame, as a face method places it.
@@ -89,7 +91,7 @@ impl FaceMethod for HaarBox {
     ) -> Result<Option<Geometry>> {
         // A classifier from the detector's pool: OpenCV's cascades are not shareable.
         let mut cc = self.detector.checkout()?;
-        let found = SCRATCH.with(|s| face::detect(&mut cc, gray, params, &mut s.borrow_mut()));
+        let found = SCRATCH.with(|s| haar::detect(&mut cc, gray, params, &mut s.borrow_mut()));
         self.detector.put_back(cc);
         found
             .map(|b| b.map(Geometry::Box))
@@ -201,7 +203,7 @@ impl LandmarkAligned {
             }
         }
         // v2 §5's detection try: the detector's views of the frame in turn (§2.1).
-        for view in face_mesh::DETECTOR_VIEWS {
+        for view in DETECTOR_VIEWS {
             if let Some(points) = self.detected_in(gray, view)? {
                 return Ok(Some(points));
             }
@@ -302,7 +304,7 @@ impl FaceMethod for LandmarkAligned {
         let f = (scale_angle(t).0 / nf).floor().clamp(1.0, short);
         let small;
         let (src, m) = if f >= 2.0 {
-            small = face_mesh::shrink(gray, f as usize)?;
+            small = shrink(gray, f as usize)?;
             // A frame pixel x lies at (x + 0.5)/f − 0.5 in the shrunk frame.
             let s = |v: f64| v / f;
             (
@@ -319,6 +321,6 @@ impl FaceMethod for LandmarkAligned {
         } else {
             (gray, m)
         };
-        face_mesh::warp_exact(src, &m, n, face_mesh::Outside::Replicate)
+        warp_exact(src, &m, n, Outside::Replicate)
     }
 }

