@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
-import { freePort } from './lib.mjs'
+import { freePort, N_FEATURES } from './lib.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const require = createRequire(join(root, 'packages/server/package.json'))
@@ -72,7 +72,7 @@ const svc = await startService()
 const d18 = join(root, '../shared/fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4')
 try {
   const url = svc.url
-  const features = JSON.stringify({ features: Array.from({ length: 90 }, (_, i) => Math.abs(Math.sin(i))) })
+  const features = JSON.stringify({ features: Array.from({ length: N_FEATURES }, (_, i) => Math.abs(Math.sin(i))) })
   await run({ url: `${url}/infer/tabr-demo`, method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: features, connections: 8, duration: 2 })
   const idle = memMb(svc.child.pid, 'VmRSS:')
 
@@ -86,10 +86,10 @@ try {
   // The Open Inference Protocol's batches against one vector per request, same service.
   const rows = 64
   const header = Buffer.from(
-    JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [rows, 90], parameters: { binary_data_size: rows * 90 * 4 } }], parameters: { binary_data_output: true } }),
+    JSON.stringify({ inputs: [{ name: 'features', datatype: 'FP32', shape: [rows, N_FEATURES], parameters: { binary_data_size: rows * N_FEATURES * 4 } }], parameters: { binary_data_output: true } }),
   )
-  const tensor = Buffer.alloc(rows * 90 * 4)
-  for (let i = 0; i < rows * 90; i++) tensor.writeFloatLE(Math.abs(Math.sin(i)), i * 4)
+  const tensor = Buffer.alloc(rows * N_FEATURES * 4)
+  for (let i = 0; i < rows * N_FEATURES; i++) tensor.writeFloatLE(Math.abs(Math.sin(i)), i * 4)
   const oipBody = Buffer.concat([header, tensor])
   const oipHeaders = { ...headers, 'inference-header-content-length': String(header.length) }
   await run({ url: `${url}/v2/models/tabr-demo/infer`, method: 'POST', headers: oipHeaders, body: oipBody, connections: 4, duration: 2 })

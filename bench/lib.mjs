@@ -1,4 +1,5 @@
 // What the Node benchmark scripts share.
+import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 
 /** A free loopback port (the kernel picks it; the listener is closed before it is used). */
@@ -9,3 +10,7 @@ export const freePort = () =>
       s.close(() => resolve(port))
     })
   })
+
+/** The feature vector's length, as the core describes its specs (scripts/tabr/specs.json,
+ * written by make contracts): the benchmarks' feature requests are this long. */
+export const N_FEATURES = JSON.parse(readFileSync(new URL('../scripts/tabr/specs.json', import.meta.url), 'utf8')).specs[0].n_features

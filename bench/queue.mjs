@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { freePort } from './lib.mjs'
+import { freePort, N_FEATURES } from './lib.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const bin = join(root, 'packages/server/dist/bin/tabr-serve.cjs')
@@ -101,7 +101,7 @@ try {
     execFileSync(join(process.env.TABR_BIN_DIR ?? join(process.env.HOME, '.cache/tabr-serve/target/release'), 'tabr-synth'), [clip, '--frames', '90', '--noise', '0.5'], { stdio: 'ignore' })
   }
   const video = readFileSync(clip)
-  const features = JSON.stringify({ features: Array.from({ length: 90 }, (_, i) => Math.abs(Math.sin(i))) })
+  const features = JSON.stringify({ features: Array.from({ length: N_FEATURES }, (_, i) => Math.abs(Math.sin(i))) })
   const syncUrl = await api('sync')
   const queueUrl = await api('queue')
 

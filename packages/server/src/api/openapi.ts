@@ -4,6 +4,10 @@
 // refuses a callback_url with 422). The error code enum is errors.ts's one list.
 import { SERVICE_NAME, SERVICE_VERSION } from '../core/config.js'
 import { ERROR_CODES } from '../core/errors.js'
+import { FEATURE_SPECS } from '../core/native.generated.js'
+
+/** The vector's length, as the core describes every spec (they share it). */
+const N_FEATURES = FEATURE_SPECS[0].n_features
 
 const error = (description: string) => ({
   description,
@@ -108,7 +112,7 @@ export const openapiFor = (mode: ExecutionMode) => {
       version: SERVICE_VERSION,
       description:
         `One short face video in, one TabR prediction out (${mode} mode). Video → face (poc-abs v1: a Haar box; v2: landmark-aligned, as the model's ` +
-        `features.version says) → Farnebäck flow + phase-only correlation → 90 POC-ABS features → TabR. Errors are \`{"error": {"code", "message", ` +
+        `features.version says) → Farnebäck flow + phase-only correlation → ${N_FEATURES} POC-ABS features → TabR. Errors are \`{"error": {"code", "message", ` +
         `"request_id"}}\` and never contain paths or stack traces. A documented path asked with a method it does not list answers 405 \`method_not_allowed\` ` +
         `with \`Allow\`.`,
     },
@@ -336,7 +340,11 @@ export const openapiFor = (mode: ExecutionMode) => {
                   type: 'object',
                   required: ['features'],
                   properties: {
-                    features: { type: 'array', items: { type: ['number', 'null'] }, description: "90 POC-ABS values of the model's feature spec (GET /models/{model}: features); null = missing" },
+                    features: {
+                      type: 'array',
+                      items: { type: ['number', 'null'] },
+                      description: `${N_FEATURES} POC-ABS values of the model's feature spec (GET /models/{model}: features); null = missing`,
+                    },
                   },
                 },
               },
