@@ -217,7 +217,7 @@ impl Extractor {
             return Err(Error::new(
                 ErrorCode::ModelError,
                 format!(
-                    "a face cascade belongs to a Haar-box spec (poc-abs/1); {} finds faces with its own networks",
+                    "a face cascade belongs to poc-abs/1; {} finds faces with its own networks",
                     spec.id()
                 ),
             ));
