@@ -13,12 +13,14 @@ PNPM_VERSION := 9.15.9
 APT_PACKAGES := libopencv-dev clang libclang-dev opencv-data pkg-config ffmpeg redis-server \
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev chromium
 
-.PHONY: help deps apt pnpm node-modules build sample test test-rust test-node test-reference test-python demo-model face-models uv bench run serve worker pack clean
+.PHONY: help deps apt pnpm node-modules build sample test lint contracts test-rust test-node test-reference test-tooling test-python demo-model face-models uv bench run serve worker pack clean
 
 help:
 	@echo "make deps   install apt packages, pnpm, node modules and uv (what is missing)"
 	@echo "make build  build the Rust core, CLIs and the Node addon"
-	@echo "make test   deps + build + every test (Rust, Node, the v2 reference)"
+	@echo "make test   deps + build + the lint gates + every test (Rust, Node, the v2 reference, the tooling's)"
+	@echo "make lint   rustfmt, clippy -D warnings, Biome, ruff"
+	@echo "make contracts  regenerate what the service and the tooling read from the core (specs, error codes)"
 	@echo "make bench  benchmark tables (medians and ratios, never pass/fail)"
 	@echo "make pack   release tarballs of @org/tabr-native and its platform package in dist/npm"
 	@echo "make demo-model / test-python   Python tooling (uv, torch; not in make test)"

@@ -55,6 +55,11 @@ pub fn init(dylib: Option<&Path>) -> Result<String> {
     let r = INIT.get_or_init(|| {
         // Each failure names where the path came from: the caller's option or the variable.
         let (path, source) = match dylib {
+            // A caller that read ORT_DYLIB_PATH itself passes its value: named as the variable.
+            Some(p) if std::env::var_os("ORT_DYLIB_PATH").is_some_and(|v| Path::new(&v) == p) => (
+                p.to_string_lossy().into_owned(),
+                "the ONNX Runtime library named by ORT_DYLIB_PATH",
+            ),
             Some(p) => (p.to_string_lossy().into_owned(), "the ONNX Runtime library given"),
             None => (
                 std::env::var("ORT_DYLIB_PATH").map_err(|_| {
