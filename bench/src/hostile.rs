@@ -74,119 +74,34 @@ fn run(which: &str, clip: &Path) -> (f64, f64, String) {
     (median(growth), median(secs), outcome)
 }
 
-fn ffmpeg(args: &[&str]) -> bool {
-    Command::new("ffmpeg")
-        .args(["-y", "-loglevel", "error"])
-        .args(args)
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn hostile_media(args: &[&str]) -> bool {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/media/hostile_media.py");
-    Command::new("python3")
-        .arg(script)
-        .args(args)
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// The media, made in `dir`; `None` when ffmpeg or python3 is missing.
+/// The media, made in `dir` by `hostile_media.py cost-set` (the tests' set, scaled down); `None`
+/// when ffmpeg (libx264) or python3 is missing.
 fn media(dir: &Path, honest: &Path) -> Option<Vec<(String, PathBuf)>> {
-    let p = |n: &str| dir.join(n);
-    let s = |q: &Path| q.to_str().unwrap_or("").to_string();
-    let big = s(&p("big.mp4"));
-    let ok = ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=black:s=8192x8192:r=1",
-        "-frames:v",
-        "1",
-        "-c:v",
-        "libx264",
-        "-qp",
-        "51",
-        &big,
-    ]);
-    let mut args: Vec<String> = Vec::new();
-    for _ in 0..8 {
-        args.extend(["-i".into(), big.clone()]);
-    }
-    for i in 0..8 {
-        args.extend(["-map".into(), format!("{i}:v")]);
-    }
-    args.extend(["-c".into(), "copy".into(), s(&p("tracks8.mkv"))]);
-    let ok = ok && ffmpeg(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let x264 = ["-c:v", "libx264", "-preset", "ultrafast"];
-    let five = s(&p("five.mp4"));
-    let frag = s(&p("frag.mp4"));
-    let ok =
-        ok && ffmpeg(
-            &[
-                &[
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    "testsrc=s=64x64:r=25",
-                    "-frames:v",
-                    "5",
-                ][..],
-                &x264,
-                &[five.as_str()],
-            ]
-            .concat(),
-        ) && ffmpeg(
-            &[
-                &[
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    "testsrc=s=64x64:r=25",
-                    "-frames:v",
-                    "5",
-                ][..],
-                &x264,
-                &["-movflags", "frag_keyframe+empty_moov", frag.as_str()],
-            ]
-            .concat(),
-        ) && hostile_media(&[
-            "sample-table",
-            &five,
-            &s(&p("stsz.mp4")),
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/media/hostile_media.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args([
+            "cost-set",
+            dir.to_str()?,
+            "--tracks",
+            "8",
             "--samples",
             "8000000",
-        ]) && hostile_media(&["trun", &frag, &s(&p("trun.mp4")), "--samples", "8000000"])
-            && ffmpeg(
-                &[
-                    &[
-                        "-f",
-                        "lavfi",
-                        "-i",
-                        "testsrc2=s=128x128:r=1000",
-                        "-frames:v",
-                        "10000",
-                    ][..],
-                    &x264,
-                    &["-crf", "40", &s(&p("fast.mp4"))],
-                ]
-                .concat(),
-            );
-    ok.then(|| {
-        vec![
-            ("honest: d18 (control)".to_string(), honest.to_path_buf()),
-            (
-                "8 video tracks of one 8192² frame".to_string(),
-                p("tracks8.mkv"),
-            ),
-            ("MP4 stsz claiming 8M samples".to_string(), p("stsz.mp4")),
-            ("MP4 trun claiming 8M samples".to_string(), p("trun.mp4")),
-            (
-                "10,000 frames of 128² at 1000 fps".to_string(),
-                p("fast.mp4"),
-            ),
-        ]
-    })
+            "--fast",
+            "mp4",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+    let mut cases = vec![("honest: d18 (control)".to_string(), honest.to_path_buf())];
+    for c in &list {
+        cases.push((
+            c["what"].as_str()?.to_string(),
+            PathBuf::from(c["file"].as_str()?),
+        ));
+    }
+    Some(cases)
 }
 
 /// Prints the table.

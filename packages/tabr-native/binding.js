@@ -842,6 +842,7 @@ module.exports.extractFeatures = nativeBinding.extractFeatures
 module.exports.FEATURE_SPECS = nativeBinding.FEATURE_SPECS
 module.exports.featureNames = nativeBinding.featureNames
 module.exports.loadModel = nativeBinding.loadModel
+module.exports.metadataSchemas = nativeBinding.metadataSchemas
 module.exports.MODEL_FORMATS = nativeBinding.MODEL_FORMATS
 module.exports.specs = nativeBinding.specs
 module.exports.VERSION = nativeBinding.VERSION

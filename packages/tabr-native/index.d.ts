@@ -225,6 +225,13 @@ export interface LoadModelOptions {
   flow?: 'rust' | 'opencv'
 }
 
+/**
+ * JSON Schemas of the metadata the core reports (`Meta`, `VideoSummary`, `StageTimings`), as
+ * one JSON text keyed by name: the contract `make contracts` generates the service's types
+ * and OpenAPI shapes from. `ExtractMeta` is this binding's camelCase view of `Meta`.
+ */
+export declare function metadataSchemas(): string
+
 /** The model directory formats `loadModel` reads (e.g. `tabr-model/1`). */
 export declare const MODEL_FORMATS: string[]
 

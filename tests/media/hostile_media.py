@@ -9,9 +9,18 @@ other box as it would a camera's file, so the only lie is the one under test.
     hostile_media.py sample-table IN.mp4 OUT.mp4 --samples N   (stsz: N samples of 1 byte, one chunk)
     hostile_media.py ctts-claim IN.mp4 OUT.mp4 --entries N      (ctts: N entries claimed, none present)
     hostile_media.py trun IN_FRAGMENTED.mp4 OUT.mp4 --samples N (a fragment claiming N defaulted samples)
+    hostile_media.py cost-set DIR [--tracks 16,100] [--samples N] [--fast mp4,mkv,h264]
+
+`cost-set` makes, with ffmpeg, the whole set of small uploads that cost gigabytes or seconds
+before the hardening, and prints it as JSON (what each is, its file, the code it must get).
+The core's test (hostile_cost.rs), the service's (hostile.test.ts) and `make bench --hostile`
+all take their media from it, so the three measure the same files.
 """
 import argparse
+import json
+import os
 import struct
+import subprocess
 
 CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"moof", b"traf", b"edts", b"mvex"}
 
@@ -108,24 +117,70 @@ def trun(boxes, n):
         tfhd[1] = struct.pack(">I", tf) + track + b"".join(fields[b] for b, _ in lengths if b in fields)
 
 
+def rewrite(kind, src, dst, n):
+    """One rewrite of src into dst (see the module's text)."""
+    with open(src, "rb") as f:
+        boxes = parse(f.read())
+    {"sample-table": sample_table, "ctts-claim": ctts_claim, "trun": trun}[kind](boxes, n)
+    with open(dst, "wb") as f:
+        f.write(write(boxes))
+
+
+def ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True, stdin=subprocess.DEVNULL)
+
+
+X264 = ["-c:v", "libx264", "-preset", "ultrafast"]
+
+
+def cost_set(out, tracks, samples, fast):
+    """The uploads of the hardening round (each under 2 MB), made in `out`; their list."""
+    p = lambda name: os.path.join(out, name)  # noqa: E731
+    made = []
+    # One 8192² H.264 frame (19 KB), copied into n video tracks.
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=8192x8192:r=1", "-frames:v", "1", "-c:v", "libx264", "-qp", "51", p("big.mp4"))
+    for n in tracks:
+        inputs = [a for _ in range(n) for a in ("-i", p("big.mp4"))]
+        maps = [a for i in range(n) for a in ("-map", f"{i}:v")]
+        ffmpeg(*inputs, *maps, "-c", "copy", p(f"tracks{n}.mkv"))
+        # More than 16 streams is refused before any is opened; up to 16, each frame is too large.
+        code = "invalid_video" if n > 16 else "frame_too_large"
+        made.append({"what": f"{n} video tracks of one 8192² frame", "file": p(f"tracks{n}.mkv"), "code": code})
+    # A 5-frame MP4 (moov last) and a fragmented one, their tables rewritten to claim `samples`.
+    ffmpeg("-f", "lavfi", "-i", "testsrc=s=64x64:r=25", "-frames:v", "5", *X264, p("five.mp4"))
+    ffmpeg("-f", "lavfi", "-i", "testsrc=s=64x64:r=25", "-frames:v", "5", *X264, "-movflags", "frag_keyframe+empty_moov", p("frag.mp4"))
+    rewrite("sample-table", p("five.mp4"), p("stsz.mp4"), samples)
+    rewrite("trun", p("frag.mp4"), p("trun.mp4"), samples)
+    made.append({"what": f"an MP4 whose stsz claims {samples:,} samples", "file": p("stsz.mp4"), "code": "invalid_video"})
+    made.append({"what": f"a fragment whose trun claims {samples:,} samples", "file": p("trun.mp4"), "code": "invalid_video"})
+    # 10,000 frames of 128² at 1000 fps (10 s), as MP4 (the header says so), as live Matroska
+    # and as a raw H.264 stream (nothing says so until the frames are counted).
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=128x128:r=1000", "-frames:v", "10000", *X264, "-crf", "40", p("fast.mp4"))
+    how = {"mp4": [], "mkv": ["-live", "1", "-f", "matroska"], "h264": ["-f", "h264"]}
+    for ext in fast:
+        if ext != "mp4":
+            ffmpeg("-i", p("fast.mp4"), "-c", "copy", *how[ext], p(f"fast.{ext}"))
+        made.append({"what": f"10,000 frames of 128² at 1000 fps, {ext}", "file": p(f"fast.{ext}"), "code": "video_too_large"})
+    return made
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=["sample-table", "ctts-claim", "trun"])
-    ap.add_argument("src")
-    ap.add_argument("dst")
+    ap.add_argument("kind", choices=["sample-table", "ctts-claim", "trun", "cost-set"])
+    ap.add_argument("src", help="the file to rewrite (cost-set: the folder to write into)")
+    ap.add_argument("dst", nargs="?")
     ap.add_argument("--samples", type=int, default=80_000_000)
     ap.add_argument("--entries", type=int, default=80_000_000)
+    ap.add_argument("--tracks", default="16,100", help="cost-set: track counts, comma-separated")
+    ap.add_argument("--fast", default="mp4,mkv,h264", help="cost-set: containers of the 1000-fps clip")
     a = ap.parse_args()
-    with open(a.src, "rb") as f:
-        boxes = parse(f.read())
-    if a.kind == "sample-table":
-        sample_table(boxes, a.samples)
-    elif a.kind == "ctts-claim":
-        ctts_claim(boxes, a.entries)
-    else:
-        trun(boxes, a.samples)
-    with open(a.dst, "wb") as f:
-        f.write(write(boxes))
+    if a.kind == "cost-set":
+        tracks = [int(t) for t in a.tracks.split(",") if t]
+        print(json.dumps(cost_set(a.src, tracks, a.samples, [f for f in a.fast.split(",") if f])))
+        return
+    if a.dst is None:
+        ap.error("a rewrite needs IN and OUT")
+    rewrite(a.kind, a.src, a.dst, a.entries if a.kind == "ctts-claim" else a.samples)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 //! (Farnebäck), [`model`] (TabR models), [`error`] (stable codes).
 #![deny(missing_docs)]
 
+pub mod contracts;
 pub mod error;
 pub mod extract;
 pub mod face;
@@ -35,6 +36,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const FEATURE_SPECS: [&str; spec::Spec::ALL.len()] = [spec::Spec::V1.id(), spec::Spec::V2.id()];
 pub use extract::{
     BoxChange, CancelFlag, Extractor, FaceAssets, Features, Meta, Series, StageTimings,
+    VideoSummary,
 };
 pub use model::manifest::MODEL_FORMATS;
 pub use spec::{feature_names, Limits, Spec, SpecParams, N_FEATURES};

@@ -17,7 +17,7 @@ use tabr_core::synth::{write_clip, ClipSpec};
 use tabr_core::{CancelFlag, ErrorCode, Extractor};
 
 mod common;
-use common::{ffmpeg, repo};
+use common::repo;
 
 /// The bound the issue sets on what opening or refusing any upload may add to the process.
 const MAX_GROWTH_MB: f64 = 64.0;
@@ -45,180 +45,41 @@ fn measured<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
     (out, (peak - before) / 1024.0, secs)
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn hostile_media(args: &[&str]) {
-    let script = repo().join("tests/media/hostile_media.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args(args)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 struct Case {
-    what: &'static str,
+    what: String,
     file: PathBuf,
     code: ErrorCode,
 }
 
-/// The media, made at test time from ffmpeg's test sources.
+/// The media, made at test time from ffmpeg's test sources by `hostile_media.py cost-set`
+/// (the same set the service's test and `make bench --hostile` use).
 fn cases(dir: &Path) -> Vec<Case> {
-    let p = |n: &str| dir.join(n);
-    // One 8192² H.264 frame (19 KB), copied into 16 and into 100 video tracks.
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=black:s=8192x8192:r=1",
-        "-frames:v",
-        "1",
-        "-c:v",
-        "libx264",
-        "-qp",
-        "51",
-        s(&p("big.mp4")),
-    ]);
-    for n in [16, 100] {
-        let mut args: Vec<String> = Vec::new();
-        for _ in 0..n {
-            args.extend(["-i".into(), s(&p("big.mp4")).into()]);
-        }
-        for i in 0..n {
-            args.extend(["-map".into(), format!("{i}:v")]);
-        }
-        args.extend([
-            "-c".into(),
-            "copy".into(),
-            s(&p(&format!("tracks{n}.mkv"))).into(),
-        ]);
-        ffmpeg(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    }
-    // A 5-frame MP4 (moov last) and a fragmented one, their tables rewritten to claim
-    // 80 million samples.
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=s=64x64:r=25",
-        "-frames:v",
-        "5",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        s(&p("five.mp4")),
-    ]);
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=s=64x64:r=25",
-        "-frames:v",
-        "5",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-movflags",
-        "frag_keyframe+empty_moov",
-        s(&p("frag.mp4")),
-    ]);
-    hostile_media(&[
-        "sample-table",
-        s(&p("five.mp4")),
-        s(&p("stsz.mp4")),
-        "--samples",
-        "80000000",
-    ]);
-    hostile_media(&[
-        "trun",
-        s(&p("frag.mp4")),
-        s(&p("trun.mp4")),
-        "--samples",
-        "80000000",
-    ]);
-    // 10,000 frames of 128² at 1000 fps (10 s), as MP4 (the header says so), as live
-    // Matroska and as a raw H.264 stream (nothing says so until the frames are counted).
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=s=128x128:r=1000",
-        "-frames:v",
-        "10000",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-crf",
-        "40",
-        s(&p("fast.mp4")),
-    ]);
-    ffmpeg(&[
-        "-i",
-        s(&p("fast.mp4")),
-        "-c",
-        "copy",
-        "-live",
-        "1",
-        "-f",
-        "matroska",
-        s(&p("fast.mkv")),
-    ]);
-    ffmpeg(&[
-        "-i",
-        s(&p("fast.mp4")),
-        "-c",
-        "copy",
-        "-f",
-        "h264",
-        s(&p("fast.h264")),
-    ]);
-    vec![
-        Case {
-            what: "16 tracks of 8192² frames",
-            file: p("tracks16.mkv"),
-            code: ErrorCode::FrameTooLarge,
-        },
-        Case {
-            what: "100 tracks",
-            file: p("tracks100.mkv"),
-            code: ErrorCode::InvalidVideo,
-        },
-        Case {
-            what: "stsz claiming 80M samples",
-            file: p("stsz.mp4"),
-            code: ErrorCode::InvalidVideo,
-        },
-        Case {
-            what: "trun claiming 80M samples",
-            file: p("trun.mp4"),
-            code: ErrorCode::InvalidVideo,
-        },
-        Case {
-            what: "128² at 1000 fps, MP4",
-            file: p("fast.mp4"),
-            code: ErrorCode::VideoTooLarge,
-        },
-        Case {
-            what: "128² at 1000 fps, live MKV",
-            file: p("fast.mkv"),
-            code: ErrorCode::VideoTooLarge,
-        },
-        Case {
-            what: "128² at 1000 fps, raw H.264",
-            file: p("fast.h264"),
-            code: ErrorCode::VideoTooLarge,
-        },
-    ]
+    let script = repo().join("tests/media/hostile_media.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg("cost-set")
+        .arg(dir)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "hostile_media.py cost-set: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("its JSON list");
+    list.iter()
+        .map(|c| {
+            let code = c["code"].as_str().expect("code");
+            Case {
+                what: c["what"].as_str().expect("what").to_string(),
+                file: PathBuf::from(c["file"].as_str().expect("file")),
+                code: *ErrorCode::ALL
+                    .iter()
+                    .find(|k| k.as_str() == code)
+                    .unwrap_or_else(|| panic!("{code} is a code of the core")),
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -240,7 +101,7 @@ fn no_small_upload_costs_gigabytes_or_seconds() {
     let (ok, grew, secs) = measured(|| ex.extract_path(&honest, &CancelFlag::new()));
     ok.expect("the honest clip gives features");
     println!(
-        "{:<32} {grew:>7.1} MB {secs:>6.2} s  features",
+        "{:<48} {grew:>7.1} MB {secs:>6.2} s  features",
         "honest 640×480, 30 frames"
     );
     let mut failures = Vec::new();
@@ -250,7 +111,7 @@ fn no_small_upload_costs_gigabytes_or_seconds() {
         let (r, grew, secs) = measured(|| ex.extract_path(&c.file, &CancelFlag::new()));
         let code = r.as_ref().err().map(tabr_core::Error::code);
         println!(
-            "{:<32} {grew:>7.1} MB {secs:>6.2} s  {code:?} ({} KB upload)",
+            "{:<48} {grew:>7.1} MB {secs:>6.2} s  {code:?} ({} KB upload)",
             c.what,
             size / 1024
         );

@@ -480,3 +480,11 @@ pub fn error_codes() -> Vec<&'static str> {
         .map(|c| c.as_str())
         .collect()
 }
+
+/// JSON Schemas of the metadata the core reports (`Meta`, `VideoSummary`, `StageTimings`), as
+/// one JSON text keyed by name: the contract `make contracts` generates the service's types
+/// and OpenAPI shapes from. `ExtractMeta` is this binding's camelCase view of `Meta`.
+#[napi]
+pub fn metadata_schemas() -> String {
+    tabr_core::contracts::schemas().to_string()
+}

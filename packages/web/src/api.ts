@@ -3,6 +3,8 @@
 // every other error as ServiceError with the service's stable code (never shown raw).
 // Uploads use XMLHttpRequest because fetch reports no upload progress.
 
+import type { NativeVideoSummary } from '../../server/src/core/native.generated.js'
+
 export class Unauthorized extends Error {}
 
 export class ServiceError extends Error {
@@ -26,7 +28,7 @@ export interface Answer {
   model: string
   model_version: string
   prediction: { label?: string; probabilities?: number[]; value?: number }
-  video?: { frames: number; fps: number; duration_s: number; width: number; height: number; face_detect_rate: number }
+  video?: NativeVideoSummary
   series?: { channels: string[]; t_s: number[]; values: number[][] }
 }
 

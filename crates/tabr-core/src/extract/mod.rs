@@ -33,6 +33,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use opencv::core::{Mat, MatTraitConst};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::error::{Error, ErrorCode, Result};
@@ -48,7 +49,7 @@ use pipeline::{ms, Pipeline};
 use schedule::Schedule;
 
 /// A change of the face box: from frame `frame` on, the box is (`x`, `y`, `side`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct BoxChange {
     /// First frame the box applies to.
     pub frame: u64,
@@ -59,7 +60,7 @@ pub struct BoxChange {
 
 /// Wall time per stage, in milliseconds. `decode` and `face` (detection and crops) run on the
 /// decoding thread; `flow` and `poc` are summed over the pool's workers (CPU time).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, JsonSchema)]
 pub struct StageTimings {
     /// Reading and gray conversion.
     pub decode: f64,
@@ -74,7 +75,7 @@ pub struct StageTimings {
 }
 
 /// What the extractor reports beside the features (spec §7).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Meta {
     /// Frames decoded.
     pub frames: u64,
@@ -102,6 +103,37 @@ pub struct Meta {
     pub boxes: Vec<BoxChange>,
     /// Per-stage milliseconds.
     pub timings_ms: StageTimings,
+}
+
+/// The part of [`Meta`] a service answer carries about the video (its `video` object): what
+/// a person needs to judge the recording, without the extractor's internals.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
+pub struct VideoSummary {
+    /// Frames decoded.
+    pub frames: u64,
+    /// Frames per second used by the schedule and limits.
+    pub fps: f64,
+    /// `frames / fps`, seconds.
+    pub duration_s: f64,
+    /// Frame width after rotation.
+    pub width: u32,
+    /// Frame height after rotation.
+    pub height: u32,
+    /// Tries that found a face over all tries (0 without tries): how steadily the face was found.
+    pub face_detect_rate: f64,
+}
+
+impl From<&Meta> for VideoSummary {
+    fn from(m: &Meta) -> Self {
+        Self {
+            frames: m.frames,
+            fps: m.fps,
+            duration_s: m.duration_s,
+            width: m.width,
+            height: m.height,
+            face_detect_rate: m.face_detect_rate,
+        }
+    }
 }
 
 /// The feature vector of one video and its metadata.

@@ -20,7 +20,7 @@ pub const DEFAULT_CASCADE_XML: &str =
     include_str!("../../assets/haarcascade_frontalface_default.xml");
 
 /// A square face box in full-resolution pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct FaceBox {
     /// Left edge.
     pub x: i32,

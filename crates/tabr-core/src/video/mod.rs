@@ -55,6 +55,12 @@ enum Limit {
     Work,
 }
 
+impl Limit {
+    /// Every limit on the number of frames, in the order their refusals take precedence. The
+    /// header pre-check and the per-frame check both walk this list.
+    const ALL: [Limit; 3] = [Limit::Length, Limit::Frames, Limit::Work];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Feeding,
@@ -76,7 +82,6 @@ pub struct Decoder<'a> {
     max_seconds: f64,
     max_decoded_pixels: u64,
     frames: u64,
-    decoded_pixels: u64,
     size: Option<(u32, u32)>,
     failures_in_a_row: u32,
     decode_errors: u64,
@@ -154,7 +159,6 @@ impl<'a> Decoder<'a> {
             max_seconds: params.max_seconds,
             max_decoded_pixels: params.max_decoded_pixels,
             frames: 0,
-            decoded_pixels: 0,
             size: None,
             failures_in_a_row: 0,
             decode_errors: 0,
@@ -167,21 +171,11 @@ impl<'a> Decoder<'a> {
         };
         // The first limit the header's frames would pass, and the refusal it gives.
         let px = w * h;
-        let trips = [
-            (max_frames, Limit::Length),
-            (max_work_frames, Limit::Frames),
-            (
-                params
-                    .max_decoded_pixels
-                    .checked_div(px)
-                    .unwrap_or(u64::MAX),
-                Limit::Work,
-            ),
-        ];
-        let (first, limit) = trips
+        let (limit, first) = Limit::ALL
             .into_iter()
-            .min_by_key(|t| t.0)
-            .unwrap_or((max_frames, Limit::Length));
+            .map(|l| (l, decoder.frames_allowed(l, px)))
+            .min_by_key(|t| t.1)
+            .unwrap_or((Limit::Length, max_frames));
         let probe_at = (first as f64 * (1.0 + PROBE_MARGIN)).ceil();
         if header_frames.is_finite() && header_frames > probe_at && tb > 0.0 {
             let at_s = probe_at / fps;
@@ -192,6 +186,15 @@ impl<'a> Decoder<'a> {
             decoder.input = input::open(source, params.max_pixels)?;
         }
         Ok(decoder)
+    }
+
+    /// How many frames of `px` pixels each a limit allows.
+    fn frames_allowed(&self, limit: Limit, px: u64) -> u64 {
+        match limit {
+            Limit::Length => self.max_frames,
+            Limit::Frames => self.max_work_frames,
+            Limit::Work => self.max_decoded_pixels.checked_div(px).unwrap_or(u64::MAX),
+        }
     }
 
     /// The refusal of a limit passed.
@@ -358,12 +361,6 @@ impl<'a> Decoder<'a> {
     fn accept(&mut self, gray: &mut Mat) -> Result<()> {
         let (w, h) = (self.frame.width(), self.frame.height());
         self.frames += 1;
-        if self.frames > self.max_frames {
-            return Err(self.refusal(Limit::Length));
-        }
-        if self.frames > self.max_work_frames {
-            return Err(self.refusal(Limit::Frames));
-        }
         let px = u64::from(w) * u64::from(h);
         if px > self.max_pixels {
             return Err(frame_too_large(w.into(), h.into(), self.max_pixels));
@@ -377,9 +374,12 @@ impl<'a> Decoder<'a> {
             }
             Some(_) => {}
         }
-        self.decoded_pixels += px;
-        if self.decoded_pixels > self.max_decoded_pixels {
-            return Err(self.refusal(Limit::Work));
+        // The size is the same on every frame, so frames × px is the pixels decoded so far.
+        if let Some(l) = Limit::ALL
+            .into_iter()
+            .find(|&l| self.frames > self.frames_allowed(l, px))
+        {
+            return Err(self.refusal(l));
         }
         self.convert_gray(w, h, gray)
             .map_err(|_| Error::invalid_video("a video frame cannot be converted"))

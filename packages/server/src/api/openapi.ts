@@ -4,7 +4,7 @@
 // refuses a callback_url with 422). The error code enum is errors.ts's one list.
 import { SERVICE_NAME, SERVICE_VERSION } from '../core/config.js'
 import { ERROR_CODES } from '../core/errors.js'
-import { FEATURE_SPECS } from '../core/native.generated.js'
+import { FEATURE_SPECS, METADATA_SCHEMAS } from '../core/native.generated.js'
 
 /** The vector's length, as the core describes every spec (they share it). */
 const N_FEATURES = FEATURE_SPECS[0].n_features
@@ -17,7 +17,14 @@ const errors = {
   '401': error('unauthorized: missing or wrong bearer token (WWW-Authenticate: Bearer)'),
   '404': error('model_not_found'),
 }
-const finalTimings = ['decode', 'face', 'flow', 'poc', 'predict', 'queue', 'total']
+/** An answer's stage milliseconds: the core's stages (their descriptions are its own) and the
+ * service's. `total` is the service's wall time of the request, not the extraction's. */
+const timingProperties = {
+  ...Object.fromEntries(Object.entries(METADATA_SCHEMAS.StageTimings.properties).filter(([k]) => k !== 'total')),
+  predict: { type: 'number', description: 'Preprocessing and the model.' },
+  queue: { type: 'number', description: 'Time waiting for a worker (queue mode only).' },
+  total: { type: 'number', description: 'Wall time of the whole request in the service.' },
+}
 
 /** The Open Inference Protocol's error form: the message alone, with the service's status. */
 const oipError = (description: string) => ({
@@ -153,21 +160,11 @@ export const openapiFor = (mode: ExecutionMode) => {
             model_version: { type: 'string' },
             request_id: { type: 'string' },
             prediction: { $ref: '#/components/schemas/Prediction' },
-            video: {
-              type: 'object',
-              properties: {
-                frames: { type: 'integer' },
-                fps: { type: 'number' },
-                duration_s: { type: 'number' },
-                width: { type: 'integer' },
-                height: { type: 'integer' },
-                face_detect_rate: { type: 'number' },
-              },
-            },
+            video: METADATA_SCHEMAS.VideoSummary,
             timings_ms: {
               type: 'object',
               description: 'milliseconds; `queue` (time waiting for a worker) in queue mode only',
-              properties: Object.fromEntries(finalTimings.map((k) => [k, { type: 'number' }])),
+              properties: timingProperties,
             },
             features: {
               type: 'object',

@@ -8,3 +8,82 @@ export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number]
 
 /** Every feature spec the core implements, oldest first (tabr_core::Spec::describe). */
 export const FEATURE_SPECS = [{"id":"poc-abs/1","name":"poc-abs","version":1,"face_method":"haar-box","n_features":90,"needs":[],"names":["brow_l.abs.mean","brow_l.abs.std","brow_l.abs.max","brow_l.abs.p95","brow_l.abs.spike","brow_l.poc.mean","brow_l.poc.std","brow_l.poc.max","brow_l.poc.p95","brow_l.poc.spike","brow_r.abs.mean","brow_r.abs.std","brow_r.abs.max","brow_r.abs.p95","brow_r.abs.spike","brow_r.poc.mean","brow_r.poc.std","brow_r.poc.max","brow_r.poc.p95","brow_r.poc.spike","eye_l.abs.mean","eye_l.abs.std","eye_l.abs.max","eye_l.abs.p95","eye_l.abs.spike","eye_l.poc.mean","eye_l.poc.std","eye_l.poc.max","eye_l.poc.p95","eye_l.poc.spike","eye_r.abs.mean","eye_r.abs.std","eye_r.abs.max","eye_r.abs.p95","eye_r.abs.spike","eye_r.poc.mean","eye_r.poc.std","eye_r.poc.max","eye_r.poc.p95","eye_r.poc.spike","nose.abs.mean","nose.abs.std","nose.abs.max","nose.abs.p95","nose.abs.spike","nose.poc.mean","nose.poc.std","nose.poc.max","nose.poc.p95","nose.poc.spike","cheek_l.abs.mean","cheek_l.abs.std","cheek_l.abs.max","cheek_l.abs.p95","cheek_l.abs.spike","cheek_l.poc.mean","cheek_l.poc.std","cheek_l.poc.max","cheek_l.poc.p95","cheek_l.poc.spike","cheek_r.abs.mean","cheek_r.abs.std","cheek_r.abs.max","cheek_r.abs.p95","cheek_r.abs.spike","cheek_r.poc.mean","cheek_r.poc.std","cheek_r.poc.max","cheek_r.poc.p95","cheek_r.poc.spike","mouth.abs.mean","mouth.abs.std","mouth.abs.max","mouth.abs.p95","mouth.abs.spike","mouth.poc.mean","mouth.poc.std","mouth.poc.max","mouth.poc.p95","mouth.poc.spike","global.head.mean","global.head.std","global.head.max","global.head.p95","global.head.spike","global.poc.mean","global.poc.std","global.poc.max","global.poc.p95","global.poc.spike"]},{"id":"poc-abs/2","name":"poc-abs","version":2,"face_method":"landmark-aligned","n_features":90,"needs":["onnxruntime"],"names":["brow_l.abs.mean","brow_l.abs.std","brow_l.abs.max","brow_l.abs.p95","brow_l.abs.spike","brow_l.poc.mean","brow_l.poc.std","brow_l.poc.max","brow_l.poc.p95","brow_l.poc.spike","brow_r.abs.mean","brow_r.abs.std","brow_r.abs.max","brow_r.abs.p95","brow_r.abs.spike","brow_r.poc.mean","brow_r.poc.std","brow_r.poc.max","brow_r.poc.p95","brow_r.poc.spike","eye_l.abs.mean","eye_l.abs.std","eye_l.abs.max","eye_l.abs.p95","eye_l.abs.spike","eye_l.poc.mean","eye_l.poc.std","eye_l.poc.max","eye_l.poc.p95","eye_l.poc.spike","eye_r.abs.mean","eye_r.abs.std","eye_r.abs.max","eye_r.abs.p95","eye_r.abs.spike","eye_r.poc.mean","eye_r.poc.std","eye_r.poc.max","eye_r.poc.p95","eye_r.poc.spike","nose.abs.mean","nose.abs.std","nose.abs.max","nose.abs.p95","nose.abs.spike","nose.poc.mean","nose.poc.std","nose.poc.max","nose.poc.p95","nose.poc.spike","cheek_l.abs.mean","cheek_l.abs.std","cheek_l.abs.max","cheek_l.abs.p95","cheek_l.abs.spike","cheek_l.poc.mean","cheek_l.poc.std","cheek_l.poc.max","cheek_l.poc.p95","cheek_l.poc.spike","cheek_r.abs.mean","cheek_r.abs.std","cheek_r.abs.max","cheek_r.abs.p95","cheek_r.abs.spike","cheek_r.poc.mean","cheek_r.poc.std","cheek_r.poc.max","cheek_r.poc.p95","cheek_r.poc.spike","mouth.abs.mean","mouth.abs.std","mouth.abs.max","mouth.abs.p95","mouth.abs.spike","mouth.poc.mean","mouth.poc.std","mouth.poc.max","mouth.poc.p95","mouth.poc.spike","global.head.mean","global.head.std","global.head.max","global.head.p95","global.head.spike","global.poc.mean","global.poc.std","global.poc.max","global.poc.p95","global.poc.spike"]}] as const
+
+// The metadata the core reports (tabr_core::contracts::schemas), as TypeScript types: the
+// service's answers and the browser client use these, so a field changed in the core changes
+// them here or fails their type check.
+
+/** What the extractor reports beside the features (spec §7). */
+export interface NativeMeta {
+  /** Frames decoded. */
+  frames: number
+  /** Frame pairs used (from the first face on). */
+  pairs: number
+  /** Frames per second used by the schedule and limits. */
+  fps: number
+  /** Frame width after rotation. */
+  width: number
+  /** Frame height after rotation. */
+  height: number
+  /** `frames / fps`, seconds. */
+  duration_s: number
+  /** Face detection tries. */
+  detect_tries: number
+  /** Tries that found a face. */
+  detect_hits: number
+  /** `detect_hits / detect_tries` (0 without tries): how steadily the face was found. */
+  face_detect_rate: number
+  /** Times the box was replaced after the first detection. */
+  box_changes: number
+  /** Packets the decoder could not use and skipped (spec §1: reading goes on). */
+  decode_errors: number
+  /** Every box in force, with the frame it starts at. */
+  boxes: NativeBoxChange[]
+  /** Per-stage milliseconds. */
+  timings_ms: NativeStageTimings
+}
+
+/** A change of the face box: from frame `frame` on, the box is (`x`, `y`, `side`). */
+export interface NativeBoxChange {
+  /** First frame the box applies to. */
+  frame: number
+  /** Left edge. */
+  x: number
+  /** Top edge. */
+  y: number
+  /** Side length. */
+  side: number
+}
+
+/** Wall time per stage, in milliseconds. `decode` and `face` (detection and crops) run on the decoding thread; `flow` and `poc` are summed over the pool's workers (CPU time). */
+export interface NativeStageTimings {
+  /** Reading and gray conversion. */
+  decode: number
+  /** Face detection and cropping. */
+  face: number
+  /** Farnebäck flow, summed over pairs. */
+  flow: number
+  /** POC and channel maths, summed over pairs. */
+  poc: number
+  /** Wall time of the whole extraction. */
+  total: number
+}
+
+/** The part of [`Meta`] a service answer carries about the video (its `video` object): what a person needs to judge the recording, without the extractor's internals. */
+export interface NativeVideoSummary {
+  /** Frames decoded. */
+  frames: number
+  /** Frames per second used by the schedule and limits. */
+  fps: number
+  /** `frames / fps`, seconds. */
+  duration_s: number
+  /** Frame width after rotation. */
+  width: number
+  /** Frame height after rotation. */
+  height: number
+  /** Tries that found a face over all tries (0 without tries): how steadily the face was found. */
+  face_detect_rate: number
+}
+
+/** The same shapes as JSON Schemas (2020-12), for the OpenAPI document. */
+export const METADATA_SCHEMAS = {"Meta":{"description":"What the extractor reports beside the features (spec §7).","type":"object","properties":{"frames":{"description":"Frames decoded.","type":"integer","minimum":0},"pairs":{"description":"Frame pairs used (from the first face on).","type":"integer","minimum":0},"fps":{"description":"Frames per second used by the schedule and limits.","type":"number"},"width":{"description":"Frame width after rotation.","type":"integer","minimum":0},"height":{"description":"Frame height after rotation.","type":"integer","minimum":0},"duration_s":{"description":"`frames / fps`, seconds.","type":"number"},"detect_tries":{"description":"Face detection tries.","type":"integer","minimum":0},"detect_hits":{"description":"Tries that found a face.","type":"integer","minimum":0},"face_detect_rate":{"description":"`detect_hits / detect_tries` (0 without tries): how steadily the face was found.","type":"number"},"box_changes":{"description":"Times the box was replaced after the first detection.","type":"integer","minimum":0},"decode_errors":{"description":"Packets the decoder could not use and skipped (spec §1: reading goes on).","type":"integer","minimum":0},"boxes":{"description":"Every box in force, with the frame it starts at.","type":"array","items":{"$ref":"#/$defs/BoxChange"}},"timings_ms":{"description":"Per-stage milliseconds.","$ref":"#/$defs/StageTimings"}},"required":["frames","pairs","fps","width","height","duration_s","detect_tries","detect_hits","face_detect_rate","box_changes","decode_errors","boxes","timings_ms"],"$defs":{"BoxChange":{"description":"A change of the face box: from frame `frame` on, the box is (`x`, `y`, `side`).","type":"object","properties":{"frame":{"description":"First frame the box applies to.","type":"integer","minimum":0},"x":{"description":"Left edge.","type":"integer"},"y":{"description":"Top edge.","type":"integer"},"side":{"description":"Side length.","type":"integer"}},"required":["frame","x","y","side"]},"StageTimings":{"description":"Wall time per stage, in milliseconds. `decode` and `face` (detection and crops) run on the\ndecoding thread; `flow` and `poc` are summed over the pool's workers (CPU time).","type":"object","properties":{"decode":{"description":"Reading and gray conversion.","type":"number"},"face":{"description":"Face detection and cropping.","type":"number"},"flow":{"description":"Farnebäck flow, summed over pairs.","type":"number"},"poc":{"description":"POC and channel maths, summed over pairs.","type":"number"},"total":{"description":"Wall time of the whole extraction.","type":"number"}},"required":["decode","face","flow","poc","total"]}}},"VideoSummary":{"description":"The part of [`Meta`] a service answer carries about the video (its `video` object): what\na person needs to judge the recording, without the extractor's internals.","type":"object","properties":{"frames":{"description":"Frames decoded.","type":"integer","minimum":0},"fps":{"description":"Frames per second used by the schedule and limits.","type":"number"},"duration_s":{"description":"`frames / fps`, seconds.","type":"number"},"width":{"description":"Frame width after rotation.","type":"integer","minimum":0},"height":{"description":"Frame height after rotation.","type":"integer","minimum":0},"face_detect_rate":{"description":"Tries that found a face over all tries (0 without tries): how steadily the face was found.","type":"number"}},"required":["frames","fps","duration_s","width","height","face_detect_rate"]},"StageTimings":{"description":"Wall time per stage, in milliseconds. `decode` and `face` (detection and crops) run on the\ndecoding thread; `flow` and `poc` are summed over the pool's workers (CPU time).","type":"object","properties":{"decode":{"description":"Reading and gray conversion.","type":"number"},"face":{"description":"Face detection and cropping.","type":"number"},"flow":{"description":"Farnebäck flow, summed over pairs.","type":"number"},"poc":{"description":"POC and channel maths, summed over pairs.","type":"number"},"total":{"description":"Wall time of the whole extraction.","type":"number"}},"required":["decode","face","flow","poc","total"]}} as const

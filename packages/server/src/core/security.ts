@@ -6,8 +6,9 @@
 // browser histories, so it is shown the header and nothing else, and a request that carries
 // `access_token` in its query is refused (400, as RFC 6750 says for a malformed request).
 // The token is never logged (the request log keeps no Authorization header and no query).
+// The headers of the service's two HTML surfaces (/app/ and /docs) are built here too, once.
 import { createHash, timingSafeEqual } from 'node:crypto'
-import type { Request, RequestHandler } from 'express'
+import type { Request, RequestHandler, Response } from 'express'
 import passport from 'passport'
 import { Strategy as BearerStrategy } from 'passport-http-bearer'
 import { ApiError } from './errors.js'
@@ -44,5 +45,36 @@ export function bearerAuth(tokens: string[]): RequestHandler {
       }
       next()
     })(headerOnly, res, next)
+  }
+}
+
+/** What a page may load beyond its own origin's scripts, styles, images and connections. */
+export interface PageSources {
+  style?: string[]
+  img?: string[]
+  media?: string[]
+}
+
+/** The headers every HTML page of this service and its files carry: a Content-Security-Policy
+ * that allows this origin only (plus the sources the page names), no framing, no plugins, no
+ * MIME sniffing and no referrer. Returns a setter to call on each response. */
+export function pageHeaders(allow: PageSources = {}): (res: Response) => void {
+  const directive = (name: string, extra?: string[]) => [`${name} 'self'`, ...(extra ?? [])].join(' ')
+  const csp = [
+    "default-src 'self'",
+    "script-src 'self'",
+    directive('style-src', allow.style),
+    directive('img-src', allow.img),
+    ...(allow.media ? [directive('media-src', allow.media)] : []),
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+  ].join('; ')
+  return (res) => {
+    res.setHeader('Content-Security-Policy', csp)
+    res.setHeader('X-Content-Type-Options', 'nosniff')
+    res.setHeader('Referrer-Policy', 'no-referrer')
   }
 }

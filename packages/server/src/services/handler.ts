@@ -4,6 +4,7 @@
 // handler run extraction and prediction as a single native task, with the model's own
 // feature parameters.)
 import type { VideoLimits } from '../core/config.js'
+import type { NativeVideoSummary } from '../core/native.generated.js'
 
 export type InferenceInput = { kind: 'video'; path: string } | { kind: 'features'; values: (number | null)[] }
 
@@ -13,14 +14,8 @@ export interface Prediction {
   value?: number
 }
 
-export interface VideoSummary {
-  frames: number
-  fps: number
-  duration_s: number
-  width: number
-  height: number
-  face_detect_rate: number
-}
+/** An answer's `video` object: the core's own shape (tabr_core::VideoSummary, generated). */
+export type VideoSummary = NativeVideoSummary
 
 export interface InferOptions {
   /** Return the feature vector with the prediction (`?include=features`). */

@@ -4,7 +4,8 @@
 // initializer of ours, nothing else of that folder (its stock index.html fetches an outside
 // URL), under a Content-Security-Policy that allows this origin only.
 import { createRequire } from 'node:module'
-import type { Express, Response } from 'express'
+import type { Express } from 'express'
+import { pageHeaders } from '../../core/security.js'
 import type { RouteContext } from './context.js'
 
 const docsPage = `<!doctype html><html><head><meta charset="utf-8"><title>tabr-serve API</title>
@@ -14,26 +15,10 @@ const docsPage = `<!doctype html><html><head><meta charset="utf-8"><title>tabr-s
 const docsInit = "window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#ui' })\n"
 
 /** Swagger UI draws with inline styles and data: images; everything else from this origin. */
-const DOCS_CSP = [
-  "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self' 'unsafe-inline'",
-  "img-src 'self' data:",
-  "connect-src 'self'",
-  "object-src 'none'",
-  "base-uri 'none'",
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-].join('; ')
+const docsHeaders = pageHeaders({ style: ["'unsafe-inline'"], img: ['data:'] })
 
 /** The files of swagger-ui-dist served, by name. */
 const DOCS_FILES = ['swagger-ui.css', 'swagger-ui-bundle.js']
-
-const docsHeaders = (res: Response) => {
-  res.setHeader('Content-Security-Policy', DOCS_CSP)
-  res.setHeader('X-Content-Type-Options', 'nosniff')
-  res.setHeader('Referrer-Policy', 'no-referrer')
-}
 
 export function healthRoutes(app: Express, { registry, queue, metrics, config, auth, openapi }: RouteContext): void {
   app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }))

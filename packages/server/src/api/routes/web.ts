@@ -11,20 +11,11 @@ import { dirname, join, sep } from 'node:path'
 import express, { type Express } from 'express'
 import type { Logger } from 'pino'
 import { ApiError } from '../../core/errors.js'
+import { pageHeaders } from '../../core/security.js'
 import type { RouteContext } from './context.js'
 
-const CSP = [
-  "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data: blob:",
-  "media-src 'self' blob:",
-  "connect-src 'self'",
-  "object-src 'none'",
-  "base-uri 'none'",
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-].join('; ')
+/** Recorded video plays from blob: URLs; the chart's images may be data: or blob: URLs. */
+const appHeaders = pageHeaders({ img: ['data:', 'blob:'], media: ['blob:'] })
 
 /** The built page's folder (`@org/tabr-web`'s dist/). */
 export const webDir = () => join(dirname(createRequire(import.meta.url).resolve('@org/tabr-web/package.json')), 'dist')
@@ -33,9 +24,7 @@ export function webRoutes(app: Express, { config }: RouteContext, logger: Logger
   const dir = webDir()
   if (!existsSync(join(dir, 'index.html'))) logger.warn('the browser client is not built (make build): /app/ answers 404')
   app.use('/app', (_req, res, next) => {
-    res.setHeader('Content-Security-Policy', CSP)
-    res.setHeader('X-Content-Type-Options', 'nosniff')
-    res.setHeader('Referrer-Policy', 'no-referrer')
+    appHeaders(res)
     next()
   })
   app.get('/', (_req, res) => res.redirect(302, '/app/'))
