@@ -22,8 +22,12 @@ and labels. The feature spec is the one recorded where the features came from (a
 ``tabr-features`` table given as ``--train-x``); ``--feature-spec`` gives it when nothing
 records it, and is refused when it contradicts what is recorded. Output: ``model.onnx``
 (candidate keys and labels baked in, top-k retrieval in the graph), ``preprocess.json``,
-``manifest.json``, ``golden.json``, for poc-abs/1 the face cascade, and a ``README.md``; the
-ONNX file is run with onnxruntime against ``golden.json`` before success is reported. Every refusal is one ``export_tabr: …`` line and exit status 2.
+``manifest.json``, ``golden.json``, ``candidates.json`` (each candidate's id and label, and
+the distance from each to its nearest other candidate: the yardstick of an answer's novelty),
+for poc-abs/1 the face cascade, and a ``README.md``. The graph also outputs each row's
+``--evidence-k`` nearest candidates, their distances, weights and labels (``evidence`` in an
+answer). The ONNX file is run with onnxruntime against ``golden.json`` before success is
+reported. Every refusal is one ``export_tabr: …`` line and exit status 2.
 See docs/own-model.md for the whole path from clips to a served model.
 """
 from __future__ import annotations
@@ -58,6 +62,9 @@ class ExportError(Exception):
 
 #: TabR's context size when the hyper-parameters give none (the official default).
 DEFAULT_CONTEXT_SIZE = 96
+# Nearest candidates an answer's evidence lists by default.
+DEFAULT_EVIDENCE_K = 5
+EVIDENCE_OUTPUTS = ["neighbour_index", "neighbour_distance", "neighbour_weight", "neighbour_label"]
 #: Candidates whose features reach this far from 0 (in mean or spread) were not standardised.
 RAW_SCALE = 10.0
 #: The feature spec when neither the inputs nor --feature-spec say which (stated on stderr).
@@ -216,9 +223,10 @@ def load_preprocessors(paths: list[str], n_features: int) -> tuple[list[Any], di
         raise ExportError(f"--preprocess: {e}") from None
 
 
-def load_candidates(args: argparse.Namespace, names: list[str], task: str, labels: list[str]) -> tuple[np.ndarray, np.ndarray, str, dict[str, Any] | None]:
-    """The raw candidates in feature order and their targets; where they came from, and the
-    feature spec their table records (``None`` when it records none)."""
+def load_candidates(args: argparse.Namespace, names: list[str], task: str, labels: list[str]) -> tuple[np.ndarray, np.ndarray, str, dict[str, Any] | None, list[str]]:
+    """The raw candidates in feature order and their targets; where they came from, the
+    feature spec their table records (``None`` when it records none), and each candidate's id
+    (``--candidate-ids``' column, else its row number in --train-x)."""
     path = Path(args.train_x)
     if not path.is_file():
         raise ExportError(f"--train-x {args.train_x}: no such file")
@@ -233,6 +241,16 @@ def load_candidates(args: argparse.Namespace, names: list[str], task: str, label
             x_raw = load_array(path, "X_train").astype(np.float64)
             source = path.name
         y = read_labels(args.train_y, rows, task == "regression", labels)
+        if args.candidate_ids and rows is not None and all(args.candidate_ids in r for r in rows):
+            ids = [str(r[args.candidate_ids]) for r in rows]
+        elif args.candidate_ids and Path(args.candidate_ids).is_file():
+            ids = [line.strip() for line in Path(args.candidate_ids).read_text().splitlines() if line.strip()]
+            if len(ids) != len(x_raw):
+                raise ExportError(f"--candidate-ids {Path(args.candidate_ids).name}: {len(ids)} ids for {len(x_raw)} candidates")
+        elif args.candidate_ids:
+            raise ExportError(f"--candidate-ids {args.candidate_ids}: neither a column of {path.name} nor a file of ids")
+        else:
+            ids = [f"row {i}" for i in range(len(x_raw))]
     except TableError as e:
         raise ExportError(str(e)) from None
     except ValueError as e:
@@ -241,7 +259,7 @@ def load_candidates(args: argparse.Namespace, names: list[str], task: str, label
         raise ExportError(f"--train-x has shape {x_raw.shape}, expected [n, {len(names)}] (the raw features in feature order)")
     if len(y) != len(x_raw):
         raise ExportError(f"--train-x has {len(x_raw)} rows but --train-y has {len(y)}")
-    return x_raw, y, source, spec
+    return x_raw, y, source, spec, ids
 
 
 def fresh_out(out: Path, force: bool) -> None:
@@ -262,10 +280,17 @@ def verify_onnx(out: Path, golden: dict[str, Any], tolerance: float = 1e-4) -> f
 
     try:
         session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-        got = session.run(["logits"], {"x": np.array(golden["preprocessed"], dtype=np.float32)})[0]
+        got, _, dist, weight, _ = session.run(["logits", *EVIDENCE_OUTPUTS], {"x": np.array(golden["preprocessed"], dtype=np.float32)})
     except Exception as e:
         raise ExportError(f"the written model.onnx does not run in onnxruntime ({type(e).__name__})") from None
-    worst = float(np.max(np.abs(got - np.array(golden["logits"])))) if len(got) else 0.0
+    worst = 0.0
+    if len(got):
+        worst = float(np.max(np.abs(got - np.array(golden["logits"]))))
+        want = golden["evidence"]
+        worst = max(worst, float(np.max(np.abs(weight - np.array([e["weight"] for e in want])))))
+        # Distances are compared relative to their size (squared distances of a few hundred).
+        d_want = np.array([e["distance"] for e in want])
+        worst = max(worst, float(np.max(np.abs(dist - d_want) / np.maximum(1.0, np.abs(d_want)))))
     if not worst <= tolerance:
         raise ExportError(f"the written model.onnx gives logits {worst:.2e} away from PyTorch's (tolerance {tolerance:g})")
     return worst
@@ -342,7 +367,7 @@ def export(args: argparse.Namespace) -> Path:
             file=sys.stderr,
         )
 
-    x_raw, y, source, table_spec = load_candidates(args, names, task, labels)
+    x_raw, y, source, table_spec, ids = load_candidates(args, names, task, labels)
     spec, spec_from = resolve_spec(flag, [*recorded, (f"--train-x {Path(args.train_x).name}", table_spec)])
     if spec_from is None:
         note(
@@ -352,6 +377,8 @@ def export(args: argparse.Namespace) -> Path:
     if task != "regression":
         if not np.all(np.equal(np.mod(y, 1), 0)) or y.min() < 0 or y.max() >= n_classes:
             raise ExportError(f"--train-y must hold class indices 0..{n_classes - 1} (or the --labels themselves)")
+    if args.evidence_k < 1:
+        raise ExportError(f"--evidence-k {args.evidence_k}: at least 1 (an answer's evidence lists that many nearest candidates)")
     if context_size > len(x_raw):
         raise ExportError(f"context_size {context_size} is larger than the {len(x_raw)} candidates")
     if not args.preprocess and not args.train_x_preprocessed:
@@ -376,6 +403,7 @@ def export(args: argparse.Namespace) -> Path:
         torch.tensor(x_train, dtype=torch.float32),
         torch.tensor(y, dtype=torch.float32 if task == "regression" else torch.long),
         context_size,
+        evidence_k=args.evidence_k,
     ).eval()
 
     out = Path(args.out)
@@ -390,11 +418,15 @@ def export(args: argparse.Namespace) -> Path:
         # Its deprecation notice and tracer warnings are about the exporter, not the user's model.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper, (dummy,), out / "model.onnx", input_names=["x"], output_names=["logits"],
-            dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, opset_version=17, dynamo=False,
+            wrapper, (dummy,), out / "model.onnx", input_names=["x"], output_names=["logits", *EVIDENCE_OUTPUTS],
+            dynamic_axes={name: {0: "n"} for name in ["x", "logits", *EVIDENCE_OUTPUTS]}, opset_version=17, dynamo=False,
         )
+    with torch.no_grad():
+        nearest = sorted(float(v) for v in wrapper.nearest_other_distances())
+    candidate_labels: list[Any] = [float(v) for v in y] if task == "regression" else [labels[int(v)] for v in y]
+    (out / "candidates.json").write_text(json.dumps({"ids": ids, "labels": candidate_labels, "nearest_distance": nearest}))
     (out / "preprocess.json").write_text(json.dumps(pre_json))
-    files = {"onnx": "model.onnx", "preprocessing": "preprocess.json", "golden": "golden.json"}
+    files = {"onnx": "model.onnx", "preprocessing": "preprocess.json", "golden": "golden.json", "candidates": "candidates.json"}
     if not takes_cascade(spec):
         # A landmark-aligned spec finds faces with the networks built into the service: a
         # cascade is a Haar-box spec's asset.
@@ -421,7 +453,10 @@ def export(args: argparse.Namespace) -> Path:
         "n_features": n_features,
         "feature_names": names,
         "files": files,
-        "onnx": {"input": "x", "output": "logits", "d_out": d_out, "opset": 17},
+        "onnx": {
+            "input": "x", "output": "logits", "d_out": d_out, "opset": 17,
+            "evidence": {"k": wrapper.evidence_k, **dict(zip(["index", "distance", "weight", "label"], EVIDENCE_OUTPUTS))},
+        },
         "tabr": {"context_size": wrapper.context_size, "n_candidates": int(len(x_train)), "d_main": model_kwargs.get("d_main")},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -507,12 +542,17 @@ def make_golden(wrapper: Any, preprocessors: list[Any], x_raw: np.ndarray, task:
         x = x[~np.isnan(x).any(1)]
     xp = pp.apply(preprocessors, x)
     with torch.no_grad():
-        logits = wrapper(torch.tensor(xp, dtype=torch.float32)).numpy()
+        logits, idx, dist, weight, _ = (t.numpy() for t in wrapper(torch.tensor(xp, dtype=torch.float32)))
     return {
         "rows": [[None if np.isnan(v) else float(v) for v in r] for r in x],
         "preprocessed": [[float(v) for v in r] for r in xp],
         "logits": [[float(v) for v in r] for r in logits],
         "outputs": outputs_from_logits(logits, task, labels),
+        # The retrieval's evidence as PyTorch computes it: indices, squared distances, weights.
+        "evidence": [
+            {"index": [int(v) for v in i], "distance": [float(v) for v in d], "weight": [float(v) for v in w]}
+            for i, d, w in zip(idx, dist, weight)
+        ],
     }
 
 
@@ -532,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", required=True, help="the model's name: the name MODEL_REGISTRY serves it under (lowercase letters, digits, - or _)")
     ap.add_argument("--version", default="1.0.0", help="the model's version, shown in every answer (default 1.0.0)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the golden rows (default 0)")
+    ap.add_argument("--evidence-k", type=int, default=DEFAULT_EVIDENCE_K, help=f"nearest candidates each answer's evidence lists (default {DEFAULT_EVIDENCE_K}, at most context_size)")
+    ap.add_argument("--candidate-ids", help="what names each candidate in an answer's evidence: a column of the --train-x table (e.g. file: the clip's name) or a text file of one id per line, in row order; default: its row number")
     ap.add_argument("--out", required=True, help="the model directory to write; must be empty or absent")
     ap.add_argument("--force", action="store_true", help="replace the contents of a non-empty --out")
     ap.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")

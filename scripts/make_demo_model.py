@@ -199,13 +199,15 @@ def main() -> int:
 
         np.save(tmp / "x_train.npy", x_raw[tr])
         np.save(tmp / "y_train.npy", y[tr])
+        # The candidates' names in an answer's evidence: their clips' file names.
+        (tmp / "ids.txt").write_text("".join(f"{keep[i][0].name}\n" for i in tr))
         joblib.dump(imputer, tmp / "imputer.joblib")
         joblib.dump(scaler, tmp / "scaler.joblib")
         torch.save(model.state_dict(), tmp / "model.pt")
         (tmp / "hparams.json").write_text(json.dumps(HPARAMS))
         rc = export_tabr.main([
             "--checkpoint", str(tmp / "model.pt"), "--hparams", str(tmp / "hparams.json"),
-            "--train-x", str(tmp / "x_train.npy"), "--train-y", str(tmp / "y_train.npy"),
+            "--train-x", str(tmp / "x_train.npy"), "--train-y", str(tmp / "y_train.npy"), "--candidate-ids", str(tmp / "ids.txt"),
             "--preprocess", str(tmp / "imputer.joblib"), str(tmp / "scaler.joblib"),
             "--feature-spec", json.dumps({"name": "poc-abs", "version": args.spec, "params": {}}),
             "--labels", ",".join(LABELS), "--name", name, "--version", "1.0.0", "--out", str(out), "--force",

@@ -20,16 +20,18 @@ export declare class Model {
   get info(): ModelInfo
   /**
    * Predicts one feature vector. NaN or `null` means missing (the imputer fills it).
-   * Rejects with `invalid_features` for a wrong length or infinite values.
+   * Rejects with `invalid_features` for a wrong length or infinite values. A model with
+   * evidence outputs also says which training rows the prediction drew on (`evidence`).
    */
   predict(features: Float32Array | Array<number | null>, signal?: AbortSignal | undefined | null): Promise<Prediction>
   /**
    * Predicts `rows` feature vectors in one run of the network: `features` holds them
    * row-major (`rows × nFeatures` values, NaN = missing). Each row gets the prediction
    * `predict` gives it alone. Rejects with `invalid_features` for a length that is not
-   * `rows × nFeatures` or an infinite value (the message names the row).
+   * `rows × nFeatures` or an infinite value (the message names the row). With
+   * `options.evidence`, a model with evidence outputs also gives each row's evidence.
    */
-  predictBatch(features: Float32Array, rows: number, signal?: AbortSignal | undefined | null): Promise<BatchPrediction>
+  predictBatch(features: Float32Array, rows: number, signal?: AbortSignal | undefined | null, options?: PredictBatchOptions | undefined | null): Promise<BatchPrediction>
   /**
    * Extracts a video's features (with the model's spec and face cascade) and predicts, in
    * one native task. `input` is a path or the video's bytes; the feature values cross into
@@ -48,6 +50,8 @@ export interface BatchPrediction {
   probabilities?: Float64Array
   /** The value of each row (regression). */
   values?: Float64Array
+  /** Each row's evidence, when `options.evidence` asked for it. */
+  evidence?: Array<Evidence>
   /** Milliseconds spent in preprocessing and the model. */
   predictMs: number
 }
@@ -57,6 +61,18 @@ export declare function channelNames(): Array<string>
 
 /** The stable error codes a rejection's `code` can take. */
 export declare function errorCodes(): Array<string>
+
+/**
+ * What a prediction drew on: the nearest training rows, and how unlike the training set the
+ * row is (`novelty`: the share of training rows nearer to their own nearest neighbour than
+ * this row is to its nearest, 0–1).
+ */
+export interface Evidence {
+  /** The nearest candidates, nearest first. */
+  neighbours: Array<Neighbour>
+  /** 0–1; near 1: unlike the clips the model was trained on. */
+  novelty: number
+}
 
 /**
  * Extracts the POC-ABS features of one video (v1 unless `options.spec` says otherwise), off
@@ -97,6 +113,8 @@ export interface ExtractMeta {
   boxes: Array<FaceBoxChange>
   /** Per-stage milliseconds. */
   timingsMs: StageTimings
+  /** How good the recording was, with warnings where it falls short. */
+  quality: RecordingQuality
 }
 
 /** Options of `extractFeatures`. */
@@ -251,6 +269,25 @@ export interface ModelInfo {
   features: FeatureSpecInfo
   /** Execution provider in use. */
   provider: string
+  /**
+   * Neighbours each prediction's `evidence` lists; 0 for a model exported without
+   * evidence outputs (its predictions carry none).
+   */
+  evidenceK: number
+}
+
+/** A training row a prediction drew on. */
+export interface Neighbour {
+  /** The candidate's id (the exporter's `--candidate-ids`, else `row N`). */
+  id: string
+  /** Its label (classifiers). */
+  label?: string
+  /** Its target value (regression). */
+  value?: number
+  /** Its weight in the prediction (the retrieval softmax). */
+  weight: number
+  /** Squared L2 distance in the model's key space. */
+  distance: number
 }
 
 /**
@@ -266,6 +303,12 @@ export interface PairSeries {
   values: Float32Array
 }
 
+/** Options of `predictBatch`. */
+export interface PredictBatchOptions {
+  /** Also return each row's evidence (models with evidence outputs; default false). */
+  evidence?: boolean
+}
+
 /** A prediction: `{label, probabilities}` for classifiers, `{value}` for regression. */
 export interface Prediction {
   /** Most probable label. */
@@ -274,6 +317,8 @@ export interface Prediction {
   probabilities?: Array<number>
   /** Regression value. */
   value?: number
+  /** The training rows it drew on and the row's novelty (models with evidence outputs). */
+  evidence?: Evidence
 }
 
 /** Options of `predictVideo`. */
@@ -285,6 +330,39 @@ export interface PredictVideoOptions {
   features?: boolean
   /** Also return the 18 channels of every frame pair (default false). */
   series?: boolean
+}
+
+/** A recording-quality warning: a stable code and a sentence for a person. */
+export interface QualityWarning {
+  /** `face_small`, `too_dark`, `blurred`, `head_turned` or `face_lost_often`. */
+  code: string
+  /** What to do about it. */
+  message: string
+}
+
+/**
+ * How good the recording was (`tabr_core::Quality`). Its fields keep the core's snake_case
+ * names, the names an HTTP answer gives them, so it crosses to the service as it is.
+ */
+export interface RecordingQuality {
+  /** The face box's side, median over the tries with a face, pixels. */
+  face_px: number
+  /** The share of tries that found a face. */
+  face_rate: number
+  /** The face crops' mean gray level, 0–255. */
+  brightness: number
+  /** The crops' Laplacian variance over their own variance (higher is sharper). */
+  sharpness: number
+  /** v2: the head's left–right turn over the tries, degrees `[min, max]`. */
+  yaw_deg?: Array<number>
+  /** v2: the head's up–down nod over the tries, degrees `[min, max]`. */
+  pitch_deg?: Array<number>
+  /** v2: the head's tilt over the tries, degrees `[min, max]`. */
+  roll_deg?: Array<number>
+  /** v2: FaceMesh's face flag as a probability, median over the tries with a face. */
+  face_flag?: number
+  /** The measures past their thresholds. */
+  warnings: Array<QualityWarning>
 }
 
 /** A feature spec this build implements, as the core describes it. */
@@ -360,4 +438,6 @@ export interface VideoPrediction {
   series?: PairSeries
   /** Milliseconds spent in preprocessing and the model. */
   predictMs: number
+  /** The training rows the prediction drew on (models with evidence outputs). */
+  evidence?: Evidence
 }

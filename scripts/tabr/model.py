@@ -11,7 +11,11 @@ categorical inputs are refused with a clear message.
 
 ``TabRForExport`` wraps a trained model with its candidate set encoded once (exactly as the
 eval-mode forward would) and does the top-k retrieval with ``torch.topk``, so the whole
-inference is one ONNX graph: ``x [N, n_features] -> logits [N, d_out]``.
+inference is one ONNX graph: ``x [N, n_features] -> logits [N, d_out]``. With
+``evidence_k > 0`` the same graph also gives the retrieval's own evidence for each row: its
+``evidence_k`` nearest candidates (indices into the candidate set), their squared distances in
+the model's key space, their weight in the prediction (the retrieval softmax over the context)
+and their labels. These are the tensors the prediction was computed from, not a second search.
 """
 from __future__ import annotations
 
@@ -173,8 +177,9 @@ class Model(nn.Module):
             return self.label_encoder(y[..., None].float())
         return self.label_encoder(y.long())
 
-    def mix(self, x: Tensor, k: Tensor, context_k: Tensor, context_y: Tensor) -> Tensor:
-        """The retrieval module and predictor, given the chosen context."""
+    def mix(self, x: Tensor, k: Tensor, context_k: Tensor, context_y: Tensor, with_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """The retrieval module and predictor, given the chosen context (and, with
+        ``with_weights``, each context row's weight: the softmax the values are mixed by)."""
         similarities = (
             -k.square().sum(-1, keepdim=True)
             + (2 * (k[..., None, :] @ context_k.transpose(-1, -2))).squeeze(-2)
@@ -185,7 +190,7 @@ class Model(nn.Module):
         x = x + (probs[:, None] @ values).squeeze(1)
         for block in self.blocks1:
             x = x + block(x)
-        return self.head(x)
+        return (self.head(x), probs) if with_weights else self.head(x)
 
     def forward(
         self,
@@ -212,7 +217,7 @@ class Model(nn.Module):
 class TabRForExport(nn.Module):
     """Eval-mode TabR with the candidates' keys and labels baked in as buffers."""
 
-    def __init__(self, model: Model, candidate_x: Tensor, candidate_y: Tensor, context_size: int) -> None:
+    def __init__(self, model: Model, candidate_x: Tensor, candidate_y: Tensor, context_size: int, evidence_k: int = 0) -> None:
         super().__init__()
         model = model.eval()
         self.model = model
@@ -223,10 +228,30 @@ class TabRForExport(nn.Module):
         y = candidate_y.float() if model.n_classes is None else candidate_y.long()
         self.register_buffer("candidate_y", y.detach().clone())
         self.context_size = min(context_size, len(candidate_x))
+        self.evidence_k = min(evidence_k, self.context_size)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, ...]:
         x, k = self.model.encode(x)
-        # Squared L2 distance to every candidate; the smallest context_size are the context.
+        # Squared L2 distance to every candidate; the smallest context_size are the context,
+        # nearest first (topk sorts).
         d = k.square().sum(-1, keepdim=True) - 2 * k @ self.candidate_k.T + self.candidate_k_sq[None]
-        context_idx = torch.topk(-d, self.context_size, dim=-1).indices
-        return self.model.mix(x, k, self.candidate_k[context_idx], self.candidate_y[context_idx])
+        neg_d, context_idx = torch.topk(-d, self.context_size, dim=-1)
+        context_y = self.candidate_y[context_idx]
+        if not self.evidence_k:
+            return self.model.mix(x, k, self.candidate_k[context_idx], context_y)
+        logits, weights = self.model.mix(x, k, self.candidate_k[context_idx], context_y, with_weights=True)
+        e = self.evidence_k
+        # The expanded distance can round a hair below zero for a candidate equal to the row.
+        return logits, context_idx[:, :e], (-neg_d[:, :e]).clamp_min(0.0), weights[:, :e], context_y[:, :e].float()
+
+    def nearest_other_distances(self, chunk: int = 1024) -> Tensor:
+        """Each candidate's squared distance to its nearest other candidate, in key space (the
+        yardstick of novelty: where a new row's nearest distance falls among these)."""
+        ck = self.candidate_k.double()
+        out = []
+        for start in range(0, len(ck), chunk):
+            d = torch.cdist(ck[start : start + chunk], ck).square()
+            rows = torch.arange(start, min(start + chunk, len(ck)))
+            d[rows - start, rows] = torch.inf
+            out.append(d.min(-1).values)
+        return torch.cat(out)

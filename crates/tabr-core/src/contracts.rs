@@ -7,21 +7,30 @@
 //! document and the browser client's types through the generator, with its doc comment as
 //! its description. The error codes are [`ErrorCode::ALL`], the specs [`Spec::describe`].
 
-use schemars::schema_for;
+use schemars::generate::SchemaSettings;
+use schemars::JsonSchema;
 use serde_json::{json, Value};
 
-use crate::extract::{Meta, StageTimings, VideoSummary};
+use crate::extract::{Meta, Quality, StageTimings, VideoSummary};
 #[cfg(doc)]
 use crate::{ErrorCode, Spec};
 
+/// One type's schema, every sub-shape written in place (no `$ref`), so a document that embeds
+/// it (the OpenAPI description) needs nothing else.
+fn inline<T: JsonSchema>() -> Value {
+    let settings = SchemaSettings::draft2020_12().with(|s| s.inline_subschemas = true);
+    settings.into_generator().into_root_schema_for::<T>().to_value()
+}
+
 /// JSON Schemas of the metadata the core reports, by name: `Meta` (all of it, as
-/// `tabr-features --json` prints it), `VideoSummary` (the `video` object of a service answer)
-/// and `StageTimings` (milliseconds per stage).
+/// `tabr-features --meta` prints it), `VideoSummary` (the `video` object of a service answer),
+/// `Quality` (how good the recording was) and `StageTimings` (milliseconds per stage).
 pub fn schemas() -> Value {
     json!({
-        "Meta": schema_for!(Meta),
-        "VideoSummary": schema_for!(VideoSummary),
-        "StageTimings": schema_for!(StageTimings),
+        "Meta": inline::<Meta>(),
+        "VideoSummary": inline::<VideoSummary>(),
+        "Quality": inline::<Quality>(),
+        "StageTimings": inline::<StageTimings>(),
     })
 }
 
@@ -58,6 +67,8 @@ mod tests {
             decode_errors: 0,
             boxes: vec![],
             timings_ms: t,
+            quality: crate::extract::quality::QualityAcc::default()
+                .finish(0.0, &crate::extract::QualityThresholds::default()),
         };
         assert_eq!(
             props("Meta"),

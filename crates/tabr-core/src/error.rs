@@ -25,6 +25,9 @@ pub enum ErrorCode {
     NoFace,
     /// A feature vector that does not fit the model (wrong length, non-finite values).
     InvalidFeatures,
+    /// A recording-quality warning the model's manifest refuses (`quality.refuse`): the
+    /// person should record again.
+    PoorRecording,
     /// A model directory or runtime that cannot be used.
     ModelError,
     /// The caller aborted the work.
@@ -35,7 +38,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in a fixed order (for docs and exhaustive tests).
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::InvalidVideo,
         ErrorCode::VideoTooLong,
         ErrorCode::VideoTooShort,
@@ -43,6 +46,7 @@ impl ErrorCode {
         ErrorCode::VideoTooLarge,
         ErrorCode::NoFace,
         ErrorCode::InvalidFeatures,
+        ErrorCode::PoorRecording,
         ErrorCode::ModelError,
         ErrorCode::Aborted,
         ErrorCode::Internal,
@@ -58,6 +62,7 @@ impl ErrorCode {
             ErrorCode::VideoTooLarge => "video_too_large",
             ErrorCode::NoFace => "no_face",
             ErrorCode::InvalidFeatures => "invalid_features",
+            ErrorCode::PoorRecording => "poor_recording",
             ErrorCode::ModelError => "model_error",
             ErrorCode::Aborted => "aborted",
             ErrorCode::Internal => "internal",

@@ -262,15 +262,15 @@ impl FaceMethod for Nudged {
         last: Option<&Geometry>,
     ) -> tabr_core::Result<Option<Geometry>> {
         // v2 §5's try (the tracked region first, else the detector), then the nudge.
-        let Some(mut pts) = self.inner.landmarks_after(gray, last)? else {
+        let Some(mut found) = self.inner.landmarks_after(gray, last)? else {
             return Ok(None);
         };
-        for (i, p) in pts.iter_mut().enumerate() {
+        for (i, p) in found.points.iter_mut().enumerate() {
             let s = if i % 2 == 0 { self.by } else { -self.by };
             p[0] += s;
             p[1] -= s;
         }
-        Ok(Some(LandmarkAligned::align(pts).geometry))
+        Ok(Some(LandmarkAligned::align(found).geometry))
     }
     fn replaces(&self, old: &Geometry, new: &Geometry, params: &SpecParams) -> bool {
         self.inner.replaces(old, new, params)

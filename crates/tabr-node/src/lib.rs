@@ -121,6 +121,68 @@ pub struct ExtractMeta {
     pub boxes: Vec<FaceBoxChange>,
     /// Per-stage milliseconds.
     pub timings_ms: StageTimings,
+    /// How good the recording was, with warnings where it falls short.
+    pub quality: RecordingQuality,
+}
+
+/// A recording-quality warning: a stable code and a sentence for a person.
+#[napi(object)]
+pub struct QualityWarning {
+    /// `face_small`, `too_dark`, `blurred`, `head_turned` or `face_lost_often`.
+    pub code: String,
+    /// What to do about it.
+    pub message: String,
+}
+
+/// How good the recording was (`tabr_core::Quality`). Its fields keep the core's snake_case
+/// names, the names an HTTP answer gives them, so it crosses to the service as it is.
+#[napi(object)]
+pub struct RecordingQuality {
+    /// The face box's side, median over the tries with a face, pixels.
+    #[napi(js_name = "face_px")]
+    pub face_px: f64,
+    /// The share of tries that found a face.
+    #[napi(js_name = "face_rate")]
+    pub face_rate: f64,
+    /// The face crops' mean gray level, 0–255.
+    pub brightness: f64,
+    /// The crops' Laplacian variance over their own variance (higher is sharper).
+    pub sharpness: f64,
+    /// v2: the head's left–right turn over the tries, degrees `[min, max]`.
+    #[napi(js_name = "yaw_deg")]
+    pub yaw_deg: Option<Vec<f64>>,
+    /// v2: the head's up–down nod over the tries, degrees `[min, max]`.
+    #[napi(js_name = "pitch_deg")]
+    pub pitch_deg: Option<Vec<f64>>,
+    /// v2: the head's tilt over the tries, degrees `[min, max]`.
+    #[napi(js_name = "roll_deg")]
+    pub roll_deg: Option<Vec<f64>>,
+    /// v2: FaceMesh's face flag as a probability, median over the tries with a face.
+    #[napi(js_name = "face_flag")]
+    pub face_flag: Option<f64>,
+    /// The measures past their thresholds.
+    pub warnings: Vec<QualityWarning>,
+}
+
+pub(crate) fn quality_js(q: tabr_core::extract::Quality) -> RecordingQuality {
+    RecordingQuality {
+        face_px: q.face_px,
+        face_rate: q.face_rate,
+        brightness: q.brightness,
+        sharpness: q.sharpness,
+        yaw_deg: q.yaw_deg.map(Vec::from),
+        pitch_deg: q.pitch_deg.map(Vec::from),
+        roll_deg: q.roll_deg.map(Vec::from),
+        face_flag: q.face_flag,
+        warnings: q
+            .warnings
+            .into_iter()
+            .map(|w| QualityWarning {
+                code: w.code.as_str().into(),
+                message: w.message,
+            })
+            .collect(),
+    }
 }
 
 /// The feature vector of one video, in the spec the call asked for (`FEATURE_SPECS`).
@@ -275,6 +337,7 @@ pub(crate) fn meta_js(m: tabr_core::Meta) -> ExtractMeta {
             poc: t.poc,
             total: t.total,
         },
+        quality: quality_js(m.quality),
     }
 }
 

@@ -7,8 +7,8 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use tabr_core::flow::FlowMethod;
 use tabr_core::model::{
-    LoadOptions, Model as CoreModel, Prediction as CorePrediction, Provider,
-    VideoPrediction as CoreVideoPrediction,
+    Evidence as CoreEvidence, Explained, LoadOptions, Model as CoreModel,
+    Prediction as CorePrediction, Provider, VideoPrediction as CoreVideoPrediction,
 };
 
 use crate::{cancel_flag, meta_js, series_js, ExtractMeta, Input, Job, PairSeries};
@@ -71,6 +71,60 @@ pub struct ModelInfo {
     pub features: FeatureSpecInfo,
     /// Execution provider in use.
     pub provider: String,
+    /// Neighbours each prediction's `evidence` lists; 0 for a model exported without
+    /// evidence outputs (its predictions carry none).
+    pub evidence_k: u32,
+}
+
+/// A training row a prediction drew on.
+#[napi(object)]
+pub struct Neighbour {
+    /// The candidate's id (the exporter's `--candidate-ids`, else `row N`).
+    pub id: String,
+    /// Its label (classifiers).
+    pub label: Option<String>,
+    /// Its target value (regression).
+    pub value: Option<f64>,
+    /// Its weight in the prediction (the retrieval softmax).
+    pub weight: f64,
+    /// Squared L2 distance in the model's key space.
+    pub distance: f64,
+}
+
+/// What a prediction drew on: the nearest training rows, and how unlike the training set the
+/// row is (`novelty`: the share of training rows nearer to their own nearest neighbour than
+/// this row is to its nearest, 0–1).
+#[napi(object)]
+pub struct Evidence {
+    /// The nearest candidates, nearest first.
+    pub neighbours: Vec<Neighbour>,
+    /// 0–1; near 1: unlike the clips the model was trained on.
+    pub novelty: f64,
+}
+
+fn evidence_js(e: CoreEvidence) -> Evidence {
+    Evidence {
+        neighbours: e
+            .neighbours
+            .into_iter()
+            .map(|n| Neighbour {
+                id: n.id,
+                label: n.label,
+                value: n.value,
+                weight: n.weight,
+                distance: n.distance,
+            })
+            .collect(),
+        novelty: e.novelty,
+    }
+}
+
+/// Options of `predictBatch`.
+#[napi(object)]
+#[derive(Default)]
+pub struct PredictBatchOptions {
+    /// Also return each row's evidence (models with evidence outputs; default false).
+    pub evidence: Option<bool>,
 }
 
 /// A prediction: `{label, probabilities}` for classifiers, `{value}` for regression.
@@ -82,6 +136,8 @@ pub struct Prediction {
     pub probabilities: Option<Vec<f64>>,
     /// Regression value.
     pub value: Option<f64>,
+    /// The training rows it drew on and the row's novelty (models with evidence outputs).
+    pub evidence: Option<Evidence>,
 }
 
 /// Options of `predictVideo`.
@@ -108,6 +164,8 @@ pub struct VideoPrediction {
     pub series: Option<PairSeries>,
     /// Milliseconds spent in preprocessing and the model.
     pub predict_ms: f64,
+    /// The training rows the prediction drew on (models with evidence outputs).
+    pub evidence: Option<Evidence>,
 }
 
 /// `predictBatch`'s answer: one entry per row, in row order, as flat arrays.
@@ -121,14 +179,22 @@ pub struct BatchPrediction {
     pub probabilities: Option<Float64Array>,
     /// The value of each row (regression).
     pub values: Option<Float64Array>,
+    /// Each row's evidence, when `options.evidence` asked for it.
+    pub evidence: Option<Vec<Evidence>>,
     /// Milliseconds spent in preprocessing and the model.
     pub predict_ms: f64,
 }
 
-fn batch_js((predictions, ms): (Vec<CorePrediction>, f64)) -> BatchPrediction {
+fn batch_js((predictions, ms): (Vec<Explained>, f64)) -> BatchPrediction {
     let rows = predictions.len() as u32;
     let (mut labels, mut probabilities, mut values) = (Vec::new(), Vec::new(), Vec::new());
-    for p in predictions {
+    let mut evidence = Vec::new();
+    for Explained {
+        prediction: p,
+        evidence: e,
+    } in predictions
+    {
+        evidence.extend(e.map(evidence_js));
         match p {
             CorePrediction::Class {
                 label,
@@ -146,11 +212,13 @@ fn batch_js((predictions, ms): (Vec<CorePrediction>, f64)) -> BatchPrediction {
         labels: class.then_some(labels),
         probabilities: class.then(|| Float64Array::new(probabilities)),
         values: (!class).then(|| Float64Array::new(values)),
+        evidence: (!evidence.is_empty()).then_some(evidence),
         predict_ms: ms,
     }
 }
 
-fn prediction_js(p: CorePrediction) -> Prediction {
+fn prediction_js(p: CorePrediction, evidence: Option<CoreEvidence>) -> Prediction {
+    let evidence = evidence.map(evidence_js);
     match p {
         CorePrediction::Class {
             label,
@@ -159,19 +227,26 @@ fn prediction_js(p: CorePrediction) -> Prediction {
             label: Some(label),
             probabilities: Some(probabilities),
             value: None,
+            evidence,
         },
         CorePrediction::Value { value } => Prediction {
             label: None,
             probabilities: None,
             value: Some(value),
+            evidence,
         },
     }
+}
+
+fn explained_js(e: Explained) -> Prediction {
+    prediction_js(e.prediction, e.evidence)
 }
 
 fn video_js((out, opts): (CoreVideoPrediction, PredictVideoOptions)) -> VideoPrediction {
     let f = out.features;
     VideoPrediction {
-        prediction: prediction_js(out.prediction),
+        prediction: prediction_js(out.prediction, None),
+        evidence: out.evidence.map(evidence_js),
         series: opts
             .series
             .unwrap_or(false)
@@ -192,7 +267,7 @@ pub struct Model {
 }
 
 /// The async task of `predictBatch`: the rows' predictions and the predict milliseconds.
-type BatchTask = AsyncTask<Job<(Vec<CorePrediction>, f64), BatchPrediction>>;
+type BatchTask = AsyncTask<Job<(Vec<Explained>, f64), BatchPrediction>>;
 
 #[napi]
 impl Model {
@@ -218,11 +293,13 @@ impl Model {
                 version: i.features.version,
             },
             provider: i.provider.clone(),
+            evidence_k: i.evidence_k as u32,
         }
     }
 
     /// Predicts one feature vector. NaN or `null` means missing (the imputer fills it).
-    /// Rejects with `invalid_features` for a wrong length or infinite values.
+    /// Rejects with `invalid_features` for a wrong length or infinite values. A model with
+    /// evidence outputs also says which training rows the prediction drew on (`evidence`).
     #[napi(
         ts_args_type = "features: Float32Array | Array<number | null>, signal?: AbortSignal | undefined | null",
         ts_return_type = "Promise<Prediction>"
@@ -232,7 +309,7 @@ impl Model {
         env: Env,
         features: Either<Float32Array, Vec<Option<f64>>>,
         signal: Option<Object<'_>>,
-    ) -> Result<AsyncTask<Job<CorePrediction, Prediction>>> {
+    ) -> Result<AsyncTask<Job<Explained, Prediction>>> {
         let row: Vec<f64> = match features {
             Either::A(a) => a.iter().map(|&v| f64::from(v)).collect(),
             Either::B(v) => v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect(),
@@ -249,10 +326,10 @@ impl Model {
                     "the prediction was aborted by the caller",
                 ));
             }
-            m.predict(&row)
+            m.explain(&row)
         };
         Ok(AsyncTask::with_optional_signal(
-            Job::new(run, prediction_js),
+            Job::new(run, explained_js),
             signal,
         ))
     }
@@ -260,9 +337,10 @@ impl Model {
     /// Predicts `rows` feature vectors in one run of the network: `features` holds them
     /// row-major (`rows × nFeatures` values, NaN = missing). Each row gets the prediction
     /// `predict` gives it alone. Rejects with `invalid_features` for a length that is not
-    /// `rows × nFeatures` or an infinite value (the message names the row).
+    /// `rows × nFeatures` or an infinite value (the message names the row). With
+    /// `options.evidence`, a model with evidence outputs also gives each row's evidence.
     #[napi(
-        ts_args_type = "features: Float32Array, rows: number, signal?: AbortSignal | undefined | null",
+        ts_args_type = "features: Float32Array, rows: number, signal?: AbortSignal | undefined | null, options?: PredictBatchOptions | undefined | null",
         ts_return_type = "Promise<BatchPrediction>"
     )]
     pub fn predict_batch(
@@ -271,7 +349,9 @@ impl Model {
         features: Float32Array,
         rows: u32,
         signal: Option<Object<'_>>,
+        options: Option<PredictBatchOptions>,
     ) -> Result<BatchTask> {
+        let want_evidence = options.unwrap_or_default().evidence.unwrap_or(false);
         let n = self.inner.info().n_features;
         let rows = rows as usize;
         let flat: Vec<f64> = features.iter().map(|&v| f64::from(v)).collect();
@@ -295,7 +375,17 @@ impl Model {
             }
             let t = std::time::Instant::now();
             let refs: Vec<&[f64]> = flat.chunks_exact(n).collect();
-            let p = m.predict_batch(&refs)?;
+            let p = if want_evidence {
+                m.explain_batch(&refs)?
+            } else {
+                m.predict_batch(&refs)?
+                    .into_iter()
+                    .map(|prediction| Explained {
+                        prediction,
+                        evidence: None,
+                    })
+                    .collect()
+            };
             Ok((p, t.elapsed().as_secs_f64() * 1e3))
         };
         Ok(AsyncTask::with_optional_signal(

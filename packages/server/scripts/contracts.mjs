@@ -42,14 +42,19 @@ const schemas = () => {
 }
 
 /** A JSON Schema as a TypeScript type (the subset schemars writes for the core's shapes). */
-const tsType = (s, defs) => {
+const tsType = (s, defs, indent = '') => {
   if (s.$ref) return `Native${s.$ref.split('/').pop()}`
-  if (s.allOf) return s.allOf.map((x) => tsType(x, defs)).join(' & ')
-  if (s.type === 'array') return `${tsType(s.items, defs)}[]`
+  if (s.allOf) return s.allOf.map((x) => tsType(x, defs, indent)).join(' & ')
+  if (s.oneOf) return s.oneOf.map((x) => tsType(x, defs, indent)).join(' | ')
+  if (s.enum) return s.enum.map((v) => JSON.stringify(v)).join(' | ')
+  if (s.const !== undefined) return JSON.stringify(s.const)
+  if (Array.isArray(s.type)) return s.type.map((t) => (t === 'null' ? 'null' : tsType({ ...s, type: t }, defs, indent))).join(' | ')
+  if (s.type === 'array' && s.prefixItems) return `[${s.prefixItems.map((x) => tsType(x, defs, indent)).join(', ')}]`
+  if (s.type === 'array') return `${tsType(s.items, defs, indent)}[]`
   if (s.type === 'integer' || s.type === 'number') return 'number'
   if (s.type === 'string') return 'string'
   if (s.type === 'boolean') return 'boolean'
-  if (s.type === 'object' && s.properties) return tsObject(s, defs, '')
+  if (s.type === 'object' && s.properties) return tsObject(s, defs, indent)
   throw new Error(`contracts: no TypeScript type for the schema ${JSON.stringify(s)}`)
 }
 
@@ -57,7 +62,7 @@ const tsObject = (s, defs, indent) => {
   const required = new Set(s.required ?? [])
   const lines = Object.entries(s.properties).map(([k, p]) => {
     const doc = p.description ? `${indent}  /** ${p.description.replaceAll('*/', '*\\/').replaceAll('\n', ' ')} */\n` : ''
-    return `${doc}${indent}  ${k}${required.has(k) ? '' : '?'}: ${tsType(p, defs)}`
+    return `${doc}${indent}  ${k}${required.has(k) ? '' : '?'}: ${tsType(p, defs, `${indent}  `)}`
   })
   return `{\n${lines.join('\n')}\n${indent}}`
 }

@@ -83,7 +83,7 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
           await writeFile(path, bytes, { mode: 0o600 })
           return { kind: 'video', path }
         },
-        { includeFeatures: d.include_features, includeSeries: d.include_series ?? false },
+        { includeFeatures: d.include_features, includeSeries: d.include_series ?? false, includeEvidence: d.include_evidence ?? false },
       )
       answer.timings_ms = { ...answer.timings_ms, queue: (job.processedOn ?? Date.now()) - job.timestamp }
       log.info({ timings_ms: answer.timings_ms }, 'job succeeded')

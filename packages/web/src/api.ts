@@ -21,7 +21,15 @@ export interface ModelEntry {
   version?: string
   task?: string
   labels?: string[]
+  /** Neighbours an answer's evidence lists; 0 or absent: the model has no evidence outputs. */
+  evidence_k?: number
   loaded?: false
+}
+
+/** The training rows a prediction drew on, and how unlike the training clips this one is. */
+export interface Evidence {
+  neighbours: { id: string; label?: string; value?: number; weight: number; distance: number }[]
+  novelty: number
 }
 
 export interface Answer {
@@ -30,6 +38,7 @@ export interface Answer {
   prediction: { label?: string; probabilities?: number[]; value?: number }
   video?: NativeVideoSummary
   series?: { channels: string[]; t_s: number[]; values: number[][] }
+  evidence?: Evidence
 }
 
 export interface PageConfig {
@@ -69,11 +78,12 @@ export const listModels = async () => (await getJson<{ models: ModelEntry[] }>('
 export const pageConfig = () => getJson<PageConfig>('/app/config.json', false)
 export const questions = async () => (await getJson<{ questions: string[] }>('/app/questions.json', false)).questions
 
-/** POST /infer/{model}?include=series with the video as multipart; progress in 0..1. */
-export function infer(model: string, video: Blob, filename: string, onProgress: (fraction: number) => void): Promise<Answer> {
+/** POST /infer/{model}?include=series (and evidence, when the model has it) with the video as
+ * multipart; progress in 0..1. */
+export function infer(model: ModelEntry, video: Blob, filename: string, onProgress: (fraction: number) => void): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest()
-    xhr.open('POST', `/infer/${encodeURIComponent(model)}?include=series`)
+    xhr.open('POST', `/infer/${encodeURIComponent(model.name)}?include=series${model.evidence_k ? ',evidence' : ''}`)
     const t = token.get()
     if (t) xhr.setRequestHeader('Authorization', `Bearer ${t}`)
     xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total)

@@ -1,5 +1,6 @@
 // Motion over time: the eight regions' `abs` channels of every frame pair (the values the
-// statistics summarise), one line each, with the strongest moment marked. A click (or Enter
+// statistics summarise), one line each, with the strongest moment marked: the highest point
+// of any line, so the mark is where the chart peaks. A click (or Enter
 // on the chart) reports the time under the cursor, which the page seeks the video to.
 import uPlot from 'uplot'
 import 'uplot/dist/uPlot.min.css'
@@ -17,18 +18,17 @@ export function regionMotion(series: { channels: string[]; values: number[][] })
   return { names: idx.map(([c]) => c.slice(0, -'.abs'.length)), columns: idx.map(([, i]) => series.values.map((row) => row[i] ?? 0)) }
 }
 
-/** The pair where the regions moved most together, and the region that moved most there. */
+/** The highest point of any region's line: its time and region (the first, on ties). */
 export function strongest(t: number[], names: string[], columns: number[][]): Moment | undefined {
-  let best = -1
-  let at = -1
-  for (let k = 0; k < t.length; k++) {
-    const sum = columns.reduce((s, c) => s + (c[k] ?? 0), 0)
-    if (sum > best) [best, at] = [sum, k]
-  }
-  if (at < 0) return undefined
-  let region = 0
-  columns.forEach((c, r) => ((c[at] ?? 0) > (columns[region]![at] ?? 0) ? (region = r) : undefined))
-  return { t: t[at]!, region: names[region]! }
+  let best = Number.NEGATIVE_INFINITY
+  let at: Moment | undefined
+  columns.forEach((c, r) => {
+    for (let k = 0; k < t.length; k++) {
+      const v = c[k] ?? Number.NEGATIVE_INFINITY
+      if (v > best) [best, at] = [v, { t: t[k]!, region: names[r]! }]
+    }
+  })
+  return at
 }
 
 export function drawChart(el: HTMLElement, t: number[], names: string[], columns: number[][], moment: Moment | undefined, onSeek: (t: number) => void): uPlot {

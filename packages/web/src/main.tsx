@@ -3,12 +3,14 @@
 // countdown and a progress ring; it stops by itself at the service's maximum length) or uploads
 // a file. The answer shows the label, the probabilities as bars, what the video held, and the
 // motion of each face region over time with the strongest moment marked; clicking the chart
-// seeks the video there. Errors are sentences (messages.ts), never JSON. Preact keeps it small
+// seeks the video there. When the model has evidence outputs, the answer also shows the
+// training clips the prediction drew on and how unlike them this recording is (a gauge and a
+// sentence). Errors are sentences (messages.ts), never JSON. Preact keeps it small
 // and escapes every string it renders.
 import { render } from 'preact'
 import { useEffect, useRef, useState } from 'preact/hooks'
 import type uPlot from 'uplot'
-import { infer, listModels, pageConfig, questions as loadQuestions, ServiceError, token, Unauthorized, type Answer, type ModelEntry, type PageConfig } from './api.js'
+import { type Evidence, infer, listModels, pageConfig, questions as loadQuestions, ServiceError, token, Unauthorized, type Answer, type ModelEntry, type PageConfig } from './api.js'
 import { drawChart, regionMotion, strongest, type Moment } from './chart.js'
 import { sentenceFor } from './messages.js'
 import { openCamera, Recorder, type Recording } from './recorder.js'
@@ -62,7 +64,48 @@ function Ring({ fraction, label }: { fraction: number; label: string }) {
   )
 }
 
-function Result({ answer, labels: names, videoUrl }: { answer: Answer; labels?: string[]; videoUrl?: string }) {
+/** Novelty at or above this reads as "unlike the training clips" (95th percentile). */
+const NOVEL = 0.95
+/** At or above this, "less typical" (80th percentile). */
+const UNUSUAL = 0.8
+
+/** The sentence a novelty value reads as. */
+function noveltySentence(novelty: number): string {
+  if (novelty >= NOVEL) return 'This recording is unlike the clips the model was trained on: treat its answer with caution.'
+  if (novelty >= UNUSUAL) return 'This recording is less typical of the clips the model was trained on.'
+  return 'This recording resembles the clips the model was trained on.'
+}
+
+function EvidenceView({ evidence }: { evidence: Evidence }) {
+  const pct = Math.round(evidence.novelty * 100)
+  return (
+    <section class="evidence" aria-labelledby="evidence-title" data-testid="evidence">
+      <h3 id="evidence-title">How far to trust it</h3>
+      <p class={evidence.novelty >= NOVEL ? 'warning' : undefined} data-testid="novelty-sentence">
+        {noveltySentence(evidence.novelty)}
+      </p>
+      <p class="gauge-row">
+        <span class="bar-name">Novelty</span>
+        {/* biome-ignore lint/a11y/useSemanticElements: a styled bar; <meter> cannot be styled the same across browsers */}
+        <span class="bar" role="meter" aria-valuemin={0} aria-valuemax={100} aria-valuenow={pct} aria-label="Novelty" data-testid="novelty">
+          <span class={`bar-fill${evidence.novelty >= NOVEL ? ' novel' : ''}`} style={{ width: `${pct}%` }} />
+        </span>
+        <span class="bar-value">{pct} %</span>
+      </p>
+      <p class="hint">Farther from the training clips than {pct} % of them are from each other.</p>
+      <h4>Closest training examples</h4>
+      <ol class="neighbours" data-testid="neighbours">
+        {evidence.neighbours.map((n) => (
+          <li key={n.id}>
+            <strong>{n.label ?? n.value?.toFixed(3)}</strong> · weight {(n.weight * 100).toFixed(1)} % · <span class="id">{n.id}</span>
+          </li>
+        ))}
+      </ol>
+    </section>
+  )
+}
+
+function Result({ answer, labels: names, videoUrl, onRecordAgain }: { answer: Answer; labels?: string[]; videoUrl?: string; onRecordAgain: () => void }) {
   const chartEl = useRef<HTMLDivElement>(null)
   const videoEl = useRef<HTMLVideoElement>(null)
   const [moment, setMoment] = useState<Moment>()
@@ -95,6 +138,23 @@ function Result({ answer, labels: names, videoUrl }: { answer: Answer; labels?: 
   return (
     <section class="card result" aria-labelledby="result-title" data-testid="result">
       <h2 id="result-title">Result</h2>
+      {answer.video && answer.video.quality.warnings.length > 0 && (
+        <div class="quality" role="alert" data-testid="quality-warnings">
+          <p>
+            <strong>The recording may not be good enough for a reliable answer:</strong>
+          </p>
+          <ul>
+            {answer.video.quality.warnings.map((w) => (
+              <li key={w.code} data-code={w.code}>
+                {w.message}
+              </li>
+            ))}
+          </ul>
+          <button type="button" onClick={onRecordAgain} data-testid="record-again">
+            Record again
+          </button>
+        </div>
+      )}
       {p.label !== undefined && (
         <p class="label">
           Prediction: <strong data-testid="label">{p.label}</strong>
@@ -119,6 +179,7 @@ function Result({ answer, labels: names, videoUrl }: { answer: Answer; labels?: 
           ))}
         </ul>
       )}
+      {answer.evidence && <EvidenceView evidence={answer.evidence} />}
       {answer.video && (
         <dl class="facts">
           <dt>Frames</dt>
@@ -136,7 +197,7 @@ function Result({ answer, labels: names, videoUrl }: { answer: Answer; labels?: 
           <h3>Motion over time, per face region</h3>
           {moment && (
             <p>
-              Strongest movement at <strong data-testid="moment">{moment.t.toFixed(2)} s</strong> ({moment.region}).{' '}
+              Strongest movement at <strong data-testid="moment">{moment.t.toFixed(2)} s</strong> ({moment.region}): the highest point of the chart.{' '}
               <button type="button" onClick={() => seek(moment.t)}>
                 Show this moment
               </button>
@@ -239,8 +300,8 @@ function App() {
     if (video.size > cfg.max_upload_mb * 1024 * 1024) return setError(sentenceFor('payload_too_large'))
     setPhase({ kind: 'sending', progress: 0 })
     try {
-      const answer = await infer(model, video, filename, (progress) => setPhase({ kind: 'sending', progress }))
-      const entry = models.find((m) => m.name === model)
+      const entry = models.find((m) => m.name === model) ?? { name: model }
+      const answer = await infer(entry, video, filename, (progress) => setPhase({ kind: 'sending', progress }))
       setPhase({ kind: 'answered', answer, labels: entry?.labels })
     } catch (e) {
       fail(e)
@@ -344,7 +405,7 @@ function App() {
           </p>
         )}
       </section>
-      {phase.kind === 'answered' && <Result answer={phase.answer} labels={phase.labels} videoUrl={videoUrl} />}
+      {phase.kind === 'answered' && <Result answer={phase.answer} labels={phase.labels} videoUrl={videoUrl} onRecordAgain={() => void record()} />}
     </main>
   )
 }

@@ -19,6 +19,8 @@ export const SENTENCES: Record<string, string> = {
   video_too_large: 'The video holds too much to process. Please use a shorter or smaller video.',
   no_face: 'We could not see a face clearly. Face the camera in good light and try again.',
   invalid_features: 'The data sent could not be used. Please record again.',
+  poor_recording: 'The recording is not good enough to answer: the face is too dark, blurred, small or turned away. Please record again.',
+  evidence_unavailable: 'This model cannot show the examples it learned from. Please reload the page.',
   callback_not_allowed: 'The request could not be read. Please reload the page and try again.',
   model_error: 'Something went wrong on our side. Please try again in a moment.',
   internal: 'Something went wrong on our side. Please try again in a moment.',

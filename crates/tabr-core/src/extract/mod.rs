@@ -25,6 +25,7 @@
 mod channels;
 pub mod overlay;
 mod pipeline;
+pub mod quality;
 mod schedule;
 
 use std::path::Path;
@@ -46,6 +47,7 @@ use crate::spec::{FaceKind, Spec, SpecParams, N_CHANNELS, N_FEATURES};
 use crate::stats::summarize;
 use crate::video::{Decoder, VideoSource};
 use pipeline::{ms, Pipeline};
+pub use quality::{Quality, QualityCode, QualityThresholds, QualityWarning};
 use schedule::Schedule;
 
 /// A change of the face box: from frame `frame` on, the box is (`x`, `y`, `side`).
@@ -103,11 +105,13 @@ pub struct Meta {
     pub boxes: Vec<BoxChange>,
     /// Per-stage milliseconds.
     pub timings_ms: StageTimings,
+    /// How good the recording was, and warnings where it falls short.
+    pub quality: Quality,
 }
 
 /// The part of [`Meta`] a service answer carries about the video (its `video` object): what
 /// a person needs to judge the recording, without the extractor's internals.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct VideoSummary {
     /// Frames decoded.
     pub frames: u64,
@@ -121,6 +125,8 @@ pub struct VideoSummary {
     pub height: u32,
     /// Tries that found a face over all tries (0 without tries): how steadily the face was found.
     pub face_detect_rate: f64,
+    /// How good the recording was, and warnings where it falls short.
+    pub quality: Quality,
 }
 
 impl From<&Meta> for VideoSummary {
@@ -132,6 +138,7 @@ impl From<&Meta> for VideoSummary {
             width: m.width,
             height: m.height,
             face_detect_rate: m.face_detect_rate,
+            quality: m.quality.clone(),
         }
     }
 }
@@ -223,6 +230,7 @@ pub struct Extractor {
     face: Arc<dyn FaceMethod>,
     flow: Arc<dyn Flow>,
     params: SpecParams,
+    quality: QualityThresholds,
 }
 
 impl Extractor {
@@ -239,6 +247,7 @@ impl Extractor {
             face: Arc::new(HaarBox::new(detector)),
             flow: FlowMethod::default().build(),
             params,
+            quality: QualityThresholds::default(),
         }
     }
 
@@ -265,6 +274,7 @@ impl Extractor {
             face,
             flow: FlowMethod::default().build(),
             params,
+            quality: QualityThresholds::default(),
         })
     }
 
@@ -282,6 +292,11 @@ impl Extractor {
     /// test uses to perturb a method's answers.
     pub fn with_face_method(self, face: Arc<dyn FaceMethod>) -> Extractor {
         Extractor { face, ..self }
+    }
+
+    /// The same extractor with other thresholds for the recording-quality warnings.
+    pub fn with_quality_thresholds(self, quality: QualityThresholds) -> Extractor {
+        Extractor { quality, ..self }
     }
 
     /// The same extractor with another flow implementation.
@@ -402,6 +417,14 @@ impl Extractor {
                 decode_errors: decoder.decode_errors(),
                 boxes: st.boxes,
                 timings_ms: timings,
+                quality: pl.quality.finish(
+                    if st.tries == 0 {
+                        0.0
+                    } else {
+                        st.hits as f64 / st.tries as f64
+                    },
+                    &self.quality,
+                ),
             },
         })
     }

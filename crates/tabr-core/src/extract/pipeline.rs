@@ -10,6 +10,7 @@ use crossbeam_channel::Receiver;
 use opencv::core::Mat;
 
 use super::channels::{pair_job, PairOut};
+use super::quality::QualityAcc;
 use super::schedule::Schedule;
 use super::{pool, Extractor, StageTimings};
 use crate::error::{Error, Result};
@@ -45,6 +46,8 @@ pub(super) struct Pipeline<'a> {
     prev_crop: Option<Arc<FlowFrame>>,
     pub(super) series: Vec<[f64; N_CHANNELS]>,
     pub(super) timings: StageTimings,
+    /// What the tries show of the recording's quality.
+    pub(super) quality: QualityAcc,
     submitted: usize,
     received: usize,
 }
@@ -70,6 +73,7 @@ impl<'a> Pipeline<'a> {
             prev_crop: None,
             series: Vec::new(),
             timings: StageTimings::default(),
+            quality: QualityAcc::default(),
             submitted: 0,
             received: 0,
         }
@@ -83,10 +87,15 @@ impl<'a> Pipeline<'a> {
             // Where the schedule starts depends on each answer: tried in order, right here.
             if !self.schedule.hopeless {
                 let found = face.detect(&gray, params, self.schedule.last_hit.as_ref())?;
+                if let Some(g) = &found {
+                    self.quality.hit(g);
+                }
                 self.schedule
                     .apply(idx, found, |a, b| face.replaces(a, b, params));
                 if let Some(g) = self.schedule.current {
-                    self.prev_crop = Some(Arc::new(FlowFrame::new(face.crop(&gray, &g, self.n)?)?));
+                    let crop = face.crop(&gray, &g, self.n)?;
+                    self.quality.crop(&crop)?;
+                    self.prev_crop = Some(Arc::new(FlowFrame::new(crop)?));
                     self.prev_gray = Some(gray);
                 }
             }
@@ -148,14 +157,19 @@ impl<'a> Pipeline<'a> {
         let t = Instant::now();
         while let Some(&(i, _)) = self.pending.front() {
             let mut changed = false;
-            if self.schedule.is_try(i) {
+            let tried = self.schedule.is_try(i);
+            if tried {
                 let Some(found) = self.detections.remove(&i) else {
                     break;
                 };
+                let found = found?;
+                if let Some(g) = &found {
+                    self.quality.hit(g);
+                }
                 let (face, params) = (&self.ex.face, &self.ex.params);
                 changed = self
                     .schedule
-                    .apply(i, found?, |a, b| face.replaces(a, b, params));
+                    .apply(i, found, |a, b| face.replaces(a, b, params));
                 self.start_try();
             }
             let Some((i, g)) = self.pending.pop_front() else {
@@ -171,7 +185,11 @@ impl<'a> Pipeline<'a> {
                     .crop(frame, &geo, self.n)
                     .and_then(FlowFrame::new)
             };
-            let cur = Arc::new(crop(&g)?);
+            let cur_crop = self.ex.face.crop(&g, &geo, self.n)?;
+            if tried {
+                self.quality.crop(&cur_crop)?;
+            }
+            let cur = Arc::new(FlowFrame::new(cur_crop)?);
             let prev = match (&self.prev_crop, changed, &self.prev_gray) {
                 (Some(pc), false, _) => pc.clone(),
                 (_, _, Some(pg)) => Arc::new(crop(pg)?),

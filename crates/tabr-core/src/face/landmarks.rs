@@ -67,14 +67,55 @@ impl MeshRegion {
     }
 }
 
-/// What FaceMesh says of a region: the 468 landmarks in frame pixels and its face flag (a
-/// logit: above 0, a face fills the region).
+/// What FaceMesh says of a region: the 468 landmarks in frame pixels, its face flag (a
+/// logit: above 0, a face fills the region) and the head's pose.
 #[derive(Debug, Clone)]
 pub struct Landmarks {
     /// The 468 points, frame pixels.
     pub points: Vec<[f64; 2]>,
     /// The face flag's logit.
     pub flag: f64,
+    /// The head's rotation, from the landmarks' depth.
+    pub pose: Pose,
+}
+
+/// A head's rotation in degrees, read off FaceMesh's 3-D landmarks (its `z` is depth on the
+/// scale of `x`): `yaw` turns the face left or right (the cheek edges' depth difference),
+/// `pitch` up or down (forehead against chin), `roll` tilts it in the image (the eye line).
+/// 0 is a face looking straight at the camera; the sign says the direction. A recording
+/// quality measure, not a calibrated head-pose estimate: a few degrees either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pose {
+    /// Left–right turn, degrees.
+    pub yaw: f64,
+    /// Up–down nod, degrees.
+    pub pitch: f64,
+    /// Tilt in the image, degrees.
+    pub roll: f64,
+}
+
+/// FaceMesh's cheek edges (image left, image right), forehead top, chin, and the eyes' outer
+/// corners (image left, image right).
+const POSE_POINTS: [usize; 6] = [234, 454, 10, 152, 33, 263];
+
+/// What FaceMesh's forehead–chin depth reads on a face looking straight at the camera: 10°,
+/// 11.5° and 16.5° (middles of their ranges) on the three frontal LivePortrait fixtures
+/// (d0, d18, d19). Taken off, so that 0 is frontal.
+const FRONTAL_PITCH_DEG: f64 = 12.0;
+
+impl Pose {
+    /// The pose of landmarks in FaceMesh's crop (`x`, `y`, `z` per point, crop pixels) whose
+    /// crop is turned `angle` radians in the frame.
+    fn of_mesh(p: &[f32], angle: f64) -> Pose {
+        let at = |i: usize| [f64::from(p[3 * i]), f64::from(p[3 * i + 1]), f64::from(p[3 * i + 2])];
+        let [l, r, top, chin, eye_l, eye_r] = POSE_POINTS.map(at);
+        let deg = f64::to_degrees;
+        Pose {
+            yaw: deg((r[2] - l[2]).atan2(r[0] - l[0])),
+            pitch: deg((chin[2] - top[2]).atan2(chin[1] - top[1])) - FRONTAL_PITCH_DEG,
+            roll: deg((eye_r[1] - eye_l[1]).atan2(eye_r[0] - eye_l[0]) + angle),
+        }
+    }
 }
 
 impl FaceMesh {
@@ -127,6 +168,7 @@ impl FaceMesh {
                 .map(|p| apply(&m, [f64::from(p[0]) - 0.5, f64::from(p[1]) - 0.5]))
                 .collect(),
             flag: f64::from(flag),
+            pose: Pose::of_mesh(pts, r.angle),
         })
     }
 }

@@ -13,7 +13,7 @@ use opencv::imgproc;
 use super::affine::{apply, invert, scale_angle, similarity, Affine};
 use super::detector::DETECTOR_VIEWS;
 use super::haar::{self, DetectScratch, FaceBox, FaceDetector};
-use super::landmarks::{MeshRegion, FIT_POINTS};
+use super::landmarks::{Landmarks, MeshRegion, Pose, FIT_POINTS};
 use super::networks::FaceMesh;
 use super::warp::{shrink, warp_exact, Outside};
 use crate::error::{Error, Result};
@@ -34,6 +34,10 @@ pub enum Geometry {
         /// Where the next try looks for the face first (v2 §3.5): the region the landmarks of
         /// this fit imply.
         track: MeshRegion,
+        /// The head's pose on this try (recording quality only; the features never use it).
+        pose: Pose,
+        /// FaceMesh's face flag on this try, a logit (recording quality only).
+        flag: f64,
     },
 }
 
@@ -195,11 +199,11 @@ impl LandmarkAligned {
         &self,
         gray: &Mat,
         last: Option<&Geometry>,
-    ) -> Result<Option<Vec<[f64; 2]>>> {
+    ) -> Result<Option<Landmarks>> {
         if let Some(Geometry::Aligned { track, .. }) = last {
             let found = self.mesh.landmarks_in(gray, track)?;
             if found.flag > 0.0 {
-                return Ok(Some(found.points));
+                return Ok(Some(found));
             }
         }
         // v2 §5's detection try: the detector's views of the frame in turn (§2.1).
@@ -215,7 +219,7 @@ impl LandmarkAligned {
     /// letterboxed into `view` times its longer side, placed by FaceMesh; `None` when the
     /// detector finds none or FaceMesh's face flag on the placed landmarks is not above 0 (a
     /// detector's guess on a blurred speck gives landmarks of noise, whose flag says so).
-    pub fn detected_in(&self, gray: &Mat, view: f64) -> Result<Option<Vec<[f64; 2]>>> {
+    pub fn detected_in(&self, gray: &Mat, view: f64) -> Result<Option<Landmarks>> {
         let Some(d) = self.mesh.detect_in(gray, view)? else {
             return Ok(None);
         };
@@ -226,7 +230,7 @@ impl LandmarkAligned {
         let again = self
             .mesh
             .landmarks_in(gray, &MeshRegion::from_landmarks(&first))?;
-        Ok((again.flag > 0.0).then_some(again.points))
+        Ok((again.flag > 0.0).then_some(again))
     }
 
     /// v2 §5's try, aligned: [`LandmarkAligned::landmarks_after`] and the fit they imply.
@@ -235,7 +239,8 @@ impl LandmarkAligned {
     }
 
     /// The fit (v2 §4.1–4.3) that FaceMesh's 468 landmarks, in frame pixels, imply.
-    pub fn align(pts: Vec<[f64; 2]>) -> AlignedFit {
+    pub fn align(found: Landmarks) -> AlignedFit {
+        let Landmarks { points: pts, flag, pose } = found;
         let src = FIT_POINTS.map(|i| pts[i]);
         let to_frame = similarity(&TEMPLATE, &src);
         let corners = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]].map(|p| apply(&to_frame, p));
@@ -256,6 +261,8 @@ impl LandmarkAligned {
                 to_frame,
                 bbox,
                 track: MeshRegion::from_landmarks(&pts),
+                pose,
+                flag,
             },
             points: pts,
         }

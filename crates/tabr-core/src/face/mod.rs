@@ -30,7 +30,7 @@ pub use haar::{
     box_from_detection, detect, pick_largest, DetectScratch, FaceBox, FaceDetector,
     DEFAULT_CASCADE_XML,
 };
-pub use landmarks::{Landmarks, MeshRegion, FIT_POINTS, MESH_SIZE, N_LANDMARKS, ROI_SCALE};
+pub use landmarks::{Landmarks, MeshRegion, Pose, FIT_POINTS, MESH_SIZE, N_LANDMARKS, ROI_SCALE};
 pub use method::{
     AlignedFit, FaceMethod, Geometry, HaarBox, LandmarkAligned, ALIGN_KEEP_PX, TEMPLATE,
 };

@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::extract::{QualityCode, QualityThresholds};
 use crate::spec::{self, Spec, SpecParams};
 
 /// The directory format this build reads.
@@ -68,6 +69,10 @@ pub struct Files {
     /// `golden.json` (optional).
     #[serde(default)]
     pub golden: Option<String>,
+    /// `candidates.json`: each candidate's id and label and the nearest-neighbour distances
+    /// of the training set (with `onnx.evidence`; models exported before it have neither).
+    #[serde(default)]
+    pub candidates: Option<String>,
 }
 
 /// ONNX I/O description.
@@ -79,6 +84,26 @@ pub struct OnnxIo {
     pub output: String,
     /// Output width.
     pub d_out: usize,
+    /// The graph's evidence outputs (optional: models exported before them answer without).
+    #[serde(default)]
+    pub evidence: Option<EvidenceIo>,
+}
+
+/// The outputs through which the graph shows the training rows a prediction drew on, each
+/// `[n, k]`: the nearest candidates' indices (int64), squared distances in the model's key
+/// space, weights in the prediction (the retrieval softmax) and labels (class index or value).
+#[derive(Debug, Clone, Deserialize)]
+pub struct EvidenceIo {
+    /// Neighbours per row.
+    pub k: usize,
+    /// Output of the candidates' indices.
+    pub index: String,
+    /// Output of their squared distances.
+    pub distance: String,
+    /// Output of their weights.
+    pub weight: String,
+    /// Output of their labels.
+    pub label: String,
 }
 
 /// A parsed, validated manifest.
@@ -105,6 +130,22 @@ pub struct Manifest {
     pub files: Files,
     /// ONNX I/O.
     pub onnx: OnnxIo,
+    /// Recording-quality thresholds and the warnings that refuse a video (optional).
+    #[serde(default)]
+    pub quality: QualityPolicy,
+}
+
+/// A model's say on recording quality: the thresholds of the warnings, and which warnings
+/// refuse a video with `poor_recording` (none by default: warnings are only reported).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityPolicy {
+    /// Where the warnings start (defaults for those not given).
+    #[serde(default)]
+    pub thresholds: QualityThresholds,
+    /// Warnings that refuse the video (422 `poor_recording`).
+    #[serde(default)]
+    pub refuse: Vec<QualityCode>,
 }
 
 fn bad(msg: impl Into<String>) -> Error {
@@ -177,6 +218,17 @@ impl Manifest {
                 self.task.as_str(),
                 self.labels.len()
             )));
+        }
+        self.quality.thresholds.validate()?;
+        if let Some(e) = &self.onnx.evidence {
+            if e.k == 0 || e.k > 1024 {
+                return Err(bad(format!("onnx.evidence.k is {}: 1 to 1024", e.k)));
+            }
+            if self.files.candidates.is_none() {
+                return Err(bad(
+                    "onnx.evidence needs files.candidates (the candidates' ids and distances)",
+                ));
+            }
         }
         if self.onnx.d_out != want_out {
             return Err(bad(format!(

@@ -4,8 +4,11 @@
 //! path to the directory, parses `preprocess.json`, builds the model's own extractor (its
 //! spec parameters and face cascade), opens `model.onnx` with ONNX Runtime and, when the
 //! directory has `golden.json`, checks the outputs against it. One loaded model serves
-//! concurrent calls from a pool of ONNX sessions (`sessions`; 1 is a plain mutex).
+//! concurrent calls from a pool of ONNX sessions (`sessions`; 1 is a plain mutex). A model
+//! exported with evidence outputs also says which training rows each prediction drew on and
+//! how novel the row is ([`evidence`]).
 
+pub mod evidence;
 pub mod manifest;
 pub mod preprocess;
 pub mod runtime;
@@ -22,6 +25,7 @@ use crate::extract::{CancelFlag, Extractor, FaceAssets, Features};
 use crate::flow::FlowMethod;
 use crate::spec::Limits;
 use crate::video::VideoSource;
+pub use evidence::{Candidates, Evidence, Neighbour};
 pub use manifest::{FeatureSpec, Manifest, Task};
 pub use preprocess::Preprocess;
 pub use runtime::Provider;
@@ -77,6 +81,9 @@ pub struct ModelInfo {
     pub features: FeatureSpec,
     /// Execution provider in use (`cpu` or `cuda`).
     pub provider: String,
+    /// Neighbours each prediction's [`Evidence`] lists; 0 for a model exported without
+    /// evidence outputs.
+    pub evidence_k: usize,
 }
 
 /// One prediction.
@@ -106,6 +113,26 @@ pub struct VideoPrediction {
     pub features: Features,
     /// Milliseconds spent in preprocessing and the model.
     pub predict_ms: f64,
+    /// The training rows the prediction drew on, when the model has evidence outputs.
+    pub evidence: Option<Evidence>,
+}
+
+/// A prediction with its evidence (when the model has evidence outputs and it was asked for).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explained {
+    /// The prediction.
+    pub prediction: Prediction,
+    /// What it drew on.
+    pub evidence: Option<Evidence>,
+}
+
+/// The raw evidence tensors of one run, row-major `[n, k]`.
+struct EvidenceRun {
+    k: usize,
+    index: Vec<i64>,
+    distance: Vec<f32>,
+    weight: Vec<f32>,
+    label: Vec<f32>,
 }
 
 /// A loaded model.
@@ -116,6 +143,7 @@ pub struct Model {
     extractor: Extractor,
     sessions: Sessions,
     golden: Option<PathBuf>,
+    candidates: Option<Candidates>,
     warnings: Vec<String>,
 }
 
@@ -147,6 +175,15 @@ impl Model {
             .as_deref()
             .map(|g| manifest::confined(dir, g, "golden"))
             .transpose()?;
+        // Manifest::validate made files.candidates go with onnx.evidence.
+        let candidates = match (&m.onnx.evidence, m.files.candidates.as_deref()) {
+            (Some(_), Some(c)) => Some(Candidates::load(&manifest::confined(
+                dir,
+                c,
+                "candidates",
+            )?)?),
+            _ => None,
+        };
         let pre_text = std::fs::read_to_string(&pre)
             .map_err(|_| model_error("preprocess.json cannot be read"))?;
         let preprocess = Preprocess::from_json(&pre_text, m.n_features)?;
@@ -162,7 +199,9 @@ impl Model {
             cascade: cascade.as_deref(),
             ort_dylib: opts.ort_dylib_path.as_deref(),
         };
-        let extractor = Extractor::for_spec(spec, params, assets)?.with_flow_method(opts.flow);
+        let extractor = Extractor::for_spec(spec, params, assets)?
+            .with_flow_method(opts.flow)
+            .with_quality_thresholds(m.quality.thresholds);
 
         let bytes: Arc<[u8]> = std::fs::read(&onnx)
             .map_err(|_| model_error("model.onnx cannot be read"))?
@@ -176,6 +215,12 @@ impl Model {
             n_features: m.n_features,
             features: m.features.clone(),
             provider: if sessions.cuda() { "cuda" } else { "cpu" }.into(),
+            evidence_k: m
+                .onnx
+                .evidence
+                .as_ref()
+                .filter(|_| candidates.is_some())
+                .map_or(0, |e| e.k),
         };
         let model = Model {
             info,
@@ -184,6 +229,7 @@ impl Model {
             extractor,
             sessions,
             golden,
+            candidates,
             warnings,
         };
         if opts.verify_golden && model.golden.is_some() {
@@ -259,8 +305,14 @@ impl Model {
 
     /// Logits for a batch of raw rows.
     pub fn logits(&self, rows: &[&[f64]]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.run(rows, false)?.0)
+    }
+
+    /// Runs the network on raw rows: the logits, and the evidence tensors when asked for and
+    /// the model has them.
+    fn run(&self, rows: &[&[f64]], evidence: bool) -> Result<(Vec<Vec<f32>>, Option<EvidenceRun>)> {
         if rows.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let x = self.inputs(rows)?;
         let (n, f, d) = (
@@ -268,8 +320,9 @@ impl Model {
             self.manifest.n_features,
             self.manifest.onnx.d_out,
         );
+        let io = self.manifest.onnx.evidence.as_ref().filter(|_| evidence);
         let fail = |_| Error::new(ErrorCode::ModelError, "the model failed to run");
-        let flat = self.sessions.with(|s| {
+        let (flat, ev) = self.sessions.with(|s| {
             let input = Tensor::from_array(([n, f], x.into_boxed_slice())).map_err(fail)?;
             let outputs = s
                 .run(ort::inputs![self.manifest.onnx.input.as_str() => input])
@@ -280,7 +333,37 @@ impl Model {
             if shape.len() != 2 || shape[0] as usize != n || shape[1] as usize != d {
                 return Err(model_error("the model's output has an unexpected shape"));
             }
-            Ok(data.to_vec())
+            let ev = match io {
+                None => None,
+                Some(io) => {
+                    let k = io.k;
+                    let shaped = |name: &str, shape: &[i64]| {
+                        if shape.len() != 2 || shape[0] as usize != n || shape[1] as usize != k {
+                            Err(model_error(format!(
+                                "the model's output {name:?} has an unexpected shape"
+                            )))
+                        } else {
+                            Ok(())
+                        }
+                    };
+                    let floats = |name: &str| -> Result<Vec<f32>> {
+                        let (shape, data) = outputs[name].try_extract_tensor::<f32>().map_err(fail)?;
+                        shaped(name, shape)?;
+                        Ok(data.to_vec())
+                    };
+                    let (shape, index) =
+                        outputs[io.index.as_str()].try_extract_tensor::<i64>().map_err(fail)?;
+                    shaped(&io.index, shape)?;
+                    Some(EvidenceRun {
+                        k,
+                        index: index.to_vec(),
+                        distance: floats(&io.distance)?,
+                        weight: floats(&io.weight)?,
+                        label: floats(&io.label)?,
+                    })
+                }
+            };
+            Ok((data.to_vec(), ev))
         })?;
         // Finite inputs can still overflow inside the network (values far outside the
         // training range): such a row has no answer, so it is refused by its index.
@@ -296,7 +379,70 @@ impl Model {
                 format!("{at}the model's output overflows for these feature values (far outside its training range)"),
             ));
         }
-        Ok(flat.chunks(d).map(<[f32]>::to_vec).collect())
+        Ok((flat.chunks(d).map(<[f32]>::to_vec).collect(), ev))
+    }
+
+    /// Row `r`'s evidence from a run's tensors.
+    fn evidence_of(&self, ev: &EvidenceRun, r: usize) -> Result<Evidence> {
+        let Some(c) = &self.candidates else {
+            return Err(model_error("the model has no candidates.json"));
+        };
+        let at = r * ev.k..(r + 1) * ev.k;
+        let mut neighbours = Vec::with_capacity(ev.k);
+        for (j, &i) in ev.index[at.clone()].iter().enumerate() {
+            let id = usize::try_from(i)
+                .ok()
+                .and_then(|i| c.id(i))
+                .ok_or_else(|| model_error("the model's evidence names a candidate candidates.json lacks"))?;
+            let y = ev.label[at.start + j];
+            let (label, value) = match self.manifest.task {
+                Task::Regression => (None, Some(f64::from(y))),
+                _ => (
+                    Some(
+                        self.manifest
+                            .labels
+                            .get(y as usize)
+                            .filter(|_| y >= 0.0 && y.fract() == 0.0)
+                            .cloned()
+                            .ok_or_else(|| model_error("the model's evidence has a label outside its classes"))?,
+                    ),
+                    None,
+                ),
+            };
+            neighbours.push(Neighbour {
+                id: id.to_string(),
+                label,
+                value,
+                weight: f64::from(ev.weight[at.start + j]),
+                distance: f64::from(ev.distance[at.start + j]).max(0.0),
+            });
+        }
+        let nearest = neighbours.first().map_or(f64::INFINITY, |n| n.distance);
+        Ok(Evidence {
+            neighbours,
+            novelty: c.novelty(nearest),
+        })
+    }
+
+    /// Predicts raw rows with their evidence where the model has it (else `evidence: None`).
+    pub fn explain_batch(&self, rows: &[&[f64]]) -> Result<Vec<Explained>> {
+        let (logits, ev) = self.run(rows, true)?;
+        logits
+            .iter()
+            .enumerate()
+            .map(|(r, l)| {
+                Ok(Explained {
+                    prediction: self.postprocess(l),
+                    evidence: ev.as_ref().map(|ev| self.evidence_of(ev, r)).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    /// [`Model::explain_batch`] for one row.
+    pub fn explain(&self, row: &[f64]) -> Result<Explained> {
+        let mut out = self.explain_batch(&[row])?;
+        out.pop().ok_or_else(|| model_error("the model gave no answer"))
     }
 
     /// Predicts one raw feature row (NaN = missing; the imputer fills it).
@@ -327,13 +473,32 @@ impl Model {
         if cancel.is_cancelled() {
             return Err(Error::aborted());
         }
+        // The warnings this model refuses: the person should record again.
+        let refused: Vec<&str> = features
+            .meta
+            .quality
+            .warnings
+            .iter()
+            .filter(|w| self.manifest.quality.refuse.contains(&w.code))
+            .map(|w| w.message.as_str())
+            .collect();
+        if !refused.is_empty() {
+            return Err(Error::new(
+                ErrorCode::PoorRecording,
+                format!("please record again: {}", refused.join(" ")),
+            ));
+        }
         let t = std::time::Instant::now();
         let row: Vec<f64> = features.values.iter().map(|&v| f64::from(v)).collect();
-        let prediction = self.predict(&row)?;
+        let Explained {
+            prediction,
+            evidence,
+        } = self.explain(&row)?;
         Ok(VideoPrediction {
             prediction,
             features,
             predict_ms: t.elapsed().as_secs_f64() * 1e3,
+            evidence,
         })
     }
 
@@ -390,8 +555,29 @@ impl Model {
             })
             .collect();
         let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
-        let logits = self.logits(&refs)?;
+        let (logits, ev) = self.run(&refs, true)?;
         let mut worst = 0.0f64;
+        if let Some(ev) = &ev {
+            // The evidence as PyTorch computed it: weights absolute, squared distances
+            // relative to their size. Indices may differ only between equally near candidates,
+            // whose distances then agree.
+            for (i, e) in g["evidence"]
+                .as_array()
+                .ok_or_else(|| model_error("golden.json has no evidence for a model with evidence outputs"))?
+                .iter()
+                .enumerate()
+            {
+                for j in 0..ev.k {
+                    let at = i * ev.k + j;
+                    let (w, d) = (&e["weight"][j], &e["distance"][j]);
+                    let (Some(w), Some(d), Some(_)) = (w.as_f64(), d.as_f64(), ev.weight.get(at)) else {
+                        return Err(model_error("golden.json evidence is incomplete"));
+                    };
+                    worst = worst.max((f64::from(ev.weight[at]) - w).abs());
+                    worst = worst.max((f64::from(ev.distance[at]) - d).abs() / d.abs().max(1.0));
+                }
+            }
+        }
         for (i, l) in logits.iter().enumerate() {
             for (j, v) in l.iter().enumerate() {
                 let want = g["logits"][i][j]

@@ -129,7 +129,7 @@ impl Sessions {
     }
 }
 
-/// The graph takes the manifest's input and gives its output.
+/// The graph takes the manifest's input and gives its output (and its evidence outputs).
 fn check_io(s: &Session, m: &Manifest) -> Result<()> {
     if !s.inputs.iter().any(|i| i.name == m.onnx.input)
         || !s.outputs.iter().any(|o| o.name == m.onnx.output)
@@ -138,6 +138,15 @@ fn check_io(s: &Session, m: &Manifest) -> Result<()> {
             "model.onnx must take {:?} and give {:?}",
             m.onnx.input, m.onnx.output
         )));
+    }
+    if let Some(e) = &m.onnx.evidence {
+        for name in [&e.index, &e.distance, &e.weight, &e.label] {
+            if !s.outputs.iter().any(|o| &o.name == name) {
+                return Err(model_error(format!(
+                    "model.onnx has no output {name:?} (manifest onnx.evidence)"
+                )));
+            }
+        }
     }
     Ok(())
 }

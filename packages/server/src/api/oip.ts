@@ -4,6 +4,11 @@
 // regression `value` FP32 [N, 1]. With Triton's binary tensor data extension, which common
 // clients use by default: a JSON header of `Inference-Header-Content-Length` bytes, then the
 // raw little-endian tensors in the order of the header's `binary_data_size` parameters.
+// A model exported with evidence outputs also answers, when a request names them, each row's
+// nearest training rows (`neighbour_id`, `neighbour_label` or `neighbour_value`,
+// `neighbour_weight`, `neighbour_distance`, [N, k]) and `novelty` [N, 1]; the metadata lists
+// them, and a request without `outputs` gets the prediction's outputs only, so a client that
+// takes everything by default pays nothing for them.
 // Why it is built this way:
 // - Parsing and encoding are plain functions of bytes and the model's metadata, apart from
 //   Express (routes/oip.ts), so every refusal is one place: a hostile header, shape, length or
@@ -42,6 +47,22 @@ export function outputsOf(info: ModelInfo): TensorMeta[] {
       ]
 }
 
+/** The evidence outputs a request may name (none for a model exported without them). */
+export function evidenceOutputsOf(info: ModelInfo): TensorMeta[] {
+  const k = info.evidence_k
+  if (!k) return []
+  return [
+    { name: 'neighbour_id', datatype: 'BYTES', shape: [-1, k] },
+    info.task === 'regression' ? { name: 'neighbour_value', datatype: 'FP32', shape: [-1, k] } : { name: 'neighbour_label', datatype: 'BYTES', shape: [-1, k] },
+    { name: 'neighbour_weight', datatype: 'FP32', shape: [-1, k] },
+    { name: 'neighbour_distance', datatype: 'FP32', shape: [-1, k] },
+    { name: 'novelty', datatype: 'FP32', shape: [-1, 1] },
+  ]
+}
+
+/** Whether a parsed request names an evidence output. */
+export const asksEvidence = (req: TensorRequest) => req.outputs.some((o) => o.name.startsWith('neighbour_') || o.name === 'novelty')
+
 /** `GET /v2/models/{name}`: the protocol's model metadata. */
 export function modelMetadata(info: ModelInfo) {
   return {
@@ -49,7 +70,7 @@ export function modelMetadata(info: ModelInfo) {
     versions: [info.version],
     platform: PLATFORM,
     inputs: [{ name: INPUT_NAME, datatype: 'FP32', shape: [-1, info.n_features] }],
-    outputs: outputsOf(info),
+    outputs: [...outputsOf(info), ...evidenceOutputsOf(info)],
   }
 }
 
@@ -136,7 +157,7 @@ export function parseInferRequest(body: Buffer, headerLength: string | string[] 
 
   const params = paramsOf(header.parameters, 'the request')
   const binaryAll = optionalBool(params.binary_data_output, 'parameters.binary_data_output') ?? false
-  const known = outputsOf(info).map((o) => o.name)
+  const known = [...outputsOf(info), ...evidenceOutputsOf(info)].map((o) => o.name)
   let outputs: TensorRequest['outputs']
   if (header.outputs === undefined || (Array.isArray(header.outputs) && header.outputs.length === 0)) {
     outputs = known.map((name) => ({ name, binary: binaryAll }))
@@ -209,7 +230,18 @@ export function encodeInferResponse(info: ModelInfo, req: TensorRequest, r: Batc
     label: () => ({ shape: [r.rows], values: r.labels ?? [] }),
     value: () => ({ shape: [r.rows, 1], values: Float32Array.from(r.values ?? []) }),
   }
-  const meta = new Map(outputsOf(info).map((o) => [o.name, o]))
+  const k = info.evidence_k
+  const ev = r.evidence ?? []
+  const perNeighbour = <T>(f: (n: NonNullable<BatchResult['evidence']>[number]['neighbours'][number]) => T) => ev.flatMap((e) => e.neighbours.map(f))
+  Object.assign(tensors, {
+    neighbour_id: () => ({ shape: [r.rows, k], values: perNeighbour((n) => n.id) }),
+    neighbour_label: () => ({ shape: [r.rows, k], values: perNeighbour((n) => n.label ?? '') }),
+    neighbour_value: () => ({ shape: [r.rows, k], values: Float32Array.from(perNeighbour((n) => n.value ?? Number.NaN)) }),
+    neighbour_weight: () => ({ shape: [r.rows, k], values: Float32Array.from(perNeighbour((n) => n.weight)) }),
+    neighbour_distance: () => ({ shape: [r.rows, k], values: Float32Array.from(perNeighbour((n) => n.distance)) }),
+    novelty: () => ({ shape: [r.rows, 1], values: Float32Array.from(ev, (e) => e.novelty) }),
+  })
+  const meta = new Map([...outputsOf(info), ...evidenceOutputsOf(info)].map((o) => [o.name, o]))
   const chunks: Buffer[] = []
   const outputs: OutputTensor[] = req.outputs.map(({ name, binary }) => {
     const { shape, values } = tensors[name]!()

@@ -181,6 +181,34 @@ export const openapiFor = (mode: ExecutionMode) => {
                 values: { type: 'array', items: { type: 'array', items: { type: 'number' } }, description: 'per pair, the values in channels order' },
               },
             },
+            evidence: { $ref: '#/components/schemas/Evidence' },
+          },
+        },
+        Evidence: {
+          type: 'object',
+          description:
+            'with ?include=evidence (models exported with evidence outputs): the training rows the prediction drew on. TabR predicts by retrieving its nearest ' +
+            'training rows and mixing their labels; these are those rows, from the same computation. `novelty` is the share of training rows that are nearer to ' +
+            'their own nearest neighbour than this input is to its nearest: about uniform in 0–1 for inputs like the training data, near 1 for inputs unlike it ' +
+            '(it says "unlike what the model has seen", not "wrong")',
+          required: ['neighbours', 'novelty'],
+          properties: {
+            neighbours: {
+              type: 'array',
+              description: 'nearest first',
+              items: {
+                type: 'object',
+                required: ['id', 'weight', 'distance'],
+                properties: {
+                  id: { type: 'string', description: "the training row's id, as exported (e.g. its clip's file name)" },
+                  label: { type: 'string', description: 'its label (classifiers)' },
+                  value: { type: 'number', description: 'its target (regression)' },
+                  weight: { type: 'number', description: 'its weight in the prediction (the retrieval softmax over the model context)' },
+                  distance: { type: 'number', description: "squared L2 distance in the model's key space" },
+                },
+              },
+            },
+            novelty: { type: 'number', minimum: 0, maximum: 1 },
           },
         },
         Job: {
@@ -275,6 +303,7 @@ export const openapiFor = (mode: ExecutionMode) => {
             features: { type: 'object', properties: { name: { type: 'string' }, version: { type: 'integer' } } },
             inputs: { type: 'array', items: { type: 'string' } },
             provider: { type: 'string' },
+            evidence_k: { type: 'integer', description: "neighbours an answer's evidence lists; 0: exported without evidence outputs" },
           },
         },
       },
@@ -289,8 +318,10 @@ export const openapiFor = (mode: ExecutionMode) => {
             {
               name: 'include',
               in: 'query',
-              schema: { type: 'string', enum: ['features', 'series', 'features,series'] },
-              description: '`features`: add the feature names and values; `series`: add the 18 channels of every frame pair (when and where the face moved); both, comma-separated',
+              schema: { type: 'string', pattern: '^(features|series|evidence)(,(features|series|evidence))*$' },
+              description:
+                '`features`: add the feature names and values; `series`: add the 18 channels of every frame pair (when and where the face moved); ' +
+                '`evidence`: add the training rows the prediction drew on and its novelty (400 evidence_unavailable for a model exported without them); comma-separated',
             },
             { name: 'X-Request-Id', in: 'header', schema: { type: 'string' }, description: 'echoed; generated when absent' },
             ...(queue
@@ -357,7 +388,7 @@ export const openapiFor = (mode: ExecutionMode) => {
                   },
                 }
               : {}),
-            '400': error('bad_request: a malformed body, multipart limits, access_token in the query'),
+            '400': error('bad_request: a malformed body, multipart limits, access_token in the query; evidence_unavailable: ?include=evidence on a model exported without evidence outputs'),
             ...errors,
             '408': error('request_timeout: the body did not arrive within REQUEST_TIMEOUT_S'),
             '413': error('payload_too_large (MAX_UPLOAD_MB; JSON bodies 1 MB)'),

@@ -33,6 +33,8 @@ export const ERROR_TABLE = {
   video_too_large: { status: 422, retryable: false },
   no_face: { status: 422, retryable: false },
   invalid_features: { status: 422, retryable: false },
+  evidence_unavailable: { status: 400, retryable: false },
+  poor_recording: { status: 422, retryable: false },
   callback_not_allowed: { status: 422, retryable: false },
   model_error: { status: 500, retryable: true },
   internal: { status: 500, retryable: true },
@@ -85,7 +87,7 @@ export interface CodedError {
 }
 
 /** The codes a queue job can end with (the native ones and the service's). */
-const JOB_CODES = new Set<ErrorCode>([...NATIVE_CODES, 'model_not_found', 'timeout', 'internal', 'upload_expired'])
+const JOB_CODES = new Set<ErrorCode>([...NATIVE_CODES, 'model_not_found', 'timeout', 'internal', 'upload_expired', 'evidence_unavailable'])
 
 export function encodeError(err: unknown): string {
   const e = toApiError(err)

@@ -13,6 +13,7 @@ export interface Answer {
   timings_ms: Record<string, number>
   features?: InferenceResult['features']
   series?: InferenceResult['series']
+  evidence?: InferenceResult['evidence']
 }
 
 /** The handler's result as an answer (its features are there only when they were asked for). */
@@ -25,6 +26,7 @@ export function answerOf(model: string, handler: ModelHandler, r: InferenceResul
     timings_ms: r.timings_ms,
     ...(r.features ? { features: r.features } : {}),
     ...(r.series ? { series: r.series } : {}),
+    ...(r.evidence ? { evidence: r.evidence } : {}),
   }
 }
 
@@ -43,5 +45,6 @@ export function inferBody(a: Answer, requestId: string, totalMs: number): InferB
     timings_ms: { ...a.timings_ms, total: totalMs },
     ...(a.features ? { features: a.features } : {}),
     ...(a.series ? { series: a.series } : {}),
+    ...(a.evidence ? { evidence: a.evidence } : {}),
   }
 }

@@ -12,6 +12,7 @@ import type { Registry } from './registry.js'
 export interface RunOptions {
   includeFeatures: boolean
   includeSeries: boolean
+  includeEvidence: boolean
   requestId: string
   callbackUrl?: string
   /** The caller takes a job id instead of waiting (`Prefer: respond-async`); queue mode only. */
@@ -115,11 +116,11 @@ export class SyncExecutor implements Executor {
     return { answer }
   }
 
-  async run(model: string, input: InferenceInput | (() => Promise<InferenceInput>), opts: Pick<RunOptions, 'includeFeatures' | 'includeSeries'>): Promise<Answer> {
+  async run(model: string, input: InferenceInput | (() => Promise<InferenceInput>), opts: Pick<RunOptions, 'includeFeatures' | 'includeSeries' | 'includeEvidence'>): Promise<Answer> {
     const handler = await this.registry.get(model)
     const given = typeof input === 'function' ? await input() : input
     const admit = given.kind === 'features' ? this.featureLimiter : this.videoLimiter
-    return answerOf(model, handler, await admit.run((signal) => handler.infer(given, signal, { includeFeatures: opts.includeFeatures, includeSeries: opts.includeSeries })))
+    return answerOf(model, handler, await admit.run((signal) => handler.infer(given, signal, { includeFeatures: opts.includeFeatures, includeSeries: opts.includeSeries, includeEvidence: opts.includeEvidence })))
   }
 
   /**
@@ -127,8 +128,8 @@ export class SyncExecutor implements Executor {
    * limiter. Both modes run it here: see api/routes/oip.ts for why it never goes through the
    * queue.
    */
-  async runBatch(model: string, values: Float32Array, rows: number): Promise<BatchResult> {
+  async runBatch(model: string, values: Float32Array, rows: number, opts?: { evidence?: boolean }): Promise<BatchResult> {
     const handler = await this.registry.get(model)
-    return this.featureLimiter.run((signal) => handler.inferBatch(values, rows, signal))
+    return this.featureLimiter.run((signal) => handler.inferBatch(values, rows, signal, opts))
   }
 }

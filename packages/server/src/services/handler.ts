@@ -3,6 +3,7 @@
 // InferenceResult out. (DESIGN.md splits preprocess/predict; here one `infer` call lets a
 // handler run extraction and prediction as a single native task, with the model's own
 // feature parameters.)
+import type { Evidence } from '@org/tabr-native'
 import type { VideoLimits } from '../core/config.js'
 import type { NativeVideoSummary } from '../core/native.generated.js'
 
@@ -22,6 +23,9 @@ export interface InferOptions {
   includeFeatures: boolean
   /** Return the per-pair channels with the prediction (`?include=series`). */
   includeSeries: boolean
+  /** Return the training rows the prediction drew on and its novelty (`?include=evidence`);
+   * refused (400 evidence_unavailable) for a model exported without evidence outputs. */
+  includeEvidence: boolean
 }
 
 /** The 18 channels of every frame pair (`?include=series`): when and where the face moved. */
@@ -42,6 +46,8 @@ export interface InferenceResult {
   features?: { names: string[]; values: number[] }
   /** Set only when InferOptions.includeSeries asked for it. */
   series?: Series
+  /** Set only when InferOptions.includeEvidence asked for it. */
+  evidence?: Evidence
 }
 
 /** A batch's predictions, one entry per row in row order, as flat arrays. */
@@ -53,6 +59,8 @@ export interface BatchResult {
   probabilities?: Float64Array
   /** Regression: each row's value. */
   values?: Float64Array
+  /** Each row's evidence, when asked for. */
+  evidence?: Evidence[]
   /** Milliseconds of preprocessing and the model. */
   predict_ms: number
 }
@@ -66,6 +74,8 @@ export interface ModelInfo {
   features: { name: string; version: number }
   inputs: string[]
   provider: string
+  /** Neighbours an answer's `evidence` lists; 0: the model was exported without evidence outputs. */
+  evidence_k: number
 }
 
 export interface ModelHandler {
@@ -80,7 +90,7 @@ export interface ModelHandler {
    * Predicts `rows` feature vectors, row-major in `values` (NaN = missing), in one native
    * call; each row gets what `infer` would give it alone.
    */
-  inferBatch(values: Float32Array, rows: number, signal: AbortSignal): Promise<BatchResult>
+  inferBatch(values: Float32Array, rows: number, signal: AbortSignal, opts?: { evidence?: boolean }): Promise<BatchResult>
   /** Public metadata (never a filesystem path). Valid after load. */
   describe(): ModelInfo
 }

@@ -132,6 +132,7 @@ export class QueueExecutor implements Executor {
       kind: input.kind,
       include_features: opts.includeFeatures,
       include_series: opts.includeSeries,
+      include_evidence: opts.includeEvidence,
       request_id: opts.requestId,
       ...(opts.callbackUrl ? { callback_url: opts.callbackUrl } : {}),
     }

@@ -38,6 +38,7 @@ export interface JobData {
   include_features: boolean
   /** Absent in jobs of services from before the series existed. */
   include_series?: boolean
+  include_evidence?: boolean
   /** The submitting request's id: the result carries it, as in sync mode. */
   request_id: string
   callback_url?: string

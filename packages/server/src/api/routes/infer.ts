@@ -13,11 +13,11 @@ const prefersAsync = (req: Request) => /(^|[\s,;])respond-async($|[\s,;=])/i.tes
 
 type InferRequest = Request<{ model: string }>
 
-/** What `?include=` may add to the answer: `features`, `series`, or both (comma-separated or repeated). */
-const INCLUDES = new Set(['features', 'series'])
+/** What `?include=` may add to the answer: `features`, `series`, `evidence` (comma-separated or repeated). */
+const INCLUDES = new Set(['features', 'series', 'evidence'])
 function includes(raw: unknown): Set<string> {
   const parts = (raw === undefined ? [] : Array.isArray(raw) ? raw : [raw]).flatMap((v) => (typeof v === 'string' ? v.split(',') : [null]))
-  if (parts.some((p) => p === null || !INCLUDES.has(p.trim()))) throw new ApiError('bad_request', 'include: features, series, or both (comma-separated)')
+  if (parts.some((p) => p === null || !INCLUDES.has(p.trim()))) throw new ApiError('bad_request', 'include: features, series, evidence (comma-separated)')
   return new Set(parts.map((p) => p!.trim()))
 }
 
@@ -46,6 +46,7 @@ export function inferRoutes(app: Express, ctx: RouteContext): void {
       const opts = {
         includeFeatures: include.has('features'),
         includeSeries: include.has('series'),
+        includeEvidence: include.has('evidence'),
         requestId: req.id as string,
         callbackUrl: rawCallback === undefined ? undefined : checkCallback(rawCallback),
         respondAsync: prefersAsync(req),

@@ -11,7 +11,7 @@ import type { Express, NextFunction, Request } from 'express'
 import { SERVICE_NAME, SERVICE_VERSION } from '../../core/config.js'
 import { ApiError, modelVersionNotFound } from '../../core/errors.js'
 import type { ModelInfo } from '../../services/handler.js'
-import { EXTENSIONS, encodeInferResponse, modelMetadata, parseInferRequest, TENSOR_BODY_LIMIT } from '../oip.js'
+import { asksEvidence, EXTENSIONS, encodeInferResponse, modelMetadata, parseInferRequest, TENSOR_BODY_LIMIT } from '../oip.js'
 import { rawBody } from '../uploads.js'
 import type { ApiResponse, RouteContext } from './context.js'
 
@@ -66,7 +66,7 @@ export function oipRoutes(app: Express, { registry, sync, auth, config, metrics 
           res.locals.model = info.name
           const tensors = parseInferRequest(res.locals.body!, req.headers['inference-header-content-length'], info, config.maxBatchRows)
           // The version was checked by infoOf, before the body was parsed.
-          const result = await sync.runBatch(info.name, tensors.values, tensors.rows)
+          const result = await sync.runBatch(info.name, tensors.values, tensors.rows, { evidence: asksEvidence(tensors) })
           const { header, binary } = encodeInferResponse(info, tensors, result)
           const total = performance.now() - started
           res.locals.timings = { predict: result.predict_ms, total }

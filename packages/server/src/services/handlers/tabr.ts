@@ -4,7 +4,8 @@
 // The server-wide limits (MAX_VIDEO_SECONDS, MAX_FRAME_PIXELS, MAX_DECODED_MEGAPIXELS, MAX_FRAME_RATE) are
 // given to the native load, which applies the smaller of each and the manifest's own param.
 import { featureNames, loadModel, type Model, type PairSeries } from '@org/tabr-native'
-import type { BatchResult, HandlerFactory, HandlerOptions, InferenceInput, InferenceResult, InferOptions, ModelHandler, ModelInfo, Series } from '../handler.js'
+import { ApiError } from '../../core/errors.js'
+import type { BatchResult, HandlerFactory, HandlerOptions, InferenceInput, InferenceResult, InferOptions, ModelHandler, ModelInfo, Series, VideoSummary } from '../handler.js'
 
 /** The 90 names, built once per process: they name the values of every response that asks for them. */
 const FEATURE_NAMES = featureNames()
@@ -42,6 +43,7 @@ export class TabrHandler implements ModelHandler {
       features: i.features,
       inputs: ['video', 'features'],
       provider: i.provider,
+      evidence_k: i.evidenceK,
     }
   }
 
@@ -50,13 +52,20 @@ export class TabrHandler implements ModelHandler {
     return this.model
   }
 
+  /** Refuses, before any work, evidence asked of a model exported without it. */
+  private assertEvidence(asked: boolean | undefined): void {
+    if (asked && !this.describe().evidence_k)
+      throw new ApiError('evidence_unavailable', `model ${JSON.stringify(this.name)} was exported without evidence outputs (re-export it with export_tabr.py to get them)`)
+  }
+
   async infer(input: InferenceInput, signal: AbortSignal, opts: InferOptions): Promise<InferenceResult> {
+    this.assertEvidence(opts.includeEvidence)
     if (input.kind === 'features') {
       const t = performance.now()
       // A typed array crosses into native code in one copy (null → NaN = missing).
       const row = Float32Array.from(input.values, (v) => (v === null ? Number.NaN : v))
-      const prediction = await this.m.predict(row, signal)
-      return { prediction, timings_ms: { predict: performance.now() - t } }
+      const { evidence, ...prediction } = await this.m.predict(row, signal)
+      return { prediction, timings_ms: { predict: performance.now() - t }, ...(opts.includeEvidence && evidence ? { evidence } : {}) }
     }
     const r = await this.m.predictVideo(input.path, { features: opts.includeFeatures, series: opts.includeSeries }, signal)
     const meta = r.meta
@@ -70,16 +79,27 @@ export class TabrHandler implements ModelHandler {
         width: meta.width,
         height: meta.height,
         face_detect_rate: meta.faceDetectRate,
+        // The core's Quality as it is (napi types its warning codes as plain strings).
+        quality: meta.quality as VideoSummary['quality'],
       },
       timings_ms: { decode: t.decode, face: t.face, flow: t.flow, poc: t.poc, predict: r.predictMs },
       ...(r.features ? { features: { names: FEATURE_NAMES, values: Array.from(r.features) } } : {}),
       ...(r.series ? { series: seriesOf(r.series) } : {}),
+      ...(opts.includeEvidence && r.evidence ? { evidence: r.evidence } : {}),
     }
   }
 
-  async inferBatch(values: Float32Array, rows: number, signal: AbortSignal): Promise<BatchResult> {
-    const b = await this.m.predictBatch(values, rows, signal)
-    return { rows: b.rows, labels: b.labels ?? undefined, probabilities: b.probabilities ?? undefined, values: b.values ?? undefined, predict_ms: b.predictMs }
+  async inferBatch(values: Float32Array, rows: number, signal: AbortSignal, opts?: { evidence?: boolean }): Promise<BatchResult> {
+    this.assertEvidence(opts?.evidence)
+    const b = await this.m.predictBatch(values, rows, signal, { evidence: opts?.evidence ?? false })
+    return {
+      rows: b.rows,
+      labels: b.labels ?? undefined,
+      probabilities: b.probabilities ?? undefined,
+      values: b.values ?? undefined,
+      evidence: b.evidence ?? undefined,
+      predict_ms: b.predictMs,
+    }
   }
 
   /** Built once at load: every response names the model version. */
