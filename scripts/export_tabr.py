@@ -23,7 +23,8 @@ and labels. The feature spec is the one recorded where the features came from (a
 records it, and is refused when it contradicts what is recorded. Output: ``model.onnx``
 (candidate keys and labels baked in, top-k retrieval in the graph), ``preprocess.json``,
 ``manifest.json``, ``golden.json``, ``candidates.json`` (each candidate's id and label, and
-the distance from each to its nearest other candidate: the yardstick of an answer's novelty),
+the distance from each to its nearest other candidate in the model's input space: the
+yardstick of an answer's novelty),
 for poc-abs/1 the face cascade, and a ``README.md``. The graph also outputs each row's
 ``--evidence-k`` nearest candidates, their distances, weights and labels (``evidence`` in an
 answer). The ONNX file is run with onnxruntime against ``golden.json`` before success is
@@ -64,7 +65,7 @@ class ExportError(Exception):
 DEFAULT_CONTEXT_SIZE = 96
 # Nearest candidates an answer's evidence lists by default.
 DEFAULT_EVIDENCE_K = 5
-EVIDENCE_OUTPUTS = ["neighbour_index", "neighbour_distance", "neighbour_weight", "neighbour_label"]
+EVIDENCE_OUTPUTS = ["neighbour_index", "neighbour_distance", "neighbour_weight", "neighbour_label", "nearest_input_distance"]
 #: Candidates whose features reach this far from 0 (in mean or spread) were not standardised.
 RAW_SCALE = 10.0
 #: The feature spec when neither the inputs nor --feature-spec say which (stated on stderr).
@@ -280,7 +281,7 @@ def verify_onnx(out: Path, golden: dict[str, Any], tolerance: float = 1e-4) -> f
 
     try:
         session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-        got, _, dist, weight, _ = session.run(["logits", *EVIDENCE_OUTPUTS], {"x": np.array(golden["preprocessed"], dtype=np.float32)})
+        got, _, dist, weight, _, nearest = session.run(["logits", *EVIDENCE_OUTPUTS], {"x": np.array(golden["preprocessed"], dtype=np.float32)})
     except Exception as e:
         raise ExportError(f"the written model.onnx does not run in onnxruntime ({type(e).__name__})") from None
     worst = 0.0
@@ -291,6 +292,8 @@ def verify_onnx(out: Path, golden: dict[str, Any], tolerance: float = 1e-4) -> f
         # Distances are compared relative to their size (squared distances of a few hundred).
         d_want = np.array([e["distance"] for e in want])
         worst = max(worst, float(np.max(np.abs(dist - d_want) / np.maximum(1.0, np.abs(d_want)))))
+        n_want = np.array([e["nearest_input_distance"] for e in want])
+        worst = max(worst, float(np.max(np.abs(nearest[:, 0] - n_want) / np.maximum(1.0, np.abs(n_want)))))
     if not worst <= tolerance:
         raise ExportError(f"the written model.onnx gives logits {worst:.2e} away from PyTorch's (tolerance {tolerance:g})")
     return worst
@@ -455,7 +458,7 @@ def export(args: argparse.Namespace) -> Path:
         "files": files,
         "onnx": {
             "input": "x", "output": "logits", "d_out": d_out, "opset": 17,
-            "evidence": {"k": wrapper.evidence_k, **dict(zip(["index", "distance", "weight", "label"], EVIDENCE_OUTPUTS))},
+            "evidence": {"k": wrapper.evidence_k, **dict(zip(["index", "distance", "weight", "label", "novelty"], EVIDENCE_OUTPUTS))},
         },
         "tabr": {"context_size": wrapper.context_size, "n_candidates": int(len(x_train)), "d_main": model_kwargs.get("d_main")},
     }
@@ -542,7 +545,7 @@ def make_golden(wrapper: Any, preprocessors: list[Any], x_raw: np.ndarray, task:
         x = x[~np.isnan(x).any(1)]
     xp = pp.apply(preprocessors, x)
     with torch.no_grad():
-        logits, idx, dist, weight, _ = (t.numpy() for t in wrapper(torch.tensor(xp, dtype=torch.float32)))
+        logits, idx, dist, weight, _, nearest = (t.numpy() for t in wrapper(torch.tensor(xp, dtype=torch.float32)))
     return {
         "rows": [[None if np.isnan(v) else float(v) for v in r] for r in x],
         "preprocessed": [[float(v) for v in r] for r in xp],
@@ -550,8 +553,8 @@ def make_golden(wrapper: Any, preprocessors: list[Any], x_raw: np.ndarray, task:
         "outputs": outputs_from_logits(logits, task, labels),
         # The retrieval's evidence as PyTorch computes it: indices, squared distances, weights.
         "evidence": [
-            {"index": [int(v) for v in i], "distance": [float(v) for v in d], "weight": [float(v) for v in w]}
-            for i, d, w in zip(idx, dist, weight)
+            {"index": [int(v) for v in i], "distance": [float(v) for v in d], "weight": [float(v) for v in w], "nearest_input_distance": float(n[0])}
+            for i, d, w, n in zip(idx, dist, weight, nearest)
         ],
     }
 

@@ -5,12 +5,14 @@
 //! every consecutive crop pair) / cores, taken in a child pinned to one core with `taskset` —
 //! the ratio wall / floor, peak RSS of one extraction in a fresh child process, and the
 //! throughput with 4 clips at once against one at a time; decoding against OpenCV's reader
-//! (`decode.rs`); what hostile uploads cost against OpenCV's reader (`hostile.rs`). Nothing
+//! (`decode.rs`); what hostile uploads cost against OpenCV's reader (`hostile.rs`); what an
+//! answer's evidence and recording quality cost (`trust.rs`). Nothing
 //! here fails a build.
 
 mod decode;
 mod flow;
 mod hostile;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -449,6 +451,10 @@ fn main() {
         Some("--flow-sequence") => return flow::sequence_only(&d18_path()),
         Some("--flow-digest") => return flow::digest(&d18_path()),
         Some("--face-mesh") => return face_mesh_bench(&d18_path()),
+        // Only the cost of evidence and quality.
+        Some("--trust") => {
+            return trust::trust_bench(&d18_path(), &ort_dylib().unwrap_or_default());
+        }
         // Only d18 with each spec and flow.
         Some("--specs") => return flows_table(&d18_path()),
         // Only the per-pair flow table, for a clip given or d18.
@@ -544,5 +550,8 @@ fn main() {
         hostile::hostile_bench(&d18_path());
     }
     model_bench(&clips);
+    if let (true, Some(dylib)) = (d18_path().is_file(), ort_dylib()) {
+        trust::trust_bench(&d18_path(), &dylib);
+    }
     println!("\nfloor = (single-thread decode to gray + single-thread Farnebäck over the crop pairs) / cores, pinned to one core with taskset.");
 }

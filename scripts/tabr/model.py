@@ -16,6 +16,11 @@ inference is one ONNX graph: ``x [N, n_features] -> logits [N, d_out]``. With
 ``evidence_k`` nearest candidates (indices into the candidate set), their squared distances in
 the model's key space, their weight in the prediction (the retrieval softmax over the context)
 and their labels. These are the tensors the prediction was computed from, not a second search.
+It also gives each row's squared distance to its nearest candidate in the model's *input*
+space (after preprocessing): the measure of novelty. Not the key space, because TabR's keys
+are layer-normalised before ``K``: an input far outside the training data still lands among
+the training keys (the demo model put real faces at the 45th–83rd percentile of its key-space
+distances, and at the 100th of its input-space ones).
 """
 from __future__ import annotations
 
@@ -227,10 +232,13 @@ class TabRForExport(nn.Module):
         self.register_buffer("candidate_k_sq", candidate_k.square().sum(-1).detach().clone())
         y = candidate_y.float() if model.n_classes is None else candidate_y.long()
         self.register_buffer("candidate_y", y.detach().clone())
+        self.register_buffer("candidate_x", candidate_x.float().detach().clone())
+        self.register_buffer("candidate_x_sq", candidate_x.float().square().sum(-1).detach().clone())
         self.context_size = min(context_size, len(candidate_x))
         self.evidence_k = min(evidence_k, self.context_size)
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, ...]:
+        x_in = x
         x, k = self.model.encode(x)
         # Squared L2 distance to every candidate; the smallest context_size are the context,
         # nearest first (topk sorts).
@@ -241,13 +249,15 @@ class TabRForExport(nn.Module):
             return self.model.mix(x, k, self.candidate_k[context_idx], context_y)
         logits, weights = self.model.mix(x, k, self.candidate_k[context_idx], context_y, with_weights=True)
         e = self.evidence_k
+        d_in = x_in.square().sum(-1, keepdim=True) - 2 * x_in @ self.candidate_x.T + self.candidate_x_sq[None]
+        nearest_in = d_in.min(-1, keepdim=True).values.clamp_min(0.0)
         # The expanded distance can round a hair below zero for a candidate equal to the row.
-        return logits, context_idx[:, :e], (-neg_d[:, :e]).clamp_min(0.0), weights[:, :e], context_y[:, :e].float()
+        return logits, context_idx[:, :e], (-neg_d[:, :e]).clamp_min(0.0), weights[:, :e], context_y[:, :e].float(), nearest_in
 
     def nearest_other_distances(self, chunk: int = 1024) -> Tensor:
-        """Each candidate's squared distance to its nearest other candidate, in key space (the
+        """Each candidate's squared distance to its nearest other candidate in input space (the
         yardstick of novelty: where a new row's nearest distance falls among these)."""
-        ck = self.candidate_k.double()
+        ck = self.candidate_x.double()
         out = []
         for start in range(0, len(ck), chunk):
             d = torch.cdist(ck[start : start + chunk], ck).square()

@@ -377,3 +377,66 @@ def test_the_spec_of_the_candidates_table_is_exported_and_nothing_recorded_is_st
     assert code == 0 and "assumed" not in err, err
     assert json.loads((tmp_path / "v2/manifest.json").read_text())["features"]["version"] == 2
     assert not (tmp_path / "v2/face_cascade.xml").exists()
+
+
+@pytest.mark.parametrize("n_classes,labels", [(2, "a,b"), (3, "a,b,c"), (None, None)])
+def test_evidence_equals_a_direct_pytorch_retrieval(tmp_path, n_classes, labels):
+    """The graph's evidence outputs against TabR's retrieval computed here from the model's
+    own modules on the same candidates: the nearest candidates, their squared key distances,
+    their softmax weights over the context, their labels, the input-space nearest distance,
+    and candidates.json's leave-one-out distribution (≤ 1e-5)."""
+    ckpt = write_case(tmp_path, n_classes)
+    out = run_export(tmp_path, ckpt, labels)
+    manifest = json.loads((out / "manifest.json").read_text())
+    ev = manifest["onnx"]["evidence"]
+    assert ev["k"] == 5 and manifest["files"]["candidates"] == "candidates.json"
+    hp = json.loads((tmp_path / "hp.json").read_text())
+    model = Model(**hp["model"])
+    model.load_state_dict({k.removeprefix("model."): v for k, v in torch.load(ckpt)["state_dict"].items()})
+    model.eval()
+    pipe = joblib.load(tmp_path / "pre.joblib")
+    x_train = pipe.transform(np.load(tmp_path / "x.npy"))
+    y = np.load(tmp_path / "y.npy")
+    golden = json.loads((out / "golden.json").read_text())
+    xq = np.array(golden["preprocessed"], dtype=np.float32)
+    with torch.no_grad():
+        ck = model.encode(torch.tensor(x_train, dtype=torch.float32))[1].double()
+        k = model.encode(torch.tensor(xq))[1].double()
+        d = torch.cdist(k, ck).square()
+        order = d.argsort(-1)
+        context = order[:, : hp["context_size"]]
+        weights = torch.softmax(-d.gather(1, context), -1)[:, :5].numpy()
+        idx = order[:, :5].numpy()
+        dist = d.gather(1, order[:, :5]).numpy()
+        xt = torch.tensor(x_train, dtype=torch.float64)
+        d_in = torch.cdist(torch.tensor(xq, dtype=torch.float64), xt).square()
+        nearest_in = d_in.min(-1).values.numpy()
+        loo = torch.cdist(xt, xt).square()
+        loo.fill_diagonal_(torch.inf)
+        loo = np.sort(loo.min(-1).values.numpy())
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [ev[n] for n in ("index", "distance", "weight", "label", "novelty")]
+    g_idx, g_dist, g_w, g_label, g_near = sess.run(names, {"x": xq})
+    np.testing.assert_array_equal(g_idx, idx)
+    np.testing.assert_allclose(g_dist, dist, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(dist).max())))
+    np.testing.assert_allclose(g_w, weights, atol=1e-5)
+    np.testing.assert_allclose(g_label, y[idx], atol=1e-6)
+    np.testing.assert_allclose(g_near[:, 0], nearest_in, rtol=1e-5, atol=1e-3)
+    cands = json.loads((out / "candidates.json").read_text())
+    assert cands["ids"] == [f"row {i}" for i in range(len(x_train))]
+    np.testing.assert_allclose(cands["nearest_distance"], loo, rtol=1e-5)
+    if n_classes:
+        assert cands["labels"] == [labels.split(",")[int(v)] for v in y]
+
+
+def test_candidate_ids_come_from_a_table_column_or_a_file_and_k_is_checked(tmp_path, capsys):
+    ckpt = write_case(tmp_path, 2)
+    (tmp_path / "ids.txt").write_text("".join(f"clip_{i:02d}.mp4\n" for i in range(60)))
+    out = run_export(tmp_path, ckpt, "a,b", candidate_ids=str(tmp_path / "ids.txt"), evidence_k="3")
+    assert json.loads((out / "candidates.json").read_text())["ids"][:2] == ["clip_00.mp4", "clip_01.mp4"]
+    assert json.loads((out / "manifest.json").read_text())["onnx"]["evidence"]["k"] == 3
+    (tmp_path / "short.txt").write_text("a\nb\n")
+    rc, err = cli(base_argv(tmp_path, ckpt, **{"candidate-ids": str(tmp_path / "short.txt")}), capsys)
+    assert rc == 2 and "2 ids for 60 candidates" in err
+    rc, err = cli(base_argv(tmp_path, ckpt, **{"evidence-k": "0"}), capsys)
+    assert rc == 2 and "--evidence-k 0" in err

@@ -192,3 +192,46 @@ fn a_spec_registered_in_the_core_alone_is_served_by_the_cli() {
     assert_eq!(hidden.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&hidden.stderr).contains("unknown feature spec"));
 }
+
+/// `tabr-predict` on the demo model: one JSON line per clip with the prediction, the
+/// evidence and the recording's quality; a clip that fails gets its code, and exit status 1.
+#[test]
+fn predict_prints_prediction_evidence_and_quality_per_clip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = dir.path().join("face.mkv");
+    write_clip(&clip, &ClipSpec::default()).expect("clip");
+    let junk = dir.path().join("junk.mp4");
+    std::fs::write(&junk, b"not a video").expect("write");
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/tabr-demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_tabr-predict"))
+        .arg("--model")
+        .arg(&model)
+        .arg(&clip)
+        .arg(&junk)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let ok = &lines[0];
+    assert!(ok["prediction"]["label"].is_string(), "{ok}");
+    assert_eq!(
+        ok["evidence"]["neighbours"]
+            .as_array()
+            .expect("neighbours")
+            .len(),
+        5
+    );
+    assert!(ok["evidence"]["novelty"].is_number());
+    assert!(ok["quality"]["warnings"].is_array());
+    assert_eq!(lines[1]["error"]["code"], "invalid_video");
+}

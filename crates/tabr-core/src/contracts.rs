@@ -19,7 +19,10 @@ use crate::{ErrorCode, Spec};
 /// it (the OpenAPI description) needs nothing else.
 fn inline<T: JsonSchema>() -> Value {
     let settings = SchemaSettings::draft2020_12().with(|s| s.inline_subschemas = true);
-    settings.into_generator().into_root_schema_for::<T>().to_value()
+    settings
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
 }
 
 /// JSON Schemas of the metadata the core reports, by name: `Meta` (all of it, as

@@ -51,14 +51,15 @@ def refused(status, call):
     raise AssertionError(f"expected HTTP {status}, the call succeeded")
 
 
-def infer_one(row):
+def infer_one(row, include=""):
     """The service's own route for one feature vector (NaN → null, as its JSON says)."""
     body = json.dumps({"features": [None if np.isnan(v) else float(v) for v in row]}).encode()
     req = urllib.request.Request(
-        f"http://{URL}/infer/{MODEL}", data=body, headers={**auth(), "Content-Type": "application/json"}
+        f"http://{URL}/infer/{MODEL}{include}", data=body, headers={**auth(), "Content-Type": "application/json"}
     )
     with urllib.request.urlopen(req) as r:
-        return json.load(r)["prediction"]
+        answer = json.load(r)
+        return answer if include else answer["prediction"]
 
 
 # Server: liveness and readiness (no token, like /healthz), metadata (token).
@@ -72,11 +73,17 @@ m = client.get_model_metadata(MODEL, headers=auth())
 version = m["versions"][0]
 check(m["name"] == MODEL, f"model metadata {m}")
 check(m["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 90]}], f"inputs {m['inputs']}")
+EVIDENCE = ["neighbour_id", "neighbour_label", "neighbour_weight", "neighbour_distance", "novelty"]
 check(
     m["outputs"]
     == [
         {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]},
         {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        {"name": "neighbour_id", "datatype": "BYTES", "shape": [-1, 5]},
+        {"name": "neighbour_label", "datatype": "BYTES", "shape": [-1, 5]},
+        {"name": "neighbour_weight", "datatype": "FP32", "shape": [-1, 5]},
+        {"name": "neighbour_distance", "datatype": "FP32", "shape": [-1, 5]},
+        {"name": "novelty", "datatype": "FP32", "shape": [-1, 1]},
     ],
     f"outputs {m['outputs']}",
 )
@@ -119,6 +126,25 @@ for binary in (True, False):
             d = float(np.max(np.abs(probs[i].astype(np.float64) - np.array(want["probabilities"]))))
             worst = max(worst, d)
             check(d <= 1e-6, f"row {i}: |Δ| {d:.2e} > 1e-6")
+
+# The evidence outputs, asked for by name (binary and JSON): the same neighbours and novelty
+# as POST /infer?include=evidence gives the same vector.
+inp = httpclient.InferInput("features", [2, 90], "FP32")
+inp.set_data_from_numpy(x[:2])
+for binary in (True, False):
+    r = client.infer(MODEL, [inp], outputs=[httpclient.InferRequestedOutput(n, binary_data=binary) for n in EVIDENCE], headers=auth())
+    check(r.as_numpy("probabilities") is None, "only the evidence outputs asked for")
+    text = lambda v: v.decode() if isinstance(v, bytes) else v  # noqa: E731
+    for i in range(2):
+        want = infer_one(x[i], "?include=evidence")["evidence"]
+        ns = want["neighbours"]
+        check([text(v) for v in r.as_numpy("neighbour_id")[i]] == [n["id"] for n in ns], f"row {i}: neighbour ids")
+        check([text(v) for v in r.as_numpy("neighbour_label")[i]] == [n["label"] for n in ns], f"row {i}: neighbour labels")
+        w = np.abs(r.as_numpy("neighbour_weight")[i].astype(np.float64) - [n["weight"] for n in ns])
+        check(float(w.max()) <= 1e-6, f"row {i}: weights |Δ| {w.max():.2e}")
+        d = np.array([n["distance"] for n in ns])
+        check(np.allclose(r.as_numpy("neighbour_distance")[i], d, rtol=1e-6), f"row {i}: distances")
+        check(abs(float(r.as_numpy("novelty")[i, 0]) - want["novelty"]) <= 1e-6, f"row {i}: novelty")
 
 # Without `outputs` the client asks for every output as binary data; a subset is honoured.
 inp = httpclient.InferInput("features", [3, 90], "FP32")

@@ -4,7 +4,7 @@
 // page talks to the real service over HTTP. A screenshot of each result is written under
 // test-results/web/ for a person to look at.
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SENTENCES } from '../../web/src/messages.js'
 import { ERROR_CODES } from '../src/core/errors.js'
 import type { Running } from '../src/server.js'
-import { config, requireShared, serve, SHARED, TOKEN } from './helpers.js'
+import { call, config, requireShared, serve, SHARED, TOKEN } from './helpers.js'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const FACE_CAMERA = join(SHARED, 'fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4')
@@ -101,6 +101,40 @@ describe('the browser client', () => {
     await page.getByTestId('file').setInputFiles(FACE_UPLOAD)
     await expectResult(page, 'uploaded-360px')
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360)
+    await page.close()
+  }, 120_000)
+
+  it('shows the closest training examples, how novel the recording is, and a quality warning with "Record again"; the marked moment is the chart’s highest point', async () => {
+    // A real face, darkened at test time: the demo model (trained on drawings) finds it novel,
+    // and the recording is too dark.
+    const dark = join(tmp, 'dark.mp4')
+    execFileSync('ffmpeg', ['-v', 'error', '-y', '-i', FACE_UPLOAD, '-t', '4', '-vf', 'lutyuv=y=val*0.2', '-c:v', 'libx264', '-preset', 'ultrafast', dark])
+    const page = await open()
+    await expect.poll(() => page.locator('#model option').count()).toBe(1)
+    await page.getByTestId('file').setInputFiles(dark)
+    await page.getByTestId('result').waitFor({ timeout: 60_000 })
+    const warnings = page.getByTestId('quality-warnings')
+    expect(await warnings.locator('li[data-code="too_dark"]').count()).toBe(1)
+    expect(await warnings.textContent()).toContain('too dark')
+    expect(await page.getByTestId('neighbours').locator('li').count()).toBe(5)
+    expect(await page.getByTestId('neighbours').textContent()).toMatch(/(none|micro_movement) · weight \d+\.\d %/)
+    expect(await page.getByTestId('novelty-sentence').textContent()).toBe('This recording is unlike the clips the model was trained on: treat its answer with caution.')
+    expect(Number(await page.getByTestId('novelty').getAttribute('aria-valuenow'))).toBeGreaterThanOrEqual(95)
+    // The moment the page marks is the highest point of any region's line in the answer.
+    const r = await call(s, '/infer/tabr-demo?include=series', { method: 'POST', body: readFileSync(dark), headers: { 'Content-Type': 'video/mp4' } })
+    const { channels, t_s, values } = r.json.series as { channels: string[]; t_s: number[]; values: number[][] }
+    let best = { v: -1, t: 0 }
+    channels.forEach((c, j) => {
+      if (!c.endsWith('.abs') || c.startsWith('global.')) return
+      values.forEach((row, k) => {
+        if ((row[j] ?? -1) > best.v) best = { v: row[j]!, t: t_s[k]! }
+      })
+    })
+    expect(await page.getByTestId('moment').textContent()).toBe(`${best.t.toFixed(2)} s`)
+    await page.screenshot({ path: join(OUT, 'evidence-and-warning.png'), fullPage: true })
+    // "Record again" starts a new recording (the countdown).
+    await page.getByTestId('record-again').click()
+    await page.getByTestId('countdown').waitFor()
     await page.close()
   }, 120_000)
 

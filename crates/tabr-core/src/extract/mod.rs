@@ -47,7 +47,7 @@ use crate::spec::{FaceKind, Spec, SpecParams, N_CHANNELS, N_FEATURES};
 use crate::stats::summarize;
 use crate::video::{Decoder, VideoSource};
 use pipeline::{ms, Pipeline};
-pub use quality::{Quality, QualityCode, QualityThresholds, QualityWarning};
+pub use quality::{measure_crop, Quality, QualityCode, QualityThresholds, QualityWarning};
 use schedule::Schedule;
 
 /// A change of the face box: from frame `frame` on, the box is (`x`, `y`, `side`).

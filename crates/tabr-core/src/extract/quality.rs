@@ -192,8 +192,41 @@ fn mean(v: &[f64]) -> f64 {
 fn range(v: &[f64]) -> Option<Range> {
     (!v.is_empty()).then(|| {
         v.iter()
-            .fold([f64::INFINITY, f64::NEG_INFINITY], |[a, b], &x| [a.min(x), b.max(x)])
+            .fold([f64::INFINITY, f64::NEG_INFINITY], |[a, b], &x| {
+                [a.min(x), b.max(x)]
+            })
     })
+}
+
+/// A face crop's brightness (mean gray level, 0–255) and sharpness (its Laplacian's variance
+/// over its own): what every try adds to the quality measures.
+pub fn measure_crop(crop: &Mat) -> Result<(f64, f64)> {
+    let measured = || -> opencv::Result<(f64, f64)> {
+        let mut f = Mat::default();
+        crop.convert_to(&mut f, core::CV_32F, 1.0, 0.0)?;
+        let mut lap = Mat::default();
+        imgproc::laplacian(
+            &f,
+            &mut lap,
+            core::CV_32F,
+            1,
+            1.0,
+            0.0,
+            core::BORDER_REPLICATE,
+        )?;
+        let (mut m, mut sd) = (Mat::default(), Mat::default());
+        core::mean_std_dev(&lap, &mut m, &mut sd, &core::no_array())?;
+        let lap_sd = *sd.at::<f64>(0)?;
+        core::mean_std_dev(&f, &mut m, &mut sd, &core::no_array())?;
+        let crop_sd = *sd.at::<f64>(0)?;
+        let ratio = if crop_sd > 0.0 {
+            (lap_sd / crop_sd).powi(2)
+        } else {
+            0.0
+        };
+        Ok((*m.at::<f64>(0)?, ratio))
+    };
+    measured().map_err(|_| Error::internal("measuring the face crop failed"))
 }
 
 impl QualityAcc {
@@ -212,31 +245,13 @@ impl QualityAcc {
 
     /// The face crop of a try's frame (8-bit or float gray, 0–255).
     pub(super) fn crop(&mut self, crop: &Mat) -> Result<()> {
-        let measured = || -> opencv::Result<(f64, f64)> {
-            let mut f = Mat::default();
-            crop.convert_to(&mut f, core::CV_32F, 1.0, 0.0)?;
-            let mut lap = Mat::default();
-            imgproc::laplacian(&f, &mut lap, core::CV_32F, 1, 1.0, 0.0, core::BORDER_REPLICATE)?;
-            let (mut m, mut sd) = (Mat::default(), Mat::default());
-            core::mean_std_dev(&lap, &mut m, &mut sd, &core::no_array())?;
-            let lap_sd = *sd.at::<f64>(0)?;
-            core::mean_std_dev(&f, &mut m, &mut sd, &core::no_array())?;
-            let crop_sd = *sd.at::<f64>(0)?;
-            let ratio = if crop_sd > 0.0 {
-                (lap_sd / crop_sd).powi(2)
-            } else {
-                0.0
-            };
-            Ok((*m.at::<f64>(0)?, ratio))
-        };
-        let (brightness, sharpness) =
-            measured().map_err(|_| Error::internal("measuring the face crop failed"))?;
+        let (brightness, sharpness) = measure_crop(crop)?;
         self.brightness.push(brightness);
         self.sharpness.push(sharpness);
         Ok(())
     }
 
-    /// The measures and their warnings.
+    /// The measures and their warnings (`face_rate`: the tries' share with a face).
     pub(crate) fn finish(mut self, face_rate: f64, t: &QualityThresholds) -> Quality {
         let face_px = median(&mut self.sides);
         let brightness = mean(&self.brightness);
@@ -298,10 +313,12 @@ mod tests {
 
     #[test]
     fn warnings_follow_their_thresholds() {
-        let mut acc = QualityAcc::default();
-        acc.sides = vec![40.0, 50.0, 60.0];
-        acc.brightness = vec![20.0];
-        acc.sharpness = vec![0.01];
+        let acc = QualityAcc {
+            sides: vec![40.0, 50.0, 60.0],
+            brightness: vec![20.0],
+            sharpness: vec![0.01],
+            ..QualityAcc::default()
+        };
         let q = acc.finish(0.5, &QualityThresholds::default());
         let codes: Vec<_> = q.warnings.iter().map(|w| w.code).collect();
         assert_eq!(
@@ -314,11 +331,13 @@ mod tests {
             ]
         );
         assert_eq!(q.face_px, 50.0);
-        let mut acc = QualityAcc::default();
-        acc.sides = vec![200.0];
-        acc.brightness = vec![120.0];
-        acc.sharpness = vec![1.0];
-        acc.turn = vec![5.0, 40.0, 45.0];
+        let acc = QualityAcc {
+            sides: vec![200.0],
+            brightness: vec![120.0],
+            sharpness: vec![1.0],
+            turn: vec![5.0, 40.0, 45.0],
+            ..QualityAcc::default()
+        };
         assert_eq!(
             acc.finish(1.0, &QualityThresholds::default())
                 .warnings

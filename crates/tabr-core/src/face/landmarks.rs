@@ -107,7 +107,13 @@ impl Pose {
     /// The pose of landmarks in FaceMesh's crop (`x`, `y`, `z` per point, crop pixels) whose
     /// crop is turned `angle` radians in the frame.
     fn of_mesh(p: &[f32], angle: f64) -> Pose {
-        let at = |i: usize| [f64::from(p[3 * i]), f64::from(p[3 * i + 1]), f64::from(p[3 * i + 2])];
+        let at = |i: usize| {
+            [
+                f64::from(p[3 * i]),
+                f64::from(p[3 * i + 1]),
+                f64::from(p[3 * i + 2]),
+            ]
+        };
         let [l, r, top, chin, eye_l, eye_r] = POSE_POINTS.map(at);
         let deg = f64::to_degrees;
         Pose {

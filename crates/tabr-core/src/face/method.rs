@@ -240,7 +240,11 @@ impl LandmarkAligned {
 
     /// The fit (v2 §4.1–4.3) that FaceMesh's 468 landmarks, in frame pixels, imply.
     pub fn align(found: Landmarks) -> AlignedFit {
-        let Landmarks { points: pts, flag, pose } = found;
+        let Landmarks {
+            points: pts,
+            flag,
+            pose,
+        } = found;
         let src = FIT_POINTS.map(|i| pts[i]);
         let to_frame = similarity(&TEMPLATE, &src);
         let corners = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]].map(|p| apply(&to_frame, p));

@@ -91,7 +91,9 @@ pub struct OnnxIo {
 
 /// The outputs through which the graph shows the training rows a prediction drew on, each
 /// `[n, k]`: the nearest candidates' indices (int64), squared distances in the model's key
-/// space, weights in the prediction (the retrieval softmax) and labels (class index or value).
+/// space, weights in the prediction (the retrieval softmax) and labels (class index or value);
+/// and `[n, 1]`, the squared distance to the nearest candidate in the model's input space
+/// (what novelty is measured on).
 #[derive(Debug, Clone, Deserialize)]
 pub struct EvidenceIo {
     /// Neighbours per row.
@@ -104,6 +106,8 @@ pub struct EvidenceIo {
     pub weight: String,
     /// Output of their labels.
     pub label: String,
+    /// Output of the nearest input-space distance.
+    pub novelty: String,
 }
 
 /// A parsed, validated manifest.

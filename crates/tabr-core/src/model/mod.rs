@@ -133,6 +133,8 @@ struct EvidenceRun {
     distance: Vec<f32>,
     weight: Vec<f32>,
     label: Vec<f32>,
+    /// `[n]`: each row's squared distance to the nearest candidate in input space.
+    nearest_input: Vec<f32>,
 }
 
 /// A loaded model.
@@ -347,12 +349,23 @@ impl Model {
                         }
                     };
                     let floats = |name: &str| -> Result<Vec<f32>> {
-                        let (shape, data) = outputs[name].try_extract_tensor::<f32>().map_err(fail)?;
+                        let (shape, data) =
+                            outputs[name].try_extract_tensor::<f32>().map_err(fail)?;
                         shaped(name, shape)?;
                         Ok(data.to_vec())
                     };
-                    let (shape, index) =
-                        outputs[io.index.as_str()].try_extract_tensor::<i64>().map_err(fail)?;
+                    let (shape, nearest) = outputs[io.novelty.as_str()]
+                        .try_extract_tensor::<f32>()
+                        .map_err(fail)?;
+                    if shape.len() != 2 || shape[0] as usize != n || shape[1] != 1 {
+                        return Err(model_error(format!(
+                            "the model's output {:?} has an unexpected shape",
+                            io.novelty
+                        )));
+                    }
+                    let (shape, index) = outputs[io.index.as_str()]
+                        .try_extract_tensor::<i64>()
+                        .map_err(fail)?;
                     shaped(&io.index, shape)?;
                     Some(EvidenceRun {
                         k,
@@ -360,6 +373,7 @@ impl Model {
                         distance: floats(&io.distance)?,
                         weight: floats(&io.weight)?,
                         label: floats(&io.label)?,
+                        nearest_input: nearest.to_vec(),
                     })
                 }
             };
@@ -393,7 +407,9 @@ impl Model {
             let id = usize::try_from(i)
                 .ok()
                 .and_then(|i| c.id(i))
-                .ok_or_else(|| model_error("the model's evidence names a candidate candidates.json lacks"))?;
+                .ok_or_else(|| {
+                    model_error("the model's evidence names a candidate candidates.json lacks")
+                })?;
             let y = ev.label[at.start + j];
             let (label, value) = match self.manifest.task {
                 Task::Regression => (None, Some(f64::from(y))),
@@ -404,7 +420,9 @@ impl Model {
                             .get(y as usize)
                             .filter(|_| y >= 0.0 && y.fract() == 0.0)
                             .cloned()
-                            .ok_or_else(|| model_error("the model's evidence has a label outside its classes"))?,
+                            .ok_or_else(|| {
+                                model_error("the model's evidence has a label outside its classes")
+                            })?,
                     ),
                     None,
                 ),
@@ -417,10 +435,9 @@ impl Model {
                 distance: f64::from(ev.distance[at.start + j]).max(0.0),
             });
         }
-        let nearest = neighbours.first().map_or(f64::INFINITY, |n| n.distance);
         Ok(Evidence {
             neighbours,
-            novelty: c.novelty(nearest),
+            novelty: c.novelty(f64::from(ev.nearest_input[r]).max(0.0)),
         })
     }
 
@@ -442,7 +459,8 @@ impl Model {
     /// [`Model::explain_batch`] for one row.
     pub fn explain(&self, row: &[f64]) -> Result<Explained> {
         let mut out = self.explain_batch(&[row])?;
-        out.pop().ok_or_else(|| model_error("the model gave no answer"))
+        out.pop()
+            .ok_or_else(|| model_error("the model gave no answer"))
     }
 
     /// Predicts one raw feature row (NaN = missing; the imputer fills it).
@@ -563,14 +581,25 @@ impl Model {
             // whose distances then agree.
             for (i, e) in g["evidence"]
                 .as_array()
-                .ok_or_else(|| model_error("golden.json has no evidence for a model with evidence outputs"))?
+                .ok_or_else(|| {
+                    model_error("golden.json has no evidence for a model with evidence outputs")
+                })?
                 .iter()
                 .enumerate()
             {
+                let n = e["nearest_input_distance"]
+                    .as_f64()
+                    .ok_or_else(|| model_error("golden.json evidence is incomplete"))?;
+                let got = ev
+                    .nearest_input
+                    .get(i)
+                    .ok_or_else(|| model_error("golden.json evidence is incomplete"))?;
+                worst = worst.max((f64::from(*got) - n).abs() / n.abs().max(1.0));
                 for j in 0..ev.k {
                     let at = i * ev.k + j;
                     let (w, d) = (&e["weight"][j], &e["distance"][j]);
-                    let (Some(w), Some(d), Some(_)) = (w.as_f64(), d.as_f64(), ev.weight.get(at)) else {
+                    let (Some(w), Some(d), Some(_)) = (w.as_f64(), d.as_f64(), ev.weight.get(at))
+                    else {
                         return Err(model_error("golden.json evidence is incomplete"));
                     };
                     worst = worst.max((f64::from(ev.weight[at]) - w).abs());

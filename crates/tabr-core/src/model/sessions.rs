@@ -140,7 +140,7 @@ fn check_io(s: &Session, m: &Manifest) -> Result<()> {
         )));
     }
     if let Some(e) = &m.onnx.evidence {
-        for name in [&e.index, &e.distance, &e.weight, &e.label] {
+        for name in [&e.index, &e.distance, &e.weight, &e.label, &e.novelty] {
             if !s.outputs.iter().any(|o| &o.name == name) {
                 return Err(model_error(format!(
                     "model.onnx has no output {name:?} (manifest onnx.evidence)"

@@ -120,7 +120,11 @@ export class SyncExecutor implements Executor {
     const handler = await this.registry.get(model)
     const given = typeof input === 'function' ? await input() : input
     const admit = given.kind === 'features' ? this.featureLimiter : this.videoLimiter
-    return answerOf(model, handler, await admit.run((signal) => handler.infer(given, signal, { includeFeatures: opts.includeFeatures, includeSeries: opts.includeSeries, includeEvidence: opts.includeEvidence })))
+    return answerOf(
+      model,
+      handler,
+      await admit.run((signal) => handler.infer(given, signal, { includeFeatures: opts.includeFeatures, includeSeries: opts.includeSeries, includeEvidence: opts.includeEvidence })),
+    )
   }
 
   /**
