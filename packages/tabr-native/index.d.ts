@@ -387,6 +387,8 @@ export interface SpecDescription {
   nFeatures: number
   /** What extraction needs beyond the addon: `onnxruntime` (see `ortDylibPath`). */
   needs: Array<string>
+  /** The recording-quality measures its answers carry (`meta.quality`). */
+  quality: Array<string>
 }
 
 /** A face region of a spec, as fractions of the canonical crop's side. */

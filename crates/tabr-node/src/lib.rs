@@ -499,6 +499,8 @@ pub struct SpecDescription {
     pub n_features: u32,
     /// What extraction needs beyond the addon: `onnxruntime` (see `ortDylibPath`).
     pub needs: Vec<String>,
+    /// The recording-quality measures its answers carry (`meta.quality`).
+    pub quality: Vec<String>,
 }
 
 /// Every feature spec this build implements, oldest first: the one description the CLI,
@@ -530,6 +532,7 @@ pub fn specs() -> Vec<SpecDescription> {
                 names: d.names,
                 n_features: d.n_features as u32,
                 needs: d.needs.iter().map(|s| (*s).into()).collect(),
+                quality: d.quality.iter().map(|s| (*s).into()).collect(),
             }
         })
         .collect()

@@ -23,7 +23,7 @@ export const GENERATED_JSON = join(dirname(fileURLToPath(import.meta.url)), '../
  * with TABR_TEST_SPECS=1, which the contracts never see). */
 const publicSpecs = () => {
   delete process.env.TABR_TEST_SPECS
-  return specs().map((s) => ({ id: s.id, name: s.name, version: s.version, face_method: s.faceMethod, n_features: s.nFeatures, needs: s.needs, names: s.names }))
+  return specs().map((s) => ({ id: s.id, name: s.name, version: s.version, face_method: s.faceMethod, n_features: s.nFeatures, needs: s.needs, quality: s.quality, names: s.names }))
 }
 
 /** The core's schemas without the keys a document embedding them has no use for. */

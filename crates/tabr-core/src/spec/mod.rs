@@ -168,6 +168,25 @@ impl Spec {
         matches!(self.face(), FaceKind::HaarBox)
     }
 
+    /// The recording-quality measures its answers carry (`meta.quality`): every spec has the
+    /// face box's size, the face rate, brightness and sharpness; a landmark-aligned face also
+    /// gives the head's pose and FaceMesh's face flag.
+    pub const fn quality_measures(self) -> &'static [&'static str] {
+        match self.face() {
+            FaceKind::HaarBox => &["face_px", "face_rate", "brightness", "sharpness"],
+            FaceKind::LandmarkAligned => &[
+                "face_px",
+                "face_rate",
+                "brightness",
+                "sharpness",
+                "yaw_deg",
+                "pitch_deg",
+                "roll_deg",
+                "face_flag",
+            ],
+        }
+    }
+
     /// What extracting this spec needs beyond the core (`onnxruntime`).
     pub const fn needs(self) -> &'static [&'static str] {
         if self.needs_onnxruntime() {
@@ -191,6 +210,7 @@ impl Spec {
             names: feature_names_of(self),
             n_features: N_FEATURES,
             needs: self.needs().to_vec(),
+            quality: self.quality_measures().to_vec(),
         }
     }
 
@@ -242,6 +262,8 @@ pub struct SpecDescription {
     pub n_features: usize,
     /// What extraction needs beyond the core (`onnxruntime`).
     pub needs: Vec<&'static str>,
+    /// The recording-quality measures its answers carry.
+    pub quality: Vec<&'static str>,
 }
 
 /// Farnebäck's arguments in spec §4 (OpenCV's `calcOpticalFlowFarneback` with these is the
