@@ -26,12 +26,16 @@ describe('contracts generated from the native core', () => {
   it('the binding’s ExtractMeta mirrors the core’s Meta, field for field', async () => {
     const clip = resolve(SHARED, 'fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4')
     requireShared(clip)
-    const { meta } = await extractFeatures(clip)
+    // v2: every quality measure is present (v1 has no head pose).
+    const { meta } = await extractFeatures(clip, { spec: 'poc-abs/2' })
     const camel = (k: string) => k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())
     const sorted = (o: object) => Object.keys(o).sort()
     expect(sorted(meta)).toEqual(Object.keys(METADATA_SCHEMAS.Meta.properties).map(camel).sort())
     expect(sorted(meta.timingsMs)).toEqual(sorted(METADATA_SCHEMAS.StageTimings.properties))
     expect(meta.boxes.length).toBeGreaterThan(0)
-    expect(sorted(meta.boxes[0] ?? {})).toEqual(sorted(METADATA_SCHEMAS.Meta.$defs.BoxChange.properties))
+    expect(sorted(meta.boxes[0] ?? {})).toEqual(sorted(METADATA_SCHEMAS.Meta.properties.boxes.items.properties))
+    // The quality keeps the core's own (snake_case) names, so it crosses to an answer as it is.
+    expect(sorted(meta.quality)).toEqual(sorted(METADATA_SCHEMAS.Quality.properties))
+    expect(sorted(meta.quality.warnings[0] ?? { code: '', message: '' })).toEqual(sorted(METADATA_SCHEMAS.Quality.properties.warnings.items.properties))
   })
 })

@@ -62,7 +62,7 @@ describe('POST /infer/{model}', () => {
     expect(mouthMax).toBeCloseTo(both.json.features.values[both.json.features.names.indexOf('mouth.abs.max')], 5)
     const bad = await post(s, bytes, { 'Content-Type': 'video/x-matroska' }, '/infer/tabr-demo?include=everything')
     expect(bad.status).toBe(400)
-    expect(bad.json.error.message).toBe('include: features, series, or both (comma-separated)')
+    expect(bad.json.error.message).toBe('include: features, series, evidence (comma-separated)')
   })
 
   it('answers a raw video/* or octet-stream body alike and echoes X-Request-Id', async () => {
