@@ -458,7 +458,7 @@ def export(args: argparse.Namespace) -> Path:
         "files": files,
         "onnx": {
             "input": "x", "output": "logits", "d_out": d_out, "opset": 17,
-            "evidence": {"k": wrapper.evidence_k, **dict(zip(["index", "distance", "weight", "label", "novelty"], EVIDENCE_OUTPUTS))},
+            "evidence": {"k": wrapper.evidence_k, **dict(zip(["index", "distance", "weight", "label", "novelty"], EVIDENCE_OUTPUTS, strict=True))},
         },
         "tabr": {"context_size": wrapper.context_size, "n_candidates": int(len(x_train)), "d_main": model_kwargs.get("d_main")},
     }
@@ -554,7 +554,7 @@ def make_golden(wrapper: Any, preprocessors: list[Any], x_raw: np.ndarray, task:
         # The retrieval's evidence as PyTorch computes it: indices, squared distances, weights.
         "evidence": [
             {"index": [int(v) for v in i], "distance": [float(v) for v in d], "weight": [float(v) for v in w], "nearest_input_distance": float(n[0])}
-            for i, d, w, n in zip(idx, dist, weight, nearest)
+            for i, d, w, n in zip(idx, dist, weight, nearest, strict=True)
         ],
     }
 
