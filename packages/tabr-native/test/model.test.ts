@@ -23,8 +23,24 @@ describe('loadModel', () => {
       nFeatures: 90,
       features: { name: 'poc-abs', version: 1 },
       provider: 'cpu',
+      evidenceK: 5,
     })
     expect(JSON.stringify(model.info)).not.toContain('/')
+  })
+
+  it('gives each prediction its evidence: the nearest training clips, nearest first, and a novelty in 0–1', async () => {
+    const p = await model.predict(new Float32Array(90).fill(0.1))
+    expect(p.evidence?.neighbours).toHaveLength(5)
+    const d = p.evidence!.neighbours.map((n) => n.distance)
+    expect(d).toEqual([...d].sort((a, b) => a - b))
+    expect(p.evidence!.novelty).toBeGreaterThanOrEqual(0)
+    expect(p.evidence!.novelty).toBeLessThanOrEqual(1)
+    // A batch gives it only when asked, one per row, equal to the single-row answer.
+    const rows = new Float32Array(180).fill(0.1)
+    expect((await model.predictBatch(rows, 2)).evidence).toBeUndefined()
+    const b = await model.predictBatch(rows, 2, undefined, { evidence: true })
+    expect(b.evidence).toHaveLength(2)
+    expect(b.evidence![1]!.neighbours.map((n) => n.id)).toEqual(p.evidence!.neighbours.map((n) => n.id))
   })
 
   it('matches the exporter golden outputs within 1e-5', async () => {
