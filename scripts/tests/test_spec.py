@@ -180,14 +180,16 @@ def test_bad_feature_spec_flags_are_refused(text):
 
 
 def candidates_args(tmp: Path, train_x: Path) -> argparse.Namespace:
-    return argparse.Namespace(train_x=str(train_x), train_y="label")
+    return argparse.Namespace(train_x=str(train_x), train_y="label", candidate_ids="file")
 
 
 @pytest.mark.parametrize("specs,expected", [(["poc-abs/2"] * 4, V2), (None, None)])
 def test_load_candidates_gives_the_tables_spec(tmp_path, specs, expected):
     x = write_csv(tmp_path / "c.csv", specs)
-    x_raw, y, source, spec = export_tabr.load_candidates(candidates_args(tmp_path, tmp_path / "c.csv"), NAMES, "binclass", ["a", "b"])
+    x_raw, y, source, spec, ids = export_tabr.load_candidates(candidates_args(tmp_path, tmp_path / "c.csv"), NAMES, "binclass", ["a", "b"])
     assert spec == expected and source == "c.csv (tabr-features, 4 clips)"
+    # --candidate-ids file: each candidate is named by its clip.
+    assert ids == [f"clips/c{i}.mkv" for i in range(4)]
     np.testing.assert_array_equal(x_raw, x)
     assert list(y) == [0, 1, 0, 1]
 
@@ -201,8 +203,9 @@ def test_load_candidates_refuses_a_mixed_table(tmp_path):
 def test_npy_candidates_record_no_spec(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((4, len(NAMES))))
     np.save(tmp_path / "y.npy", np.array([0, 1, 0, 1]))
-    args = argparse.Namespace(train_x=str(tmp_path / "x.npy"), train_y=str(tmp_path / "y.npy"))
-    assert export_tabr.load_candidates(args, NAMES, "binclass", ["a", "b"])[3] is None
+    args = argparse.Namespace(train_x=str(tmp_path / "x.npy"), train_y=str(tmp_path / "y.npy"), candidate_ids=None)
+    out = export_tabr.load_candidates(args, NAMES, "binclass", ["a", "b"])
+    assert out[3] is None and out[4] == ["row 0", "row 1", "row 2", "row 3"]
 
 
 def test_help_says_the_default_follows_the_record(capsys):

@@ -5,7 +5,7 @@
 // motion of each face region over time with the strongest moment marked; clicking the chart
 // seeks the video there. When the model has evidence outputs, the answer also shows the
 // training clips the prediction drew on and how unlike them this recording is (a gauge and a
-// sentence). Errors are sentences (messages.ts), never JSON. Preact keeps it small
+// sentence); recording-quality warnings come first, with a "Record again" button. Errors are sentences (messages.ts), never JSON. Preact keeps it small
 // and escapes every string it renders.
 import { render } from 'preact'
 import { useEffect, useRef, useState } from 'preact/hooks'
@@ -92,7 +92,7 @@ function EvidenceView({ evidence }: { evidence: Evidence }) {
         </span>
         <span class="bar-value">{pct} %</span>
       </p>
-      <p class="hint">Farther from the training clips than {pct} % of them are from each other.</p>
+      <p class="hint">This recording is farther from its nearest training clip than {pct} % of the training clips are from theirs.</p>
       <h4>Closest training examples</h4>
       <ol class="neighbours" data-testid="neighbours">
         {evidence.neighbours.map((n) => (
