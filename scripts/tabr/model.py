@@ -232,13 +232,18 @@ class TabRForExport(nn.Module):
         self.register_buffer("candidate_k_sq", candidate_k.square().sum(-1).detach().clone())
         y = candidate_y.float() if model.n_classes is None else candidate_y.long()
         self.register_buffer("candidate_y", y.detach().clone())
-        self.register_buffer("candidate_x", candidate_x.float().detach().clone())
-        self.register_buffer("candidate_x_sq", candidate_x.float().square().sum(-1).detach().clone())
+        # Centred on the candidates' mean, so the expanded distance below does not cancel large
+        # norms in float32 (a model on raw, unscaled features would lose most of its digits).
+        cx = candidate_x.double()
+        mean = cx.mean(0)
+        self.register_buffer("candidate_mean", mean.float().detach().clone())
+        self.register_buffer("candidate_x", (cx - mean).float().detach().clone())
+        self.register_buffer("candidate_x_sq", (cx - mean).square().sum(-1).float().detach().clone())
         self.context_size = min(context_size, len(candidate_x))
         self.evidence_k = min(evidence_k, self.context_size)
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, ...]:
-        x_in = x
+        x_in = x - self.candidate_mean
         x, k = self.model.encode(x)
         # Squared L2 distance to every candidate; the smallest context_size are the context,
         # nearest first (topk sorts).

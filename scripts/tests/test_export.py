@@ -267,7 +267,7 @@ def test_states_defaults_and_refuses_a_forgotten_scaler(tmp_path, capsys):
     code, err = cli(base_argv(tmp_path, ckpt, preprocess=None), capsys)
     assert code == 2 and "far from standardised" in err and "--raw-inputs" in err
     code, err = cli(base_argv(tmp_path, ckpt, preprocess=None) + ["--raw-inputs"], capsys)
-    assert code == 0 and "requests reach the network as raw feature values" in err
+    assert code == 0 and "requests reach the network as raw feature values" in err, err
 
 
 def test_out_must_be_fresh_unless_forced_and_help_explains_every_flag(tmp_path, capsys):

@@ -120,6 +120,13 @@ impl Candidates {
         self.ids.get(i).map(String::as_str)
     }
 
+    /// The median of the training rows' nearest distances (at least 1): the scale on which a
+    /// nearest distance is compared (a row equal to a candidate is 0 only up to float32
+    /// rounding of its norm).
+    pub fn scale(&self) -> f64 {
+        self.nearest[self.nearest.len() / 2].max(1.0)
+    }
+
     /// The novelty of a row whose nearest candidate is `d` away (squared).
     pub fn novelty(&self, d: f64) -> f64 {
         let below = self.nearest.partition_point(|&x| x < d);

@@ -594,7 +594,8 @@ impl Model {
                     .nearest_input
                     .get(i)
                     .ok_or_else(|| model_error("golden.json evidence is incomplete"))?;
-                worst = worst.max((f64::from(*got) - n).abs() / n.abs().max(1.0));
+                let scale = self.candidates.as_ref().map_or(1.0, Candidates::scale);
+                worst = worst.max((f64::from(*got) - n).abs() / n.abs().max(scale));
                 for j in 0..ev.k {
                     let at = i * ev.k + j;
                     let (w, d) = (&e["weight"][j], &e["distance"][j]);
