@@ -15,11 +15,10 @@ use crate::extract::{Meta, Quality, StageTimings, VideoSummary};
 #[cfg(doc)]
 use crate::{ErrorCode, Spec};
 
-/// One type's schema, every sub-shape written in place (no `$ref`), so a document that embeds
-/// it (the OpenAPI description) needs nothing else.
-fn inline<T: JsonSchema>() -> Value {
-    let settings = SchemaSettings::draft2020_12().with(|s| s.inline_subschemas = true);
-    settings
+/// One type's schema (JSON Schema 2020-12), its named sub-shapes under `$defs`: the generator
+/// gives each its own TypeScript type, and writes them in place for the OpenAPI document.
+fn schema<T: JsonSchema>() -> Value {
+    SchemaSettings::draft2020_12()
         .into_generator()
         .into_root_schema_for::<T>()
         .to_value()
@@ -30,10 +29,10 @@ fn inline<T: JsonSchema>() -> Value {
 /// `Quality` (how good the recording was) and `StageTimings` (milliseconds per stage).
 pub fn schemas() -> Value {
     json!({
-        "Meta": inline::<Meta>(),
-        "VideoSummary": inline::<VideoSummary>(),
-        "Quality": inline::<Quality>(),
-        "StageTimings": inline::<StageTimings>(),
+        "Meta": schema::<Meta>(),
+        "VideoSummary": schema::<VideoSummary>(),
+        "Quality": schema::<Quality>(),
+        "StageTimings": schema::<StageTimings>(),
     })
 }
 

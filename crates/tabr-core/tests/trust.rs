@@ -126,30 +126,41 @@ fn novelty_is_low_on_held_out_training_like_clips_and_high_on_real_faces() {
     }
 }
 
+/// A copy of a committed demo model in a temp dir, its manifest changed by `edit`; the
+/// manifest as written, for a test that changes it again ([`write_manifest`]).
+fn edited_copy(
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> (tempfile::TempDir, PathBuf, serde_json::Value) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join(name);
+    std::fs::create_dir(&dir).expect("mkdir");
+    for e in std::fs::read_dir(repo().join("models").join(name)).expect("demo model") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), dir.join(e.file_name())).expect("copy");
+    }
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect("read"))
+            .expect("json");
+    edit(&mut v);
+    write_manifest(&dir, &v);
+    (tmp, dir, v)
+}
+
+fn write_manifest(dir: &Path, v: &serde_json::Value) {
+    std::fs::write(dir.join("manifest.json"), v.to_string()).expect("write");
+}
+
 #[test]
 fn a_model_exported_before_evidence_answers_without_it() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("old");
-    std::fs::create_dir(&dir).expect("mkdir");
-    let demo = repo().join("models/tabr-demo");
-    for f in [
-        "model.onnx",
-        "preprocess.json",
-        "face_cascade.xml",
-        "manifest.json",
-    ] {
-        std::fs::copy(demo.join(f), dir.join(f)).expect("copy");
-    }
-    let p = dir.join("manifest.json");
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
-    v["onnx"].as_object_mut().expect("onnx").remove("evidence");
-    v["files"]
-        .as_object_mut()
-        .expect("files")
-        .remove("candidates");
-    v["files"].as_object_mut().expect("files").remove("golden");
-    std::fs::write(&p, v.to_string()).expect("write");
+    // The demo as an export from before evidence: its manifest names no evidence outputs,
+    // no candidates.json (and no golden.json, whose rows now carry evidence).
+    let (_tmp, dir, v) = edited_copy("tabr-demo", |v| {
+        v["onnx"].as_object_mut().expect("onnx").remove("evidence");
+        let files = v["files"].as_object_mut().expect("files");
+        files.remove("candidates");
+        files.remove("golden");
+    });
     let m = Model::load(&dir, &opts()).expect("an older directory loads");
     assert_eq!(m.info().evidence_k, 0);
     let row = vec![0.1; 90];
@@ -158,7 +169,7 @@ fn a_model_exported_before_evidence_answers_without_it() {
     // Evidence outputs named without candidates.json are refused at load.
     let mut v2 = v.clone();
     v2["onnx"]["evidence"] = serde_json::json!({"k": 5, "index": "neighbour_index", "distance": "neighbour_distance", "weight": "neighbour_weight", "label": "neighbour_label", "novelty": "nearest_input_distance"});
-    std::fs::write(&p, v2.to_string()).expect("write");
+    write_manifest(&dir, &v2);
     let err = Model::load(&dir, &opts()).expect_err("refused");
     assert_eq!(err.code(), ErrorCode::ModelError);
     assert!(err.message().contains("candidates"), "{}", err.message());
@@ -265,19 +276,9 @@ fn each_quality_warning_has_a_clip_that_trips_it_and_good_fixtures_trip_none() {
 
 #[test]
 fn a_manifest_may_refuse_a_warning_as_poor_recording() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("strict");
-    std::fs::create_dir(&dir).expect("mkdir");
-    let demo = repo().join("models/tabr-demo-v2");
-    for e in std::fs::read_dir(&demo).expect("demo") {
-        let e = e.expect("entry");
-        std::fs::copy(e.path(), dir.join(e.file_name())).expect("copy");
-    }
-    let p = dir.join("manifest.json");
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
-    v["quality"] = serde_json::json!({"refuse": ["too_dark"], "thresholds": {"too_dark": 60}});
-    std::fs::write(&p, v.to_string()).expect("write");
+    let (tmp, dir, mut v) = edited_copy("tabr-demo-v2", |v| {
+        v["quality"] = serde_json::json!({"refuse": ["too_dark"], "thresholds": {"too_dark": 60}});
+    });
     let m = Model::load(&dir, &opts()).expect("loads");
     let clips = made(tmp.path());
     let dark = &clips[0].1;
@@ -305,7 +306,7 @@ fn a_manifest_may_refuse_a_warning_as_poor_recording() {
         serde_json::json!({"thresholds": {"too_bright": 1}}),
     ] {
         v["quality"] = bad.clone();
-        std::fs::write(&p, v.to_string()).expect("write");
+        write_manifest(&dir, &v);
         let e = Model::load(&dir, &opts()).expect_err("refused");
         assert_eq!(e.code(), ErrorCode::ModelError, "{bad}");
     }

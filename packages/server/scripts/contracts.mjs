@@ -67,14 +67,36 @@ const tsObject = (s, defs, indent) => {
   return `{\n${lines.join('\n')}\n${indent}}`
 }
 
-/** `export interface NativeX` for every shape and every definition it refers to. */
+/** `export interface NativeX` (or `type`, for a shape that is not an object) for every shape
+ * and every definition it refers to, each once. */
 const renderTypes = (all) => {
   const seen = new Map()
   for (const [name, schema] of Object.entries(all)) {
     seen.set(name, schema)
     for (const [d, def] of Object.entries(schema.$defs ?? {})) seen.set(d, def)
   }
-  return [...seen].flatMap(([name, s]) => [...(s.description ? [`/** ${s.description.replaceAll('\n', ' ')} */`] : []), `export interface Native${name} ${tsObject(s, seen, '')}`, ''])
+  return [...seen].flatMap(([name, s]) => [
+    ...(s.description ? [`/** ${s.description.replaceAll('\n', ' ')} */`] : []),
+    s.type === 'object' && s.properties ? `export interface Native${name} ${tsObject(s, seen, '')}` : `export type Native${name} = ${tsType(s, seen)}`,
+    '',
+  ])
+}
+
+/** A shape with every `$ref` written in place and no `$defs`: what a document that embeds it
+ * (the OpenAPI description, whose refs point elsewhere) needs. */
+const inlined = (schema) => {
+  const defs = schema.$defs ?? {}
+  const walk = (v) => {
+    if (Array.isArray(v)) return v.map(walk)
+    if (v === null || typeof v !== 'object') return v
+    if (v.$ref) return walk(defs[v.$ref.split('/').pop()])
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([k]) => k !== '$defs')
+        .map(([k, x]) => [k, walk(x)]),
+    )
+  }
+  return walk(schema)
 }
 
 /** The JSON file's text. */
@@ -103,8 +125,8 @@ export function render() {
     '// them here or fails their type check.',
     '',
     ...renderTypes(shapes),
-    '/** The same shapes as JSON Schemas (2020-12), for the OpenAPI document. */',
-    `export const METADATA_SCHEMAS = ${JSON.stringify(shapes)} as const`,
+    '/** The same shapes as JSON Schemas (2020-12), each written in place, for the OpenAPI document. */',
+    `export const METADATA_SCHEMAS = ${JSON.stringify(Object.fromEntries(Object.entries(shapes).map(([n, s]) => [n, inlined(s)])))} as const`,
     '',
   ].join('\n')
 }

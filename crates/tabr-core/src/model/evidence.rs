@@ -105,16 +105,6 @@ impl Candidates {
         })
     }
 
-    /// The number of candidates.
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    /// Whether there are none (never, once loaded).
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
     /// The id of candidate `i`.
     pub fn id(&self, i: usize) -> Option<&str> {
         self.ids.get(i).map(String::as_str)

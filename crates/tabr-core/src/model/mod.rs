@@ -217,12 +217,8 @@ impl Model {
             n_features: m.n_features,
             features: m.features.clone(),
             provider: if sessions.cuda() { "cuda" } else { "cpu" }.into(),
-            evidence_k: m
-                .onnx
-                .evidence
-                .as_ref()
-                .filter(|_| candidates.is_some())
-                .map_or(0, |e| e.k),
+            // Manifest::validate made onnx.evidence bring its candidates.json, loaded above.
+            evidence_k: m.onnx.evidence.as_ref().map_or(0, |e| e.k),
         };
         let model = Model {
             info,

@@ -38,97 +38,37 @@ export interface NativeMeta {
   /** Packets the decoder could not use and skipped (spec §1: reading goes on). */
   decode_errors: number
   /** Every box in force, with the frame it starts at. */
-  boxes: {
-    /** First frame the box applies to. */
-    frame: number
-    /** Left edge. */
-    x: number
-    /** Top edge. */
-    y: number
-    /** Side length. */
-    side: number
-  }[]
+  boxes: NativeBoxChange[]
   /** Per-stage milliseconds. */
-  timings_ms: {
-    /** Reading and gray conversion. */
-    decode: number
-    /** Face detection and cropping. */
-    face: number
-    /** Farnebäck flow, summed over pairs. */
-    flow: number
-    /** POC and channel maths, summed over pairs. */
-    poc: number
-    /** Wall time of the whole extraction. */
-    total: number
-  }
+  timings_ms: NativeStageTimings
   /** How good the recording was, and warnings where it falls short. */
-  quality: {
-    /** The face box's side, median over the tries with a face, pixels. */
-    face_px: number
-    /** The share of tries that found a face. */
-    face_rate: number
-    /** The face crops' mean gray level, 0–255. */
-    brightness: number
-    /** The face crops' Laplacian variance over their own variance, mean over the tries (higher is sharper; light level and face size do not change it). */
-    sharpness: number
-    /** v2: the head's left–right turn over the tries, degrees. */
-    yaw_deg?: number[] | null
-    /** v2: the head's up–down nod over the tries, degrees. */
-    pitch_deg?: number[] | null
-    /** v2: the head's tilt in the image over the tries, degrees. */
-    roll_deg?: number[] | null
-    /** v2: FaceMesh's face flag as a probability, median over the tries with a face. */
-    face_flag?: number | null
-    /** The measures past their thresholds. */
-    warnings: {
-      /** The stable code. */
-      code: "face_small" | "too_dark" | "blurred" | "head_turned" | "face_lost_often"
-      /** What to do about it, in a sentence. */
-      message: string
-    }[]
-  }
+  quality: NativeQuality
 }
 
-/** The part of [`Meta`] a service answer carries about the video (its `video` object): what a person needs to judge the recording, without the extractor's internals. */
-export interface NativeVideoSummary {
-  /** Frames decoded. */
-  frames: number
-  /** Frames per second used by the schedule and limits. */
-  fps: number
-  /** `frames / fps`, seconds. */
-  duration_s: number
-  /** Frame width after rotation. */
-  width: number
-  /** Frame height after rotation. */
-  height: number
-  /** Tries that found a face over all tries (0 without tries): how steadily the face was found. */
-  face_detect_rate: number
-  /** How good the recording was, and warnings where it falls short. */
-  quality: {
-    /** The face box's side, median over the tries with a face, pixels. */
-    face_px: number
-    /** The share of tries that found a face. */
-    face_rate: number
-    /** The face crops' mean gray level, 0–255. */
-    brightness: number
-    /** The face crops' Laplacian variance over their own variance, mean over the tries (higher is sharper; light level and face size do not change it). */
-    sharpness: number
-    /** v2: the head's left–right turn over the tries, degrees. */
-    yaw_deg?: number[] | null
-    /** v2: the head's up–down nod over the tries, degrees. */
-    pitch_deg?: number[] | null
-    /** v2: the head's tilt in the image over the tries, degrees. */
-    roll_deg?: number[] | null
-    /** v2: FaceMesh's face flag as a probability, median over the tries with a face. */
-    face_flag?: number | null
-    /** The measures past their thresholds. */
-    warnings: {
-      /** The stable code. */
-      code: "face_small" | "too_dark" | "blurred" | "head_turned" | "face_lost_often"
-      /** What to do about it, in a sentence. */
-      message: string
-    }[]
-  }
+/** A change of the face box: from frame `frame` on, the box is (`x`, `y`, `side`). */
+export interface NativeBoxChange {
+  /** First frame the box applies to. */
+  frame: number
+  /** Left edge. */
+  x: number
+  /** Top edge. */
+  y: number
+  /** Side length. */
+  side: number
+}
+
+/** Wall time per stage, in milliseconds. `decode` and `face` (detection and crops) run on the decoding thread; `flow` and `poc` are summed over the pool's workers (CPU time). */
+export interface NativeStageTimings {
+  /** Reading and gray conversion. */
+  decode: number
+  /** Face detection and cropping. */
+  face: number
+  /** Farnebäck flow, summed over pairs. */
+  flow: number
+  /** POC and channel maths, summed over pairs. */
+  poc: number
+  /** Wall time of the whole extraction. */
+  total: number
 }
 
 /** How good the recording was (see the module's text). Measures without a try that found a face are 0. */
@@ -150,27 +90,37 @@ export interface NativeQuality {
   /** v2: FaceMesh's face flag as a probability, median over the tries with a face. */
   face_flag?: number | null
   /** The measures past their thresholds. */
-  warnings: {
-    /** The stable code. */
-    code: "face_small" | "too_dark" | "blurred" | "head_turned" | "face_lost_often"
-    /** What to do about it, in a sentence. */
-    message: string
-  }[]
+  warnings: NativeQualityWarning[]
 }
 
-/** Wall time per stage, in milliseconds. `decode` and `face` (detection and crops) run on the decoding thread; `flow` and `poc` are summed over the pool's workers (CPU time). */
-export interface NativeStageTimings {
-  /** Reading and gray conversion. */
-  decode: number
-  /** Face detection and cropping. */
-  face: number
-  /** Farnebäck flow, summed over pairs. */
-  flow: number
-  /** POC and channel maths, summed over pairs. */
-  poc: number
-  /** Wall time of the whole extraction. */
-  total: number
+/** One warning: its code and a sentence for a person. */
+export interface NativeQualityWarning {
+  /** The stable code. */
+  code: NativeQualityCode
+  /** What to do about it, in a sentence. */
+  message: string
 }
 
-/** The same shapes as JSON Schemas (2020-12), for the OpenAPI document. */
-export const METADATA_SCHEMAS = {"Meta":{"type":"object","properties":{"frames":{"type":"integer","minimum":0,"description":"Frames decoded."},"pairs":{"type":"integer","minimum":0,"description":"Frame pairs used (from the first face on)."},"fps":{"type":"number","description":"Frames per second used by the schedule and limits."},"width":{"type":"integer","minimum":0,"description":"Frame width after rotation."},"height":{"type":"integer","minimum":0,"description":"Frame height after rotation."},"duration_s":{"type":"number","description":"`frames / fps`, seconds."},"detect_tries":{"type":"integer","minimum":0,"description":"Face detection tries."},"detect_hits":{"type":"integer","minimum":0,"description":"Tries that found a face."},"face_detect_rate":{"type":"number","description":"`detect_hits / detect_tries` (0 without tries): how steadily the face was found."},"box_changes":{"type":"integer","minimum":0,"description":"Times the box was replaced after the first detection."},"decode_errors":{"type":"integer","minimum":0,"description":"Packets the decoder could not use and skipped (spec §1: reading goes on)."},"boxes":{"type":"array","items":{"description":"A change of the face box: from frame `frame` on, the box is (`x`, `y`, `side`).","type":"object","properties":{"frame":{"description":"First frame the box applies to.","type":"integer","minimum":0},"x":{"description":"Left edge.","type":"integer"},"y":{"description":"Top edge.","type":"integer"},"side":{"description":"Side length.","type":"integer"}},"required":["frame","x","y","side"]},"description":"Every box in force, with the frame it starts at."},"timings_ms":{"type":"object","properties":{"decode":{"type":"number","description":"Reading and gray conversion."},"face":{"type":"number","description":"Face detection and cropping."},"flow":{"type":"number","description":"Farnebäck flow, summed over pairs."},"poc":{"type":"number","description":"POC and channel maths, summed over pairs."},"total":{"type":"number","description":"Wall time of the whole extraction."}},"required":["decode","face","flow","poc","total"],"description":"Per-stage milliseconds."},"quality":{"type":"object","properties":{"face_px":{"type":"number","description":"The face box's side, median over the tries with a face, pixels."},"face_rate":{"type":"number","description":"The share of tries that found a face."},"brightness":{"type":"number","description":"The face crops' mean gray level, 0–255."},"sharpness":{"type":"number","description":"The face crops' Laplacian variance over their own variance, mean over the tries\n(higher is sharper; light level and face size do not change it)."},"yaw_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's left–right turn over the tries, degrees."},"pitch_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's up–down nod over the tries, degrees."},"roll_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's tilt in the image over the tries, degrees."},"face_flag":{"type":["number","null"],"description":"v2: FaceMesh's face flag as a probability, median over the tries with a face."},"warnings":{"type":"array","items":{"description":"One warning: its code and a sentence for a person.","type":"object","properties":{"code":{"description":"The stable code.","oneOf":[{"description":"The face is small in the frame.","type":"string","const":"face_small"},{"description":"The face is dark.","type":"string","const":"too_dark"},{"description":"The face is blurred.","type":"string","const":"blurred"},{"description":"The head is turned away (v2).","type":"string","const":"head_turned"},{"description":"The face was lost on many tries.","type":"string","const":"face_lost_often"}]},"message":{"description":"What to do about it, in a sentence.","type":"string"}},"required":["code","message"]},"description":"The measures past their thresholds."}},"required":["face_px","face_rate","brightness","sharpness","warnings"],"description":"How good the recording was, and warnings where it falls short."}},"required":["frames","pairs","fps","width","height","duration_s","detect_tries","detect_hits","face_detect_rate","box_changes","decode_errors","boxes","timings_ms","quality"],"description":"What the extractor reports beside the features (spec §7)."},"VideoSummary":{"type":"object","properties":{"frames":{"type":"integer","minimum":0,"description":"Frames decoded."},"fps":{"type":"number","description":"Frames per second used by the schedule and limits."},"duration_s":{"type":"number","description":"`frames / fps`, seconds."},"width":{"type":"integer","minimum":0,"description":"Frame width after rotation."},"height":{"type":"integer","minimum":0,"description":"Frame height after rotation."},"face_detect_rate":{"type":"number","description":"Tries that found a face over all tries (0 without tries): how steadily the face was found."},"quality":{"type":"object","properties":{"face_px":{"type":"number","description":"The face box's side, median over the tries with a face, pixels."},"face_rate":{"type":"number","description":"The share of tries that found a face."},"brightness":{"type":"number","description":"The face crops' mean gray level, 0–255."},"sharpness":{"type":"number","description":"The face crops' Laplacian variance over their own variance, mean over the tries\n(higher is sharper; light level and face size do not change it)."},"yaw_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's left–right turn over the tries, degrees."},"pitch_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's up–down nod over the tries, degrees."},"roll_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's tilt in the image over the tries, degrees."},"face_flag":{"type":["number","null"],"description":"v2: FaceMesh's face flag as a probability, median over the tries with a face."},"warnings":{"type":"array","items":{"description":"One warning: its code and a sentence for a person.","type":"object","properties":{"code":{"description":"The stable code.","oneOf":[{"description":"The face is small in the frame.","type":"string","const":"face_small"},{"description":"The face is dark.","type":"string","const":"too_dark"},{"description":"The face is blurred.","type":"string","const":"blurred"},{"description":"The head is turned away (v2).","type":"string","const":"head_turned"},{"description":"The face was lost on many tries.","type":"string","const":"face_lost_often"}]},"message":{"description":"What to do about it, in a sentence.","type":"string"}},"required":["code","message"]},"description":"The measures past their thresholds."}},"required":["face_px","face_rate","brightness","sharpness","warnings"],"description":"How good the recording was, and warnings where it falls short."}},"required":["frames","fps","duration_s","width","height","face_detect_rate","quality"],"description":"The part of [`Meta`] a service answer carries about the video (its `video` object): what\na person needs to judge the recording, without the extractor's internals."},"Quality":{"type":"object","properties":{"face_px":{"type":"number","description":"The face box's side, median over the tries with a face, pixels."},"face_rate":{"type":"number","description":"The share of tries that found a face."},"brightness":{"type":"number","description":"The face crops' mean gray level, 0–255."},"sharpness":{"type":"number","description":"The face crops' Laplacian variance over their own variance, mean over the tries\n(higher is sharper; light level and face size do not change it)."},"yaw_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's left–right turn over the tries, degrees."},"pitch_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's up–down nod over the tries, degrees."},"roll_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's tilt in the image over the tries, degrees."},"face_flag":{"type":["number","null"],"description":"v2: FaceMesh's face flag as a probability, median over the tries with a face."},"warnings":{"type":"array","items":{"description":"One warning: its code and a sentence for a person.","type":"object","properties":{"code":{"description":"The stable code.","oneOf":[{"description":"The face is small in the frame.","type":"string","const":"face_small"},{"description":"The face is dark.","type":"string","const":"too_dark"},{"description":"The face is blurred.","type":"string","const":"blurred"},{"description":"The head is turned away (v2).","type":"string","const":"head_turned"},{"description":"The face was lost on many tries.","type":"string","const":"face_lost_often"}]},"message":{"description":"What to do about it, in a sentence.","type":"string"}},"required":["code","message"]},"description":"The measures past their thresholds."}},"required":["face_px","face_rate","brightness","sharpness","warnings"],"description":"How good the recording was (see the module's text). Measures without a try that found a\nface are 0."},"StageTimings":{"type":"object","properties":{"decode":{"type":"number","description":"Reading and gray conversion."},"face":{"type":"number","description":"Face detection and cropping."},"flow":{"type":"number","description":"Farnebäck flow, summed over pairs."},"poc":{"type":"number","description":"POC and channel maths, summed over pairs."},"total":{"type":"number","description":"Wall time of the whole extraction."}},"required":["decode","face","flow","poc","total"],"description":"Wall time per stage, in milliseconds. `decode` and `face` (detection and crops) run on the\ndecoding thread; `flow` and `poc` are summed over the pool's workers (CPU time)."}} as const
+/** A warning's stable code. */
+export type NativeQualityCode = "face_small" | "too_dark" | "blurred" | "head_turned" | "face_lost_often"
+
+/** The part of [`Meta`] a service answer carries about the video (its `video` object): what a person needs to judge the recording, without the extractor's internals. */
+export interface NativeVideoSummary {
+  /** Frames decoded. */
+  frames: number
+  /** Frames per second used by the schedule and limits. */
+  fps: number
+  /** `frames / fps`, seconds. */
+  duration_s: number
+  /** Frame width after rotation. */
+  width: number
+  /** Frame height after rotation. */
+  height: number
+  /** Tries that found a face over all tries (0 without tries): how steadily the face was found. */
+  face_detect_rate: number
+  /** How good the recording was, and warnings where it falls short. */
+  quality: NativeQuality
+}
+
+/** The same shapes as JSON Schemas (2020-12), each written in place, for the OpenAPI document. */
+export const METADATA_SCHEMAS = {"Meta":{"type":"object","properties":{"frames":{"type":"integer","minimum":0,"description":"Frames decoded."},"pairs":{"type":"integer","minimum":0,"description":"Frame pairs used (from the first face on)."},"fps":{"type":"number","description":"Frames per second used by the schedule and limits."},"width":{"type":"integer","minimum":0,"description":"Frame width after rotation."},"height":{"type":"integer","minimum":0,"description":"Frame height after rotation."},"duration_s":{"type":"number","description":"`frames / fps`, seconds."},"detect_tries":{"type":"integer","minimum":0,"description":"Face detection tries."},"detect_hits":{"type":"integer","minimum":0,"description":"Tries that found a face."},"face_detect_rate":{"type":"number","description":"`detect_hits / detect_tries` (0 without tries): how steadily the face was found."},"box_changes":{"type":"integer","minimum":0,"description":"Times the box was replaced after the first detection."},"decode_errors":{"type":"integer","minimum":0,"description":"Packets the decoder could not use and skipped (spec §1: reading goes on)."},"boxes":{"type":"array","items":{"type":"object","properties":{"frame":{"type":"integer","minimum":0,"description":"First frame the box applies to."},"x":{"type":"integer","description":"Left edge."},"y":{"type":"integer","description":"Top edge."},"side":{"type":"integer","description":"Side length."}},"required":["frame","x","y","side"],"description":"A change of the face box: from frame `frame` on, the box is (`x`, `y`, `side`)."},"description":"Every box in force, with the frame it starts at."},"timings_ms":{"type":"object","properties":{"decode":{"type":"number","description":"Reading and gray conversion."},"face":{"type":"number","description":"Face detection and cropping."},"flow":{"type":"number","description":"Farnebäck flow, summed over pairs."},"poc":{"type":"number","description":"POC and channel maths, summed over pairs."},"total":{"type":"number","description":"Wall time of the whole extraction."}},"required":["decode","face","flow","poc","total"],"description":"Wall time per stage, in milliseconds. `decode` and `face` (detection and crops) run on the\ndecoding thread; `flow` and `poc` are summed over the pool's workers (CPU time)."},"quality":{"type":"object","properties":{"face_px":{"type":"number","description":"The face box's side, median over the tries with a face, pixels."},"face_rate":{"type":"number","description":"The share of tries that found a face."},"brightness":{"type":"number","description":"The face crops' mean gray level, 0–255."},"sharpness":{"type":"number","description":"The face crops' Laplacian variance over their own variance, mean over the tries\n(higher is sharper; light level and face size do not change it)."},"yaw_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's left–right turn over the tries, degrees."},"pitch_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's up–down nod over the tries, degrees."},"roll_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's tilt in the image over the tries, degrees."},"face_flag":{"type":["number","null"],"description":"v2: FaceMesh's face flag as a probability, median over the tries with a face."},"warnings":{"type":"array","items":{"type":"object","properties":{"code":{"oneOf":[{"type":"string","const":"face_small","description":"The face is small in the frame."},{"type":"string","const":"too_dark","description":"The face is dark."},{"type":"string","const":"blurred","description":"The face is blurred."},{"type":"string","const":"head_turned","description":"The head is turned away (v2)."},{"type":"string","const":"face_lost_often","description":"The face was lost on many tries."}],"description":"A warning's stable code."},"message":{"type":"string","description":"What to do about it, in a sentence."}},"required":["code","message"],"description":"One warning: its code and a sentence for a person."},"description":"The measures past their thresholds."}},"required":["face_px","face_rate","brightness","sharpness","warnings"],"description":"How good the recording was (see the module's text). Measures without a try that found a\nface are 0."}},"required":["frames","pairs","fps","width","height","duration_s","detect_tries","detect_hits","face_detect_rate","box_changes","decode_errors","boxes","timings_ms","quality"],"description":"What the extractor reports beside the features (spec §7)."},"VideoSummary":{"type":"object","properties":{"frames":{"type":"integer","minimum":0,"description":"Frames decoded."},"fps":{"type":"number","description":"Frames per second used by the schedule and limits."},"duration_s":{"type":"number","description":"`frames / fps`, seconds."},"width":{"type":"integer","minimum":0,"description":"Frame width after rotation."},"height":{"type":"integer","minimum":0,"description":"Frame height after rotation."},"face_detect_rate":{"type":"number","description":"Tries that found a face over all tries (0 without tries): how steadily the face was found."},"quality":{"type":"object","properties":{"face_px":{"type":"number","description":"The face box's side, median over the tries with a face, pixels."},"face_rate":{"type":"number","description":"The share of tries that found a face."},"brightness":{"type":"number","description":"The face crops' mean gray level, 0–255."},"sharpness":{"type":"number","description":"The face crops' Laplacian variance over their own variance, mean over the tries\n(higher is sharper; light level and face size do not change it)."},"yaw_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's left–right turn over the tries, degrees."},"pitch_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's up–down nod over the tries, degrees."},"roll_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's tilt in the image over the tries, degrees."},"face_flag":{"type":["number","null"],"description":"v2: FaceMesh's face flag as a probability, median over the tries with a face."},"warnings":{"type":"array","items":{"type":"object","properties":{"code":{"oneOf":[{"type":"string","const":"face_small","description":"The face is small in the frame."},{"type":"string","const":"too_dark","description":"The face is dark."},{"type":"string","const":"blurred","description":"The face is blurred."},{"type":"string","const":"head_turned","description":"The head is turned away (v2)."},{"type":"string","const":"face_lost_often","description":"The face was lost on many tries."}],"description":"A warning's stable code."},"message":{"type":"string","description":"What to do about it, in a sentence."}},"required":["code","message"],"description":"One warning: its code and a sentence for a person."},"description":"The measures past their thresholds."}},"required":["face_px","face_rate","brightness","sharpness","warnings"],"description":"How good the recording was (see the module's text). Measures without a try that found a\nface are 0."}},"required":["frames","fps","duration_s","width","height","face_detect_rate","quality"],"description":"The part of [`Meta`] a service answer carries about the video (its `video` object): what\na person needs to judge the recording, without the extractor's internals."},"Quality":{"type":"object","properties":{"face_px":{"type":"number","description":"The face box's side, median over the tries with a face, pixels."},"face_rate":{"type":"number","description":"The share of tries that found a face."},"brightness":{"type":"number","description":"The face crops' mean gray level, 0–255."},"sharpness":{"type":"number","description":"The face crops' Laplacian variance over their own variance, mean over the tries\n(higher is sharper; light level and face size do not change it)."},"yaw_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's left–right turn over the tries, degrees."},"pitch_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's up–down nod over the tries, degrees."},"roll_deg":{"type":["array","null"],"items":{"type":"number"},"minItems":2,"maxItems":2,"description":"v2: the head's tilt in the image over the tries, degrees."},"face_flag":{"type":["number","null"],"description":"v2: FaceMesh's face flag as a probability, median over the tries with a face."},"warnings":{"type":"array","items":{"type":"object","properties":{"code":{"oneOf":[{"type":"string","const":"face_small","description":"The face is small in the frame."},{"type":"string","const":"too_dark","description":"The face is dark."},{"type":"string","const":"blurred","description":"The face is blurred."},{"type":"string","const":"head_turned","description":"The head is turned away (v2)."},{"type":"string","const":"face_lost_often","description":"The face was lost on many tries."}],"description":"A warning's stable code."},"message":{"type":"string","description":"What to do about it, in a sentence."}},"required":["code","message"],"description":"One warning: its code and a sentence for a person."},"description":"The measures past their thresholds."}},"required":["face_px","face_rate","brightness","sharpness","warnings"],"description":"How good the recording was (see the module's text). Measures without a try that found a\nface are 0."},"StageTimings":{"type":"object","properties":{"decode":{"type":"number","description":"Reading and gray conversion."},"face":{"type":"number","description":"Face detection and cropping."},"flow":{"type":"number","description":"Farnebäck flow, summed over pairs."},"poc":{"type":"number","description":"POC and channel maths, summed over pairs."},"total":{"type":"number","description":"Wall time of the whole extraction."}},"required":["decode","face","flow","poc","total"],"description":"Wall time per stage, in milliseconds. `decode` and `face` (detection and crops) run on the\ndecoding thread; `flow` and `poc` are summed over the pool's workers (CPU time)."}} as const
