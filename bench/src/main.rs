@@ -266,6 +266,7 @@ fn flows_table(clip: &Path) {
     let assets = tabr_core::FaceAssets {
         cascade: None,
         ort_dylib: dylib.as_deref(),
+        ..Default::default()
     };
     let cases: Vec<(Spec, FlowMethod)> = Spec::ALL
         .into_iter()
@@ -329,7 +330,7 @@ fn face_mesh_bench(clip: &Path) {
     use tabr_core::face::{self, DetectScratch, FaceDetector};
     let _ = opencv::core::set_num_threads(1);
     let dylib = ort_dylib();
-    let mesh = FaceMesh::load(dylib.as_deref()).expect("the face models load");
+    let mesh = FaceMesh::load(dylib.as_deref(), Default::default()).expect("the face models load");
     let params = tabr_core::SpecParams::default();
     let mut dec = tabr_core::video::Decoder::open(tabr_core::VideoSource::Path(clip), &params)
         .expect("d18 opens");

@@ -18,7 +18,7 @@ mod common;
 use common::{ort_dylib, shared_fixture as shared};
 
 fn mesh() -> FaceMesh {
-    FaceMesh::load(Some(&ort_dylib())).expect("the face models load")
+    FaceMesh::load(Some(&ort_dylib()), Default::default()).expect("the face models load")
 }
 
 /// The gray frame `index` of a clip, as the extractor sees it.

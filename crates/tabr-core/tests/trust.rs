@@ -229,6 +229,7 @@ fn extractor(spec: Spec) -> Extractor {
     let assets = FaceAssets {
         cascade: None,
         ort_dylib: Some(&dylib),
+        ..Default::default()
     };
     Extractor::for_spec(spec, SpecParams::default(), assets).expect("extractor")
 }

@@ -238,6 +238,7 @@ fn a_try_on_every_frame_follows_the_face_in_order() {
     let assets = FaceAssets {
         cascade: None,
         ort_dylib: Some(&dylib),
+        ..Default::default()
     };
     let ex = Extractor::for_spec(Spec::V2, params, assets).expect("the extractor builds");
     let f = extract(&ex, &clip).expect("features");
@@ -308,7 +309,7 @@ fn largest_change(a: &Features, b: &Features) -> (f64, &'static str) {
 #[test]
 fn landmarks_nudged_far_below_a_pixel_move_features_continuously_and_within_tolerance() {
     let dylib = ort_dylib();
-    let mesh = FaceMesh::shared(Some(&dylib)).expect("the face models load");
+    let mesh = FaceMesh::shared(Some(&dylib), Default::default()).expect("the face models load");
     let base = extractor(Spec::V2);
     let nudged = |by: f64| {
         base.clone().with_face_method(Arc::new(Nudged {
@@ -403,7 +404,7 @@ fn close_up(gray: &Mat, fit: &Geometry, zoom: f64) -> Mat {
 #[test]
 fn close_ups_filling_the_frame_are_found_on_every_try() {
     let dylib = ort_dylib();
-    let mesh = FaceMesh::shared(Some(&dylib)).expect("the face models load");
+    let mesh = FaceMesh::shared(Some(&dylib), Default::default()).expect("the face models load");
     let v2 = LandmarkAligned::new(mesh);
     let mut table = Vec::new();
     let (mut misses, mut first_view_hits, mut tries) = (Vec::new(), 0, 0);

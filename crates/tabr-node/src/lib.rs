@@ -40,8 +40,12 @@ pub struct ExtractOptions {
     #[napi(ts_type = "'poc-abs/1' | 'poc-abs/2'")]
     pub spec: Option<String>,
     /// ONNX Runtime's shared library for `poc-abs/2` (default: `ORT_DYLIB_PATH`, else the
-    /// `onnxruntime-node` package's).
+    /// one bundled beside the addon, else the `onnxruntime-node` package's).
     pub ort_dylib_path: Option<String>,
+    /// Where `poc-abs/2` runs its face networks: `cpu`, `cuda` or `auto` (default: the
+    /// `ORT_PROVIDER` variable, else `cpu`). `cuda` needs the `@org/tabr-native-linux-x64-gpu`
+    /// package and CUDA 12 with cuDNN 9; `auto` takes the CPU when CUDA cannot run.
+    pub provider: Option<String>,
 }
 
 /// The 18 channels of every frame pair, from which the statistics are computed: when and
@@ -374,9 +378,14 @@ fn build_extractor(options: &ExtractOptions) -> tabr_core::Result<Extractor> {
         .needs_onnxruntime()
         .then(|| model::ort_dylib(options.ort_dylib_path.clone()))
         .flatten();
+    let provider = match &options.provider {
+        Some(p) => tabr_core::model::Provider::parse(p)?,
+        None => tabr_core::model::Provider::from_env()?,
+    };
     let assets = FaceAssets {
         cascade: options.cascade.as_deref().map(std::path::Path::new),
         ort_dylib: dylib.as_deref(),
+        provider,
     };
     Ok(Extractor::for_spec(spec, params, assets)?.with_flow_method(flow))
 }

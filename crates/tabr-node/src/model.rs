@@ -424,20 +424,21 @@ impl Model {
 }
 
 /// ONNX Runtime's library for `loadModel` and v2's `extractFeatures`: the option, else
-/// `ORT_DYLIB_PATH`, else the `onnxruntime-node` package nearest this addon.
+/// `ORT_DYLIB_PATH`, else the runtime bundled beside this addon (a release platform package),
+/// else the `onnxruntime-node` package nearest it (a development tree).
 pub(crate) fn ort_dylib(option: Option<String>) -> Option<PathBuf> {
     // The addon's own folder is read from /proc only when neither names a library.
     ort_node_locate::locate(option.as_deref().map(Path::new), &[]).or_else(default_ort_dylib)
 }
 
-/// Where `onnxruntime-node` keeps its runtime, searched upwards from this addon's own file.
+/// The runtime for this addon's own file, found through /proc/self/maps.
 fn default_ort_dylib() -> Option<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     let addon = maps
         .lines()
         .filter_map(|l| l.split_whitespace().nth(5))
         .find(|p| p.ends_with(".node") && p.contains("tabr-native"))?;
-    ort_node_locate::nearest(Path::new(addon).parent()?)
+    ort_node_locate::for_addon(Path::new(addon).parent()?)
 }
 
 /// Loads a `tabr-model/1` directory off the event loop. Rejects with `code` `model_error`

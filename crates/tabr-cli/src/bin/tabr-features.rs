@@ -261,7 +261,8 @@ fn write_overlay(
     params: &SpecParams,
     dylib: Option<&Path>,
 ) -> Result<(), String> {
-    let mesh = FaceMesh::shared(dylib).map_err(|e| e.message().to_string())?;
+    let provider = tabr_core::model::Provider::from_env().map_err(|e| e.message().to_string())?;
+    let mesh = FaceMesh::shared(dylib, provider).map_err(|e| e.message().to_string())?;
     let pic = overlay::first_aligned_face(VideoSource::Path(file), spec, params, mesh)
         .map_err(|e| e.code().to_string())?
         .ok_or("no frame has a face")?;
@@ -322,9 +323,14 @@ fn main() -> ExitCode {
         .needs_onnxruntime()
         .then(|| ort_dylib(args.ort_dylib.as_deref()))
         .flatten();
+    let provider = match tabr_core::model::Provider::from_env() {
+        Ok(p) => p,
+        Err(e) => return usage(e.message().to_string()),
+    };
     let assets = FaceAssets {
         cascade: args.cascade.as_deref(),
         ort_dylib: dylib.as_deref(),
+        provider,
     };
     let extractor = match Extractor::for_spec(spec, params.clone(), assets) {
         Ok(e) => e.with_flow_method(args.flow.into()),

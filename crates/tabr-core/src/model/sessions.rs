@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 
-use super::{model_error, LoadOptions, Manifest, Provider};
+use super::{model_error, runtime, LoadOptions, Manifest, Provider};
 use crate::error::{Error, ErrorCode, Result};
 
 /// A pool of ONNX sessions: calls take one, run, and give it back.
@@ -36,22 +36,22 @@ impl Sessions {
         let mut warnings = Vec::new();
         let (first, cuda) = match opts.provider {
             Provider::Cpu => (cpu, false),
-            Provider::Cuda | Provider::Auto => match Self::open(&bytes, opts, true) {
-                Ok(gpu) => (gpu, true),
-                Err(_) if opts.provider == Provider::Auto => {
-                    warnings.push(
-                        "ORT_PROVIDER=auto: the CUDA execution provider cannot start here, using the CPU"
-                            .to_string(),
-                    );
-                    (cpu, false)
+            Provider::Cuda | Provider::Auto => {
+                let gpu = runtime::cuda_ready().and_then(|()| {
+                    Self::open(&bytes, opts, true).map_err(|_| {
+                        "the CUDA execution provider failed to start (is there a usable GPU?)"
+                            .to_string()
+                    })
+                });
+                match gpu {
+                    Ok(gpu) => (gpu, true),
+                    Err(why) if opts.provider == Provider::Auto => {
+                        warnings.push(format!("provider auto: {why}; running on the CPU"));
+                        (cpu, false)
+                    }
+                    Err(why) => return Err(model_error(format!("provider cuda: {why}"))),
                 }
-                Err(_) => {
-                    return Err(model_error(
-                        "ORT_PROVIDER=cuda, but the CUDA execution provider cannot start in the loaded ONNX Runtime \
-                         (it needs a GPU build of ONNX Runtime with CUDA and cuDNN: point ORT_DYLIB_PATH at one)",
-                    ))
-                }
-            },
+            }
         };
         let sessions = Sessions {
             bytes,
@@ -82,10 +82,7 @@ impl Sessions {
             .with_intra_threads(opts.intra_threads.max(1))
             .map_err(fail)?;
         if cuda {
-            let ep = ort::execution_providers::CUDAExecutionProvider::default()
-                .build()
-                .error_on_failure();
-            b = b.with_execution_providers([ep]).map_err(|_| {
+            b = runtime::with_cuda(b).map_err(|_| {
                 Error::new(
                     ErrorCode::ModelError,
                     "the CUDA execution provider failed to start",

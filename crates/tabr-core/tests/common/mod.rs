@@ -162,6 +162,7 @@ pub fn extractor(spec: tabr_core::Spec) -> tabr_core::Extractor {
     let assets = tabr_core::FaceAssets {
         cascade: None,
         ort_dylib: Some(&dylib),
+        ..Default::default()
     };
     tabr_core::Extractor::for_spec(spec, tabr_core::SpecParams::default(), assets)
         .expect("the extractor builds")
