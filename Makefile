@@ -11,9 +11,10 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/tabr-serve/target
 export TABR_BIN_DIR ?= $(CARGO_TARGET_DIR)/release
 PNPM_VERSION := 9.15.9
 APT_PACKAGES := libopencv-dev clang libclang-dev opencv-data pkg-config ffmpeg redis-server \
-  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev chromium
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev chromium \
+  nasm meson ninja-build dpkg-dev xz-utils unzip debootstrap binutils
 
-.PHONY: help deps apt pnpm node-modules build sample test lint contracts test-rust test-node test-reference test-tooling test-python demo-model face-models uv bench run serve worker pack clean
+.PHONY: help deps apt pnpm node-modules build sample test lint contracts test-rust test-node test-reference test-tooling test-python demo-model face-models uv bench run serve worker portable pack test-install clean
 
 help:
 	@echo "make deps   install apt packages, pnpm, node modules and uv (what is missing)"
@@ -22,7 +23,9 @@ help:
 	@echo "make lint   rustfmt, clippy -D warnings, Biome, ruff"
 	@echo "make contracts  regenerate what the service and the tooling read from the core (specs, error codes)"
 	@echo "make bench  benchmark tables (medians and ratios, never pass/fail)"
-	@echo "make pack   release tarballs of @org/tabr-native and its platform package in dist/npm"
+	@echo "make portable  the release build of the addon (glibc 2.28, FFmpeg/OpenCV inside) and ONNX Runtime, in dist/portable"
+	@echo "make pack   release tarballs of @org/tabr-native and its platform packages (gnu, gpu) in dist/npm"
+	@echo "make test-install  the tarballs' library policy, then npm install + run in bare Debian 11, 12 and 13"
 	@echo "make demo-model / test-python   Python tooling (uv, torch; not in make test)"
 	@echo "make run    install, build, create .env with a token, serve the demo models on :8000"
 	@echo "make serve  the service from a built tree (settings from the environment / .env)"
@@ -60,7 +63,7 @@ SAMPLE := .samples/face.mkv
 sample:
 	@[ -f $(SAMPLE) ] || { mkdir -p .samples && $(TABR_BIN_DIR)/tabr-synth --demo-seed 7 --demo-class micro_movement $(SAMPLE); }
 
-test: build lint test-rust test-node test-reference test-tooling
+test: build lint portable test-rust test-node test-reference test-tooling test-install
 
 # The service's contracts generated from the native core (error codes, feature specs):
 # packages/server/src/core/native.generated.ts; its test fails when this is needed.
@@ -150,9 +153,25 @@ worker:
 
 # make pack: npm tarballs of @org/tabr-native and @org/tabr-native-linux-x64-gnu (the release
 # addon, stripped) in dist/npm; offline, nothing is published.
-pack: build
+# The release build (scripts/portable/): dav1d, FFmpeg, zlib and OpenCV from Debian's source
+# packages, built once with Zig toward glibc 2.28 and cached under ~/.cache/tabr-serve/portable
+# by a hash of their scripts (cold: see the README's figures); then the addon (its own cargo
+# target folder) and ONNX Runtime's CPU and CUDA libraries, in dist/portable.
+portable: deps
+	scripts/portable/addon.sh dist/portable
+	scripts/portable/runtime.sh dist/portable
+
+pack: portable
 	pnpm --filter @org/tabr-native run pack
+
+# The release as users get it: every ELF file of every tarball against the manylinux_2_28
+# policy, then npm install of the tarballs in bare Debian 11, 12 and 13 root file systems
+# (debootstrap minbase, cached) with only Node 20 copied in, no network, and the numbers of
+# the development build.
+test-install: pack
+	python3 scripts/portable/policy.py dist/npm/*.tgz
+	node tests/install/chroot.mjs dist/npm
 
 clean:
 	cargo clean
-	rm -rf node_modules packages/*/node_modules packages/tabr-native/*.node
+	rm -rf node_modules packages/*/node_modules packages/tabr-native/*.node dist

@@ -5,7 +5,8 @@
 # ONNX Runtime stays a separate library that the addon loads from its own folder at run time
 # (scripts/portable/runtime.sh puts it there when packing).
 #
-# usage: scripts/portable/addon.sh OUT_DIR   writes OUT_DIR/tabr-native.linux-x64-gnu.node
+# usage: scripts/portable/addon.sh OUT_DIR   writes OUT_DIR/tabr-native.linux-x64-gnu.node and
+#        the licences of what is linked in to OUT_DIR/licenses/ (pack.mjs writes the notices)
 source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 out=${1:?usage: addon.sh OUT_DIR}
 repo="$(cd "$PORTABLE_SCRIPTS/../.." && pwd)"
@@ -28,4 +29,7 @@ start=$(date +%s)
 cargo zigbuild --release -p tabr-node --target "$PORTABLE_RUST_TARGET" >&2
 mkdir -p "$out"
 cp "$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/libtabr_node.so" "$out/tabr-native.linux-x64-gnu.node"
+mkdir -p "$out/licenses"
+cp "$ffmpeg/COPYING.FFmpeg" "$ffmpeg/COPYING.dav1d" "$opencv/LICENSE.OpenCV" "$opencv/LICENSE.zlib" "$out/licenses/"
+cp "$(dirname "$ZIG")/lib/libcxx/LICENSE.TXT" "$out/licenses/LICENSE.libcxx"
 log "addon built in $(( $(date +%s) - start )) s: $out/tabr-native.linux-x64-gnu.node"

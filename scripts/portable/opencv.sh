@@ -15,7 +15,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 
 OPENCV_SRC_VERSION=4.6.0+dfsg-12
-ZLIB_SRC_VERSION=1.2.13.dfsg-1
+ZLIB_SRC_VERSION=1:1.2.13.dfsg-1
 MODULES=core,imgproc,objdetect,video
 KEY=$(build_key "${BASH_SOURCE[0]}")
 PREFIX="$PORTABLE_CACHE/opencv-$KEY"

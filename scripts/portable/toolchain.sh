@@ -64,7 +64,8 @@ WRAP
 # Debian's patches applied) into a fresh directory; prints that directory.
 debian_source() {
   local pkg=$1 version=$2 dest=$3
-  if ! ls "$PORTABLE_CACHE/src/${pkg}_${version}"*.dsc >/dev/null 2>&1; then
+  local file="${pkg}_${version#*:}.dsc" # file names carry no epoch
+  if [ ! -f "$PORTABLE_CACHE/src/$file" ]; then
     if ! apt-get source --print-uris "$pkg=$version" >/dev/null 2>&1; then
       log "adding Debian's source packages to apt (deb-src, same mirror)"
       local sudo; sudo=$([ "$(id -u)" = 0 ] || echo sudo)
@@ -76,7 +77,7 @@ debian_source() {
   fi
   rm -rf "$dest"
   mkdir -p "$(dirname "$dest")"
-  (cd "$(dirname "$dest")" && dpkg-source -x "$PORTABLE_CACHE/src/${pkg}_${version}".dsc "$(basename "$dest")" >/dev/null)
+  (cd "$(dirname "$dest")" && dpkg-source -x "$PORTABLE_CACHE/src/$file" "$(basename "$dest")" >/dev/null)
 }
 
 # The cache key of a build: the hash of the scripts that define it.

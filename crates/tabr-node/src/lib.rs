@@ -436,6 +436,58 @@ pub fn extract_features(
     Ok(AsyncTask::with_optional_signal(job, signal))
 }
 
+/// What this build of the addon can read: the demuxers and video decoders of the FFmpeg it
+/// links, and the demuxers the decoder accepts at all (its allow-list). The release build's
+/// own FFmpeg holds only those demuxers; a development build links the system's.
+#[napi(object)]
+pub struct BuildInfo {
+    /// FFmpeg's demuxers, by FFmpeg's names (e.g. `mov,mp4,m4a,3gp,3g2,mj2`), sorted.
+    pub demuxers: Vec<String>,
+    /// FFmpeg's video decoders (e.g. `h264`, `libdav1d`), sorted.
+    pub decoders: Vec<String>,
+    /// The demuxer names the decoder accepts (`video/input.rs`), in its order.
+    pub allowed_demuxers: Vec<String>,
+}
+
+/// This build's [`BuildInfo`].
+#[napi]
+pub fn build_info() -> BuildInfo {
+    let (demuxers, decoders) = tabr_core::video::input::ffmpeg_capabilities();
+    BuildInfo {
+        demuxers,
+        decoders,
+        allowed_demuxers: tabr_core::video::input::ALLOWED_DEMUXERS
+            .split(',')
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
+/// The frames of a video as the pipeline sees them (gray, upright), reduced to a count and a
+/// digest: two builds that decode a file to the same bytes give the same `digest`. For
+/// comparing builds (the release tests hold the portable addon to the development one).
+#[napi(object)]
+pub struct FrameDigest {
+    /// Decoded frames.
+    pub frames: u32,
+    /// FNV-1a 64 of every frame's size and bytes, in order, as 16 hex digits.
+    pub digest: String,
+}
+
+/// Decodes `input` under the default limits and returns its [`FrameDigest`] (rejects with the
+/// decoder's error codes, as `extractFeatures` does).
+#[napi(ts_return_type = "Promise<FrameDigest>")]
+pub fn frame_digest(input: Either<String, Buffer>) -> AsyncTask<Job<(u64, u64), FrameDigest>> {
+    let input = Input::from(input);
+    AsyncTask::new(Job::new(
+        move || tabr_core::video::frame_digest(input.source(), &SpecParams::default()),
+        |(frames, digest)| FrameDigest {
+            frames: u32::try_from(frames).unwrap_or(u32::MAX),
+            digest: format!("{digest:016x}"),
+        },
+    ))
+}
+
 /// The napi `AbortSignal` of a JS `AbortSignal` object.
 fn abort_signal(env: &Env, obj: Object<'_>) -> Result<AbortSignal> {
     // SAFETY: `obj` is a live JS value of this env, on the JS thread, as from_napi_value needs.

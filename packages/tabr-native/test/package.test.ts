@@ -1,7 +1,7 @@
 // The package's promises about itself: one version list, a platform package that matches the
-// napi targets, and a README whose error codes and runtime libraries are the real ones.
-import { existsSync, readFileSync, realpathSync } from 'node:fs'
-import { basename, join } from 'node:path'
+// napi targets, and a README whose error codes are the real ones.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { readNapiConfig } from '@napi-rs/cli'
 import { describe, expect, it } from 'vitest'
 import { errorCodes, FEATURE_SPECS, loadModel, MODEL_FORMATS, VERSION } from '../index.js'
@@ -31,6 +31,7 @@ describe('one version list', () => {
     expect(workspace?.[1]).toBe(VERSION)
     expect(pkg.version).toBe(VERSION)
     expect(readJson(join(pkgDir, 'npm/linux-x64-gnu/package.json')).version).toBe(VERSION)
+    expect(readJson(join(pkgDir, 'npm/linux-x64-gpu/package.json')).version).toBe(VERSION)
     // The generated loader checks the platform package against the version it was built for.
     const expected = [...readFileSync(join(pkgDir, 'binding.js'), 'utf8').matchAll(/bindingPackageVersion !== '([^']+)'/g)]
     expect(expected.length).toBeGreaterThan(0)
@@ -73,47 +74,16 @@ describe('README', () => {
     ).toEqual([...errorCodes()].sort())
   })
 
-  describe('runtime libraries', () => {
-    const addon = join(pkgDir, 'tabr-native.linux-x64-gnu.node')
-    const table = readmeTable('Runtime libraries')
-    const ldd = run('ldd', [addon])
-
-    it('names exactly the libraries the addon links', () => {
-      const elf = run('readelf', ['-d', addon])
-      expect(elf.status).toBe(0)
-      const needed = [...elf.stdout.matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1])
-      expect(needed.length).toBeGreaterThan(0)
-      expect(table.map(([lib]) => lib).sort()).toEqual(needed.sort())
-    })
-
-    it('resolves every library, transitively (ldd)', () => {
-      expect(ldd.status).toBe(0)
-      expect(ldd.stdout).not.toMatch(/not found/)
-    })
-
-    // The package column, checked against the package database where there is one.
-    it.skipIf(!existsSync('/var/lib/dpkg/status'))('names the Debian package that ships each library', () => {
-      const paths = new Map<string, string>()
-      for (const m of ldd.stdout.matchAll(/^\s*(\S+) => (\/\S+)|^\s*(\/\S+) \(/gm)) {
-        const path = m[2] ?? m[3] ?? ''
-        paths.set(m[1] ?? basename(path), path)
-      }
-      for (const [lib = '', debPackage] of table) {
-        const path = paths.get(lib)
-        expect(path, lib).toBeDefined()
-        expect(owner(path ?? ''), lib).toBe(debPackage)
-      }
-    })
+  it('documents the GPU variable the core reads', () => {
+    expect(readme).toContain('TABR_CUDA_LIBS')
   })
 })
 
-/** The Debian package that owns a file, asked under each of its names (merged /usr, symlinks). */
-function owner(path: string): string | undefined {
-  const real = realpathSync(path)
-  const names = [path, real].flatMap((p) => [p, p.startsWith('/usr/') ? p.slice(4) : `/usr${p}`])
-  for (const name of names) {
-    const r = run('dpkg', ['-S', name])
-    if (r.status === 0) return r.stdout.split(':')[0]
-  }
-  return undefined
-}
+describe('the development build', () => {
+  // The release build (make portable) links FFmpeg and OpenCV in; this one takes the system's.
+  it('resolves every library, transitively (ldd)', () => {
+    const ldd = run('ldd', [join(pkgDir, 'tabr-native.linux-x64-gnu.node')])
+    expect(ldd.status).toBe(0)
+    expect(ldd.stdout).not.toMatch(/not found/)
+  })
+})

@@ -268,9 +268,10 @@ impl Extractor {
         }
         let face: Arc<dyn FaceMethod> = match spec.face() {
             FaceKind::HaarBox => Arc::new(HaarBox::new(FaceDetector::from_option(assets.cascade)?)),
-            FaceKind::LandmarkAligned => {
-                Arc::new(LandmarkAligned::new(FaceMesh::shared(assets.ort_dylib, assets.provider)?))
-            }
+            FaceKind::LandmarkAligned => Arc::new(LandmarkAligned::new(FaceMesh::shared(
+                assets.ort_dylib,
+                assets.provider,
+            )?)),
         };
         Ok(Extractor {
             spec,

@@ -117,7 +117,9 @@ pub fn cuda_ready() -> std::result::Result<(), String> {
             .get()
             .and_then(|r| r.as_ref().ok())
             .ok_or_else(|| "ONNX Runtime is not loaded".to_string())?;
-        let beside = Path::new(runtime).parent().map(|d| d.join(CUDA_PROVIDER_LIB));
+        let beside = Path::new(runtime)
+            .parent()
+            .map(|d| d.join(CUDA_PROVIDER_LIB));
         if !beside.is_some_and(|p| p.is_file()) {
             return Err(format!(
                 "the loaded ONNX Runtime is a CPU build ({CUDA_PROVIDER_LIB} is not beside it; \
@@ -127,7 +129,11 @@ pub fn cuda_ready() -> std::result::Result<(), String> {
         let folders = std::env::var_os(CUDA_LIBS_VAR).unwrap_or_default();
         for lib in CUDA_LIBRARIES {
             if !preload(lib, &folders) {
-                let what = if lib.starts_with("libcudnn") { "cuDNN 9" } else { "CUDA 12" };
+                let what = if lib.starts_with("libcudnn") {
+                    "cuDNN 9"
+                } else {
+                    "CUDA 12"
+                };
                 return Err(format!(
                     "{lib} ({what}) cannot be loaded: install CUDA 12 and cuDNN 9, or NVIDIA's \
                      wheels and name their folder in {CUDA_LIBS_VAR}"
@@ -150,7 +156,9 @@ fn preload(lib: &str, folders: &std::ffi::OsStr) -> bool {
                 .flatten()
                 .flatten()
                 .map(|e| e.path().join("lib").join(lib));
-            std::iter::once(d.join(lib)).chain(nested).collect::<Vec<_>>()
+            std::iter::once(d.join(lib))
+                .chain(nested)
+                .collect::<Vec<_>>()
         })
         .filter(|p| p.is_file())
         .map(|p| p.into_os_string());

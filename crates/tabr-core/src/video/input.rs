@@ -19,7 +19,7 @@
 //! not build, hence the `unsafe` blocks; each says why it is sound.
 #![allow(unsafe_code)]
 
-use std::ffi::{c_int, c_void, CString};
+use std::ffi::{c_int, c_void, CStr, CString};
 use std::fs::File;
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -36,6 +36,45 @@ use crate::error::{Error, Result};
 /// off by default, sdp, rtsp, tee, …) is absent. Names as libavformat's probe reports them.
 pub const ALLOWED_DEMUXERS: &str =
     "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,flv,ogg,asf,mpeg,h264,hevc";
+
+/// What the linked FFmpeg can demux and decode, by FFmpeg's names, sorted: the release build's
+/// own FFmpeg holds only the allow-listed demuxers and the chosen decoders
+/// (scripts/portable/ffmpeg.sh), a system FFmpeg everything it was built with.
+pub fn ffmpeg_capabilities() -> (Vec<String>, Vec<String>) {
+    let name = |p: *const std::os::raw::c_char| {
+        // SAFETY: FFmpeg's format and codec names are static NUL-terminated strings.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    };
+    let mut demuxers = Vec::new();
+    let mut opaque = std::ptr::null_mut();
+    loop {
+        // SAFETY: av_demuxer_iterate walks FFmpeg's static list with our opaque cursor.
+        let f = unsafe { ffi::av_demuxer_iterate(&mut opaque) };
+        if f.is_null() {
+            break;
+        }
+        // SAFETY: `f` is a static AVInputFormat of that list.
+        demuxers.push(name(unsafe { (*f).name }));
+    }
+    let mut decoders = Vec::new();
+    let mut opaque = std::ptr::null_mut();
+    loop {
+        // SAFETY: as above, over the codec list.
+        let c = unsafe { ffi::av_codec_iterate(&mut opaque) };
+        if c.is_null() {
+            break;
+        }
+        // SAFETY: `c` is a static AVCodec of that list.
+        if unsafe { ffi::av_codec_is_decoder(c) } != 0
+            && unsafe { (*c).type_ } == ffi::AVMediaType::AVMEDIA_TYPE_VIDEO
+        {
+            decoders.push(name(unsafe { (*c).name }));
+        }
+    }
+    demuxers.sort();
+    decoders.sort();
+    (demuxers, decoders)
+}
 
 /// Streams a file may hold (libavformat's `max_streams`; a demuxer fails to open a file with
 /// more). Every stream's decoder is opened while the stream information is read, at about a

@@ -17,7 +17,7 @@ pub mod isobmff;
 pub mod orient;
 
 use ffmpeg_next as ff;
-use opencv::core::{Mat, MatTraitConst, MatTraitManual, Scalar, CV_8UC3};
+use opencv::core::{Mat, MatTraitConst, MatTraitConstManual, MatTraitManual, Scalar, CV_8UC3};
 use opencv::imgproc;
 
 use crate::error::{Error, ErrorCode, Result};
@@ -455,6 +455,36 @@ pub fn count_frames(source: VideoSource<'_>) -> Result<u64> {
         d.frames += 1;
     }
     Ok(d.frames)
+}
+
+/// The frames of `source` as the pipeline sees them (gray, upright), reduced to a count and
+/// a 64-bit FNV-1a digest of their sizes and bytes, in order, under `params`' limits. Two
+/// builds that decode a file to the same bytes give the same digest: the release tests hold
+/// the portable build (its own FFmpeg and OpenCV) to the development build with it.
+pub fn frame_digest(source: VideoSource<'_>, params: &SpecParams) -> Result<(u64, u64)> {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            hash = (hash ^ u64::from(*b)).wrapping_mul(PRIME);
+        }
+    };
+    let mut d = Decoder::open(source, params)?;
+    let mut gray = Mat::default();
+    let mut n = 0;
+    while d.next_gray(&mut gray)? {
+        n += 1;
+        let size = gray
+            .size()
+            .map_err(|_| Error::internal("a frame has no size"))?;
+        eat(&size.width.to_le_bytes());
+        eat(&size.height.to_le_bytes());
+        // A converted frame is one continuous block (OpenCV allocates it so).
+        eat(gray
+            .data_bytes()
+            .map_err(|_| Error::internal("a frame is not continuous"))?);
+    }
+    Ok((n, hash))
 }
 
 fn too_long(max_seconds: f64) -> Error {

@@ -1,0 +1,45 @@
+// What the install tests ask of @org/tabr-native, the same program for the development build
+// (the oracle) and for the release installed in a bare Debian: for each video, its frame
+// digest (the decoded bytes), and the v1 and v2 demo models' predictions with the features
+// they computed. Every outcome is kept, errors as their codes, so two builds compare as JSON.
+//
+// usage: node probe.cjs PACKAGE DEMO_V1 DEMO_V2 VIDEO...   prints one JSON object
+'use strict'
+const { readFileSync } = require('node:fs')
+const { basename } = require('node:path')
+
+const [pkg, demoV1, demoV2, ...videos] = process.argv.slice(2)
+const native = require(pkg)
+const outcome = (p, pick) => p.then(pick, (e) => ({ error: e.code ?? String(e) }))
+
+async function main() {
+  const models = { v1: await native.loadModel(demoV1), v2: await native.loadModel(demoV2) }
+  const results = []
+  for (const v of videos) {
+    const r = { video: basename(v), frames: await outcome(native.frameDigest(v), (d) => d) }
+    for (const [spec, m] of Object.entries(models)) {
+      r[spec] = await outcome(m.predictVideo(v, { features: true }), (p) => ({
+        prediction: p.prediction,
+        features: Array.from(p.features),
+      }))
+    }
+    results.push(r)
+  }
+  const maps = readFileSync('/proc/self/maps', 'utf8').split('\n').map((l) => l.split(/\s+/)[5] ?? '')
+  return {
+    node: process.version,
+    glibc: process.report.getReport().header.glibcVersionRuntime,
+    addon: maps.find((p) => p.endsWith('.node') && p.includes('tabr-native')),
+    runtime: maps.find((p) => p.includes('libonnxruntime.so')),
+    providers: Object.fromEntries(Object.entries(models).map(([k, m]) => [k, m.info.provider])),
+    results,
+  }
+}
+
+main().then(
+  (out) => console.log(JSON.stringify(out)),
+  (e) => {
+    console.error(e.code ?? '', e.message)
+    process.exit(1)
+  },
+)
