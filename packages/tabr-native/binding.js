@@ -836,11 +836,13 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.Model = nativeBinding.Model
+module.exports.buildInfo = nativeBinding.buildInfo
 module.exports.channelNames = nativeBinding.channelNames
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.extractFeatures = nativeBinding.extractFeatures
 module.exports.FEATURE_SPECS = nativeBinding.FEATURE_SPECS
 module.exports.featureNames = nativeBinding.featureNames
+module.exports.frameDigest = nativeBinding.frameDigest
 module.exports.loadModel = nativeBinding.loadModel
 module.exports.metadataSchemas = nativeBinding.metadataSchemas
 module.exports.MODEL_FORMATS = nativeBinding.MODEL_FORMATS

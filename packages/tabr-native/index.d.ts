@@ -56,6 +56,23 @@ export interface BatchPrediction {
   predictMs: number
 }
 
+/** This build's [`BuildInfo`]. */
+export declare function buildInfo(): BuildInfo
+
+/**
+ * What this build of the addon can read: the demuxers and video decoders of the FFmpeg it
+ * links, and the demuxers the decoder accepts at all (its allow-list). The release build's
+ * own FFmpeg holds only those demuxers; a development build links the system's.
+ */
+export interface BuildInfo {
+  /** FFmpeg's demuxers, by FFmpeg's names (e.g. `mov,mp4,m4a,3gp,3g2,mj2`), sorted. */
+  demuxers: Array<string>
+  /** FFmpeg's video decoders (e.g. `h264`, `libdav1d`), sorted. */
+  decoders: Array<string>
+  /** The demuxer names the decoder accepts (`video/input.rs`), in its order. */
+  allowedDemuxers: Array<string>
+}
+
 /** Names of the 18 per-pair channels, in series order (e.g. `mouth.abs`). */
 export declare function channelNames(): Array<string>
 
@@ -152,9 +169,15 @@ export interface ExtractOptions {
   spec?: 'poc-abs/1' | 'poc-abs/2'
   /**
    * ONNX Runtime's shared library for `poc-abs/2` (default: `ORT_DYLIB_PATH`, else the
-   * `onnxruntime-node` package's).
+   * one bundled beside the addon, else the `onnxruntime-node` package's).
    */
   ortDylibPath?: string
+  /**
+   * Where `poc-abs/2` runs its face networks: `cpu`, `cuda` or `auto` (default: the
+   * `ORT_PROVIDER` variable, else `cpu`). `cuda` needs the `@org/tabr-native-linux-x64-gpu`
+   * package and CUDA 12 with cuDNN 9; `auto` takes the CPU when CUDA cannot run.
+   */
+  provider?: string
 }
 
 /** The feature vector of one video, in the spec the call asked for (`FEATURE_SPECS`). */
@@ -196,6 +219,24 @@ export interface FeatureSpecInfo {
   name: string
   /** Spec version. */
   version: number
+}
+
+/**
+ * Decodes `input` under the default limits and returns its [`FrameDigest`] (rejects with the
+ * decoder's error codes, as `extractFeatures` does).
+ */
+export declare function frameDigest(input: string | Buffer): Promise<FrameDigest>
+
+/**
+ * The frames of a video as the pipeline sees them (gray, upright), reduced to a count and a
+ * digest: two builds that decode a file to the same bytes give the same `digest`. For
+ * comparing builds (the release tests hold the portable addon to the development one).
+ */
+export interface FrameDigest {
+  /** Decoded frames. */
+  frames: number
+  /** FNV-1a 64 of every frame's size and bytes, in order, as 16 hex digits. */
+  digest: string
 }
 
 /**

@@ -22,11 +22,11 @@ export PKG_CONFIG_PATH="$ffmpeg/lib/pkgconfig" PKG_CONFIG_LIBDIR="$ffmpeg/lib/pk
 # OpenCV by explicit paths (the crate then skips its probes); the folder holds only static
 # archives, so the linker takes them. Order: dependents before dependencies.
 export OPENCV_INCLUDE_PATHS="$opencv/include/opencv4"
-export OPENCV_LINK_PATHS="$opencv/lib,$opencv/lib/opencv4/3rdparty"
-export OPENCV_LINK_LIBS="opencv_objdetect,opencv_calib3d,opencv_features2d,opencv_flann,opencv_video,opencv_imgproc,opencv_core,z"
+export OPENCV_LINK_PATHS="$opencv/lib"
+export OPENCV_LINK_LIBS="static=opencv_objdetect,static=opencv_calib3d,static=opencv_features2d,static=opencv_flann,static=opencv_video,static=opencv_imgproc,static=opencv_core,static=z"
 cd "$repo"
 start=$(date +%s)
-cargo zigbuild --release -p tabr-node --target "$PORTABLE_RUST_TARGET" >&2
+cargo zigbuild --release -p tabr-node --features static-ffmpeg --target "$PORTABLE_RUST_TARGET" >&2
 mkdir -p "$out"
 cp "$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/libtabr_node.so" "$out/tabr-native.linux-x64-gnu.node"
 mkdir -p "$out/licenses"
