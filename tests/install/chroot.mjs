@@ -86,7 +86,10 @@ for (const suite of suites) {
       mounts.push(at)
     }
     const inRoot = (command) =>
-      spawnSync('unshare', ['--net', 'chroot', root, '/usr/bin/env', '-i', 'PATH=/usr/local/bin:/usr/bin:/bin', 'HOME=/root', '/bin/sh', '-c', command], {
+      // npm still asks the registry for the platform package's metadata (an optional
+      // dependency, then taken from its tarball) and for its own newest version; with no
+      // network those only fail, so they are told not to retry and wait.
+      spawnSync('unshare', ['--net', 'chroot', root, '/usr/bin/env', '-i', 'PATH=/usr/local/bin:/usr/bin:/bin', 'HOME=/root', 'npm_config_fetch_retries=0', 'npm_config_update_notifier=false', '/bin/sh', '-c', command], {
         encoding: 'utf8',
         maxBuffer: 256 << 20,
       })

@@ -9,7 +9,8 @@ const { readFileSync } = require('node:fs')
 const { basename } = require('node:path')
 
 const [pkg, demoV1, demoV2, ...videos] = process.argv.slice(2)
-const native = require(pkg)
+// Resolved from the working directory: the installed project's node_modules, or a path.
+const native = require(require.resolve(pkg, { paths: [process.cwd()] }))
 const outcome = (p, pick) => p.then(pick, (e) => ({ error: e.code ?? String(e) }))
 
 async function main() {
