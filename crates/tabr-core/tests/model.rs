@@ -274,7 +274,8 @@ fn cuda_is_refused_without_the_provider_and_auto_falls_back() {
     )
     .expect_err("no CUDA here");
     assert!(
-        e.message().contains("CUDA execution provider cannot start"),
+        e.message()
+            .starts_with("provider cuda: the loaded ONNX Runtime is a CPU build"),
         "{e}"
     );
     let m = Model::load(
@@ -286,6 +287,14 @@ fn cuda_is_refused_without_the_provider_and_auto_falls_back() {
     )
     .expect("auto loads");
     assert_eq!(m.info().provider, "cpu");
+    assert!(
+        m.warnings()
+            .iter()
+            .any(|w| w.starts_with("provider auto: the loaded ONNX Runtime is a CPU build")
+                && w.ends_with("; running on the CPU")),
+        "{:?}",
+        m.warnings()
+    );
     assert!(Provider::parse("gpu").is_err());
 }
 
