@@ -80,11 +80,13 @@ lint: node-modules uv
 	uv run --no-project --with ruff==0.17.6 ruff check scripts tests/media
 
 # The Python tooling's tests that need no torch (tables and their spec, the exporter's spec
-# decision, the guide's text and its Node step on the demo models), and the ones that do,
-# skipped with their reason shown (-rs) where torch is absent: make test-python runs those.
+# decision, the guide's text and its Node step on the demo models, the release's library
+# policy check), and the ones that do, skipped with their reason shown (-rs) where torch is
+# absent: make test-python runs those.
 test-tooling: build uv
 	uv run --no-project --with pytest==9.2.0 --with numpy==2.4.6 --with pandas==3.1.1 --with pyarrow==26.0.1 \
-	  pytest -q -rs scripts/tests/test_spec.py scripts/tests/test_export.py scripts/tests/test_guide.py
+	  pytest -q -rs scripts/tests/test_spec.py scripts/tests/test_export.py scripts/tests/test_guide.py \
+	  scripts/tests/test_portable_policy.py
 
 test-rust:
 	cargo test --release --workspace
@@ -121,11 +123,12 @@ demo-model: build uv
 	uv run --no-project $(PY_DEPS) python scripts/make_demo_model.py
 	uv run --no-project $(PY_DEPS) python scripts/make_demo_model.py --spec 2
 
-bench: build
+bench: build portable
 	cargo run --release -p tabr-bench
 	cargo run --release -p tabr-bench -- --face-mesh
 	node bench/http.mjs
 	node bench/queue.mjs
+	node bench/portable.mjs
 
 # make run: from a fresh clone, install and build what is missing, create .env with a random
 # token the first time (printed once, never logged), then serve the demo models on :8000.

@@ -288,10 +288,9 @@ fn cuda_is_refused_without_the_provider_and_auto_falls_back() {
     .expect("auto loads");
     assert_eq!(m.info().provider, "cpu");
     assert!(
-        m.warnings()
-            .iter()
-            .any(|w| w.starts_with("provider auto: the loaded ONNX Runtime is a CPU build")
-                && w.ends_with("; running on the CPU")),
+        m.warnings().iter().any(|w| w
+            .starts_with("provider auto: the loaded ONNX Runtime is a CPU build")
+            && w.ends_with("; running on the CPU")),
         "{:?}",
         m.warnings()
     );

@@ -135,19 +135,13 @@ describe('the packed release, installed with npm', () => {
   }, 300_000)
 
   it('packs the loader and the binaries into separate packages, as napi-rs lays them out, the runtime beside the addon', () => {
-    expect(tarballs.map((t) => t.split('/').pop())).toEqual([
-      `org-tabr-native-${VERSION}.tgz`,
-      `org-tabr-native-linux-x64-gnu-${VERSION}.tgz`,
-      `org-tabr-native-linux-x64-gpu-${VERSION}.tgz`,
-    ])
+    expect(tarballs.map((t) => t.split('/').pop())).toEqual([`org-tabr-native-${VERSION}.tgz`, `org-tabr-native-linux-x64-gnu-${VERSION}.tgz`, `org-tabr-native-linux-x64-gpu-${VERSION}.tgz`])
     const list = (t: string) => execFileSync('tar', ['-tzf', t], { encoding: 'utf8' }).trim().split('\n').sort()
     const [main, platform, gpu] = tarballs.map(list)
     const pkg = (files: string[]) => files.map((f) => `package/${f}`).sort()
     expect(main).toEqual(pkg(['binding.js', 'index.d.ts', 'index.js', 'package.json', 'README.md', 'THIRD-PARTY-NOTICES.txt']))
     expect(platform).toEqual(pkg([binary, runtime, 'package.json', 'README.md', 'THIRD-PARTY-NOTICES.txt']))
-    expect(gpu).toEqual(
-      pkg([binary, runtime, 'libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so', 'package.json', 'README.md', 'THIRD-PARTY-NOTICES.txt']),
-    )
+    expect(gpu).toEqual(pkg([binary, runtime, 'libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so', 'package.json', 'README.md', 'THIRD-PARTY-NOTICES.txt']))
     // The CPU package within the size promised (packed).
     expect(lstatSync(tarballs[1]!).size).toBeLessThanOrEqual(40e6)
   })
@@ -225,14 +219,16 @@ describe('the packed release, installed with npm', () => {
   })
 
   it('says what cuda lacks with the CPU package: a CPU build of ONNX Runtime', () => {
-    const r = run(process.execPath, ['-e', `require('@org/tabr-native').loadModel(process.argv[1], { provider: 'cuda' }).catch((e) => { console.log(e.code, e.message) })`, demoDir], { cwd: app, env: plainEnv() })
+    const r = run(process.execPath, ['-e', `require('@org/tabr-native').loadModel(process.argv[1], { provider: 'cuda' }).catch((e) => { console.log(e.code, e.message) })`, demoDir], {
+      cwd: app,
+      env: plainEnv(),
+    })
     expect(r.stdout).toMatch(/^model_error provider cuda: the loaded ONNX Runtime is a CPU build \(libonnxruntime_providers_cuda\.so is not beside it/)
   })
 
   describe('with the GPU package installed beside it (this machine: no GPU, no CUDA)', () => {
     let gpuApp: string
-    const missing = (lib: string, what: string) =>
-      `${lib} (${what}) cannot be loaded: install CUDA 12 and cuDNN 9, or NVIDIA's wheels and name their folder in TABR_CUDA_LIBS`
+    const missing = (lib: string, what: string) => `${lib} (${what}) cannot be loaded: install CUDA 12 and cuDNN 9, or NVIDIA's wheels and name their folder in TABR_CUDA_LIBS`
 
     beforeAll(() => {
       gpuApp = join(work, 'gpu-app')
@@ -242,7 +238,7 @@ describe('the packed release, installed with npm', () => {
       if (npm.status !== 0) throw new Error(`npm install failed:\n${npm.stderr}`)
     }, 600_000)
 
-    it('loads the GPU package\'s addon, ONNX Runtime\'s CUDA build beside it, and on the CPU gives the workspace numbers', async () => {
+    it("loads the GPU package's addon, ONNX Runtime's CUDA build beside it, and on the CPU gives the workspace numbers", async () => {
       const [oracle] = await workspaceAnswers([clips.face])
       const out = run(
         process.execPath,
@@ -269,7 +265,12 @@ describe('the packed release, installed with npm', () => {
     it('provider auto falls back to the CPU with a warning naming it, and answers', () => {
       const r = run(
         process.execPath,
-        ['-e', `const t = require('@org/tabr-native'); t.loadModel(process.argv[1], { provider: 'auto' }).then(async (m) => console.log(JSON.stringify({ provider: m.info.provider, warnings: m.warnings, label: (await m.predictVideo(process.argv[2])).prediction.label })))`, demoDir, clips.face],
+        [
+          '-e',
+          `const t = require('@org/tabr-native'); t.loadModel(process.argv[1], { provider: 'auto' }).then(async (m) => console.log(JSON.stringify({ provider: m.info.provider, warnings: m.warnings, label: (await m.predictVideo(process.argv[2])).prediction.label })))`,
+          demoDir,
+          clips.face,
+        ],
         { cwd: gpuApp, env: plainEnv() },
       )
       expect(r.status, r.stderr).toBe(0)
@@ -279,7 +280,7 @@ describe('the packed release, installed with npm', () => {
       expect(typeof out.label).toBe('string')
     })
 
-    it('runs v2\'s face networks on the provider asked: cuda fails extractFeatures the same way, auto extracts on the CPU', () => {
+    it("runs v2's face networks on the provider asked: cuda fails extractFeatures the same way, auto extracts on the CPU", () => {
       const r = run(
         process.execPath,
         [
@@ -293,7 +294,7 @@ describe('the packed release, installed with npm', () => {
       expect(r.stdout.trim().split('\n')).toEqual([`model_error provider cuda: ${missing('libcudart.so.12', 'CUDA 12')}`, '90'])
     })
 
-    it('finds CUDA libraries in the folder TABR_CUDA_LIBS names (NVIDIA\'s wheels), then names the next one missing', () => {
+    it("finds CUDA libraries in the folder TABR_CUDA_LIBS names (NVIDIA's wheels), then names the next one missing", () => {
       // The CUDA runtime's wheel from PyPI (1 MB; cached): its libcudart.so.12 is found under
       // nvidia/cuda_runtime/lib, so the first library missing becomes cuBLAS's.
       const wheels = join(homedir(), '.cache/tabr-serve/portable/src/wheels')
