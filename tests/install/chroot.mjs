@@ -110,6 +110,7 @@ for (const suite of suites) {
     const probeS = seconds(t0)
 
     const differ = got.results.filter((r, i) => JSON.stringify(r) !== JSON.stringify(oracle.results[i])).map((r) => r.video)
+    if (JSON.stringify(got.predictVideo) !== JSON.stringify(oracle.predictVideo)) differ.push('predictVideo')
     const answered = got.results.filter((r) => !r.v1.error).length
     const ok =
       differ.length === 0 &&

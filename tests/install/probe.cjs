@@ -1,7 +1,8 @@
 // What the install tests ask of @org/tabr-native, the same program for the development build
 // (the oracle) and for the release installed in a bare Debian: for each video, its frame
-// digest (the decoded bytes), and the v1 and v2 demo models' predictions with the features
-// they computed. Every outcome is kept, errors as their codes, so two builds compare as JSON.
+// digest (the decoded bytes), its v1 and v2 features (extractFeatures) and the v1 and v2 demo
+// models' predictions on them (predict), and predictVideo of both models on the first video.
+// Every outcome is kept, errors as their codes, so two builds compare as JSON.
 //
 // usage: node probe.cjs PACKAGE DEMO_V1 DEMO_V2 VIDEO...   prints one JSON object
 'use strict'
@@ -19,12 +20,22 @@ async function main() {
   for (const v of videos) {
     const r = { video: basename(v), frames: await outcome(native.frameDigest(v), (d) => d) }
     for (const [spec, m] of Object.entries(models)) {
-      r[spec] = await outcome(m.predictVideo(v, { features: true }), (p) => ({
-        prediction: p.prediction,
-        features: Array.from(p.features),
-      }))
+      // extractFeatures throws (not rejects) on a bad option: an async wrapper catches both.
+      const features = await outcome(
+        (async () => native.extractFeatures(v, { spec: `poc-abs/${spec.slice(1)}` }))(),
+        (f) => Array.from(f.values),
+      )
+      r[spec] = features.error ? features : { features, prediction: await outcome(m.predict(Float32Array.from(features)), (p) => p) }
     }
     results.push(r)
+  }
+  const first = videos.find((_, i) => !results[i].v1.error) ?? videos[0]
+  const predictVideo = {}
+  for (const [spec, m] of Object.entries(models)) {
+    predictVideo[spec] = await outcome(m.predictVideo(first, { features: true }), (p) => ({
+      prediction: p.prediction,
+      features: Array.from(p.features),
+    }))
   }
   const maps = readFileSync('/proc/self/maps', 'utf8').split('\n').map((l) => l.split(/\s+/)[5] ?? '')
   return {
@@ -34,6 +45,7 @@ async function main() {
     runtime: maps.find((p) => p.includes('libonnxruntime.so')),
     providers: Object.fromEntries(Object.entries(models).map(([k, m]) => [k, m.info.provider])),
     results,
+    predictVideo,
   }
 }
 
