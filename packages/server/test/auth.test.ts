@@ -1,7 +1,10 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ConfigError, loadConfig, PLACEHOLDER_TOKEN } from '../src/core/config.js'
 import type { Running } from '../src/server.js'
-import { auth, OLD_TOKEN, serve, TOKEN } from './helpers.js'
+import { auth, DEMO, OLD_TOKEN, serve, TOKEN } from './helpers.js'
 
 const protectedRoutes: [string, string][] = [
   ['POST', '/infer/tabr-demo'],
@@ -53,6 +56,32 @@ describe('bearer auth', () => {
     expect(queue({ CALLBACK_ALLOWED_HOSTS: 'hooks.example.org' })).toThrow(/CALLBACK_SECRET: .* at least 32 characters/)
     expect(queue({ CALLBACK_ALLOWED_HOSTS: 'a.example, http://b', CALLBACK_SECRET: TOKEN })).toThrow(/CALLBACK_ALLOWED_HOSTS entry 2/)
     expect(queue({ CALLBACK_ALLOWED_HOSTS: 'A.example,b.example:8443', CALLBACK_SECRET: TOKEN })()).toMatchObject({ callbackHosts: ['a.example', 'b.example:8443'] })
+  })
+
+  it('reads the tokens from AI_API_TOKEN_FILE (a container secret), never both, never echoing the file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tabr-token-'))
+    try {
+      const file = join(dir, 'token')
+      const other = `${TOKEN.slice(0, -1)}X`
+      writeFileSync(file, `${TOKEN}\n${other}\n`)
+      const load = (env: Record<string, string>) => () => loadConfig({ MODEL_REGISTRY: `tabr-demo:tabr:${DEMO}`, ...env }, { dotenv: false })
+      expect(load({ AI_API_TOKEN_FILE: file })().tokens).toEqual([TOKEN, other])
+      expect(load({ AI_API_TOKEN_FILE: file, AI_API_TOKEN: TOKEN })).toThrow(/set one of them, not both/)
+      expect(load({ AI_API_TOKEN_FILE: join(dir, 'missing') })).toThrow(/AI_API_TOKEN_FILE: the file cannot be read/)
+      expect(load({ AI_API_TOKEN_FILE: dir })).toThrow(/AI_API_TOKEN_FILE: the file cannot be read/)
+      writeFileSync(file, 'a-secret-that-is-too-short\n')
+      const short = (() => {
+        try {
+          load({ AI_API_TOKEN_FILE: file })()
+        } catch (e) {
+          return (e as Error).message
+        }
+      })()
+      expect(short).toMatch(/token 1: tokens need at least 32 characters/)
+      expect(short).not.toContain('a-secret')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('serves /metrics without a token when METRICS_PUBLIC=true', async () => {

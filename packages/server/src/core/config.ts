@@ -2,7 +2,7 @@
 // `.env` is read when present. A bad value stops start-up with one line that names the
 // variable, e.g. MODEL_REGISTRY entry 2 ("x:y"): expected name:handler:dir.
 import { availableParallelism } from 'node:os'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { config as readDotenv } from 'dotenv'
 import { bool, cleanEnv, makeValidator, num, str, EnvError, EnvMissingError } from 'envalid'
 
@@ -118,9 +118,33 @@ const positive = makeValidator<number>((raw) => {
   return n
 })
 
+/** The most bytes a token file may hold (a few hundred tokens): anything bigger is not one. */
+const TOKEN_FILE_MAX = 64 * 1024
+
+/**
+ * AI_API_TOKEN_FILE: the tokens from a file (a container secret, /run/secrets/...), so they
+ * never sit in the environment, an image or a compose file. One of the two may be set, not
+ * both. The file's content is never echoed: a bad token is named by its position only.
+ */
+export function tokensFromFile(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const file = env.AI_API_TOKEN_FILE
+  if (!file) return env
+  if (env.AI_API_TOKEN) throw new ConfigError('AI_API_TOKEN and AI_API_TOKEN_FILE: set one of them, not both')
+  let raw: string
+  try {
+    if (!statSync(file).isFile() || statSync(file).size > TOKEN_FILE_MAX) throw new Error('not a small regular file')
+    raw = readFileSync(file, 'utf8')
+  } catch {
+    throw new ConfigError(`AI_API_TOKEN_FILE: the file cannot be read as tokens (a regular file of at most ${TOKEN_FILE_MAX} bytes)`)
+  }
+  // One token per line or comma-separated; surrounding blank lines (a trailing newline) go.
+  return { ...env, AI_API_TOKEN: raw.split(/[\r\n,]+/).filter((t) => t.trim()).join(',') }
+}
+
 /** `worker` processes serve no HTTP, so they need no AI_API_TOKEN. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, { dotenv = true, role = 'api' as 'api' | 'worker' } = {}) {
   if (dotenv && existsSync('.env')) readDotenv({ path: '.env', quiet: true, processEnv: env as Record<string, string> })
+  env = tokensFromFile(env)
   const cores = availableParallelism()
   const spec = {
     AI_API_TOKEN:
