@@ -138,7 +138,13 @@ export function tokensFromFile(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
     throw new ConfigError(`AI_API_TOKEN_FILE: the file cannot be read as tokens (a regular file of at most ${TOKEN_FILE_MAX} bytes)`)
   }
   // One token per line or comma-separated; surrounding blank lines (a trailing newline) go.
-  return { ...env, AI_API_TOKEN: raw.split(/[\r\n,]+/).filter((t) => t.trim()).join(',') }
+  return {
+    ...env,
+    AI_API_TOKEN: raw
+      .split(/[\r\n,]+/)
+      .filter((t) => t.trim())
+      .join(','),
+  }
 }
 
 /** `worker` processes serve no HTTP, so they need no AI_API_TOKEN. */
