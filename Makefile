@@ -14,7 +14,7 @@ APT_PACKAGES := libopencv-dev clang libclang-dev opencv-data pkg-config ffmpeg r
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev chromium \
   nasm meson ninja-build dpkg-dev xz-utils unzip debootstrap binutils
 
-.PHONY: help deps apt pnpm node-modules build sample test lint contracts test-rust test-node test-reference test-tooling test-python demo-model face-models uv bench run serve worker portable pack test-install clean
+.PHONY: image help deps apt pnpm node-modules build sample test lint contracts test-rust test-node test-reference test-tooling test-python demo-model face-models uv bench run serve worker portable pack test-install clean
 
 help:
 	@echo "make deps   install apt packages, pnpm, node modules and uv (what is missing)"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench  benchmark tables (medians and ratios, never pass/fail)"
 	@echo "make portable  the release build of the addon (glibc 2.28, FFmpeg/OpenCV inside) and ONNX Runtime, in dist/portable"
 	@echo "make pack   release tarballs of @org/tabr-native and its platform packages (gnu, gpu) in dist/npm"
+	@echo "make image  the service's container image (podman; deploy/Containerfile), one image for serve and worker"
 	@echo "make test-install  the tarballs' library policy, then npm install + run in bare Debian 11, 12 and 13"
 	@echo "make demo-model / test-python   Python tooling (uv, torch; not in make test)"
 	@echo "make run    install, build, create .env with a token, serve the demo models on :8000"
@@ -166,6 +167,11 @@ portable: deps
 
 pack: portable
 	pnpm --filter @org/tabr-native run pack
+
+# The service's image (deploy/Containerfile) with podman, from the release tarballs and the
+# demo models; the base image is made from Debian's packages here (no registry).
+image: pack
+	deploy/image.sh
 
 # The release as users get it: every ELF file of every tarball against the manylinux_2_28
 # policy, then npm install of the tarballs in bare Debian 11, 12 and 13 root file systems

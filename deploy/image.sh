@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds the tabr-serve image with podman from release artefacts (deploy/stage.mjs after
+# make pack). No registry is reachable here, so the Containerfile's public base
+# (debian:trixie-slim) is made locally first, once, from Debian's packages: the cached
+# debootstrap root of scripts/portable/rootfs.sh, imported under that same name. On a
+# machine that reaches a registry the Containerfile builds as it is (`podman build` or
+# `docker build` of the staged folder).
+#
+# usage: deploy/image.sh [TAG]   (default localhost/tabr-serve:<version>); prints the tag
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+version=$(node -p "require('$repo/packages/tabr-native/package.json').version")
+tag=${1:-localhost/tabr-serve:$version}
+base=docker.io/library/debian:trixie-slim
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$repo/deploy/containers.conf}"
+command -v podman >/dev/null && command -v runc >/dev/null \
+  || { echo "podman and runc are needed: apt-get install podman runc" >&2; exit 1; }
+podman=(podman --runtime runc)
+if ! "${podman[@]}" image exists "$base"; then
+  root=$("$repo/scripts/portable/rootfs.sh" trixie)
+  echo "[image] $base from Debian's packages ($root)" >&2
+  tar -C "$root" --exclude=./.done -c . | "${podman[@]}" import - "$base" >/dev/null
+fi
+context=$(node "$repo/deploy/stage.mjs")
+# A TLS-inspecting proxy's CA, when this host trusts one, reaches npm as a build secret.
+secret=()
+[ -f /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=npm_ca,src=/etc/ssl/certs/ca-certificates.crt)
+"${podman[@]}" build --format docker --network host --pull=never "${secret[@]}" -t "$tag" -f "$context/Containerfile" "$context" >&2
+echo "$tag"
