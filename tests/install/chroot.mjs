@@ -77,10 +77,14 @@ for (const suite of suites) {
       [demo.v1, 'work/models/tabr-demo'],
       [demo.v2, 'work/models/tabr-demo-v2'],
       [fixtures, 'work/fixtures'],
-    ]) cpSync(from, join(root, to), { recursive: true })
+    ])
+      cpSync(from, join(root, to), { recursive: true })
     mkdirSync(join(root, 'work/app'))
     writeFileSync(join(root, 'work/app/package.json'), '{ "name": "tabr-install-test", "private": true }\n')
-    for (const [src, kind] of [['/proc', 'proc'], ['/dev', 'dev']]) {
+    for (const [src, kind] of [
+      ['/proc', 'proc'],
+      ['/dev', 'dev'],
+    ]) {
       const at = join(root, src)
       sh('mount', kind === 'proc' ? ['-t', 'proc', 'proc', at] : ['--bind', src, at])
       mounts.push(at)
@@ -89,10 +93,14 @@ for (const suite of suites) {
       // npm still asks the registry for the platform package's metadata (an optional
       // dependency, then taken from its tarball) and for its own newest version; with no
       // network those only fail, so they are told not to retry and wait.
-      spawnSync('unshare', ['--net', 'chroot', root, '/usr/bin/env', '-i', 'PATH=/usr/local/bin:/usr/bin:/bin', 'HOME=/root', 'npm_config_fetch_retries=0', 'npm_config_update_notifier=false', '/bin/sh', '-c', command], {
-        encoding: 'utf8',
-        maxBuffer: 256 << 20,
-      })
+      spawnSync(
+        'unshare',
+        ['--net', 'chroot', root, '/usr/bin/env', '-i', 'PATH=/usr/local/bin:/usr/bin:/bin', 'HOME=/root', 'npm_config_fetch_retries=0', 'npm_config_update_notifier=false', '/bin/sh', '-c', command],
+        {
+          encoding: 'utf8',
+          maxBuffer: 256 << 20,
+        },
+      )
     const os = inRoot('. /etc/os-release && echo "$PRETTY_NAME"').stdout.trim()
     const absent = inRoot('ls /usr/lib/x86_64-linux-gnu | grep -E "libopencv|libavcodec|libonnxruntime" || true').stdout.trim()
     if (absent) throw new Error(`${suite}'s root is not bare: ${absent}`)

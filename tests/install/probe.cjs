@@ -21,10 +21,7 @@ async function main() {
     const r = { video: basename(v), frames: await outcome(native.frameDigest(v), (d) => d) }
     for (const [spec, m] of Object.entries(models)) {
       // extractFeatures throws (not rejects) on a bad option: an async wrapper catches both.
-      const features = await outcome(
-        (async () => native.extractFeatures(v, { spec: `poc-abs/${spec.slice(1)}` }))(),
-        (f) => Array.from(f.values),
-      )
+      const features = await outcome((async () => native.extractFeatures(v, { spec: `poc-abs/${spec.slice(1)}` }))(), (f) => Array.from(f.values))
       r[spec] = features.error ? features : { features, prediction: await outcome(m.predict(Float32Array.from(features)), (p) => p) }
     }
     results.push(r)
@@ -37,7 +34,9 @@ async function main() {
       features: Array.from(p.features),
     }))
   }
-  const maps = readFileSync('/proc/self/maps', 'utf8').split('\n').map((l) => l.split(/\s+/)[5] ?? '')
+  const maps = readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .map((l) => l.split(/\s+/)[5] ?? '')
   return {
     node: process.version,
     glibc: process.report.getReport().header.glibcVersionRuntime,
