@@ -14,7 +14,7 @@ APT_PACKAGES := libopencv-dev clang libclang-dev opencv-data pkg-config ffmpeg r
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev chromium \
   nasm meson ninja-build dpkg-dev xz-utils unzip debootstrap binutils
 
-.PHONY: image help deps apt pnpm node-modules build sample test lint contracts test-rust test-node test-reference test-tooling test-python demo-model face-models uv bench run serve worker portable pack test-install clean
+.PHONY: image deploy-deps deploy-test help deps apt pnpm node-modules build sample test lint contracts test-rust test-node test-reference test-tooling test-python demo-model face-models uv bench run serve worker portable pack test-install clean
 
 help:
 	@echo "make deps   install apt packages, pnpm, node modules and uv (what is missing)"
@@ -26,6 +26,7 @@ help:
 	@echo "make portable  the release build of the addon (glibc 2.28, FFmpeg/OpenCV inside) and ONNX Runtime, in dist/portable"
 	@echo "make pack   release tarballs of @org/tabr-native and its platform packages (gnu, gpu) in dist/npm"
 	@echo "make image  the service's container image (podman; deploy/Containerfile), one image for serve and worker"
+	@echo "make deploy-test  deploy/compose.yaml with podman: queue mode, scaling, a killed worker, a Redis restart"
 	@echo "make test-install  the tarballs' library policy, then npm install + run in bare Debian 11, 12 and 13"
 	@echo "make demo-model / test-python   Python tooling (uv, torch; not in make test)"
 	@echo "make run    install, build, create .env with a token, serve the demo models on :8000"
@@ -170,8 +171,24 @@ pack: portable
 
 # The service's image (deploy/Containerfile) with podman, from the release tarballs and the
 # demo models; the base image is made from Debian's packages here (no registry).
-image: pack
+image: deploy-deps pack
 	deploy/image.sh
+
+# podman (with runc and CNI's DNS plugin, so services find each other by name) and
+# podman-compose from PyPI, for make image and make deploy-test.
+DEPLOY_APT := podman runc golang-github-containernetworking-plugin-dnsname
+deploy-deps: uv
+	@missing=$$(for p in $(DEPLOY_APT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@command -v podman-compose >/dev/null || uv tool install -q podman-compose==1.5.0
+
+# The compose deployment end to end (deploy/deploy-test.mjs): sync, async + poll, a signed
+# callback, workers 1 → 2, a worker killed mid-job, Redis restarted; every job once.
+deploy-test: deploy-deps pack
+	tag=$$(deploy/image.sh) && node deploy/deploy-test.mjs "$$tag"
 
 # The release as users get it: every ELF file of every tarball against the manylinux_2_28
 # policy, then npm install of the tarballs in bare Debian 11, 12 and 13 root file systems
