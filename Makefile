@@ -171,7 +171,7 @@ pack: portable
 
 # The service's image (deploy/Containerfile) with podman, from the release tarballs and the
 # demo models; the base image is made from Debian's packages here (no registry).
-image: deploy-deps pack
+image: deploy-deps build pack
 	deploy/image.sh
 
 # podman (with runc and CNI's DNS plugin, so services find each other by name) and

@@ -60,7 +60,8 @@ writeFileSync(
   join(work, 'compose.test.yaml'),
   `services:\n  receiver:\n    image: ${image}\n    entrypoint: [node, -e, ${JSON.stringify(receiver)}]\n    ports: ["127.0.0.1:${receiverPort}:9000"]\n    read_only: true\n`,
 )
-const composeEnv = { ...env, TABR_IMAGE: image, TABR_PORT: String(apiPort) }
+// Redis's image builds from the same local Debian base as the service's (deploy/image.sh).
+const composeEnv = { ...env, TABR_IMAGE: image, TABR_PORT: String(apiPort), TABR_BASE: process.env.TABR_BASE ?? 'localhost/tabr-debian:trixie-slim' }
 const compose = (...args) => must('podman-compose', ['--podman-args=--runtime runc', '-p', project, '-f', 'compose.yaml', '-f', 'compose.test.yaml', ...args], { cwd: work, env: composeEnv })
 
 /** podman 4.3's `down` cannot remove containers others depend on: dependents first. */

@@ -11,7 +11,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 version=$(node -p "require('$repo/packages/tabr-native/package.json').version")
 tag=${1:-localhost/tabr-serve:$version}
-base=docker.io/library/debian:trixie-slim
+# The local base gets a name of its own: it must never shadow the public image on this host.
+base=localhost/tabr-debian:trixie-slim
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$repo/deploy/containers.conf}"
 command -v podman >/dev/null && command -v runc >/dev/null \
   || { echo "podman and runc are needed: apt-get install podman runc" >&2; exit 1; }
@@ -25,5 +26,6 @@ context=$(node "$repo/deploy/stage.mjs")
 # A TLS-inspecting proxy's CA, when this host trusts one, reaches npm as a build secret.
 secret=()
 [ -f /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=npm_ca,src=/etc/ssl/certs/ca-certificates.crt)
-"${podman[@]}" build --format docker --network host --pull=never "${secret[@]}" -t "$tag" -f "$context/Containerfile" "$context" >&2
+"${podman[@]}" build --format docker --network host --pull=never --build-arg BASE="$base" "${secret[@]}" \
+  -t "$tag" -f "$context/Containerfile" "$context" >&2
 echo "$tag"

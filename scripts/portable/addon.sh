@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The portable addon: tabr-node built with Zig against glibc 2.28, FFmpeg and OpenCV linked
 # statically from scripts/portable/{ffmpeg,opencv}.sh, LLVM's libc++ linked in by Zig. The
-# result needs, outside itself, only glibc and libgcc_s (scripts/portable/policy.py checks).
+# result needs, outside itself, only glibc's libc, libm, libpthread and libdl (Zig links LLVM's
+# libc++ and libunwind in; scripts/portable/policy.py checks every release file).
 # ONNX Runtime stays a separate library that the addon loads from its own folder at run time
 # (scripts/portable/runtime.sh puts it there when packing).
 #

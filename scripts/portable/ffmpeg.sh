@@ -12,7 +12,6 @@
 # usage: scripts/portable/ffmpeg.sh   prints the install prefix (cached by the scripts' hash)
 source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 
-FFMPEG_DEB=7:5.1.9-0+deb12u1
 FFMPEG_SRC_VERSION=5.1.9-0+deb12u1
 DAV1D_SRC_VERSION=1.0.0-2+deb12u1
 # The demuxers of video/input.rs's ALLOWED_DEMUXERS, by configure's names.

@@ -8,6 +8,7 @@ development build links and the release must never carry.
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import tarfile
@@ -57,5 +58,25 @@ def test_a_library_bundled_beside_its_user_is_fine(tmp_path: Path) -> None:
     # libavcodec needs libswresample; with it in the package, that NEEDED is bundled (its
     # own symbol versions still break the line, so only the NEEDED complaint goes away).
     swr = SYSTEM_AVCODEC.with_name("libswresample.so.4")
+    if not swr.is_file():
+        pytest.fail(f"{swr} is missing (make deps installs the FFmpeg -dev packages)")
     r = run(tarball(tmp_path, "bundled.tgz", {"libavcodec.so.59": SYSTEM_AVCODEC, "libswresample.so.4": swr}))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "libavcodec.so.59" in r.stdout and "libswresample.so.4" in r.stdout, r.stdout
     assert "needs libswresample.so.4" not in r.stdout
+    assert r.stdout.rstrip().endswith("policy: broken")
+
+
+def test_the_cuda_exception_is_the_list_the_core_loads() -> None:
+    # One list of CUDA 12 / cuDNN 9 libraries: the core's CUDA_LIBRARIES (what it checks and
+    # preloads) must be the policy's allowed exception for the CUDA provider.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("policy", POLICY)
+    assert spec and spec.loader
+    policy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(policy)
+    runtime = (POLICY.parents[2] / "crates/tabr-core/src/model/runtime.rs").read_text()
+    block = runtime.split("pub const CUDA_LIBRARIES", 1)[1].split("];", 1)[0]
+    core = set(re.findall(r'"(lib[^"]+)"', block))
+    assert core and core == policy.CUDA

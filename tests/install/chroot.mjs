@@ -32,6 +32,7 @@ function media(dir) {
     .sort()
 }
 const videos = media(fixtures)
+if (videos.length === 0) throw new Error(`no media in ${fixtures}`)
 const tarballs = ['org-tabr-native-', 'org-tabr-native-linux-x64-gnu-'].map((prefix) => {
   const t = readdirSync(dist).find((f) => f.startsWith(prefix) && /^[0-9]/.test(f.slice(prefix.length)))
   if (!t) throw new Error(`${dist} has no ${prefix}*.tgz: run make pack`)
@@ -48,7 +49,10 @@ const seconds = (t0) => ((performance.now() - t0) / 1000).toFixed(1)
 
 // The oracle: the development build of this tree, on this machine.
 let t0 = performance.now()
-const oracle = JSON.parse(sh(process.execPath, [join(here, 'probe.cjs'), join(repo, 'packages/tabr-native'), demo.v1, demo.v2, ...videos]))
+// Nothing of the caller's environment may steer the oracle's runtime or addon.
+const oracleEnv = { ...process.env }
+for (const k of ['ORT_DYLIB_PATH', 'ORT_PROVIDER', 'NAPI_RS_NATIVE_LIBRARY_PATH', 'TABR_CUDA_LIBS']) delete oracleEnv[k]
+const oracle = JSON.parse(sh(process.execPath, [join(here, 'probe.cjs'), join(repo, 'packages/tabr-native'), demo.v1, demo.v2, ...videos], { env: oracleEnv }))
 console.log(`oracle: the development build on ${videos.length} fixtures in ${seconds(t0)} s (glibc ${oracle.glibc})`)
 
 const nodeBin = process.execPath
@@ -122,6 +126,7 @@ for (const suite of suites) {
     const answered = got.results.filter((r) => !r.v1.error).length
     const ok =
       differ.length === 0 &&
+      answered > 0 &&
       got.results.length === videos.length &&
       got.addon === '/work/app/node_modules/@org/tabr-native-linux-x64-gnu/tabr-native.linux-x64-gnu.node' &&
       got.runtime === '/work/app/node_modules/@org/tabr-native-linux-x64-gnu/libonnxruntime.so.1'
@@ -131,8 +136,12 @@ for (const suite of suites) {
     failed = true
     rows.push({ suite, error: e.message })
   } finally {
-    for (const m of mounts.reverse()) spawnSync('umount', ['-l', m])
-    rmSync(work, { recursive: true, force: true })
+    // A mount left in place (the bind of /dev above all) must never be walked by the removal.
+    const stuck = mounts.reverse().filter((m) => spawnSync('umount', ['-l', m]).status !== 0)
+    if (stuck.length) {
+      failed = true
+      console.error(`left mounted, so ${work} is kept: ${stuck.join(', ')}`)
+    } else rmSync(work, { recursive: true, force: true })
   }
 }
 

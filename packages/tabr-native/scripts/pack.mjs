@@ -135,7 +135,8 @@ function stagePlatform(stage, platform, runtimeDir) {
   const src = join(pkgDir, 'npm', platform)
   const manifest = JSON.parse(readFileSync(join(src, 'package.json'), 'utf8'))
   if (manifest.version !== packageJson.version) {
-    throw new Error(`${src}/package.json is ${manifest.version}, package.json ${packageJson.version}: run 'napi version'`)
+    const how = platform === GPU ? 'set it by hand (not a napi target)' : "run 'napi version'"
+    throw new Error(`${src}/package.json is ${manifest.version}, package.json ${packageJson.version}: ${how}`)
   }
   const addon = join(portable, `${binaryName}.linux-x64-gnu.node`)
   if (!existsSync(addon) || !existsSync(runtimeDir)) {

@@ -29,7 +29,7 @@ export async function codeOf(p: Promise<unknown>): Promise<string> {
 /** The environment without what would steer the runtime or the loader of a child process. */
 export function plainEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env = { ...process.env }
-  for (const k of ['ORT_DYLIB_PATH', 'ORT_PROVIDER', 'NAPI_RS_NATIVE_LIBRARY_PATH']) delete env[k]
+  for (const k of ['ORT_DYLIB_PATH', 'ORT_PROVIDER', 'NAPI_RS_NATIVE_LIBRARY_PATH', 'TABR_CUDA_LIBS']) delete env[k]
   return { ...env, ...extra }
 }
 

@@ -8,6 +8,7 @@
 // missing library, the fallback); scripts/gpu-check.sh is the run for a GPU machine. Other
 // Linux systems: tests/install/chroot.mjs (make test-install).
 import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -303,6 +304,12 @@ describe('the packed release, installed with npm', () => {
         const pip = run('python3', ['-m', 'pip', 'download', '-q', '--no-deps', '--only-binary', ':all:', 'nvidia-cuda-runtime-cu12==12.8.90', '-d', wheels])
         expect(pip.status, pip.stderr).toBe(0)
       }
+      // The library is loaded into a test process: only the file its pinned hash names.
+      expect(
+        createHash('sha256')
+          .update(readFileSync(join(wheels, wheel)))
+          .digest('hex'),
+      ).toBe('adade8dcbd0edf427b7204d480d6066d33902cab2a4707dcfc48a2d0fd44ab90')
       const site = join(work, 'site-packages')
       const unzip = run('unzip', ['-q', '-o', join(wheels, wheel), '-d', site])
       expect(unzip.status, unzip.stderr).toBe(0)

@@ -88,30 +88,19 @@ impl std::fmt::Debug for FaceMesh {
 
 impl FaceMesh {
     /// Loads both networks; ONNX Runtime from `dylib`, else `ORT_DYLIB_PATH` (as for models),
-    /// on `provider`: `cuda` fails (`model_error`, naming what is missing) when CUDA cannot
-    /// run, `auto` then takes the CPU.
+    /// on `provider`, decided as for models ([`runtime::choose`]): `cuda` fails
+    /// (`model_error`, naming what is missing) when CUDA cannot run, `auto` then takes the
+    /// CPU.
     pub fn load(dylib: Option<&Path>, provider: Provider) -> Result<FaceMesh> {
         runtime::init(dylib)?;
-        let open = |cuda| -> Result<FaceMesh> {
+        let chosen = runtime::choose(provider, |cuda| {
             Ok(FaceMesh {
                 detector: Net::open(DETECTOR_ONNX, "face detector", cuda)?,
                 mesh: Net::open(MESH_ONNX, "face landmark model", cuda)?,
                 cuda,
             })
-        };
-        match provider {
-            Provider::Cpu => open(false),
-            Provider::Cuda => {
-                runtime::cuda_ready().map_err(|why| {
-                    Error::new(ErrorCode::ModelError, format!("provider cuda: {why}"))
-                })?;
-                open(true)
-            }
-            Provider::Auto => match runtime::cuda_ready().ok().map(|()| open(true)) {
-                Some(Ok(m)) => Ok(m),
-                _ => open(false),
-            },
-        }
+        })?;
+        Ok(chosen.value)
     }
 
     /// Whether the networks run on CUDA.

@@ -109,6 +109,52 @@ pub fn init(dylib: Option<&Path>) -> Result<String> {
     r.clone().map_err(|m| Error::new(ErrorCode::ModelError, m))
 }
 
+/// What a provider settled on: the value built, whether it runs on CUDA, and for `auto` that
+/// fell back, the warning that says why.
+pub(crate) struct Chosen<T> {
+    pub value: T,
+    pub cuda: bool,
+    pub warning: Option<String>,
+}
+
+/// The one cpu/cuda/auto decision, for models and for v2's face networks alike: `cpu` builds
+/// on the CPU; `cuda` builds on CUDA or fails (`model_error`, naming what is missing, or that
+/// the provider failed to start); `auto` takes CUDA when it can and otherwise the CPU, with a
+/// warning that says the same. `on(cuda)` builds the value for one side.
+pub(crate) fn choose<T>(
+    provider: Provider,
+    mut on: impl FnMut(bool) -> Result<T>,
+) -> Result<Chosen<T>> {
+    if provider == Provider::Cpu {
+        return Ok(Chosen {
+            value: on(false)?,
+            cuda: false,
+            warning: None,
+        });
+    }
+    let gpu = cuda_ready().and_then(|()| {
+        on(true).map_err(|_| {
+            "the CUDA execution provider failed to start (is there a usable GPU?)".to_string()
+        })
+    });
+    match gpu {
+        Ok(value) => Ok(Chosen {
+            value,
+            cuda: true,
+            warning: None,
+        }),
+        Err(why) if provider == Provider::Auto => Ok(Chosen {
+            value: on(false)?,
+            cuda: false,
+            warning: Some(format!("provider auto: {why}; running on the CPU")),
+        }),
+        Err(why) => Err(Error::new(
+            ErrorCode::ModelError,
+            format!("provider cuda: {why}"),
+        )),
+    }
+}
+
 /// Whether the CUDA provider can be tried in this process (settled once): `Err` says, in a
 /// sentence, what is missing. Call after [`init`].
 pub fn cuda_ready() -> std::result::Result<(), String> {

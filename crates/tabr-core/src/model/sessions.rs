@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 
-use super::{model_error, runtime, LoadOptions, Manifest, Provider};
+use super::{model_error, runtime, LoadOptions, Manifest};
 use crate::error::{Error, ErrorCode, Result};
 
 /// A pool of ONNX sessions: calls take one, run, and give it back.
@@ -31,28 +31,17 @@ impl Sessions {
         opts: &LoadOptions,
         m: &Manifest,
     ) -> Result<(Sessions, Vec<String>)> {
+        // The first session on the CPU validates the graph and its inputs and outputs, so a
+        // broken file is never blamed on CUDA; `choose` then opens the provider's own.
         let cpu = Self::open(&bytes, opts, false)?;
         check_io(&cpu, m)?;
-        let mut warnings = Vec::new();
-        let (first, cuda) = match opts.provider {
-            Provider::Cpu => (cpu, false),
-            Provider::Cuda | Provider::Auto => {
-                let gpu = runtime::cuda_ready().and_then(|()| {
-                    Self::open(&bytes, opts, true).map_err(|_| {
-                        "the CUDA execution provider failed to start (is there a usable GPU?)"
-                            .to_string()
-                    })
-                });
-                match gpu {
-                    Ok(gpu) => (gpu, true),
-                    Err(why) if opts.provider == Provider::Auto => {
-                        warnings.push(format!("provider auto: {why}; running on the CPU"));
-                        (cpu, false)
-                    }
-                    Err(why) => return Err(model_error(format!("provider cuda: {why}"))),
-                }
-            }
-        };
+        let mut cpu = Some(cpu);
+        let chosen = runtime::choose(opts.provider, |cuda| match (cuda, cpu.take()) {
+            (false, Some(s)) => Ok(s),
+            (c, _) => Self::open(&bytes, opts, c),
+        })?;
+        let (first, cuda) = (chosen.value, chosen.cuda);
+        let warnings: Vec<String> = chosen.warning.into_iter().collect();
         let sessions = Sessions {
             bytes,
             opts: opts.clone(),
