@@ -131,6 +131,7 @@ bench: build portable
 	node bench/http.mjs
 	node bench/queue.mjs
 	node bench/portable.mjs
+	node bench/scale-out.mjs
 
 # make run: from a fresh clone, install and build what is missing, create .env with a random
 # token the first time (printed once, never logged), then serve the demo models on :8000.

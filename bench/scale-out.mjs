@@ -1,0 +1,252 @@
+// Queue mode across hosts, simulated on this machine with network namespaces: one namespace
+// per "host" (Redis, the API, worker A, worker B) on a bridge of their own (10.77.0.0/24), each
+// worker pinned to its own core (taskset) with CONCURRENCY=1. The client and a callback
+// receiver sit on the bridge's own address. Measured, in one run:
+//   - scaling: d18 throughput with worker host A alone and with A and B (alternated rounds);
+//   - a worker host dies (its processes SIGKILLed, its link down) with jobs in flight: every
+//     job still ends once (one callback per job), and how long the batch took after the kill;
+//   - a partition: worker host B cut off for 10 s (`ip link set down`) and healed: no job
+//     lost, no callback twice;
+//   - added latency: `tc netem delay 20ms` on everything Redis sends: sync p50/p99.
+// Only loopback and these namespaces are ever targets. Needs root (ip netns, tc). Bounded:
+// every wait has a deadline; everything made is removed at the end. Tables, never pass/fail,
+// except that it stops with an error when a job is lost or answered twice.
+//
+// usage: node bench/scale-out.mjs   (after make build; ../shared's d18 clip)
+import { spawn, spawnSync } from 'node:child_process'
+import { createHmac, randomBytes } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createServer } from 'node:http'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const clip = resolve(repo, '../shared/fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4')
+const bin = join(repo, 'packages/server/dist/bin/tabr-serve.cjs')
+if (process.getuid?.() !== 0) throw new Error('scale-out needs root (ip netns, tc)')
+const NET = '10.77.0'
+const BRIDGE = 'tabrbr0'
+const HOSTS = { redis: 1, api: 2, wa: 3, wb: 4 }
+const JOB_LOCK_S = 3
+const ROUNDS = 3
+const BATCH = 8
+const token = randomBytes(30).toString('base64url')
+const secret = randomBytes(30).toString('base64url')
+const work = mkdtempSync(join(tmpdir(), 'tabr-scale-'))
+const procs = {}
+const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms))
+const sh = (...args) => {
+  const r = spawnSync(args[0], args.slice(1), { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`)
+  return r.stdout
+}
+const quiet = (...args) => spawnSync(args[0], args.slice(1), { encoding: 'utf8' })
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
+const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]
+async function until(what, ok, ms) {
+  const end = Date.now() + ms
+  for (;;) {
+    if (await ok().catch(() => false)) return
+    if (Date.now() > end) throw new Error(`timed out: ${what}`)
+    await sleep(100)
+  }
+}
+
+function netUp() {
+  netDown()
+  sh('ip', 'link', 'add', BRIDGE, 'type', 'bridge')
+  sh('ip', 'addr', 'add', `${NET}.254/24`, 'dev', BRIDGE)
+  sh('ip', 'link', 'set', BRIDGE, 'up')
+  for (const [h, n] of Object.entries(HOSTS)) {
+    sh('ip', 'netns', 'add', `tabr-${h}`)
+    sh('ip', 'link', 'add', `tv-${h}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', `tabr-${h}`)
+    sh('ip', 'link', 'set', `tv-${h}`, 'master', BRIDGE, 'up')
+    sh('ip', 'netns', 'exec', `tabr-${h}`, 'ip', 'addr', 'add', `${NET}.${n}/24`, 'dev', 'eth0')
+    sh('ip', 'netns', 'exec', `tabr-${h}`, 'ip', 'link', 'set', 'eth0', 'up')
+    sh('ip', 'netns', 'exec', `tabr-${h}`, 'ip', 'link', 'set', 'lo', 'up')
+  }
+}
+function netDown() {
+  for (const h of Object.keys(HOSTS)) {
+    quiet('ip', 'netns', 'pids', `tabr-${h}`)
+      .stdout.split('\n')
+      .filter(Boolean)
+      .forEach((pid) => quiet('kill', '-9', pid))
+    quiet('ip', 'netns', 'del', `tabr-${h}`)
+    quiet('ip', 'link', 'del', `tv-${h}`)
+  }
+  quiet('ip', 'link', 'del', BRIDGE)
+}
+
+/** A process in a host's namespace; resolves once a line of its output matches `ready`. */
+function start(host, name, cmd, env, ready, core) {
+  const pre = core === undefined ? [] : ['taskset', '-c', String(core)]
+  const p = spawn('ip', ['netns', 'exec', `tabr-${host}`, ...pre, ...cmd], { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  procs[name] = p
+  let out = ''
+  return new Promise((ok, fail) => {
+    const look = (c) => {
+      out += c
+      if (ready.test(out)) ok(p)
+    }
+    p.stdout.on('data', look)
+    p.stderr.on('data', look)
+    p.on('exit', (code) => fail(new Error(`${name} exited (${code}): ${out.slice(-400)}`)))
+    setTimeout(() => fail(new Error(`${name} not ready in 60 s: ${out.slice(-400)}`)), 60_000)
+  })
+}
+const service = {
+  EXECUTION_MODE: 'queue',
+  REDIS_URL: `redis://${NET}.${HOSTS.redis}:6379`,
+  MODEL_REGISTRY: `tabr-demo:tabr:${join(repo, 'models/tabr-demo')}`,
+  JOB_LOCK_S: String(JOB_LOCK_S),
+  LOG_LEVEL: 'info',
+  CALLBACK_ALLOWED_HOSTS: `${NET}.254:9000`,
+  CALLBACK_SECRET: secret,
+}
+const worker = (host, core) => start(host, host, [process.execPath, bin, 'worker'], { ...service, CONCURRENCY: '1' }, /"msg":"(worker ready|ready)/, core)
+function killHost(host) {
+  quiet('ip', 'netns', 'pids', `tabr-${host}`)
+    .stdout.split('\n')
+    .filter(Boolean)
+    .forEach((pid) => quiet('kill', '-9', pid))
+}
+
+// The client side: submissions, job views, callbacks.
+const api = `http://${NET}.${HOSTS.api}:8000`
+const auth = { Authorization: `Bearer ${token}` }
+const video = readFileSync(clip)
+const post = (headers = {}, query = '') => {
+  const form = new FormData()
+  form.set('video', new Blob([video]), 'd18.mp4')
+  return fetch(`${api}/infer/tabr-demo${query}`, { method: 'POST', headers: { ...auth, ...headers }, body: form })
+}
+const callbacks = []
+const receiver = createServer((q, s) => {
+  let b = ''
+  q.on('data', (c) => (b += c))
+  q.on('end', () => {
+    callbacks.push({ id: q.headers['x-job-id'], ok: q.headers['x-signature'] === `sha256=${createHmac('sha256', secret).update(b).digest('hex')}` })
+    s.end('ok')
+  })
+})
+async function batch(n) {
+  const ids = []
+  for (let i = 0; i < n; i++) {
+    const r = await post({ Prefer: 'respond-async' }, `?callback_url=${encodeURIComponent(`http://${NET}.254:9000/cb`)}`)
+    if (r.status !== 202) throw new Error(`submit: ${r.status} ${await r.text()}`)
+    ids.push((await r.json()).job_id)
+  }
+  return ids
+}
+const views = (ids) => Promise.all(ids.map(async (id) => (await fetch(`${api}/jobs/${id}`, { headers: auth })).json()))
+const ended = async (ids) => (await views(ids)).every((v) => v.status === 'succeeded' || v.status === 'failed')
+/** Every job of `ids` succeeded, with exactly one good callback each (after a grace period). */
+async function once(ids, what) {
+  await until(`${what}: callbacks`, async () => ids.every((id) => callbacks.some((c) => c.id === id)), 60_000)
+  await sleep(1500)
+  const v = await views(ids)
+  const lost = v.filter((j) => j.status !== 'succeeded').map((j) => `${j.job_id}:${j.status}`)
+  const twice = ids.filter((id) => callbacks.filter((c) => c.id === id).length !== 1)
+  const forged = callbacks.filter((c) => !c.ok).length
+  if (lost.length || twice.length || forged) throw new Error(`${what}: lost ${lost}, not once ${twice}, bad signatures ${forged}`)
+  return { jobs: ids.length, retried: v.filter((j) => j.attempts > 1).length }
+}
+
+const rows = {}
+try {
+  netUp()
+  await new Promise((ok) => receiver.listen(9000, `${NET}.254`, ok))
+  await start(
+    'redis',
+    'redis',
+    ['redis-server', '--bind', `${NET}.${HOSTS.redis}`, '--port', '6379', '--save', '', '--appendonly', 'yes', '--dir', work, '--protected-mode', 'no'],
+    {},
+    /Ready to accept connections/,
+  )
+  await start('api', 'api', [process.execPath, bin, 'serve'], { ...service, AI_API_TOKEN: token, HOST: `${NET}.${HOSTS.api}`, PORT: '8000' }, /"msg":"models ready"/)
+  await worker('wa', 0)
+  // Warm-up: one job.
+  await until('warm-up', async () => (await ended(await batch(1))) || true, 60_000)
+
+  // Scaling: A alone, then A + B, alternated.
+  const tput = { 1: [], 2: [] }
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const hosts of r % 2 ? [2, 1] : [1, 2]) {
+      if (hosts === 2 && (!procs.wb || procs.wb.exitCode !== null)) await worker('wb', 1)
+      if (hosts === 1 && procs.wb && procs.wb.exitCode === null) {
+        procs.wb.kill('SIGTERM')
+        await new Promise((ok) => procs.wb.once('exit', ok))
+      }
+      const t0 = performance.now()
+      const ids = await batch(BATCH)
+      await until(`scaling round ${r} with ${hosts}`, () => ended(ids), 300_000)
+      tput[hosts].push(BATCH / ((performance.now() - t0) / 1000))
+    }
+  }
+  rows.scaling = { one: median(tput[1]), two: median(tput[2]) }
+
+  // A worker host dies with jobs in flight.
+  if (!procs.wb || procs.wb.exitCode !== null) await worker('wb', 1)
+  let ids = await batch(BATCH)
+  await until('two jobs running', async () => (await views(ids)).filter((v) => v.status === 'running').length >= 2, 60_000)
+  let t0 = performance.now()
+  killHost('wb')
+  sh('ip', 'link', 'set', 'tv-wb', 'down')
+  await until('the batch after the host died', () => ended(ids), 300_000)
+  rows.death = { afterS: (performance.now() - t0) / 1000, ...(await once(ids, 'host death')) }
+
+  // A partition: B cut off for 10 s, then healed.
+  sh('ip', 'link', 'set', 'tv-wb', 'up')
+  await worker('wb', 1)
+  ids = await batch(BATCH)
+  await until('jobs running before the partition', async () => (await views(ids)).filter((v) => v.status === 'running').length >= 2, 60_000)
+  t0 = performance.now()
+  sh('ip', 'link', 'set', 'tv-wb', 'down')
+  await sleep(10_000)
+  sh('ip', 'link', 'set', 'tv-wb', 'up')
+  await until('the batch after the partition', () => ended(ids), 300_000)
+  rows.partition = { afterS: (performance.now() - t0) / 1000, ...(await once(ids, 'partition')) }
+
+  // Added latency between Redis and the API: sync requests one at a time.
+  const sync = async (n) => {
+    const ms = []
+    for (let i = 0; i < n; i++) {
+      const t = performance.now()
+      const r = await post()
+      if (r.status !== 200) throw new Error(`sync ${r.status}`)
+      await r.arrayBuffer()
+      ms.push(performance.now() - t)
+    }
+    return ms
+  }
+  const base = await sync(15)
+  // netem on Redis's side: every reply it sends (to the API and to the workers) 20 ms later.
+  // (A prio qdisc with a filter for the API alone is not available on every kernel.) A
+  // kernel without netem gets the row marked as not measured, with the reason.
+  const tc = quiet('ip', 'netns', 'exec', 'tabr-redis', 'tc', 'qdisc', 'add', 'dev', 'eth0', 'root', 'netem', 'delay', '20ms')
+  rows.latency = { base, delayed: tc.status === 0 ? await sync(15) : undefined, why: tc.stderr.trim() }
+} finally {
+  receiver.close()
+  for (const p of Object.values(procs)) if (p.exitCode === null) p.kill('SIGKILL')
+  netDown()
+  rmSync(work, { recursive: true, force: true })
+}
+
+const f = (x, d = 2) => x.toFixed(d)
+console.log(`\nqueue mode across simulated hosts (network namespaces; workers CONCURRENCY=1, pinned one core each; d18; JOB_LOCK_S=${JOB_LOCK_S}; ${BATCH} jobs per batch)\n`)
+console.log('| what | figure |')
+console.log('|---|---|')
+console.log(`| throughput, worker host A alone | ${f(rows.scaling.one)} clips/s (median of ${ROUNDS}) |`)
+console.log(`| throughput, worker hosts A + B | ${f(rows.scaling.two)} clips/s (median of ${ROUNDS}) |`)
+console.log(`| scaling, 2 hosts / 1 | ${f(rows.scaling.two / rows.scaling.one)}× |`)
+console.log(`| host B killed (SIGKILL, link down) with jobs in flight | all ${rows.death.jobs} ended once; ${rows.death.retried} taken over; batch done ${f(rows.death.afterS, 1)} s after the kill |`)
+console.log(
+  `| host B cut from Redis 10 s, healed | all ${rows.partition.jobs} ended once, no callback twice; ${rows.partition.retried} started again; batch done ${f(rows.partition.afterS, 1)} s after the cut |`,
+)
+console.log(`| sync latency, p50 / p99 | ${f(median(rows.latency.base), 0)} / ${f(pct(rows.latency.base, 99), 0)} ms |`)
+console.log(
+  `| … with every Redis reply delayed 20 ms (tc netem) | ${rows.latency.delayed ? `${f(median(rows.latency.delayed), 0)} / ${f(pct(rows.latency.delayed, 99), 0)} ms` : `not measured: tc says "${rows.latency.why}" (this kernel has no netem)`} |`,
+)
+console.log('\nThis machine has 2 cores: the API, Redis and the client share them with the two pinned workers, so the 2-host figure is a floor.')
