@@ -2,6 +2,10 @@
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 
+/** The middle value of a sample (the upper one of the two middles for an even count): the
+ * benchmarks' medians. */
+export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
 /** A free loopback port (the kernel picks it; the listener is closed before it is used). */
 export const freePort = () =>
   new Promise((resolve) => {

@@ -12,6 +12,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gzipSync } from 'node:zlib'
+import { median } from './lib.mjs'
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const clip = resolve(repo, '../shared/fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4')
@@ -42,7 +43,6 @@ const median = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1]
   console.log(JSON.stringify(out))
 })()
 `
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
 const times = { development: { v1: [], v2: [] }, portable: { v1: [], v2: [] } }
 for (let r = 0; r < ROUNDS; r++) {
   const order = r % 2 ? ['portable', 'development'] : ['development', 'portable']

@@ -9,12 +9,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { freePort, N_FEATURES } from './lib.mjs'
+import { freePort, median, N_FEATURES } from './lib.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const bin = join(root, 'packages/server/dist/bin/tabr-serve.cjs')
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 const token = randomBytes(36).toString('base64url')
 const headers = { authorization: `Bearer ${token}` }

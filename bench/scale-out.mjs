@@ -20,6 +20,7 @@ import { createServer } from 'node:http'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { median } from './lib.mjs'
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const clip = resolve(repo, '../shared/fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4')
@@ -42,7 +43,6 @@ const sh = (...args) => {
   return r.stdout
 }
 const quiet = (...args) => spawnSync(args[0], args.slice(1), { encoding: 'utf8' })
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]
 async function until(what, ok, ms) {
   const end = Date.now() + ms

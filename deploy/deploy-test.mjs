@@ -11,10 +11,10 @@
 import { spawnSync } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { freePort } from '../bench/lib.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const repo = resolve(here, '..')
@@ -27,13 +27,6 @@ const secret = randomBytes(30).toString('base64url')
 const JOB_LOCK_S = 3
 const env = { ...process.env, CONTAINERS_CONF: process.env.CONTAINERS_CONF ?? join(here, 'containers.conf') }
 
-const freePort = () =>
-  new Promise((ok) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => ok(port))
-    })
-  })
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms))
 const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { encoding: 'utf8', env, maxBuffer: 64 << 20, ...opts })
 const must = (cmd, args, opts) => {

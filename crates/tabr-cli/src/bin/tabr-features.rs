@@ -260,8 +260,8 @@ fn write_overlay(
     spec: Spec,
     params: &SpecParams,
     dylib: Option<&Path>,
+    provider: tabr_core::model::Provider,
 ) -> Result<(), String> {
-    let provider = tabr_core::model::Provider::from_env().map_err(|e| e.message().to_string())?;
     let mesh = FaceMesh::shared(dylib, provider).map_err(|e| e.message().to_string())?;
     let pic = overlay::first_aligned_face(VideoSource::Path(file), spec, params, mesh)
         .map_err(|e| e.code().to_string())?
@@ -400,6 +400,7 @@ fn main() -> ExitCode {
                         spec,
                         &params,
                         dylib.as_deref(),
+                        provider,
                     ) {
                         eprintln!("tabr-features: {}: overlay: {msg}", file.display());
                         failed.fetch_add(1, Ordering::Relaxed);

@@ -77,7 +77,6 @@ impl Net {
 pub struct FaceMesh {
     pub(super) detector: Net,
     pub(super) mesh: Net,
-    cuda: bool,
 }
 
 impl std::fmt::Debug for FaceMesh {
@@ -97,20 +96,13 @@ impl FaceMesh {
             Ok(FaceMesh {
                 detector: Net::open(DETECTOR_ONNX, "face detector", cuda)?,
                 mesh: Net::open(MESH_ONNX, "face landmark model", cuda)?,
-                cuda,
             })
         })?;
         Ok(chosen.value)
     }
 
-    /// Whether the networks run on CUDA.
-    pub fn cuda(&self) -> bool {
-        self.cuda
-    }
-
     /// The networks, loaded on first use per provider and shared by every extractor of the
-    /// process (each
-    /// network serves one call at a time; a try costs a few milliseconds). ONNX Runtime is
+    /// process (each network serves one call at a time; a try costs a few milliseconds). ONNX Runtime is
     /// the one [`FaceMesh::load`] finds. A failure to load the networks is not kept (a later
     /// call tries again), but ONNX Runtime itself is loaded once per process
     /// ([`crate::model::runtime::init`] keeps its first outcome, failure included): after a
