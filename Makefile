@@ -65,7 +65,7 @@ SAMPLE := .samples/face.mkv
 sample:
 	@[ -f $(SAMPLE) ] || { mkdir -p .samples && $(TABR_BIN_DIR)/tabr-synth --demo-seed 7 --demo-class micro_movement $(SAMPLE); }
 
-test: build lint portable test-rust test-node test-reference test-tooling test-install
+test: build lint portable test-rust test-node test-reference test-tooling test-install deploy-test
 
 # The service's contracts generated from the native core (error codes, feature specs):
 # packages/server/src/core/native.generated.ts; its test fails when this is needed.
@@ -187,8 +187,10 @@ deploy-deps: uv
 	@command -v podman-compose >/dev/null || uv tool install -q podman-compose==1.5.0
 
 # The compose deployment end to end (deploy/deploy-test.mjs): sync, async + poll, a signed
-# callback, workers 1 → 2, a worker killed mid-job, Redis restarted; every job once.
-deploy-test: deploy-deps pack
+# callback, workers 1 → 2, a worker killed mid-job, Redis restarted; every job once. Part of
+# make test (about a minute with podman's layer cache, a few more the first time); podman
+# runs rootful here, so make test needs root, as make deps's apt step does.
+deploy-test: deploy-deps build pack
 	tag=$$(deploy/image.sh) && node deploy/deploy-test.mjs "$$tag"
 
 # The release as users get it: every ELF file of every tarball against the manylinux_2_28
