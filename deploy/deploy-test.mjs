@@ -172,7 +172,11 @@ try {
 } catch (e) {
   failed = true
   console.error(e.message)
-  for (const c of containers()) console.error(`--- ${c}\n${podman('logs', '--tail', '15', c).stderr}`)
+  for (const id of jobs) console.error(`job ${id}: ${JSON.stringify(await view(id).catch((err) => String(err)))}`)
+  for (const c of containers()) {
+    const logs = podman('logs', '--tail', '25', c)
+    console.error(`--- ${c}\n${logs.stdout}${logs.stderr}`)
+  }
 } finally {
   teardown()
   rmSync(work, { recursive: true, force: true })

@@ -23,15 +23,10 @@ if ! "${podman[@]}" image exists "$base"; then
   tar -C "$root" --exclude=./.done -c . | "${podman[@]}" import - "$base" >/dev/null
 fi
 context=$(node "$repo/deploy/stage.mjs")
-# A TLS-inspecting proxy's CA, when this host trusts one, reaches npm as a build secret.
-secret=()
-[ -f /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=npm_ca,src=/etc/ssl/certs/ca-certificates.crt)
-"${podman[@]}" build --format docker --network host --pull=never --build-arg BASE="$base" "${secret[@]}" \
+"${podman[@]}" build --format docker --network host --pull=never --build-arg BASE="$base" \
   -t "$tag" -f "$context/Containerfile" "$context" >&2
-# Each build leaves the image it replaced untagged, and an install stage (node_modules, ~700
-# MB) when the tarballs changed: those of earlier builds go, the newest install stage stays
-# as the next build's cache. Only images carrying this project's stage label are touched.
-stale() { "${podman[@]}" images -q --filter dangling=true --filter "label=org.tabr-serve.stage=$1" --sort created; }
-old=$( { stale final; stale install | tail -n +2; } | sort -u)
+# Each build leaves the image it replaced untagged: those go (only this project's images,
+# by their title label).
+old=$("${podman[@]}" images -q --filter dangling=true --filter label=org.opencontainers.image.title=tabr-serve)
 [ -z "$old" ] || "${podman[@]}" rmi $old >/dev/null 2>&1 || true
 echo "$tag"

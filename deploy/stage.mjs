@@ -1,13 +1,16 @@
-// The image's build context, from release artefacts only: the tarballs of `make pack`
-// (@org/tabr-native and its linux-x64-gnu platform package), tarballs of the service and its
-// page made here from their built folders, the demo models and the Containerfile. The
-// workspace links (`workspace:^`) become the release version, which the tarballs beside them
-// satisfy; dev dependencies and scripts are dropped. Nothing is fetched here.
+// The image's build context, from release artefacts only, so that the image runs the exact
+// JavaScript the tests ran:
+//   app/     the service as `pnpm deploy --prod` lays it out from pnpm-lock.yaml (offline, from
+//            the local store; hoisted, the way npm lays out node_modules): its built dist/, its
+//            page, and every production dependency at the version the lockfile pins. The
+//            workspace's @org/tabr-native and its platform package are then replaced by the
+//            contents of `make pack`'s tarballs (issue 23's self-contained release).
+//   models/  the demo models;  Containerfile.
+// The image build then needs no npm and no registry other than Debian's. Nothing is fetched here.
 //
 // usage: node deploy/stage.mjs [--out DIR]   (default <repo>/dist/image); prints DIR
 import { execFileSync } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -15,39 +18,37 @@ import { parseArgs } from 'node:util'
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const { values: args } = parseArgs({ options: { out: { type: 'string', default: join(repo, 'dist', 'image') } } })
 const out = resolve(args.out)
-const npmOut = join(out, 'npm')
+const app = join(out, 'app')
 const dist = join(repo, 'dist', 'npm')
 
-/** `npm pack` of a staged copy of a workspace package: `files` only, pinned, no dev parts. */
-function packWorkspace(dir, version) {
-  const src = join(repo, dir)
-  const pkg = JSON.parse(readFileSync(join(src, 'package.json'), 'utf8'))
-  for (const f of pkg.files ?? []) if (!existsSync(join(src, f))) throw new Error(`${dir}/${f} is missing: run make build`)
-  const stage = mkdtempSync(join(tmpdir(), 'tabr-image-'))
-  try {
-    for (const f of pkg.files ?? []) cpSync(join(src, f), join(stage, f), { recursive: true })
-    const { devDependencies: _d, scripts: _s, private: _p, ...release } = pkg
-    const pin = (deps) => deps && Object.fromEntries(Object.entries(deps).map(([n, v]) => [n, String(v).startsWith('workspace:') ? version : v]))
-    release.dependencies = pin(release.dependencies)
-    // The page is bundled by Vite: its own dependencies are inside dist/.
-    if (pkg.name === '@org/tabr-web') delete release.dependencies
-    writeFileSync(join(stage, 'package.json'), `${JSON.stringify(release, null, 2)}\n`)
-    const [{ filename }] = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', npmOut], { cwd: stage, encoding: 'utf8' }))
-    return filename
-  } finally {
-    rmSync(stage, { recursive: true, force: true })
-  }
+const { version } = JSON.parse(readFileSync(join(repo, 'packages/tabr-native/package.json'), 'utf8'))
+const native = { '@org/tabr-native': `org-tabr-native-${version}.tgz`, '@org/tabr-native-linux-x64-gnu': `org-tabr-native-linux-x64-gnu-${version}.tgz` }
+for (const t of Object.values(native)) if (!existsSync(join(dist, t))) throw new Error(`dist/npm/${t} is missing: run make pack`)
+for (const f of ['packages/server/dist/bin/tabr-serve.cjs', 'packages/web/dist/index.html']) if (!existsSync(join(repo, f))) throw new Error(`${f} is missing: run make build`)
+
+rmSync(out, { recursive: true, force: true })
+mkdirSync(out, { recursive: true })
+execFileSync('pnpm', ['--filter', '@org/tabr-serve', 'deploy', '--prod', '--offline', '--frozen-lockfile', '--config.node-linker=hoisted', app], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'] })
+// pnpm's own bookkeeping names this host's folders; the lock of what was installed stays.
+rmSync(join(app, 'node_modules', '.modules.yaml'), { force: true })
+
+// The release's native packages, unpacked as npm would (the `package/` folder of each).
+for (const [name, tarball] of Object.entries(native)) {
+  const dir = join(app, 'node_modules', name)
+  rmSync(dir, { recursive: true, force: true })
+  mkdirSync(dir, { recursive: true })
+  execFileSync('tar', ['-xzf', join(dist, tarball), '-C', dir, '--strip-components=1', '--no-same-owner'])
 }
 
-const { version } = JSON.parse(readFileSync(join(repo, 'packages/tabr-native/package.json'), 'utf8'))
-const native = [`org-tabr-native-${version}.tgz`, `org-tabr-native-linux-x64-gnu-${version}.tgz`]
-for (const t of native) if (!existsSync(join(dist, t))) throw new Error(`dist/npm/${t} is missing: run make pack`)
-rmSync(out, { recursive: true, force: true })
-mkdirSync(npmOut, { recursive: true })
-for (const t of native) cpSync(join(dist, t), join(npmOut, t))
-packWorkspace('packages/web', version)
-packWorkspace('packages/server', version)
+// The service's manifest as released: no dev dependencies or scripts, workspace links pinned.
+const pkgPath = join(app, 'package.json')
+const { devDependencies: _d, scripts: _s, private: _p, ...release } = JSON.parse(readFileSync(pkgPath, 'utf8'))
+const pin = (v) => (String(v).startsWith('workspace:') ? version : v)
+release.dependencies = Object.fromEntries(Object.entries(release.dependencies ?? {}).map(([n, v]) => [n, pin(v)]))
+writeFileSync(pkgPath, `${JSON.stringify(release, null, 2)}\n`)
+
 for (const m of ['tabr-demo', 'tabr-demo-v2']) cpSync(join(repo, 'models', m), join(out, 'models', m), { recursive: true })
 cpSync(join(repo, 'deploy/Containerfile'), join(out, 'Containerfile'))
-console.error(`staged: ${readdirSync(npmOut).join(', ')}, models ${readdirSync(join(out, 'models')).join(', ')}`)
+const count = readdirSync(join(app, 'node_modules')).filter((n) => !n.startsWith('.')).length
+console.error(`staged: the service with ${count} top-level packages (pnpm-lock.yaml), ${Object.values(native).join(', ')}, models ${readdirSync(join(out, 'models')).join(', ')}`)
 console.log(out)

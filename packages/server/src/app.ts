@@ -4,7 +4,6 @@
 // (services/executor.ts): a feature vector costs under a millisecond and must not wait behind
 // videos that take seconds. A declared route asked with another method answers 405 with
 // `Allow`, any other path 404.
-import { rmSync } from 'node:fs'
 import cors from 'cors'
 import express from 'express'
 import type { Logger } from 'pino'
@@ -21,7 +20,7 @@ import type { Config } from './core/config.js'
 import { ApiError } from './core/errors.js'
 import { bearerAuth } from './core/security.js'
 import { httpLogger, makeLogger, Metrics } from './core/observability.js'
-import { makePrivateDir, removeStaleDirs } from './core/tempdirs.js'
+import { makePrivateDir, removeStaleDirs, type SweepResult } from './core/tempdirs.js'
 import type { Answer } from './services/answer.js'
 import { CallbackPolicy } from './services/callbacks.js'
 import { Limiter, SyncExecutor } from './services/executor.js'
@@ -80,10 +79,13 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
   if (queue) metrics.watchQueue(() => queue.counts())
   const callbacks = new CallbackPolicy(config.callbackHosts, config.callbackSecret)
   // A killed service leaves its upload folder behind: the next one removes it.
-  const stale = removeStaleDirs(UPLOAD_DIR_PREFIX)
-  if (stale.removed.length) logger.info({ folders: stale.removed }, 'removed the upload folders of services that no longer run')
-  if (stale.failed.length) logger.warn({ folders: stale.failed }, 'cannot remove the upload folders of services that no longer run')
-  const uploadDir = makePrivateDir(UPLOAD_DIR_PREFIX)
+  const swept = (stale: SweepResult) => {
+    if (stale.removed.length) logger.info({ folders: stale.removed }, 'removed the upload folders of services that no longer run')
+    if (stale.failed.length) logger.warn({ folders: stale.failed }, 'cannot remove the upload folders of services that no longer run')
+  }
+  swept(removeStaleDirs(UPLOAD_DIR_PREFIX))
+  const uploads = makePrivateDir(UPLOAD_DIR_PREFIX, { onSweep: swept })
+  const uploadDir = uploads.path
   const openapi = openapiFor(config.executionMode)
   const auth = bearerAuth(config.tokens)
   const app = express()
@@ -131,7 +133,7 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
   const dispose = async () => {
     registry.close()
     await queue?.close()
-    rmSync(uploadDir, { recursive: true, force: true })
+    uploads.release()
   }
   return { app, registry, limiter, featureLimiter, queue, logger, uploadDir, dispose }
 }

@@ -7,7 +7,6 @@
 // longer exist (a SIGKILLed one leaves a copy of its upload behind), and warns when Redis
 // keeps no persistence.
 import { randomUUID } from 'node:crypto'
-import { rmSync } from 'node:fs'
 import { rm, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
@@ -16,7 +15,7 @@ import type { Logger } from 'pino'
 import { ApiError, encodeError, toApiError } from './core/errors.js'
 import type { Config } from './core/config.js'
 import { makeLogger, repeatingErrorLog } from './core/observability.js'
-import { makePrivateDir, removeStaleDirs } from './core/tempdirs.js'
+import { makePrivateDir, removeStaleDirs, type SweepResult } from './core/tempdirs.js'
 import { checkThreadPool } from './core/threadpool.js'
 import type { Answer } from './services/answer.js'
 import { CallbackPolicy } from './services/callbacks.js'
@@ -25,7 +24,7 @@ import type { InferenceInput } from './services/handler.js'
 import { CALLBACK_QUEUE, INFER_QUEUE, MAX_STALLED, PREFIX, checkPersistence, jobView, redisConnection, type JobData } from './services/queue.js'
 import { Registry } from './services/registry.js'
 
-/** A worker's temp folder: `tabr-worker-<pid>-XXXXXX` in the OS temp dir. */
+/** A worker's temp folder: `tabr-worker-<ns>-<pid>-XXXXXX` in the OS temp dir (core/tempdirs). */
 export const WORKER_DIR_PREFIX = 'tabr-worker-'
 
 export interface RunningWorker {
@@ -54,10 +53,13 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
   checkThreadPool(config.concurrency, 0, logger)
   const registry = new Registry(config.registry, { ortProvider: config.ortProvider, flow: config.flow, limits: config.limits, warn: (model, msg) => logger.warn({ model }, msg), lazy: false })
   await registry.loadAll()
-  const stale = removeStaleDirs(WORKER_DIR_PREFIX)
-  if (stale.removed.length) logger.info({ folders: stale.removed }, 'removed the temp folders of workers that no longer run')
-  if (stale.failed.length) logger.warn({ folders: stale.failed }, 'cannot remove the temp folders of workers that no longer run')
-  const dir = makePrivateDir(WORKER_DIR_PREFIX)
+  const swept = (stale: SweepResult) => {
+    if (stale.removed.length) logger.info({ folders: stale.removed }, 'removed the temp folders of workers that no longer run')
+    if (stale.failed.length) logger.warn({ folders: stale.failed }, 'cannot remove the temp folders of workers that no longer run')
+  }
+  swept(removeStaleDirs(WORKER_DIR_PREFIX))
+  const temp = makePrivateDir(WORKER_DIR_PREFIX, { onSweep: swept })
+  const dir = temp.path
   // The limiter gives each job REQUEST_TIMEOUT_S and aborts its native task past it.
   const limiter = new Limiter(config.concurrency, Number.POSITIVE_INFINITY, config.requestTimeoutMs)
   // The same code path as the API's sync mode; videos and vectors share the worker's one limiter.
@@ -134,7 +136,7 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
       clearTimeout(force)
       await jobs.close()
       redis.disconnect()
-      rmSync(dir, { recursive: true, force: true })
+      temp.release()
       logger.info('worker stopped')
     })())
   return { logger, shutdown }

@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { loadConfig } from '../src/core/config.js'
+import { pidNamespace } from '../src/core/tempdirs.js'
 import { start, type Running } from '../src/server.js'
 
 export const TOKEN = 'test-token-0123456789abcdefghijklmnopqrstuvwxyz'
@@ -110,7 +111,7 @@ export async function spawnService(env: Record<string, string> = {}, opts: { tmp
     output,
     tmp,
     uploadDir() {
-      const dirs = readdirSync(tmp).filter((d) => d.startsWith(`tabr-serve-${proc.pid}-`))
+      const dirs = readdirSync(tmp).filter((d) => d.startsWith(`tabr-serve-${pidNamespace()}-${proc.pid}-`))
       if (dirs.length !== 1) throw new Error(`expected one upload folder of ${proc.pid} in ${tmp}, found ${JSON.stringify(dirs)}`)
       return join(tmp, dirs[0]!)
     },

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { pidNamespace } from '../src/core/tempdirs.js'
 import { assertNoLeak, auth, spawnService, TOKEN, type ServiceProcess } from './helpers.js'
 
 const clips = inject('clips')
@@ -143,7 +144,7 @@ describe('hostile requests', () => {
     // A service killed earlier left its upload folder (with an upload) behind.
     const tmp = mkdtempSync(join(tmpdir(), 'tabr-hostile-'))
     const dead = execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' })
-    stale = join(tmp, `tabr-serve-${dead}-stale`)
+    stale = join(tmp, `tabr-serve-${pidNamespace()}-${dead}-stale`)
     mkdirSync(stale)
     writeFileSync(join(stale, 'upload'), 'a copy of an upload')
     s = await spawnService({ REQUEST_TIMEOUT_S: '2', MAX_UPLOAD_MB: '1' }, { tmp })

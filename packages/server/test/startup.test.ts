@@ -1,25 +1,36 @@
 // What a process checks and cleans when it starts: the temp folders that killed processes left
 // behind (removed, never a live process's), and, in queue mode, whether Redis keeps what the
 // queue holds (a warning when it has neither AOF nor RDB persistence).
-import { execFileSync, spawn } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createService } from '../src/app.js'
 import { makeLogger } from '../src/core/observability.js'
-import { removeStaleDirs } from '../src/core/tempdirs.js'
+import { pidNamespace, removeStaleDirs, STALE_MS } from '../src/core/tempdirs.js'
 import { checkPersistence, redisConnection } from '../src/services/queue.js'
 import { auth, config, DEMO, spawnService } from './helpers.js'
 import { queueEnv, startRedis, startWorker, until } from './queue-helpers.js'
 
+const alivePid = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH'
+  }
+}
+
 /** A pid that was just in use and is not any more. */
 const deadPid = () => Number(execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }))
 
-/** A folder `<prefix><pid>-<tag>` in base holding a file, as a process would have left it. */
-function leftBehind(base: string, prefix: string, pid: number, tag: string) {
-  const dir = join(base, `${prefix}${pid}-${tag}`)
+const NS = pidNamespace()
+
+/** A folder `<prefix><ns>-<pid>-<tag>` in base holding a file, as a process would have left it. */
+function leftBehind(base: string, prefix: string, pid: number, tag: string, ns: string | null = NS) {
+  const dir = join(base, `${prefix}${ns === null ? '' : `${ns}-`}${pid}-${tag}`)
   mkdirSync(dir)
   writeFileSync(join(dir, 'upload'), 'a copy of an upload')
   return dir
@@ -68,12 +79,61 @@ describe('stale temp folders', () => {
     }
   })
 
+  it("never judges another pid namespace's folder by its pid: it goes only once untouched for STALE_MS", () => {
+    const b = base()
+    // Another container's worker sharing this /tmp: its pid means nothing here (dead here).
+    const otherNs = String(Number(NS) + 1)
+    const fresh = leftBehind(b, 'tabr-worker-', deadPid(), 'aaaaaa', otherNs)
+    const old = leftBehind(b, 'tabr-worker-', deadPid(), 'bbbbbb', otherNs)
+    // A folder named the way earlier versions did (no namespace).
+    const legacyFresh = leftBehind(b, 'tabr-worker-', deadPid(), 'cccccc', null)
+    const legacyOld = leftBehind(b, 'tabr-worker-', deadPid(), 'dddddd', null)
+    const past = new Date(Date.now() - STALE_MS - 60_000)
+    for (const d of [old, legacyOld]) utimesSync(d, past, past)
+    const { removed } = removeStaleDirs('tabr-worker-', b)
+    expect(removed.sort()).toEqual([old, legacyOld].map((d) => d.split('/').pop()).sort())
+    for (const kept of [fresh, legacyFresh]) expect(existsSync(kept), kept).toBe(true)
+  })
+
+  // The defect deploy-test met: two worker containers sharing a /tmp volume, both pid 6; one
+  // restarted and removed the other's live folder. Here the other container is a real pid
+  // namespace (unshare, root only) whose process gets a pid that is dead in this namespace.
+  const root = process.getuid?.() === 0 && spawnSync('unshare', ['--version']).status === 0
+  it.skipIf(!root)('keeps the folder of a live process in another pid namespace whose pid is dead here (needs root and unshare)', async () => {
+    const b = base()
+    let pid = 200_000
+    while (alivePid(pid)) pid += 1
+    const holder = `const { makePrivateDir } = await import(${JSON.stringify(new URL('../dist/core/tempdirs.js', import.meta.url).href)}); const d = makePrivateDir('tabr-worker-', { base: ${JSON.stringify(b)} }); console.log(process.pid, d.path); setInterval(() => {}, 1000)`
+    const other = spawn(
+      'unshare',
+      ['--pid', '--fork', '--kill-child', '--mount-proc', 'sh', '-c', `echo ${pid - 1} > /proc/sys/kernel/ns_last_pid && "$0" --input-type=module -e "$1"`, process.execPath, holder],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    )
+    try {
+      const line = await new Promise<string>((ok, fail) => {
+        let out = ''
+        other.stdout!.on('data', (c) => {
+          out += c
+          if (out.includes('\n')) ok(out.trim())
+        })
+        other.on('exit', (code) => fail(new Error(`the other namespace's process exited (${code})`)))
+      })
+      const [innerPid, dir] = line.split(' ')
+      expect(Number(innerPid)).toBe(pid)
+      expect(alivePid(pid)).toBe(false)
+      expect(removeStaleDirs('tabr-worker-', b).removed).toEqual([])
+      expect(existsSync(dir!)).toBe(true)
+    } finally {
+      other.kill('SIGKILL')
+    }
+  })
+
   it('a worker removes the folder a SIGKILLed worker left, at start-up, and names its own by pid', async () => {
     const redis = await startRedis()
     const b = base()
     const first = await startWorker(queueEnv(redis.url, { TMPDIR: b }))
     try {
-      const own = (pid: number) => readdirSync(b).filter((d) => d.startsWith(`tabr-worker-${pid}-`))
+      const own = (pid: number) => readdirSync(b).filter((d) => d.startsWith(`tabr-worker-${NS}-${pid}-`))
       expect(own(first.proc.pid!)).toHaveLength(1)
       // Killed mid-life: its folder stays, with what it held.
       writeFileSync(join(b, own(first.proc.pid!)[0]!, 'upload'), 'a copy of an upload')
@@ -106,7 +166,7 @@ describe('stale temp folders', () => {
       const s = createService(config())
       try {
         expect(existsSync(stale)).toBe(false)
-        expect(s.uploadDir.startsWith(join(b, `tabr-serve-${process.pid}-`))).toBe(true)
+        expect(s.uploadDir.startsWith(join(b, `tabr-serve-${NS}-${process.pid}-`))).toBe(true)
       } finally {
         await s.dispose()
       }
