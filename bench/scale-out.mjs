@@ -22,7 +22,7 @@ import { createHmac, randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { createServer as createTcpServer, connect } from 'node:net'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { median } from './lib.mjs'
@@ -95,13 +95,13 @@ function start(host, name, cmd, env, ready, core) {
   let out = ''
   return new Promise((ok, fail) => {
     const look = (c) => {
-      out += c
+      out = (out + c).slice(-8000)
       if (ready.test(out)) ok(p)
     }
     p.stdout.on('data', look)
     p.stderr.on('data', look)
     p.on('exit', (code) => fail(new Error(`${name} exited (${code}): ${out.slice(-400)}`)))
-    setTimeout(() => fail(new Error(`${name} not ready in 60 s: ${out.slice(-400)}`)), 60_000)
+    setTimeout(() => fail(new Error(`${name} not ready in 60 s: ${out.slice(-400)}`)), 60_000).unref()
   })
 }
 const service = {
@@ -112,6 +112,18 @@ const service = {
   LOG_LEVEL: 'info',
   CALLBACK_ALLOWED_HOSTS: `${NET}.254:9000`,
   CALLBACK_SECRET: secret,
+}
+/** SIGTERM, then SIGKILL past 15 s; resolves once the process has exited. */
+function stop(p) {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve()
+  return new Promise((ok) => {
+    const hard = setTimeout(() => p.kill('SIGKILL'), 15_000)
+    p.once('exit', () => {
+      clearTimeout(hard)
+      ok()
+    })
+    p.kill('SIGTERM')
+  })
 }
 const worker = (host, core) => start(host, host, [process.execPath, bin, 'worker'], { ...service, CONCURRENCY: '1' }, /"msg":"(worker ready|ready)/, core)
 function killHost(host) {
@@ -128,29 +140,44 @@ function killHost(host) {
  * overhead is in both columns and only the delay differs.
  */
 const delay = { ms: 0 }
+const relayed = new Set()
 function delayRelay(port, target) {
   const server = createTcpServer((client) => {
     const upstream = connect(target)
+    for (const s of [client, upstream]) relayed.add(s)
     const queue = []
     let timer
+    let ended = false
     const flush = () => {
       timer = undefined
       while (queue.length && queue[0].due <= performance.now()) client.write(queue.shift().chunk)
       if (queue.length) timer = setTimeout(flush, queue[0].due - performance.now())
+      else if (ended) client.end()
     }
     upstream.on('data', (chunk) => {
       queue.push({ due: performance.now() + delay.ms, chunk })
       if (!timer) timer = setTimeout(flush, delay.ms)
     })
+    // Redis closing its side: what it sent before still arrives, delayed like the rest.
+    upstream.on('end', () => {
+      ended = true
+      if (!timer) client.end()
+    })
     client.pipe(upstream)
     const close = () => {
       clearTimeout(timer)
-      client.destroy()
-      upstream.destroy()
+      for (const s of [client, upstream]) {
+        s.destroy()
+        relayed.delete(s)
+      }
     }
-    for (const s of [client, upstream]) s.on('error', close).on('close', close)
+    client.on('error', close).on('close', close)
+    upstream.on('error', close)
   })
-  return new Promise((ok) => server.listen(port, `${NET}.254`, () => ok(server)))
+  return new Promise((ok, fail) => {
+    server.once('error', fail)
+    server.listen(port, `${NET}.254`, () => ok(server))
+  })
 }
 
 // The client side: submissions, job views, callbacks.
@@ -217,10 +244,7 @@ try {
   for (let r = 0; r < ROUNDS; r++) {
     for (const hosts of r % 2 ? [2, 1] : [1, 2]) {
       if (hosts === 2 && (!procs.wb || procs.wb.exitCode !== null)) await worker('wb', 1)
-      if (hosts === 1 && procs.wb && procs.wb.exitCode === null) {
-        procs.wb.kill('SIGTERM')
-        await new Promise((ok) => procs.wb.once('exit', ok))
-      }
+      if (hosts === 1 && procs.wb) await stop(procs.wb)
       const t0 = performance.now()
       const ids = await batch(BATCH)
       await until(`scaling round ${r} with ${hosts}`, () => ended(ids), 300_000)
@@ -268,8 +292,7 @@ try {
     return ms
   }
   relay = await delayRelay(RELAY_PORT, { host: `${NET}.${HOSTS.redis}`, port: 6379 })
-  procs.api.kill('SIGTERM')
-  await new Promise((ok) => procs.api.once('exit', ok))
+  await stop(procs.api)
   await start(
     'api',
     'api',
@@ -286,6 +309,7 @@ try {
 } finally {
   receiver.close()
   relay?.close()
+  for (const sock of relayed) sock.destroy()
   for (const p of Object.values(procs)) if (p.exitCode === null) p.kill('SIGKILL')
   netDown()
   rmSync(work, { recursive: true, force: true })
@@ -305,8 +329,8 @@ console.log(
   `| host B cut from Redis 10 s, healed | all ${rows.partition.jobs} ended once, no callback twice; ${rows.partition.retried} started again; batch done ${f(rows.partition.afterS, 1)} s after the cut |`,
 )
 const lat = (xs) => `${f(median(xs), 0)} / ${f(pct(xs, 99), 0)} ms`
-console.log(`| sync latency via the API's relay to Redis, p50 / p99 (${rows.latency.base.length} requests) | ${lat(rows.latency.base)} |`)
+console.log(`| sync latency via the API's relay to Redis, p50 / p99 (${rows.latency.base.length} requests: p99 is their maximum) | ${lat(rows.latency.base)} |`)
 console.log(
   `| … with every Redis reply to the API ${DELAY_MS} ms later (${rows.latency.delayed.length} requests, rounds alternated) | ${lat(rows.latency.delayed)}; p50 +${f(median(rows.latency.delayed) - median(rows.latency.base), 0)} ms |`,
 )
-console.log('\nThis machine has 2 cores: the API, Redis and the client share them with the two pinned workers, so the 2-host figure is a floor.')
+console.log(`\nThis machine has ${availableParallelism()} cores: the API, Redis and the client share them with the two pinned workers.`)

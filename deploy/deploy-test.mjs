@@ -59,11 +59,12 @@ const compose = (...args) => must('podman-compose', ['--podman-args=--runtime ru
 
 /** podman 4.3's `down` cannot remove containers others depend on: dependents first. */
 function teardown() {
-  for (const s of ['worker', 'receiver', 'api', 'redis']) for (const c of containers(s)) podman('rm', '-f', '-t', '2', c)
-  for (const c of containers()) podman('rm', '-f', '-t', '2', c)
+  // -v: with each container its anonymous volumes (the image's VOLUME /tmp); the named ones
+  // are this project's own. Nothing else on the host is touched.
+  for (const s of ['worker', 'receiver', 'api', 'redis']) for (const c of containers(s)) podman('rm', '-f', '-v', '-t', '2', c)
+  for (const c of containers()) podman('rm', '-f', '-v', '-t', '2', c)
   podman('network', 'rm', '-f', `${project}_default`)
   for (const v of ['redis-data', 'api-tmp']) podman('volume', 'rm', '-f', `${project}_${v}`)
-  podman('volume', 'prune', '-f')
 }
 
 const api = `http://127.0.0.1:${apiPort}`
@@ -87,7 +88,7 @@ const submit = async () => {
   if (r.status !== 202) throw new Error(`async submit: ${r.status} ${await r.text()}`)
   return (await r.json()).job_id
 }
-const view = async (id) => (await fetch(`${api}/jobs/${id}`, { headers: auth })).json()
+const view = async (id) => (await fetch(`${api}/jobs/${id}`, { headers: auth, signal: AbortSignal.timeout(5000) })).json()
 const jobs = []
 const figures = {}
 let failed = false
@@ -95,7 +96,7 @@ try {
   teardown()
   let t0 = performance.now()
   compose('up', '-d', '--scale', 'worker=1')
-  await until('the API to be ready', async () => (await fetch(`${api}/readyz`)).ok, 120_000)
+  await until('the API to be ready', async () => (await fetch(`${api}/readyz`, { signal: AbortSignal.timeout(5000) })).ok, 120_000)
   figures.upToReadyS = ((performance.now() - t0) / 1000).toFixed(1)
 
   // A sync answer through the queue.

@@ -49,6 +49,8 @@ writeFileSync(pkgPath, `${JSON.stringify(release, null, 2)}\n`)
 
 for (const m of ['tabr-demo', 'tabr-demo-v2']) cpSync(join(repo, 'models', m), join(out, 'models', m), { recursive: true })
 cpSync(join(repo, 'deploy/Containerfile'), join(out, 'Containerfile'))
+// COPY keeps these modes and the image runs as uid 10001: readable whatever this host's umask.
+execFileSync('chmod', ['-R', 'a+rX', out])
 const count = readdirSync(join(app, 'node_modules')).filter((n) => !n.startsWith('.')).length
 console.error(`staged: the service with ${count} top-level packages (pnpm-lock.yaml), ${Object.values(native).join(', ')}, models ${readdirSync(join(out, 'models')).join(', ')}`)
 console.log(out)

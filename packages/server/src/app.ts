@@ -43,7 +43,7 @@ export interface Service {
   dispose(): Promise<void>
 }
 
-/** A service's upload folder: `tabr-serve-<pid>-XXXXXX` in the OS temp dir. */
+/** A service's upload folder: `tabr-serve-<namespace>-<pid>-XXXXXX` in the OS temp dir (core/tempdirs). */
 export const UPLOAD_DIR_PREFIX = 'tabr-serve-'
 
 export function createService(config: Config, opts: { logger?: Logger; registry?: Registry } = {}): Service {
@@ -78,13 +78,14 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
       : undefined
   if (queue) metrics.watchQueue(() => queue.counts())
   const callbacks = new CallbackPolicy(config.callbackHosts, config.callbackSecret)
-  // A killed service leaves its upload folder behind: the next one removes it.
+  // A killed service leaves its upload folder behind: the next one removes it, at start-up and
+  // then once a minute.
   const swept = (stale: SweepResult) => {
     if (stale.removed.length) logger.info({ folders: stale.removed }, 'removed the upload folders of services that no longer run')
     if (stale.failed.length) logger.warn({ folders: stale.failed }, 'cannot remove the upload folders of services that no longer run')
   }
   swept(removeStaleDirs(UPLOAD_DIR_PREFIX))
-  const uploads = makePrivateDir(UPLOAD_DIR_PREFIX, { onSweep: swept })
+  const uploads = makePrivateDir(UPLOAD_DIR_PREFIX, { onSweep: swept, onRemade: () => logger.warn('the upload folder had been removed from outside; made again') })
   const uploadDir = uploads.path
   const openapi = openapiFor(config.executionMode)
   const auth = bearerAuth(config.tokens)
@@ -132,8 +133,11 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
 
   const dispose = async () => {
     registry.close()
-    await queue?.close()
-    uploads.release()
+    try {
+      await queue?.close()
+    } finally {
+      uploads.release()
+    }
   }
   return { app, registry, limiter, featureLimiter, queue, logger, uploadDir, dispose }
 }

@@ -3,9 +3,9 @@
 // a private 0600 temp file (removed in every outcome) and deleted from Redis once the job has
 // ended for good. SIGTERM finishes the active jobs (up to SHUTDOWN_TIMEOUT_S) before exiting.
 // The lock, stall and retry settings are described in services/queue.ts. The temp folder is
-// named after the worker's pid; at start-up a worker removes the folders of workers that no
-// longer exist (a SIGKILLed one leaves a copy of its upload behind), and warns when Redis
-// keeps no persistence.
+// named after the worker's pid and its namespace (core/tempdirs.ts); at start-up and then once
+// a minute a worker removes the folders of workers that no longer exist (a SIGKILLed one
+// leaves a copy of its upload behind). It warns when Redis keeps no persistence.
 import { randomUUID } from 'node:crypto'
 import { rm, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
@@ -58,7 +58,7 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
     if (stale.failed.length) logger.warn({ folders: stale.failed }, 'cannot remove the temp folders of workers that no longer run')
   }
   swept(removeStaleDirs(WORKER_DIR_PREFIX))
-  const temp = makePrivateDir(WORKER_DIR_PREFIX, { onSweep: swept })
+  const temp = makePrivateDir(WORKER_DIR_PREFIX, { onSweep: swept, onRemade: () => logger.warn('the temp folder had been removed from outside; made again') })
   const dir = temp.path
   // The limiter gives each job REQUEST_TIMEOUT_S and aborts its native task past it.
   const limiter = new Limiter(config.concurrency, Number.POSITIVE_INFINITY, config.requestTimeoutMs)
@@ -132,11 +132,14 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
       logger.info('shutting down: finishing active jobs')
       // Past SHUTDOWN_TIMEOUT_S the jobs are left to their locks: another worker takes them over.
       const force = setTimeout(() => void inferWorker.close(true), config.shutdownTimeoutMs)
-      await Promise.all([inferWorker.close(), callbackWorker.close()])
-      clearTimeout(force)
-      await jobs.close()
-      redis.disconnect()
-      temp.release()
+      try {
+        await Promise.all([inferWorker.close(), callbackWorker.close()])
+        clearTimeout(force)
+        await jobs.close()
+      } finally {
+        redis.disconnect()
+        temp.release()
+      }
       logger.info('worker stopped')
     })())
   return { logger, shutdown }

@@ -56,7 +56,7 @@ export interface ServiceProcess {
   output: string[]
   /** The private temp dir (TMPDIR) the process was given; removed by stop(). */
   tmp: string
-  /** The process's upload folder (`tabr-serve-<pid>-*` in tmp). */
+  /** The process's upload folder (`tabr-serve-<namespace>-<pid>-*` in tmp). */
   uploadDir(): string
   alive(): boolean
   stop(): Promise<void>

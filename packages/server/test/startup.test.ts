@@ -2,14 +2,14 @@
 // behind (removed, never a live process's), and, in queue mode, whether Redis keeps what the
 // queue holds (a warning when it has neither AOF nor RDB persistence).
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it, vi } from 'vitest'
 import { createService } from '../src/app.js'
 import { makeLogger } from '../src/core/observability.js'
-import { pidNamespace, removeStaleDirs, STALE_MS } from '../src/core/tempdirs.js'
+import { HEARTBEAT_MS, makePrivateDir, pidNamespace, removeStaleDirs, STALE_MS, type SweepResult } from '../src/core/tempdirs.js'
 import { checkPersistence, redisConnection } from '../src/services/queue.js'
 import { auth, config, DEMO, spawnService } from './helpers.js'
 import { queueEnv, startRedis, startWorker, until } from './queue-helpers.js'
@@ -63,50 +63,81 @@ describe('stale temp folders', () => {
   it('removes the folders of processes that are gone, and only those', async () => {
     const b = base()
     const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' })
+    const own = makePrivateDir('tabr-worker-', { base: b })
     try {
       const dead = leftBehind(b, 'tabr-worker-', deadPid(), 'aaaaaa')
       const alive = leftBehind(b, 'tabr-worker-', live.pid!, 'bbbbbb')
-      const mine = leftBehind(b, 'tabr-worker-', process.pid, 'cccccc')
+      // This process's pid on a folder it did not make: a predecessor in a recycled namespace.
+      const recycled = leftBehind(b, 'tabr-worker-', process.pid, 'cccccc')
       const init = leftBehind(b, 'tabr-worker-', 1, 'dddddd')
       const other = leftBehind(b, 'tabr-serve-', deadPid(), 'eeeeee')
       mkdirSync(join(b, 'tabr-worker-test-ffffff'))
       const { removed, failed } = removeStaleDirs('tabr-worker-', b)
-      expect([removed, failed]).toEqual([[dead.split('/').pop()], []])
-      expect(existsSync(dead)).toBe(false)
-      for (const kept of [alive, mine, init, other, join(b, 'tabr-worker-test-ffffff')]) expect(existsSync(kept), kept).toBe(true)
+      expect([removed.sort(), failed]).toEqual([[dead, recycled].map((d) => d.split('/').pop()).sort(), []])
+      for (const gone of [dead, recycled]) expect(existsSync(gone)).toBe(false)
+      for (const kept of [own.path, alive, init, other, join(b, 'tabr-worker-test-ffffff')]) expect(existsSync(kept), kept).toBe(true)
     } finally {
+      own.release()
       live.kill()
+    }
+  })
+
+  it('an owner touches its folder each beat, makes it again if it was removed, sweeps, and stops when released', () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'] })
+    const b = base()
+    try {
+      const sweeps: SweepResult[] = []
+      let remade = 0
+      const own = makePrivateDir('tabr-worker-', { base: b, onSweep: (r) => sweeps.push(r), onRemade: () => (remade += 1) })
+      const dead = leftBehind(b, 'tabr-worker-', deadPid(), 'aaaaaa')
+      rmSync(own.path, { recursive: true })
+      vi.advanceTimersByTime(HEARTBEAT_MS)
+      expect(existsSync(own.path)).toBe(true)
+      expect(remade).toBe(1)
+      expect(sweeps).toEqual([{ removed: [dead.split('/').pop()], failed: [] }])
+      // The next beat touches the folder: its mtime is the (fake) now.
+      vi.advanceTimersByTime(HEARTBEAT_MS)
+      expect(Math.abs(statSync(own.path).mtimeMs - Date.now())).toBeLessThan(2000)
+      own.release()
+      expect(existsSync(own.path)).toBe(false)
+      vi.advanceTimersByTime(3 * HEARTBEAT_MS)
+      expect([existsSync(own.path), remade]).toEqual([false, 1])
+    } finally {
+      vi.useRealTimers()
     }
   })
 
   it("never judges another pid namespace's folder by its pid: it goes only once untouched for STALE_MS", () => {
     const b = base()
     // Another container's worker sharing this /tmp: its pid means nothing here (dead here).
-    const otherNs = String(Number(NS) + 1)
+    const otherNs = NS.replace(/b[0-9a-f]{8}$/, NS.endsWith('bdeadbeef') ? 'bfeedf00d' : 'bdeadbeef')
     const fresh = leftBehind(b, 'tabr-worker-', deadPid(), 'aaaaaa', otherNs)
     const old = leftBehind(b, 'tabr-worker-', deadPid(), 'bbbbbb', otherNs)
     // A folder named the way earlier versions did (no namespace).
     const legacyFresh = leftBehind(b, 'tabr-worker-', deadPid(), 'cccccc', null)
     const legacyOld = leftBehind(b, 'tabr-worker-', deadPid(), 'dddddd', null)
+    // An earlier version's process still running here: its pid is alive.
+    const legacyLive = leftBehind(b, 'tabr-worker-', process.pid, 'eeeeee', null)
     const past = new Date(Date.now() - STALE_MS - 60_000)
-    for (const d of [old, legacyOld]) utimesSync(d, past, past)
+    for (const d of [old, legacyOld, legacyLive]) utimesSync(d, past, past)
     const { removed } = removeStaleDirs('tabr-worker-', b)
     expect(removed.sort()).toEqual([old, legacyOld].map((d) => d.split('/').pop()).sort())
-    for (const kept of [fresh, legacyFresh]) expect(existsSync(kept), kept).toBe(true)
+    for (const kept of [fresh, legacyFresh, legacyLive]) expect(existsSync(kept), kept).toBe(true)
   })
 
   // The defect deploy-test met: two worker containers sharing a /tmp volume, both pid 6; one
   // restarted and removed the other's live folder. Here the other container is a real pid
   // namespace (unshare, root only) whose process gets a pid that is dead in this namespace.
-  const root = process.getuid?.() === 0 && spawnSync('unshare', ['--version']).status === 0
-  it.skipIf(!root)('keeps the folder of a live process in another pid namespace whose pid is dead here (needs root and unshare)', async () => {
+  const unshare = spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true']).status === 0
+  it.skipIf(!unshare)('keeps the folder of a live process in another pid namespace whose pid is dead here (needs unshare --pid: root)', async () => {
     const b = base()
-    let pid = 200_000
+    const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'))
+    let pid = Math.floor((pidMax * 3) / 4)
     while (alivePid(pid)) pid += 1
     const holder = `const { makePrivateDir } = await import(${JSON.stringify(new URL('../dist/core/tempdirs.js', import.meta.url).href)}); const d = makePrivateDir('tabr-worker-', { base: ${JSON.stringify(b)} }); console.log(process.pid, d.path); setInterval(() => {}, 1000)`
     const other = spawn(
       'unshare',
-      ['--pid', '--fork', '--kill-child', '--mount-proc', 'sh', '-c', `echo ${pid - 1} > /proc/sys/kernel/ns_last_pid && "$0" --input-type=module -e "$1"`, process.execPath, holder],
+      ['--pid', '--fork', '--kill-child', '--mount-proc', 'sh', '-c', `echo ${pid - 1} > /proc/sys/kernel/ns_last_pid && { "$0" --input-type=module -e "$1" & wait; }`, process.execPath, holder],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     )
     try {
