@@ -18,3 +18,15 @@ export const freePort = () =>
 /** The feature vector's length, as the core describes its specs (scripts/tabr/specs.json,
  * written by make contracts): the benchmarks' feature requests are this long. */
 export const N_FEATURES = JSON.parse(readFileSync(new URL('../scripts/tabr/specs.json', import.meta.url), 'utf8')).specs[0].n_features
+
+/** Polls `ok` (errors count as not yet) every `everyMs` until it gives a truthy value, which
+ * it returns; past `timeoutMs` it throws, naming `what`. */
+export async function until(what, ok, timeoutMs, everyMs = 200) {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    const v = await ok().catch(() => undefined)
+    if (v) return v
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+}

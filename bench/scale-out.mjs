@@ -25,7 +25,7 @@ import { createServer as createTcpServer, connect } from 'node:net'
 import { availableParallelism, tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { median } from './lib.mjs'
+import { median, until as untilOk } from './lib.mjs'
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const clip = resolve(repo, '../shared/fixtures/faces/face_lp_d18_man_neutral_480_liveportrait.mp4')
@@ -52,14 +52,8 @@ const sh = (...args) => {
 }
 const quiet = (...args) => spawnSync(args[0], args.slice(1), { encoding: 'utf8' })
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]
-async function until(what, ok, ms) {
-  const end = Date.now() + ms
-  for (;;) {
-    if (await ok().catch(() => false)) return
-    if (Date.now() > end) throw new Error(`timed out: ${what}`)
-    await sleep(100)
-  }
-}
+/** lib's until, polling every 100 ms (the batch times below are read at that resolution). */
+const until = (what, ok, ms) => untilOk(what, ok, ms, 100)
 
 function netUp() {
   netDown()
@@ -77,10 +71,7 @@ function netUp() {
 }
 function netDown() {
   for (const h of Object.keys(HOSTS)) {
-    quiet('ip', 'netns', 'pids', `tabr-${h}`)
-      .stdout.split('\n')
-      .filter(Boolean)
-      .forEach((pid) => quiet('kill', '-9', pid))
+    killHost(h)
     quiet('ip', 'netns', 'del', `tabr-${h}`)
     quiet('ip', 'link', 'del', `tv-${h}`)
   }
@@ -125,6 +116,9 @@ function stop(p) {
     p.kill('SIGTERM')
   })
 }
+/** The API on its host, reaching Redis at `redisUrl`. */
+const startApi = (redisUrl) =>
+  start('api', 'api', [process.execPath, bin, 'serve'], { ...service, REDIS_URL: redisUrl, AI_API_TOKEN: token, HOST: `${NET}.${HOSTS.api}`, PORT: '8000' }, /"msg":"models ready"/)
 const worker = (host, core) => start(host, host, [process.execPath, bin, 'worker'], { ...service, CONCURRENCY: '1' }, /"msg":"(worker ready|ready)/, core)
 function killHost(host) {
   quiet('ip', 'netns', 'pids', `tabr-${host}`)
@@ -234,7 +228,7 @@ try {
     {},
     /Ready to accept connections/,
   )
-  await start('api', 'api', [process.execPath, bin, 'serve'], { ...service, AI_API_TOKEN: token, HOST: `${NET}.${HOSTS.api}`, PORT: '8000' }, /"msg":"models ready"/)
+  await startApi(service.REDIS_URL)
   await worker('wa', 0)
   // Warm-up: one job.
   await until('warm-up', async () => (await ended(await batch(1))) || true, 60_000)
@@ -293,13 +287,7 @@ try {
   }
   relay = await delayRelay(RELAY_PORT, { host: `${NET}.${HOSTS.redis}`, port: 6379 })
   await stop(procs.api)
-  await start(
-    'api',
-    'api',
-    [process.execPath, bin, 'serve'],
-    { ...service, REDIS_URL: `redis://${NET}.254:${RELAY_PORT}`, AI_API_TOKEN: token, HOST: `${NET}.${HOSTS.api}`, PORT: '8000' },
-    /"msg":"models ready"/,
-  )
+  await startApi(`redis://${NET}.254:${RELAY_PORT}`)
   await sync(2)
   rows.latency = { base: [], delayed: [] }
   for (let r = 0; r < 2 * LATENCY_ROUNDS; r++) {

@@ -14,7 +14,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { freePort } from '../bench/lib.mjs'
+import { freePort, until } from '../bench/lib.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const repo = resolve(here, '..')
@@ -69,15 +69,6 @@ function teardown() {
 
 const api = `http://127.0.0.1:${apiPort}`
 const auth = { Authorization: `Bearer ${token}` }
-async function until(what, ok, timeoutMs) {
-  const end = Date.now() + timeoutMs
-  for (;;) {
-    const v = await ok().catch(() => undefined)
-    if (v) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await sleep(200)
-  }
-}
 const post = (headers = {}, query = '') => {
   const form = new FormData()
   form.set('video', new Blob([readFileSync(clip)]), 'face.mkv')

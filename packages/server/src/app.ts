@@ -20,7 +20,7 @@ import type { Config } from './core/config.js'
 import { ApiError } from './core/errors.js'
 import { bearerAuth } from './core/security.js'
 import { httpLogger, makeLogger, Metrics } from './core/observability.js'
-import { makePrivateDir, removeStaleDirs, type SweepResult } from './core/tempdirs.js'
+import { logSweeps, makePrivateDir } from './core/tempdirs.js'
 import type { Answer } from './services/answer.js'
 import { CallbackPolicy } from './services/callbacks.js'
 import { Limiter, SyncExecutor } from './services/executor.js'
@@ -80,12 +80,7 @@ export function createService(config: Config, opts: { logger?: Logger; registry?
   const callbacks = new CallbackPolicy(config.callbackHosts, config.callbackSecret)
   // A killed service leaves its upload folder behind: the next one removes it, at start-up and
   // then once a minute.
-  const swept = (stale: SweepResult) => {
-    if (stale.removed.length) logger.info({ folders: stale.removed }, 'removed the upload folders of services that no longer run')
-    if (stale.failed.length) logger.warn({ folders: stale.failed }, 'cannot remove the upload folders of services that no longer run')
-  }
-  swept(removeStaleDirs(UPLOAD_DIR_PREFIX))
-  const uploads = makePrivateDir(UPLOAD_DIR_PREFIX, { onSweep: swept, onRemade: () => logger.warn('the upload folder had been removed from outside; made again') })
+  const uploads = makePrivateDir(UPLOAD_DIR_PREFIX, logSweeps(logger, 'upload folders of services', 'upload folder'))
   const uploadDir = uploads.path
   const openapi = openapiFor(config.executionMode)
   const auth = bearerAuth(config.tokens)

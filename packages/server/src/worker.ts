@@ -15,7 +15,7 @@ import type { Logger } from 'pino'
 import { ApiError, encodeError, toApiError } from './core/errors.js'
 import type { Config } from './core/config.js'
 import { makeLogger, repeatingErrorLog } from './core/observability.js'
-import { makePrivateDir, removeStaleDirs, type SweepResult } from './core/tempdirs.js'
+import { logSweeps, makePrivateDir } from './core/tempdirs.js'
 import { checkThreadPool } from './core/threadpool.js'
 import type { Answer } from './services/answer.js'
 import { CallbackPolicy } from './services/callbacks.js'
@@ -53,12 +53,7 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
   checkThreadPool(config.concurrency, 0, logger)
   const registry = new Registry(config.registry, { ortProvider: config.ortProvider, flow: config.flow, limits: config.limits, warn: (model, msg) => logger.warn({ model }, msg), lazy: false })
   await registry.loadAll()
-  const swept = (stale: SweepResult) => {
-    if (stale.removed.length) logger.info({ folders: stale.removed }, 'removed the temp folders of workers that no longer run')
-    if (stale.failed.length) logger.warn({ folders: stale.failed }, 'cannot remove the temp folders of workers that no longer run')
-  }
-  swept(removeStaleDirs(WORKER_DIR_PREFIX))
-  const temp = makePrivateDir(WORKER_DIR_PREFIX, { onSweep: swept, onRemade: () => logger.warn('the temp folder had been removed from outside; made again') })
+  const temp = makePrivateDir(WORKER_DIR_PREFIX, logSweeps(logger, 'temp folders of workers', 'temp folder'))
   const dir = temp.path
   // The limiter gives each job REQUEST_TIMEOUT_S and aborts its native task past it.
   const limiter = new Limiter(config.concurrency, Number.POSITIVE_INFINITY, config.requestTimeoutMs)

@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, utimesSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { Logger } from 'pino'
 
 export const HEARTBEAT_MS = 60_000
 export const STALE_MS = 15 * 60_000
@@ -102,16 +103,44 @@ export interface PrivateDir {
   release(): void
 }
 
+/** What a folder's owner is told: the sweeps' outcomes, and that its own folder had gone. */
+export interface SweepReport {
+  onSweep?: (r: SweepResult) => void
+  onRemade?: () => void
+}
+
 /**
- * A new private folder `<prefix><id>-<pid>-XXXXXX` in `base`, touched every HEARTBEAT_MS; each
- * beat also sweeps `prefix`'s stale folders and reports to `onSweep` what it removed and what
- * it newly failed to remove (each name once), and to `onRemade` when its own folder had gone.
+ * Reports to `logger`, by the folders' kind (e.g. 'upload folders of services') and the
+ * owner's own ('upload folder'): removals as info, failures and a remade folder as warnings.
  */
-export function makePrivateDir(prefix: string, opts: { base?: string; onSweep?: (r: SweepResult) => void; onRemade?: () => void } = {}): PrivateDir {
+export function logSweeps(logger: Logger, folders: string, own: string): SweepReport {
+  return {
+    onSweep(r) {
+      if (r.removed.length) logger.info({ folders: r.removed }, `removed the ${folders} that no longer run`)
+      if (r.failed.length) logger.warn({ folders: r.failed }, `cannot remove the ${folders} that no longer run`)
+    },
+    onRemade: () => logger.warn(`the ${own} had been removed from outside; made again`),
+  }
+}
+
+/**
+ * Sweeps `prefix`'s stale folders in `base`, then makes a new private folder
+ * `<prefix><id>-<pid>-XXXXXX` there, touched every HEARTBEAT_MS; each beat sweeps again. The
+ * sweeps report to `onSweep` what they removed and what they newly failed to remove (each name
+ * once); `onRemade` hears when the folder itself had gone.
+ */
+export function makePrivateDir(prefix: string, opts: { base?: string } & SweepReport = {}): PrivateDir {
   const base = opts.base ?? tmpdir()
+  const reported = new Set<string>()
+  const sweep = () => {
+    const r = removeStaleDirs(prefix, base)
+    const failed = r.failed.filter((n) => !reported.has(n))
+    for (const n of failed) reported.add(n)
+    if (r.removed.length || failed.length) opts.onSweep?.({ removed: r.removed, failed })
+  }
+  sweep()
   const path = mkdtempSync(join(base, `${prefix}${NS || '0b00000000'}-${process.pid}-`))
   mine.add(path)
-  const reported = new Set<string>()
   const beat = setInterval(() => {
     try {
       const now = new Date()
@@ -122,10 +151,7 @@ export function makePrivateDir(prefix: string, opts: { base?: string; onSweep?: 
         mkdirSync(path, { recursive: true, mode: 0o700 })
         opts.onRemade?.()
       }
-      const r = removeStaleDirs(prefix, base)
-      const failed = r.failed.filter((n) => !reported.has(n))
-      for (const n of failed) reported.add(n)
-      if (r.removed.length || failed.length) opts.onSweep?.({ removed: r.removed, failed })
+      sweep()
     } catch {
       // The base itself is gone or unreadable: the owner's own use of the folder reports it.
     }
