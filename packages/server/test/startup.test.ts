@@ -9,19 +9,10 @@ import { Writable } from 'node:stream'
 import { afterAll, describe, expect, it, vi } from 'vitest'
 import { createService } from '../src/app.js'
 import { makeLogger } from '../src/core/observability.js'
-import { HEARTBEAT_MS, makePrivateDir, pidNamespace, removeStaleDirs, STALE_MS, type SweepResult } from '../src/core/tempdirs.js'
+import { alive, HEARTBEAT_MS, makePrivateDir, pidNamespace, removeStaleDirs, STALE_MS, type SweepResult } from '../src/core/tempdirs.js'
 import { checkPersistence, redisConnection } from '../src/services/queue.js'
 import { auth, config, DEMO, spawnService } from './helpers.js'
 import { queueEnv, startRedis, startWorker, until } from './queue-helpers.js'
-
-const alivePid = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code !== 'ESRCH'
-  }
-}
 
 /** A pid that was just in use and is not any more. */
 const deadPid = () => Number(execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }))
@@ -66,7 +57,7 @@ describe('stale temp folders', () => {
     const own = makePrivateDir('tabr-worker-', { base: b })
     try {
       const dead = leftBehind(b, 'tabr-worker-', deadPid(), 'aaaaaa')
-      const alive = leftBehind(b, 'tabr-worker-', live.pid!, 'bbbbbb')
+      const living = leftBehind(b, 'tabr-worker-', live.pid!, 'bbbbbb')
       // This process's pid on a folder it did not make: a predecessor in a recycled namespace.
       const recycled = leftBehind(b, 'tabr-worker-', process.pid, 'cccccc')
       const init = leftBehind(b, 'tabr-worker-', 1, 'dddddd')
@@ -75,7 +66,7 @@ describe('stale temp folders', () => {
       const { removed, failed } = removeStaleDirs('tabr-worker-', b)
       expect([removed.sort(), failed]).toEqual([[dead, recycled].map((d) => d.split('/').pop()).sort(), []])
       for (const gone of [dead, recycled]) expect(existsSync(gone)).toBe(false)
-      for (const kept of [own.path, alive, init, other, join(b, 'tabr-worker-test-ffffff')]) expect(existsSync(kept), kept).toBe(true)
+      for (const kept of [own.path, living, init, other, join(b, 'tabr-worker-test-ffffff')]) expect(existsSync(kept), kept).toBe(true)
     } finally {
       own.release()
       live.kill()
@@ -133,7 +124,7 @@ describe('stale temp folders', () => {
     const b = base()
     const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'))
     let pid = Math.floor((pidMax * 3) / 4)
-    while (alivePid(pid)) pid += 1
+    while (alive(pid)) pid += 1
     const holder = `const { makePrivateDir } = await import(${JSON.stringify(new URL('../dist/core/tempdirs.js', import.meta.url).href)}); const d = makePrivateDir('tabr-worker-', { base: ${JSON.stringify(b)} }); console.log(process.pid, d.path); setInterval(() => {}, 1000)`
     const other = spawn(
       'unshare',
@@ -151,7 +142,7 @@ describe('stale temp folders', () => {
       })
       const [innerPid, dir] = line.split(' ')
       expect(Number(innerPid)).toBe(pid)
-      expect(alivePid(pid)).toBe(false)
+      expect(alive(pid)).toBe(false)
       expect(removeStaleDirs('tabr-worker-', b).removed).toEqual([])
       expect(existsSync(dir!)).toBe(true)
     } finally {

@@ -132,7 +132,8 @@ export function tokensFromFile(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   if (env.AI_API_TOKEN) throw new ConfigError('AI_API_TOKEN and AI_API_TOKEN_FILE: set one of them, not both')
   let raw: string
   try {
-    if (!statSync(file).isFile() || statSync(file).size > TOKEN_FILE_MAX) throw new Error('not a small regular file')
+    const st = statSync(file)
+    if (!st.isFile() || st.size > TOKEN_FILE_MAX) throw new Error('not a small regular file')
     raw = readFileSync(file, 'utf8')
   } catch {
     throw new ConfigError(`AI_API_TOKEN_FILE: the file cannot be read as tokens (a regular file of at most ${TOKEN_FILE_MAX} bytes)`)

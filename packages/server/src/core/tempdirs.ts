@@ -40,7 +40,8 @@ const NS = pidNamespace()
 /** The folders this process made and has not released (a namespace's pids are recycled). */
 const mine = new Set<string>()
 
-function alive(pid: number): boolean {
+/** Whether a process of this pid namespace has `pid` (only ESRCH means no; EPERM is alive). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true
